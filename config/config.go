@@ -51,10 +51,13 @@ type Node struct {
 
 // Network is the [network] table: everything about the one libp2p host.
 type Network struct {
-	Listen                []string `toml:"listen"`
-	Bootstrap             []string `toml:"bootstrap"`
-	PublicBootstrap       bool     `toml:"public_bootstrap"`
-	DHT                   string   `toml:"dht"`
+	Listen          []string `toml:"listen"`
+	Bootstrap       []string `toml:"bootstrap"`
+	PublicBootstrap bool     `toml:"public_bootstrap"`
+	DHT             string   `toml:"dht"`
+	// Reachability is "auto" (let AutoNAT decide), "public" or "private".
+	// The relay service and DHT server mode run only when public.
+	Reachability          string   `toml:"reachability"`
 	RelayService          bool     `toml:"relay_service"`
 	HolePunching          bool     `toml:"hole_punching"`
 	PortMapping           bool     `toml:"port_mapping"`
@@ -112,6 +115,7 @@ func Defaults() Config {
 		Network: Network{
 			Listen:       []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
 			DHT:          "auto",
+			Reachability: "auto",
 			RelayService: true,
 			HolePunching: true,
 			ConnLow:      64,

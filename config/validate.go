@@ -14,7 +14,7 @@ import (
 // knownKeys lists every router key, for "did you mean" hints.
 var knownKeys = []string{
 	"node.name", "node.state_dir", "node.log_level",
-	"network.listen", "network.bootstrap", "network.public_bootstrap", "network.dht",
+	"network.listen", "network.bootstrap", "network.public_bootstrap", "network.dht", "network.reachability",
 	"network.relay_service", "network.hole_punching", "network.port_mapping", "network.mdns",
 	"network.private_network_key_file", "network.allow_peers", "network.conn_low",
 	"network.conn_high", "network.max_memory_mib",
@@ -68,6 +68,11 @@ func (c *Config) validate(errs *Error, lines keyIndex) {
 	case "auto", "server", "client", "off":
 	default:
 		bad("network.dht", "%q is not one of auto, server, client, off", n.DHT)
+	}
+	switch n.Reachability {
+	case "auto", "public", "private":
+	default:
+		bad("network.reachability", "%q is not one of auto, public, private", n.Reachability)
 	}
 	if n.PrivateNetworkKeyFile != "" && quic {
 		bad("network.private_network_key_file", "a private network cannot use QUIC: remove the quic-v1 addresses from network.listen")

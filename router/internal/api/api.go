@@ -1,0 +1,248 @@
+// Package api is the router's HTTP face: the status page, the JSON API, the
+// Prometheus metrics, and each plugin's API proxied under
+// /api/v1/plugins/NAME/. Requests that change state need the API token.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
+	"github.com/vecino/vecino/router/internal/hostapi"
+	"github.com/vecino/vecino/router/internal/p2p"
+	"github.com/vecino/vecino/router/internal/supervisor"
+)
+
+//go:embed status.html
+var statusPage []byte
+
+// ConfigState says which configuration the node runs on.
+type ConfigState struct {
+	File          string `json:"file"`
+	UsingLastGood bool   `json:"using_last_good"`
+	// Error is why the file was refused, when UsingLastGood.
+	Error string `json:"error,omitempty"`
+}
+
+// Server serves the API.
+type Server struct {
+	Name      string
+	Version   string
+	Node      *p2p.Node
+	Plugins   *supervisor.Supervisor
+	Counters  map[string]*hostapi.Counters
+	Config    ConfigState
+	Auth      *Auth
+	Log       *slog.Logger
+	StartedAt time.Time
+}
+
+// Status is the document at GET /api/v1/status.
+type Status struct {
+	Node     NodeStatus     `json:"node"`
+	Peers    int            `json:"peers"`
+	PeerList []PeerStatus   `json:"peer_list"`
+	Config   ConfigState    `json:"config"`
+	Plugins  []PluginStatus `json:"plugins"`
+}
+
+type NodeStatus struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Version string   `json:"version"`
+	Addrs   []string `json:"addrs"`
+	UptimeS int64    `json:"uptime_s"`
+	DHT     bool     `json:"dht"`
+}
+
+type PeerStatus struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+type PluginStatus struct {
+	Name      string         `json:"name"`
+	State     string         `json:"state"`
+	Restarts  int            `json:"restarts"`
+	PID       int            `json:"pid"`
+	UptimeS   int64          `json:"uptime_s"`
+	LastError string         `json:"last_error"`
+	Version   string         `json:"version,omitempty"`
+	Summary   string         `json:"summary,omitempty"`
+	Details   map[string]any `json:"details,omitempty"`
+	Network   NetworkUse     `json:"network"`
+	Logs      []string       `json:"logs"`
+}
+
+// NetworkUse is what a plugin did through the router.
+type NetworkUse struct {
+	BytesIn     uint64 `json:"bytes_in"`
+	BytesOut    uint64 `json:"bytes_out"`
+	StreamsIn   uint64 `json:"streams_in"`
+	StreamsOut  uint64 `json:"streams_out"`
+	MessagesIn  uint64 `json:"messages_in"`
+	MessagesOut uint64 `json:"messages_out"`
+	Refused     uint64 `json:"refused"`
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(statusPage)
+	})
+	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Status(r.Context()))
+	})
+	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.HandleFunc("POST /api/v1/restart/{plugin}", s.restart)
+	mux.HandleFunc("/api/v1/plugins/{plugin}/{path...}", s.proxy)
+	return s.Auth.Guard(mux)
+}
+
+// Status gathers the node's status, asking each running plugin for its own.
+func (s *Server) Status(ctx context.Context) Status {
+	h := s.Node.Host
+	st := Status{
+		Node: NodeStatus{
+			ID: h.ID().String(), Name: s.Name, Version: s.Version,
+			UptimeS: int64(time.Since(s.StartedAt).Seconds()), DHT: s.Node.DHT != nil,
+		},
+		Config:   s.Config,
+		PeerList: []PeerStatus{},
+		Plugins:  []PluginStatus{},
+	}
+	for _, a := range h.Addrs() {
+		st.Node.Addrs = append(st.Node.Addrs, a.String()+"/p2p/"+h.ID().String())
+	}
+	for _, c := range h.Network().Conns() {
+		st.PeerList = append(st.PeerList, PeerStatus{ID: c.RemotePeer().String(), Addr: c.RemoteMultiaddr().String()})
+	}
+	sort.Slice(st.PeerList, func(i, j int) bool { return st.PeerList[i].ID < st.PeerList[j].ID })
+	st.Peers = len(h.Network().Peers())
+	for _, p := range s.Plugins.Plugins() {
+		st.Plugins = append(st.Plugins, s.pluginStatus(ctx, p))
+	}
+	return st
+}
+
+func (s *Server) pluginStatus(ctx context.Context, p *supervisor.Plugin) PluginStatus {
+	snap := p.Snapshot()
+	ps := PluginStatus{
+		Name: snap.Name, State: string(snap.State), Restarts: snap.Restarts, PID: snap.PID,
+		LastError: snap.LastError, Version: snap.Version, Logs: snap.Logs,
+	}
+	if ps.Logs == nil {
+		ps.Logs = []string{}
+	}
+	if !snap.StartedAt.IsZero() {
+		ps.UptimeS = int64(time.Since(snap.StartedAt).Seconds())
+	}
+	if c := s.Counters[snap.Name]; c != nil {
+		ps.Network = NetworkUse{
+			BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(),
+			StreamsIn: c.StreamsIn.Load(), StreamsOut: c.StreamsOut.Load(),
+			MessagesIn: c.MessagesIn.Load(), MessagesOut: c.MessagesOut.Load(),
+			Refused: c.Refused.Load(),
+		}
+	}
+	if client := p.Client(); client != nil {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if r, err := client.Status(cctx, &pluginv1.StatusRequest{}); err == nil {
+			ps.Summary = r.Summary
+			ps.Details = r.Details.AsMap()
+		} else {
+			ps.Summary = "status unavailable: " + err.Error()
+		}
+	}
+	return ps
+}
+
+func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
+	p := s.Plugins.Plugin(r.PathValue("plugin"))
+	if p == nil {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no plugin %q", r.PathValue("plugin")))
+		return
+	}
+	if p.Snapshot().State == supervisor.Disabled {
+		writeError(w, http.StatusConflict, fmt.Errorf("plugin %q is disabled in the configuration", r.PathValue("plugin")))
+		return
+	}
+	p.Restart()
+	writeJSON(w, http.StatusAccepted, map[string]string{"plugin": r.PathValue("plugin"), "action": "restart"})
+}
+
+// maxProxyBody bounds a request body forwarded to a plugin.
+const maxProxyBody = 32 << 20
+
+func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("plugin")
+	p := s.Plugins.Plugin(name)
+	if p == nil {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no plugin %q", name))
+		return
+	}
+	client := p.Client()
+	if client == nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("plugin %q is %s", name, p.Snapshot().State))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxProxyBody))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("read request body: %w", err))
+		return
+	}
+	req := &pluginv1.HTTPRequest{
+		Method: r.Method, Path: "/" + r.PathValue("path"), RawQuery: r.URL.RawQuery,
+		Body: body, Authenticated: s.Auth.Check(r),
+	}
+	for k, v := range r.Header {
+		if k == "Authorization" || k == "Cookie" {
+			continue // the router's secret stays with the router
+		}
+		req.Headers = append(req.Headers, &pluginv1.Header{Name: k, Values: v})
+	}
+	resp, err := client.HTTP(r.Context(), req)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
+		return
+	}
+	for _, h := range resp.Headers {
+		for _, v := range h.Values {
+			w.Header().Add(h.Name, v)
+		}
+	}
+	w.WriteHeader(int(resp.Status))
+	w.Write(resp.Body)
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{s: s})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}

@@ -1,0 +1,243 @@
+// Package p2p is the node's one libp2p host: its identity, transports,
+// resource limits, relay service, DHT and gossipsub, built from [network].
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/routing"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/vecino/vecino/config"
+)
+
+// Node is the router's libp2p host and the services on it.
+type Node struct {
+	Host   host.Host
+	PubSub *pubsub.PubSub
+	// DHT is nil when [network] dht = "off".
+	DHT *dht.IpfsDHT
+
+	log       *slog.Logger
+	bootstrap []peer.AddrInfo
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	mdns      mdns.Service
+
+	mu       sync.Mutex
+	topics   map[string]*topicRef
+	handlers map[string]string // protocol -> plugin that handles it
+}
+
+// New starts the host described by cfg, with the identity kept under
+// stateDir. Close stops it.
+func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
+	key, err := LoadOrCreateKey(KeyPath(stateDir))
+	if err != nil {
+		return nil, err
+	}
+	limits, err := resourceLimits(cfg.MaxMemoryMiB)
+	if err != nil {
+		return nil, err
+	}
+	rm, err := rcmgr.NewResourceManager(limits)
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	n := &Node{log: log, topics: map[string]*topicRef{}, handlers: map[string]string{}}
+	for _, s := range cfg.Bootstrap {
+		ai, err := peer.AddrInfoFromString(s)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap peer %q: %w", s, err)
+		}
+		n.bootstrap = append(n.bootstrap, *ai)
+	}
+	dhtPeers := append([]peer.AddrInfo(nil), n.bootstrap...)
+	if cfg.PublicBootstrap {
+		dhtPeers = append(dhtPeers, dht.GetDefaultBootstrapPeerAddrInfos()...)
+	}
+
+	opts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(cfg.Listen...),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.UserAgent("vecino"),
+		libp2p.Transport(tcp.NewTCPTransport),
+	}
+	if cfg.PrivateNetworkKeyFile != "" {
+		psk, err := loadPSK(cfg.PrivateNetworkKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, libp2p.PrivateNetwork(psk))
+	} else {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
+	if len(cfg.AllowPeers) > 0 {
+		g, err := newAllowGater(cfg.AllowPeers)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, libp2p.ConnectionGater(g))
+	}
+	switch cfg.Reachability {
+	case "public":
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case "private":
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	if cfg.RelayService {
+		r := cfg.Relay
+		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(relayv2.Resources{
+			Limit: &relayv2.RelayLimit{
+				Duration: r.CircuitDuration,
+				Data:     r.CircuitDataKiB << 10,
+			},
+			ReservationTTL:        r.ReservationTTL,
+			MaxReservations:       r.MaxReservations,
+			MaxCircuits:           r.MaxCircuits,
+			BufferSize:            2048,
+			MaxReservationsPerIP:  r.MaxReservationsPerIP,
+			MaxReservationsPerASN: 4 * r.MaxReservationsPerIP,
+		})))
+	}
+	if cfg.PortMapping {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	if cfg.HolePunching {
+		opts = append(opts, libp2p.EnableHolePunching())
+	}
+	if cfg.DHT != "off" {
+		mode := map[string]dht.ModeOpt{"auto": dht.ModeAuto, "server": dht.ModeServer, "client": dht.ModeClient}[cfg.DHT]
+		opts = append(opts, libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
+			d, err := dht.New(h, dht.Mode(mode), dht.BootstrapPeers(dhtPeers...))
+			n.DHT = d
+			return d, err
+		}))
+	}
+
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start libp2p host: %w", err)
+	}
+	n.Host = h
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.PubSub, err = pubsub.NewGossipSub(ctx, h, pubsub.WithPeerExchange(cfg.RelayService))
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("start gossipsub: %w", err)
+	}
+	if cfg.MDNS {
+		n.mdns = mdns.NewMdnsService(h, "vecino", &mdnsNotifee{n: n, ctx: ctx})
+		if err := n.mdns.Start(); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("start mdns: %w", err)
+		}
+	}
+	n.wg.Add(1)
+	go n.keepBootstrapped(ctx)
+	log.Info("libp2p host up", "id", h.ID().String(), "addrs", h.Addrs(), "dht", cfg.DHT, "relay_service", cfg.RelayService)
+	return n, nil
+}
+
+// Close stops the host and everything on it.
+func (n *Node) Close() error {
+	n.cancel()
+	n.wg.Wait()
+	var errs []error
+	if n.mdns != nil {
+		errs = append(errs, n.mdns.Close())
+	}
+	if n.DHT != nil {
+		errs = append(errs, n.DHT.Close())
+	}
+	if n.Host != nil {
+		errs = append(errs, n.Host.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// keepBootstrapped connects to the configured bootstrap peers and reconnects
+// to those it loses, checking every 15 seconds.
+func (n *Node) keepBootstrapped(ctx context.Context) {
+	defer n.wg.Done()
+	if len(n.bootstrap) == 0 {
+		return
+	}
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		for _, ai := range n.bootstrap {
+			if len(n.Host.Network().ConnsToPeer(ai.ID)) > 0 {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := n.Host.Connect(cctx, ai); err != nil {
+				n.log.Warn("bootstrap peer unreachable", "peer", ai.ID.String(), "err", err)
+			} else {
+				n.log.Info("connected to bootstrap peer", "peer", ai.ID.String())
+			}
+			cancel()
+		}
+		if n.DHT != nil {
+			_ = n.DHT.Bootstrap(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type mdnsNotifee struct {
+	n   *Node
+	ctx context.Context
+}
+
+func (m *mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
+	if ai.ID == m.n.Host.ID() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
+	if err := m.n.Host.Connect(ctx, ai); err == nil {
+		m.n.log.Info("connected to LAN peer", "peer", ai.ID.String())
+	}
+}
+
+func loadPSK(path string) (pnet.PSK, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("private network key: %w", err)
+	}
+	defer f.Close()
+	psk, err := pnet.DecodeV1PSK(f)
+	if err != nil {
+		return nil, fmt.Errorf("private network key %s: %w", path, err)
+	}
+	return psk, nil
+}

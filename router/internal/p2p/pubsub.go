@@ -1,0 +1,85 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+)
+
+// topicRef shares one joined topic between every plugin that uses it.
+type topicRef struct {
+	topic *pubsub.Topic
+	refs  int
+}
+
+func (n *Node) joinLocked(name string) (*topicRef, error) {
+	if t, ok := n.topics[name]; ok {
+		return t, nil
+	}
+	t, err := n.PubSub.Join(name)
+	if err != nil {
+		return nil, fmt.Errorf("join topic %s: %w", name, err)
+	}
+	ref := &topicRef{topic: t}
+	n.topics[name] = ref
+	return ref, nil
+}
+
+// Publish sends data on topic, joining it if nobody here has.
+func (n *Node) Publish(ctx context.Context, topic string, data []byte) error {
+	n.mu.Lock()
+	ref, err := n.joinLocked(topic)
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return ref.topic.Publish(ctx, data)
+}
+
+// Subscribe subscribes to topic; cancel ends the subscription.
+func (n *Node) Subscribe(topic string) (sub *pubsub.Subscription, cancel func(), err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ref, err := n.joinLocked(topic)
+	if err != nil {
+		return nil, nil, err
+	}
+	sub, err = ref.topic.Subscribe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("subscribe %s: %w", topic, err)
+	}
+	ref.refs++
+	return sub, func() {
+		sub.Cancel()
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		ref.refs--
+		if ref.refs == 0 {
+			// Close fails while someone else holds a handler or relay on
+			// the topic; then it stays joined, which is harmless.
+			if err := ref.topic.Close(); err == nil {
+				delete(n.topics, topic)
+			}
+		}
+	}, nil
+}
+
+// ClaimProtocol records that plugin handles protocol. Two plugins cannot
+// handle one protocol.
+func (n *Node) ClaimProtocol(protocol, plugin string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if owner, ok := n.handlers[protocol]; ok && owner != plugin {
+		return fmt.Errorf("protocol %s is already handled by plugin %s", protocol, owner)
+	}
+	n.handlers[protocol] = plugin
+	return nil
+}
+
+// ReleaseProtocol undoes ClaimProtocol.
+func (n *Node) ReleaseProtocol(protocol string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.handlers, protocol)
+}

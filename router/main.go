@@ -1,0 +1,71 @@
+// Command router is the Vecino node: it owns the node's libp2p identity and
+// network, supervises the plugins, and serves the status page and API.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/vecino/vecino/config"
+	"github.com/vecino/vecino/router/internal/daemon"
+)
+
+func main() {
+	var (
+		configPath  = flag.String("config", "", "configuration file (default: the built-in loopback-only configuration)")
+		stateDir    = flag.String("state-dir", "", "state directory, overriding [node] state_dir; also where the last good configuration is found when the file is broken")
+		checkConfig = flag.String("check-config", "", "validate this configuration file and exit")
+		pluginDir   = flag.String("plugin-dir", "", "where plugin binaries are found (default: the router binary's folder)")
+		logJSON     = flag.Bool("log-json", false, "log JSON lines instead of text")
+	)
+	flag.Parse()
+
+	if *checkConfig != "" {
+		if _, err := config.Load(*checkConfig); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("%s: ok\n", *checkConfig)
+		return
+	}
+
+	cfg, state, err := daemon.LoadConfig(*configPath, *stateDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Node.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if *logJSON {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	log := slog.New(h)
+	slog.SetDefault(log)
+	if state.UsingLastGood {
+		log.Error("configuration refused; running on the last good copy", "file", state.File, "err", state.Error)
+	}
+
+	dir := *pluginDir
+	if dir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			log.Error("find own binary", "err", err)
+			os.Exit(1)
+		}
+		dir = filepath.Dir(exe)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := daemon.Run(ctx, daemon.Options{Config: cfg, ConfigState: state, PluginDir: dir, Log: log}); err != nil {
+		log.Error("router stopped", "err", err)
+		os.Exit(1)
+	}
+}

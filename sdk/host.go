@@ -1,0 +1,202 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/grpc"
+
+	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
+)
+
+// Host is the plugin's way to the network: every call goes to the router,
+// which owns the node's libp2p host.
+type Host struct {
+	c pluginv1.HostClient
+}
+
+// PeerInfo describes a peer.
+type PeerInfo struct {
+	ID        string   `json:"id"`
+	Addrs     []string `json:"addrs"`
+	Protocols []string `json:"protocols,omitempty"`
+}
+
+func peerInfos(ps []*pluginv1.PeerInfo) []PeerInfo {
+	out := make([]PeerInfo, len(ps))
+	for i, p := range ps {
+		out[i] = PeerInfo{ID: p.PeerId, Addrs: p.Addrs, Protocols: p.Protocols}
+	}
+	return out
+}
+
+// Self returns this node's peer ID and addresses.
+func (h *Host) Self(ctx context.Context) (PeerInfo, error) {
+	r, err := h.c.Self(ctx, &pluginv1.SelfRequest{})
+	if err != nil {
+		return PeerInfo{}, fmt.Errorf("host self: %w", err)
+	}
+	return PeerInfo{ID: r.PeerId, Addrs: r.Addrs}, nil
+}
+
+// Peers lists connected peers; with protocol set, only those that speak it.
+func (h *Host) Peers(ctx context.Context, protocol string) ([]PeerInfo, error) {
+	r, err := h.c.Peers(ctx, &pluginv1.PeersRequest{Protocol: protocol})
+	if err != nil {
+		return nil, fmt.Errorf("host peers: %w", err)
+	}
+	return peerInfos(r.Peers), nil
+}
+
+// Connect dials a peer at the given multiaddrs (or finds it on the DHT).
+func (h *Host) Connect(ctx context.Context, peerID string, addrs ...string) error {
+	if _, err := h.c.Connect(ctx, &pluginv1.ConnectRequest{PeerId: peerID, Addrs: addrs}); err != nil {
+		return fmt.Errorf("connect %s: %w", peerID, err)
+	}
+	return nil
+}
+
+// waitRegistered returns once the router has registered a server-streaming
+// call (it sends headers then), or with the router's refusal.
+func waitRegistered(s grpc.ClientStream) error {
+	md, err := s.Header()
+	if err != nil {
+		return err
+	}
+	if md == nil {
+		if err := s.RecvMsg(new(pluginv1.IncomingStream)); err != nil {
+			return err
+		}
+		return errors.New("router ended the call without registering it")
+	}
+	return nil
+}
+
+// Handle asks the router to deliver streams for protocol; each one is passed
+// to handler in its own goroutine. It returns once the protocol is
+// registered; delivery lasts until ctx ends.
+func (h *Host) Handle(ctx context.Context, protocol string, handler func(*Stream)) error {
+	rpc, err := h.c.HandleProtocol(ctx, &pluginv1.HandleProtocolRequest{Protocol: protocol})
+	if err == nil {
+		err = waitRegistered(rpc)
+	}
+	if err != nil {
+		return fmt.Errorf("handle %s: %w", protocol, err)
+	}
+	go func() {
+		for {
+			in, err := rpc.Recv()
+			if err != nil {
+				if ctx.Err() == nil {
+					slog.Warn("protocol handler ended", "protocol", protocol, "err", err)
+				}
+				return
+			}
+			go func() {
+				s, err := h.attach(ctx, in)
+				if err != nil {
+					slog.Warn("attach stream", "protocol", protocol, "peer", in.PeerId, "err", err)
+					return
+				}
+				handler(s)
+			}()
+		}
+	}()
+	return nil
+}
+
+func (h *Host) attach(ctx context.Context, in *pluginv1.IncomingStream) (*Stream, error) {
+	return h.stream(ctx, &pluginv1.StreamFrame{Frame: &pluginv1.StreamFrame_Attach{Attach: &pluginv1.AttachStream{StreamId: in.StreamId}}})
+}
+
+// OpenStream opens a stream to peerID on the first of protocols it speaks.
+func (h *Host) OpenStream(ctx context.Context, peerID string, protocols ...string) (*Stream, error) {
+	s, err := h.stream(ctx, &pluginv1.StreamFrame{Frame: &pluginv1.StreamFrame_Open{Open: &pluginv1.OpenStream{PeerId: peerID, Protocols: protocols}}})
+	if err != nil {
+		return nil, fmt.Errorf("open stream to %s: %w", peerID, err)
+	}
+	return s, nil
+}
+
+func (h *Host) stream(ctx context.Context, first *pluginv1.StreamFrame) (*Stream, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	rpc, err := h.c.Stream(ctx)
+	if err == nil {
+		err = rpc.Send(first)
+	}
+	var f *pluginv1.StreamFrame
+	if err == nil {
+		f, err = rpc.Recv()
+	}
+	if err == nil && f.GetOpened() == nil {
+		err = errors.New("router answered without opening the stream")
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	o := f.GetOpened()
+	return &Stream{rpc: rpc, cancel: cancel, peer: o.PeerId, proto: o.Protocol}, nil
+}
+
+// Publish sends data to everyone subscribed to topic.
+func (h *Host) Publish(ctx context.Context, topic string, data []byte) error {
+	if _, err := h.c.Publish(ctx, &pluginv1.PublishRequest{Topic: topic, Data: data}); err != nil {
+		return fmt.Errorf("publish to %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Message is one pubsub message.
+type Message struct {
+	Topic        string
+	From         string
+	ReceivedFrom string
+	Data         []byte
+	Local        bool
+}
+
+// Subscription delivers a topic's messages until its context ends.
+type Subscription struct {
+	rpc pluginv1.Host_SubscribeClient
+}
+
+// Next blocks for the next message.
+func (s *Subscription) Next() (Message, error) {
+	m, err := s.rpc.Recv()
+	if err != nil {
+		return Message{}, err
+	}
+	return Message{Topic: m.Topic, From: m.From, ReceivedFrom: m.ReceivedFrom, Data: m.Data, Local: m.Local}, nil
+}
+
+// Subscribe joins topic; it returns once the router has subscribed.
+func (h *Host) Subscribe(ctx context.Context, topic string) (*Subscription, error) {
+	rpc, err := h.c.Subscribe(ctx, &pluginv1.SubscribeRequest{Topic: topic})
+	if err == nil {
+		err = waitRegistered(rpc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", topic, err)
+	}
+	return &Subscription{rpc: rpc}, nil
+}
+
+// Provide announces on the DHT that this node has key.
+func (h *Host) Provide(ctx context.Context, key string) error {
+	if _, err := h.c.Provide(ctx, &pluginv1.ProvideRequest{Key: key}); err != nil {
+		return fmt.Errorf("provide %s: %w", key, err)
+	}
+	return nil
+}
+
+// FindProviders looks up nodes that provide key, at most limit of them.
+func (h *Host) FindProviders(ctx context.Context, key string, limit int) ([]PeerInfo, error) {
+	r, err := h.c.FindProviders(ctx, &pluginv1.FindProvidersRequest{Key: key, Limit: uint32(limit)})
+	if err != nil {
+		return nil, fmt.Errorf("find providers of %s: %w", key, err)
+	}
+	return peerInfos(r.Providers), nil
+}

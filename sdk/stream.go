@@ -1,0 +1,112 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
+)
+
+// Stream is one libp2p stream, carried between the plugin and the router as
+// gRPC frames. It behaves like a libp2p stream: Write, Read, CloseWrite to
+// half-close, Close to finish, Reset to abort.
+type Stream struct {
+	rpc    pluginv1.Host_StreamClient
+	cancel context.CancelFunc
+	peer   string
+	proto  string
+
+	rmu  sync.Mutex
+	rbuf []byte
+	rerr error
+
+	wmu    sync.Mutex
+	closed bool
+}
+
+// Peer is the remote peer's ID.
+func (s *Stream) Peer() string { return s.peer }
+
+// Protocol is the protocol the stream speaks.
+func (s *Stream) Protocol() string { return s.proto }
+
+func (s *Stream) Read(p []byte) (int, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for len(s.rbuf) == 0 {
+		if s.rerr != nil {
+			return 0, s.rerr
+		}
+		f, err := s.rpc.Recv()
+		switch {
+		case err != nil:
+			s.rerr = fmt.Errorf("stream from %s: %w", s.peer, err)
+		case f.GetCloseWrite() != nil:
+			s.rerr = io.EOF
+		default:
+			s.rbuf = f.GetData()
+		}
+	}
+	n := copy(p, s.rbuf)
+	s.rbuf = s.rbuf[n:]
+	return n, nil
+}
+
+func (s *Stream) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return 0, errors.New("write on closed stream")
+	}
+	written := 0
+	for len(p) > 0 {
+		n := min(len(p), streamFrameN)
+		// gRPC may hold on to the slice until it is sent: copy.
+		chunk := append([]byte(nil), p[:n]...)
+		if err := s.rpc.Send(&pluginv1.StreamFrame{Frame: &pluginv1.StreamFrame_Data{Data: chunk}}); err != nil {
+			return written, fmt.Errorf("stream to %s: %w", s.peer, err)
+		}
+		written += n
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// CloseWrite tells the peer we will write no more; reading goes on.
+func (s *Stream) CloseWrite() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.rpc.CloseSend()
+}
+
+// Close half-closes and then drains what the peer still sends, for at most
+// a minute, so that the router can finish the stream cleanly.
+func (s *Stream) Close() error {
+	err := s.CloseWrite()
+	go func() {
+		t := time.AfterFunc(time.Minute, s.cancel)
+		defer t.Stop()
+		defer s.cancel()
+		buf := make([]byte, 32<<10)
+		for {
+			if _, err := s.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return err
+}
+
+// Reset aborts the stream in both directions.
+func (s *Stream) Reset() error {
+	s.cancel()
+	return nil
+}
