@@ -33,8 +33,8 @@ func ServeVersion(p Plugin, version uint) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: HandshakeFor(version),
 		// go-plugin's own chatter stays out of the router's log.
-		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr, JSONFormat: true}),
-		Plugins:         plugin.PluginSet{PluginKey: &grpcPlugin{impl: p}},
+		Logger:  hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr, JSONFormat: true}),
+		Plugins: plugin.PluginSet{PluginKey: &grpcPlugin{impl: p}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(serverOptions(opts)...)
 		},

@@ -9,8 +9,9 @@ import (
 
 // DecodeSettings decodes a plugin's TOML table into v (pre-filled with
 // defaults) and reports unknown keys and wrong types as ConfigErrors, so the
-// router can show them as plugins.NAME.KEY.
-func DecodeSettings(settings []byte, v any) error {
+// router can show them as plugins.NAME.KEY. It returns nil when all is well;
+// a plugin appends its own checks of the values and returns the lot.
+func DecodeSettings(settings []byte, v any) ConfigErrors {
 	md, err := toml.Decode(string(settings), v)
 	if err != nil {
 		var pe toml.ParseError

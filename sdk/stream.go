@@ -87,8 +87,8 @@ func (s *Stream) CloseWrite() error {
 	return s.rpc.CloseSend()
 }
 
-// Close half-closes and then drains what the peer still sends, for at most
-// a minute, so that the router can finish the stream cleanly.
+// Close half-closes, then drains what the peer still sends until the router
+// ends the call (at most a minute), so that the stream finishes cleanly.
 func (s *Stream) Close() error {
 	err := s.CloseWrite()
 	go func() {
@@ -98,6 +98,13 @@ func (s *Stream) Close() error {
 		buf := make([]byte, 32<<10)
 		for {
 			if _, err := s.Read(buf); err != nil {
+				break
+			}
+		}
+		// Wait for the router to end the call: cancelling earlier could
+		// overtake our half-close and make the router reset the stream.
+		for {
+			if _, err := s.rpc.Recv(); err != nil {
 				return
 			}
 		}

@@ -54,10 +54,7 @@ var roomName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 func (c *chat) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 	cfg := settings{Rooms: []string{"lobby"}, History: 1000}
-	if err := sdk.DecodeSettings(raw, &cfg); err != nil {
-		return err
-	}
-	var errs sdk.ConfigErrors
+	errs := sdk.DecodeSettings(raw, &cfg)
 	for _, r := range cfg.Rooms {
 		if !roomName.MatchString(r) {
 			errs = append(errs, sdk.KeyError{Key: "rooms", Message: fmt.Sprintf("room %q: use lower-case letters, digits, - and _ (at most 64)", r)})
@@ -134,7 +131,7 @@ func (c *chat) Status(context.Context) (sdk.Status, error) {
 		total += len(c.history[r])
 	}
 	return sdk.Status{
-		Summary: fmt.Sprintf("%d rooms, %d messages kept", len(c.cfg.Rooms), total),
+		Summary: fmt.Sprintf("%s, %s kept", plural(len(c.cfg.Rooms), "room"), plural(total, "message")),
 		Details: map[string]any{"rooms": rooms, "dropped": c.dropped},
 	}, nil
 }
@@ -184,4 +181,11 @@ func (c *chat) HTTPHandler() http.Handler {
 		w.WriteHeader(http.StatusAccepted)
 	})
 	return mux
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -35,8 +35,8 @@ func (e *echo) Info() sdk.Info {
 
 func (e *echo) Configure(_ context.Context, settings []byte, env sdk.Env) error {
 	var none struct{}
-	if err := sdk.DecodeSettings(settings, &none); err != nil {
-		return err
+	if errs := sdk.DecodeSettings(settings, &none); len(errs) > 0 {
+		return errs
 	}
 	e.env = env
 	return nil

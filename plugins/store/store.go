@@ -30,11 +30,12 @@ func (s *store) Info() sdk.Info {
 
 func (s *store) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 	cfg := settings{QuotaMiB: 10240}
-	if err := sdk.DecodeSettings(raw, &cfg); err != nil {
-		return err
-	}
+	errs := sdk.DecodeSettings(raw, &cfg)
 	if cfg.QuotaMiB <= 0 {
-		return sdk.ConfigErrors{{Key: "quota_mib", Message: fmt.Sprintf("must be positive, not %d", cfg.QuotaMiB)}}
+		errs = append(errs, sdk.KeyError{Key: "quota_mib", Message: fmt.Sprintf("must be positive, not %d", cfg.QuotaMiB)})
+	}
+	if len(errs) > 0 {
+		return errs
 	}
 	s.cfg, s.env = cfg, env
 	s.blocks = filepath.Join(env.DataDir, "blocks")

@@ -28,11 +28,12 @@ func (t *torrent) Info() sdk.Info {
 
 func (t *torrent) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 	cfg := settings{DataDir: "data", ListenPort: 6881}
-	if err := sdk.DecodeSettings(raw, &cfg); err != nil {
-		return err
-	}
+	errs := sdk.DecodeSettings(raw, &cfg)
 	if cfg.ListenPort < 0 || cfg.ListenPort > 65535 {
-		return sdk.ConfigErrors{{Key: "listen_port", Message: fmt.Sprintf("must be from 0 to 65535, not %d", cfg.ListenPort)}}
+		errs = append(errs, sdk.KeyError{Key: "listen_port", Message: fmt.Sprintf("must be from 0 to 65535, not %d", cfg.ListenPort)})
+	}
+	if len(errs) > 0 {
+		return errs
 	}
 	if !filepath.IsAbs(cfg.DataDir) {
 		cfg.DataDir = filepath.Join(env.DataDir, cfg.DataDir)

@@ -278,7 +278,7 @@ func (p *Plugin) runOnce(ctx context.Context) error {
 
 	rpc, err := client.Client()
 	if err != nil {
-		if strings.Contains(err.Error(), "Incompatible API version") {
+		if strings.Contains(strings.ToLower(err.Error()), "incompatible api version") {
 			return permanent{fmt.Errorf("%s speaks another plugin API version: %w (this router speaks %d)", p.spec.Path, err, sdk.APIVersion)}
 		}
 		return fmt.Errorf("launch %s: %w", p.spec.Path, err)

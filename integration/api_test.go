@@ -1,0 +1,101 @@
+package integration
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// TestChangesNeedTheToken checks that state-changing requests are refused
+// without the API token and accepted with it.
+func TestChangesNeedTheToken(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": ""}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	for _, path := range []string{"/api/v1/restart/chat", "/api/v1/plugins/chat/rooms/lobby/messages"} {
+		code, body, err := n.Do("POST", path, []byte("x"), false)
+		if err != nil || code != http.StatusUnauthorized {
+			t.Errorf("POST %s without token: %d %v %s", path, code, err, body)
+		}
+	}
+	code, body, err := n.Do("POST", "/api/v1/restart/chat", nil, true)
+	if err != nil || code != http.StatusAccepted {
+		t.Fatalf("restart with token: %d %v %s", code, err, body)
+	}
+	n.WaitPlugin("chat", 20*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.Restarts == 1 })
+}
+
+// TestMetricsArePrometheusText reads /metrics as a scraper would.
+func TestMetricsArePrometheusText(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": ""}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	code, body, err := n.Do("GET", "/metrics", nil, false)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("metrics: %d %v", code, err)
+	}
+	for _, want := range []string{
+		"# TYPE vecino_plugin_up gauge",
+		`vecino_plugin_up{plugin="chat"} 1`,
+		`vecino_plugin_restarts_total{plugin="chat"} 0`,
+		"vecino_peers 0",
+		"go_goroutines ",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestBadConfigFallsBackToLastGood breaks the file between two starts: the
+// node comes up on the last good copy, with the same identity, and says why.
+func TestBadConfigFallsBackToLastGood(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": ""}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	id := n.ID
+	n.Stop()
+
+	good, err := os.ReadFile(n.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(good), "[api]\n", "[api]\nlisten_port = 80\n", 1)
+	if err := os.WriteFile(n.Config, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(n.Bin, "router"), "-check-config", n.Config).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "key api.listen_port: unknown key") {
+		t.Errorf("-check-config: err %v, output %s", err, out)
+	}
+
+	n.Restart()
+	st := n.Status()
+	if !st.Config.UsingLastGood || !strings.Contains(st.Config.Error, "vecino.toml:") || !strings.Contains(st.Config.Error, "api.listen_port") {
+		t.Errorf("config state = %+v", st.Config)
+	}
+	if st.Node.ID != id {
+		t.Errorf("identity changed across restart: %s then %s", id, st.Node.ID)
+	}
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+}
+
+// TestBrokenConfigWithoutLastGoodRefusesToStart: nothing to fall back on.
+func TestBrokenConfigWithoutLastGoodRefusesToStart(t *testing.T) {
+	bin := testnet.Binaries(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "vecino.toml")
+	os.WriteFile(path, []byte("[node]\nstate_dir = \"s\"\n[network]\ndht = \"maybe\"\n"), 0o644)
+	out, err := exec.Command(filepath.Join(bin, "router"), "-config", path).CombinedOutput()
+	if err == nil {
+		t.Fatal("router started on a broken file")
+	}
+	for _, want := range []string{path + ":4: key network.dht", "no last good configuration"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output %q lacks %q", out, want)
+		}
+	}
+}

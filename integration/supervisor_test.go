@@ -1,0 +1,107 @@
+package integration
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// TestKilledPluginIsRestarted kills a plugin with SIGKILL and checks that the
+// router restarts it, counts the restart, and answers throughout.
+func TestKilledPluginIsRestarted(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": "", "store": ""}})
+	before := n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var after testnet.PluginStatus
+	for {
+		st, err := n.TryStatus()
+		if err != nil {
+			t.Fatalf("node stopped answering while the plugin was down: %v", err)
+		}
+		after = st.Plugin("chat")
+		if after.State == "running" && after.PID != before.PID {
+			if store := st.Plugin("store"); store.State != "running" || store.Restarts != 0 {
+				t.Errorf("the other plugin was disturbed: %+v", store)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin not back within 20s: %+v\n%s", after, n.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if after.Restarts != 1 {
+		t.Errorf("restarts = %d, want 1", after.Restarts)
+	}
+	if !strings.Contains(after.LastError, "exited") {
+		t.Errorf("last_error = %q, want it to say the plugin exited", after.LastError)
+	}
+	if code, body, _ := n.Do("GET", "/api/v1/plugins/chat/rooms", nil, false); code != http.StatusOK {
+		t.Errorf("restarted plugin does not serve: %d %s", code, body)
+	}
+}
+
+// TestWrongAPIVersionIsRefused starts a plugin built for API version 2.
+func TestWrongAPIVersionIsRefused(t *testing.T) {
+	bin := testnet.Binaries(t)
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{
+		"chat":         "",
+		"wrongversion": `path = "` + filepath.Join(bin, "wrongversion") + `"`,
+	}})
+	p := n.WaitPlugin("wrongversion", 20*time.Second, func(p testnet.PluginStatus) bool { return p.State == "failed" })
+	for _, want := range []string{"API version", "Plugin version: 2", "this router speaks 1"} {
+		if !strings.Contains(p.LastError, want) {
+			t.Errorf("last_error %q does not say %q", p.LastError, want)
+		}
+	}
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+}
+
+// TestPluginConfigErrorNamesKey gives the chat plugin a bad value.
+func TestPluginConfigErrorNamesKey(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": "history = 0\ncolour = \"red\""}})
+	p := n.WaitPlugin("chat", 20*time.Second, func(p testnet.PluginStatus) bool { return p.State == "failed" })
+	for _, want := range []string{"plugins.chat.history", "plugins.chat.colour: unknown key"} {
+		if !strings.Contains(p.LastError, want) {
+			t.Errorf("last_error %q does not name %q", p.LastError, want)
+		}
+	}
+}
+
+// TestChecksumMismatchIsRefused configures a checksum the binary lacks.
+func TestChecksumMismatchIsRefused(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": `sha256 = "` + strings.Repeat("0", 64) + `"`}})
+	p := n.WaitPlugin("chat", 20*time.Second, func(p testnet.PluginStatus) bool { return p.State == "failed" })
+	if !strings.Contains(p.LastError, "plugins.chat.sha256 says 0000") {
+		t.Errorf("last_error = %q", p.LastError)
+	}
+}
+
+// TestSIGTERMStopsPluginsFirst checks that a clean shutdown leaves no plugin
+// process behind.
+func TestSIGTERMStopsPluginsFirst(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": "", "store": "", "torrent": ""}})
+	var pids []int
+	for _, name := range []string{"chat", "store", "torrent"} {
+		pids = append(pids, n.WaitPlugin(name, 20*time.Second, testnet.Running).PID)
+	}
+	n.Stop()
+	for _, pid := range pids {
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
+			t.Errorf("plugin pid %d still exists after the router stopped", pid)
+		}
+	}
+	if !strings.Contains(n.Log(), "stopping plugins") {
+		t.Errorf("router log does not show an orderly stop:\n%s", n.Log())
+	}
+}
