@@ -14,6 +14,7 @@ import (
 
 	"github.com/vecino/vecino/config"
 	"github.com/vecino/vecino/router/internal/daemon"
+	"github.com/vecino/vecino/sdk"
 )
 
 func main() {
@@ -25,6 +26,7 @@ func main() {
 		logJSON     = flag.Bool("log-json", false, "log JSON lines instead of text")
 	)
 	flag.Parse()
+	sdk.TuneGRPC()
 
 	if *checkConfig != "" {
 		if _, err := config.Load(*checkConfig); err != nil {

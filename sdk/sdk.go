@@ -40,13 +40,16 @@ var Handshake = HandshakeFor(APIVersion)
 const (
 	grpcWindow   = 4 << 20
 	grpcMaxMsg   = 64 << 20
-	streamFrameN = 64 << 10
+	grpcSockBuf  = 256 << 10
+	streamFrameN = 256 << 10
 )
 
 func serverOptions(opts []grpc.ServerOption) []grpc.ServerOption {
 	return append(opts,
 		grpc.InitialWindowSize(grpcWindow),
 		grpc.InitialConnWindowSize(grpcWindow),
+		grpc.WriteBufferSize(grpcSockBuf),
+		grpc.ReadBufferSize(grpcSockBuf),
 		grpc.MaxRecvMsgSize(grpcMaxMsg),
 		grpc.MaxSendMsgSize(grpcMaxMsg),
 	)
@@ -57,6 +60,8 @@ func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithInitialWindowSize(grpcWindow),
 		grpc.WithInitialConnWindowSize(grpcWindow),
+		grpc.WithWriteBufferSize(grpcSockBuf),
+		grpc.WithReadBufferSize(grpcSockBuf),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcMaxMsg), grpc.MaxCallSendMsgSize(grpcMaxMsg)),
 	}
 }
