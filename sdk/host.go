@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 
 	"google.golang.org/grpc"
 
@@ -15,6 +16,8 @@ import (
 // which owns the node's libp2p host.
 type Host struct {
 	c pluginv1.HostClient
+	// streamSocket, when set, carries stream bytes outside gRPC.
+	streamSocket string
 }
 
 // PeerInfo describes a peer.
@@ -108,12 +111,14 @@ func (h *Host) Handle(ctx context.Context, protocol string, handler func(*Stream
 }
 
 func (h *Host) attach(ctx context.Context, in *pluginv1.IncomingStream) (*Stream, error) {
-	return h.stream(ctx, &pluginv1.StreamFrame{Frame: &pluginv1.StreamFrame_Attach{Attach: &pluginv1.AttachStream{StreamId: in.StreamId}}})
+	a := &pluginv1.AttachStream{StreamId: in.StreamId, Direct: h.streamSocket != ""}
+	return h.stream(ctx, &pluginv1.StreamFrame{Frame: &pluginv1.StreamFrame_Attach{Attach: a}})
 }
 
 // OpenStream opens a stream to peerID on the first of protocols it speaks.
 func (h *Host) OpenStream(ctx context.Context, peerID string, protocols ...string) (*Stream, error) {
-	s, err := h.stream(ctx, &pluginv1.StreamFrame{Frame: &pluginv1.StreamFrame_Open{Open: &pluginv1.OpenStream{PeerId: peerID, Protocols: protocols}}})
+	o := &pluginv1.OpenStream{PeerId: peerID, Protocols: protocols, Direct: h.streamSocket != ""}
+	s, err := h.stream(ctx, &pluginv1.StreamFrame{Frame: &pluginv1.StreamFrame_Open{Open: o}})
 	if err != nil {
 		return nil, fmt.Errorf("open stream to %s: %w", peerID, err)
 	}
@@ -121,8 +126,8 @@ func (h *Host) OpenStream(ctx context.Context, peerID string, protocols ...strin
 }
 
 func (h *Host) stream(ctx context.Context, first *pluginv1.StreamFrame) (*Stream, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	rpc, err := h.c.Stream(ctx)
+	rctx, cancel := context.WithCancel(ctx)
+	rpc, err := h.c.Stream(rctx)
 	if err == nil {
 		err = rpc.Send(first)
 	}
@@ -138,7 +143,23 @@ func (h *Host) stream(ctx context.Context, first *pluginv1.StreamFrame) (*Stream
 		return nil, err
 	}
 	o := f.GetOpened()
-	return &Stream{rpc: rpc, cancel: cancel, peer: o.PeerId, proto: o.Protocol}, nil
+	s := &Stream{rpc: rpc, cancel: cancel, peer: o.PeerId, proto: o.Protocol}
+	if o.DirectToken == nil {
+		return s, nil
+	}
+	// The router granted the stream socket: the gRPC call is over.
+	cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", h.streamSocket)
+	if err != nil {
+		return nil, fmt.Errorf("stream socket: %w", err)
+	}
+	if _, err := c.Write(o.DirectToken); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("stream socket: %w", err)
+	}
+	s.conn = c.(*net.UnixConn)
+	return s, nil
 }
 
 // Publish sends data to everyone subscribed to topic.

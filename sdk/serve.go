@@ -30,6 +30,7 @@ func Serve(p Plugin) {
 // that check the router refuses a mismatched plugin need it.
 func ServeVersion(p Plugin, version uint) {
 	slog.SetDefault(NewLogger(os.Stderr, slog.LevelDebug))
+	TuneGRPC()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: HandshakeFor(version),
 		// go-plugin's own chatter stays out of the router's log.
@@ -86,7 +87,8 @@ func (s *pluginServer) Configure(ctx context.Context, req *pluginv1.ConfigureReq
 		}
 		s.conn = conn
 	}
-	env := Env{Host: &Host{c: pluginv1.NewHostClient(s.conn)}, DataDir: req.DataDir, NodeID: req.NodeId}
+	host := &Host{c: pluginv1.NewHostClient(s.conn), streamSocket: req.StreamSocket}
+	env := Env{Host: host, DataDir: req.DataDir, NodeID: req.NodeId}
 	err := s.impl.Configure(ctx, []byte(req.Toml), env)
 	var kerrs ConfigErrors
 	switch {

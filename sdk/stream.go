@@ -5,25 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 
 	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
 )
 
-// Stream is one libp2p stream, carried between the plugin and the router as
-// gRPC frames. It behaves like a libp2p stream: Write, Read, CloseWrite to
-// half-close, Close to finish, Reset to abort.
+// Stream is one libp2p stream, reached through the router. It behaves like a
+// libp2p stream: Write, Read, CloseWrite to half-close, Close to finish,
+// Reset to abort. Its bytes travel on the router's stream socket when the
+// router offers one (conn is set), else as gRPC frames.
 type Stream struct {
+	peer  string
+	proto string
+
+	// Direct mode.
+	conn *net.UnixConn
+
+	// Frame mode.
 	rpc    pluginv1.Host_StreamClient
 	cancel context.CancelFunc
-	peer   string
-	proto  string
-
-	rmu  sync.Mutex
-	rbuf []byte
-	rerr error
-
+	rmu    sync.Mutex
+	rbuf   []byte
+	rerr   error
 	wmu    sync.Mutex
 	closed bool
 }
@@ -35,6 +40,9 @@ func (s *Stream) Peer() string { return s.peer }
 func (s *Stream) Protocol() string { return s.proto }
 
 func (s *Stream) Read(p []byte) (int, error) {
+	if s.conn != nil {
+		return s.conn.Read(p)
+	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	for len(s.rbuf) == 0 {
@@ -57,6 +65,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 }
 
 func (s *Stream) Write(p []byte) (int, error) {
+	if s.conn != nil {
+		return s.conn.Write(p)
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.closed {
@@ -78,6 +89,9 @@ func (s *Stream) Write(p []byte) (int, error) {
 
 // CloseWrite tells the peer we will write no more; reading goes on.
 func (s *Stream) CloseWrite() error {
+	if s.conn != nil {
+		return s.conn.CloseWrite()
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.closed {
@@ -87,11 +101,17 @@ func (s *Stream) CloseWrite() error {
 	return s.rpc.CloseSend()
 }
 
-// Close half-closes, then drains what the peer still sends until the router
-// ends the call (at most a minute), so that the stream finishes cleanly.
+// Close half-closes, then drains what the peer still sends until the stream
+// ends (at most a minute), so that it finishes cleanly on both sides.
 func (s *Stream) Close() error {
 	err := s.CloseWrite()
 	go func() {
+		if s.conn != nil {
+			s.conn.SetReadDeadline(time.Now().Add(time.Minute))
+			io.Copy(io.Discard, s.conn)
+			s.conn.Close()
+			return
+		}
 		t := time.AfterFunc(time.Minute, s.cancel)
 		defer t.Stop()
 		defer s.cancel()
@@ -112,8 +132,13 @@ func (s *Stream) Close() error {
 	return err
 }
 
-// Reset aborts the stream in both directions.
+// Reset aborts the stream in both directions. On the stream socket the
+// router sees the connection end and resets the libp2p stream when it next
+// writes; the peer sees the stream end early.
 func (s *Stream) Reset() error {
+	if s.conn != nil {
+		return s.conn.Close()
+	}
 	s.cancel()
 	return nil
 }

@@ -163,8 +163,11 @@ type ConfigureRequest struct {
 	// A directory under the node's state directory that belongs to this plugin.
 	DataDir string `protobuf:"bytes,2,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
 	// go-plugin broker ID on which the router serves the Host service.
-	HostBrokerId  uint32 `protobuf:"varint,3,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
-	NodeId        string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	HostBrokerId uint32 `protobuf:"varint,3,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
+	NodeId       string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// A unix socket on which stream bytes travel outside gRPC (see
+	// StreamOpened.direct_token). Empty when the router offers none.
+	StreamSocket  string `protobuf:"bytes,5,opt,name=stream_socket,json=streamSocket,proto3" json:"stream_socket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +226,13 @@ func (x *ConfigureRequest) GetHostBrokerId() uint32 {
 func (x *ConfigureRequest) GetNodeId() string {
 	if x != nil {
 		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ConfigureRequest) GetStreamSocket() string {
+	if x != nil {
+		return x.StreamSocket
 	}
 	return ""
 }
@@ -1282,9 +1292,11 @@ func (x *IncomingStream) GetRemoteAddr() string {
 }
 
 type OpenStream struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PeerId        string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
-	Protocols     []string               `protobuf:"bytes,2,rep,name=protocols,proto3" json:"protocols,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PeerId    string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	Protocols []string               `protobuf:"bytes,2,rep,name=protocols,proto3" json:"protocols,omitempty"`
+	// Ask for the stream's bytes on the stream socket instead of as frames.
+	Direct        bool `protobuf:"varint,3,opt,name=direct,proto3" json:"direct,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1333,9 +1345,17 @@ func (x *OpenStream) GetProtocols() []string {
 	return nil
 }
 
+func (x *OpenStream) GetDirect() bool {
+	if x != nil {
+		return x.Direct
+	}
+	return false
+}
+
 type AttachStream struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	StreamId      uint64                 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	Direct        bool                   `protobuf:"varint,2,opt,name=direct,proto3" json:"direct,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1377,10 +1397,22 @@ func (x *AttachStream) GetStreamId() uint64 {
 	return 0
 }
 
+func (x *AttachStream) GetDirect() bool {
+	if x != nil {
+		return x.Direct
+	}
+	return false
+}
+
 type StreamOpened struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PeerId        string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
-	Protocol      string                 `protobuf:"bytes,2,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PeerId   string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	Protocol string                 `protobuf:"bytes,2,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// Set when direct was asked for and granted: connect to the stream
+	// socket and write these 32 bytes; from then on the connection is the
+	// stream (half-close with shutdown(SHUT_WR)). The token is good once,
+	// for 30 seconds. The Stream call then ends.
+	DirectToken   []byte `protobuf:"bytes,3,opt,name=direct_token,json=directToken,proto3" json:"direct_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1427,6 +1459,13 @@ func (x *StreamOpened) GetProtocol() string {
 		return x.Protocol
 	}
 	return ""
+}
+
+func (x *StreamOpened) GetDirectToken() []byte {
+	if x != nil {
+		return x.DirectToken
+	}
+	return nil
 }
 
 type CloseWrite struct {
@@ -2083,12 +2122,13 @@ const file_plugin_proto_rawDesc = "" +
 	"apiVersion\x12\x1c\n" +
 	"\tprotocols\x18\x04 \x03(\tR\tprotocols\x12\x16\n" +
 	"\x06topics\x18\x05 \x03(\tR\x06topics\x12 \n" +
-	"\vdescription\x18\x06 \x01(\tR\vdescription\"\x80\x01\n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\"\xa5\x01\n" +
 	"\x10ConfigureRequest\x12\x12\n" +
 	"\x04toml\x18\x01 \x01(\tR\x04toml\x12\x19\n" +
 	"\bdata_dir\x18\x02 \x01(\tR\adataDir\x12$\n" +
 	"\x0ehost_broker_id\x18\x03 \x01(\rR\fhostBrokerId\x12\x17\n" +
-	"\anode_id\x18\x04 \x01(\tR\x06nodeId\"6\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12#\n" +
+	"\rstream_socket\x18\x05 \x01(\tR\fstreamSocket\"6\n" +
 	"\bKeyError\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"G\n" +
@@ -2143,16 +2183,19 @@ const file_plugin_proto_rawDesc = "" +
 	"\apeer_id\x18\x02 \x01(\tR\x06peerId\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x1f\n" +
 	"\vremote_addr\x18\x04 \x01(\tR\n" +
-	"remoteAddr\"C\n" +
+	"remoteAddr\"[\n" +
 	"\n" +
 	"OpenStream\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x1c\n" +
-	"\tprotocols\x18\x02 \x03(\tR\tprotocols\"+\n" +
+	"\tprotocols\x18\x02 \x03(\tR\tprotocols\x12\x16\n" +
+	"\x06direct\x18\x03 \x01(\bR\x06direct\"C\n" +
 	"\fAttachStream\x12\x1b\n" +
-	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\"C\n" +
+	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12\x16\n" +
+	"\x06direct\x18\x02 \x01(\bR\x06direct\"f\n" +
 	"\fStreamOpened\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x1a\n" +
-	"\bprotocol\x18\x02 \x01(\tR\bprotocol\"\f\n" +
+	"\bprotocol\x18\x02 \x01(\tR\bprotocol\x12!\n" +
+	"\fdirect_token\x18\x03 \x01(\fR\vdirectToken\"\f\n" +
 	"\n" +
 	"CloseWrite\"\x95\x02\n" +
 	"\vStreamFrame\x122\n" +

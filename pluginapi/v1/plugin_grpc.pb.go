@@ -400,8 +400,9 @@ type HostClient interface {
 	// IncomingStream per stream a peer opens. The registration lasts as long as
 	// this call; the plugin claims each stream with Stream(attach).
 	HandleProtocol(ctx context.Context, in *HandleProtocolRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[IncomingStream], error)
-	// Stream carries one libp2p stream as frames. The first frame from the
-	// plugin is open (dial a peer) or attach (claim an incoming stream).
+	// Stream carries one libp2p stream. The first frame from the plugin is
+	// open (dial a peer) or attach (claim an incoming stream). The bytes then
+	// travel as data frames, or, when direct is granted, on the stream socket.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamFrame, StreamFrame], error)
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PubsubMessage], error)
@@ -556,8 +557,9 @@ type HostServer interface {
 	// IncomingStream per stream a peer opens. The registration lasts as long as
 	// this call; the plugin claims each stream with Stream(attach).
 	HandleProtocol(*HandleProtocolRequest, grpc.ServerStreamingServer[IncomingStream]) error
-	// Stream carries one libp2p stream as frames. The first frame from the
-	// plugin is open (dial a peer) or attach (claim an incoming stream).
+	// Stream carries one libp2p stream. The first frame from the plugin is
+	// open (dial a peer) or attach (claim an incoming stream). The bytes then
+	// travel as data frames, or, when direct is granted, on the stream socket.
 	Stream(grpc.BidiStreamingServer[StreamFrame, StreamFrame]) error
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[PubsubMessage]) error

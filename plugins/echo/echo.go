@@ -91,12 +91,20 @@ func (e *echo) HTTPHandler() http.Handler {
 		}
 		defer s.Close()
 		body, _ := io.ReadAll(r.Body)
-		if _, err := s.Write(body); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		s.CloseWrite()
+		// Write and read at once: the peer echoes as it reads, so a body
+		// larger than the buffers on the way would otherwise deadlock.
+		werr := make(chan error, 1)
+		go func() {
+			_, err := s.Write(body)
+			if err == nil {
+				err = s.CloseWrite()
+			}
+			werr <- err
+		}()
 		reply, err := io.ReadAll(s)
+		if err == nil {
+			err = <-werr
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return

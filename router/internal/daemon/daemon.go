@@ -56,6 +56,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer node.Close()
 
+	direct, err := hostapi.NewDirect(log.With("component", "streams"))
+	if err != nil {
+		return err
+	}
+	defer direct.Close()
+
 	counters := map[string]*hostapi.Counters{}
 	var specs []supervisor.Spec
 	for _, name := range sortedNames(cfg.Plugins) {
@@ -71,10 +77,11 @@ func Run(ctx context.Context, o Options) error {
 		})
 	}
 	sup := supervisor.New(specs, supervisor.Options{
-		NodeID: node.Host.ID().String(),
-		Log:    log.With("component", "supervisor"),
+		NodeID:       node.Host.ID().String(),
+		StreamSocket: direct.Path(),
+		Log:          log.With("component", "supervisor"),
 		Host: func(name string, info *pluginv1.InfoResponse) pluginv1.HostServer {
-			return hostapi.New(node, name, info, filepath.Join(stateDir, "plugins", name), counters[name], log.With("component", "hostapi", "plugin", name))
+			return hostapi.New(node, name, info, filepath.Join(stateDir, "plugins", name), counters[name], direct, log.With("component", "hostapi", "plugin", name))
 		},
 	})
 

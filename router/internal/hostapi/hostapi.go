@@ -47,6 +47,7 @@ type Server struct {
 	topics    []string
 	dataDir   string
 	counters  *Counters
+	direct    *Direct
 	log       *slog.Logger
 
 	nextID  atomic.Uint64
@@ -55,11 +56,12 @@ type Server struct {
 }
 
 // New returns the Host service for plugin, limited to the protocols and
-// topics it declared. counters outlive restarts of the plugin.
-func New(node *p2p.Node, plugin string, info *pluginv1.InfoResponse, dataDir string, counters *Counters, log *slog.Logger) *Server {
+// topics it declared. counters outlive restarts of the plugin. direct, when
+// not nil, carries the bytes of streams whose plugin asks for it.
+func New(node *p2p.Node, plugin string, info *pluginv1.InfoResponse, dataDir string, counters *Counters, direct *Direct, log *slog.Logger) *Server {
 	return &Server{
 		node: node, plugin: plugin, protocols: info.Protocols, topics: info.Topics,
-		dataDir: dataDir, counters: counters, log: log,
+		dataDir: dataDir, counters: counters, direct: direct, log: log,
 		pending: map[uint64]network.Stream{},
 	}
 }
@@ -218,7 +220,10 @@ func (s *Server) Stream(srv grpc.BidiStreamingServer[pluginv1.StreamFrame, plugi
 	if err != nil {
 		return err
 	}
-	var st network.Stream
+	var (
+		st     network.Stream
+		direct bool
+	)
 	switch f := first.Frame.(type) {
 	case *pluginv1.StreamFrame_Open:
 		st, err = s.open(srv.Context(), f.Open)
@@ -226,18 +231,29 @@ func (s *Server) Stream(srv grpc.BidiStreamingServer[pluginv1.StreamFrame, plugi
 			return err
 		}
 		s.counters.StreamsOut.Add(1)
+		direct = f.Open.Direct
 	case *pluginv1.StreamFrame_Attach:
 		st = s.take(f.Attach.StreamId)
 		if st == nil {
 			return status.Errorf(codes.NotFound, "stream %d is gone (claimed already, or not claimed within %s)", f.Attach.StreamId, attachTimeout)
 		}
+		direct = f.Attach.Direct
 	default:
 		return status.Error(codes.InvalidArgument, "first frame must be open or attach")
 	}
 	opened := &pluginv1.StreamOpened{PeerId: st.Conn().RemotePeer().String(), Protocol: string(st.Protocol())}
+	if direct && s.direct != nil {
+		if opened.DirectToken, err = s.direct.register(st, s.counters); err != nil {
+			st.Reset()
+			return status.Errorf(codes.Internal, "direct stream: %v", err)
+		}
+	}
 	if err := srv.Send(&pluginv1.StreamFrame{Frame: &pluginv1.StreamFrame_Opened{Opened: opened}}); err != nil {
 		st.Reset()
 		return err
+	}
+	if opened.DirectToken != nil {
+		return nil // the bytes go by the stream socket
 	}
 	return s.bridge(srv, st)
 }
@@ -288,8 +304,10 @@ func (s *Server) bridge(srv grpc.BidiStreamingServer[pluginv1.StreamFrame, plugi
 		}
 	}()
 	go func() { // peer -> plugin
+		// Send marshals (copies) the frame before it returns, so one
+		// buffer serves every read.
+		buf := make([]byte, 256<<10)
 		for {
-			buf := make([]byte, 64<<10)
 			n, err := st.Read(buf)
 			if n > 0 {
 				s.counters.BytesIn.Add(uint64(n))

@@ -56,8 +56,10 @@ type HostFactory func(name string, info *pluginv1.InfoResponse) pluginv1.HostSer
 
 // Options tune the supervisor; zero values take defaults.
 type Options struct {
-	NodeID         string
-	Host           HostFactory
+	NodeID string
+	Host   HostFactory
+	// StreamSocket is offered to plugins for stream bytes (hostapi.Direct).
+	StreamSocket   string
 	Log            *slog.Logger
 	HealthInterval time.Duration // default 2s
 	MaxBackoff     time.Duration // default 30s
@@ -324,6 +326,7 @@ func (p *Plugin) setUp(ctx context.Context, api *sdk.Client) error {
 	id := api.ServeHost(p.opts.Host(p.spec.Name, info))
 	resp, err := api.Configure(cctx, &pluginv1.ConfigureRequest{
 		Toml: p.spec.Settings, DataDir: p.spec.DataDir, HostBrokerId: id, NodeId: p.opts.NodeID,
+		StreamSocket: p.opts.StreamSocket,
 	})
 	if err != nil {
 		return fmt.Errorf("configure: %w", err)
