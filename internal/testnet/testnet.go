@@ -203,6 +203,9 @@ func (n *Node) Stop() {
 	}
 }
 
+// PID is the router process's id.
+func (n *Node) PID() int { return n.cmd.Process.Pid }
+
 // Exited reports whether the router process has ended.
 func (n *Node) Exited() bool {
 	select {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs Vecino's benchmarks and prints their figures. Every benchmark talks
+# to loopback only. Usage: bash bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CGO_ENABLED=0
+
+echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(go version | cut -d' ' -f3)"
+echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)"
+
+# Router core (issue 2).
+go test -run '^$' -bench BenchmarkStreamBridgedVsDirect -benchtime 3x ./router/internal/hostapi/
+go test -run '^$' -bench 'Benchmark(IdleMemory|KillToServing)' -benchtime 5x -v ./integration/ |
+	grep -v '^=== RUN'
