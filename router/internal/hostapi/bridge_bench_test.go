@@ -123,10 +123,17 @@ func sendBridged(ctx context.Context, from *routerNode, to peer.ID, n int64) err
 // hosts twice per iteration: on a direct libp2p stream, and from the echo
 // plugin on one router through both routers to the echo plugin on the other.
 // It reports both rates and bridged/direct. Target: ratio >= 0.5.
+// The socket case is what the router does; the frames case is what a plugin
+// that does not ask for the stream socket gets.
 func BenchmarkStreamBridgedVsDirect(b *testing.B) {
 	sdk.TuneGRPC() // as router/main.go does
+	b.Run("socket", func(b *testing.B) { benchBridge(b, true) })
+	b.Run("frames", func(b *testing.B) { benchBridge(b, false) })
+}
+
+func benchBridge(b *testing.B, withDirect bool) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, c := startRouter(b, log, true), startRouter(b, log, true)
+	a, c := startRouter(b, log, withDirect), startRouter(b, log, withDirect)
 	c.node.Host.SetStreamHandler(sinkProto, func(s network.Stream) {
 		defer s.Close()
 		n, _ := io.Copy(io.Discard, s)
