@@ -99,3 +99,35 @@ func TestBrokenConfigWithoutLastGoodRefusesToStart(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigEditedThroughTheAPI is how a user without a shell (the gokrazy
+// image) changes settings: a broken file is refused with its line and key and
+// nothing is saved; a good one is saved and applies at the next start.
+func TestConfigEditedThroughTheAPI(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Name: "before", Plugins: map[string]string{"chat": ""}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	if code, _, _ := n.Do("GET", "/api/v1/config", nil, false); code != http.StatusUnauthorized {
+		t.Errorf("GET config without token: %d, want 401 (the file may hold the password)", code)
+	}
+	code, orig, err := n.Do("GET", "/api/v1/config", nil, true)
+	if err != nil || code != http.StatusOK || !strings.Contains(string(orig), `name = "before"`) {
+		t.Fatalf("GET config: %d %v\n%s", code, err, orig)
+	}
+	bad := strings.Replace(string(orig), `name = "before"`, "name = \"after\"\nnmae = 1", 1)
+	code, body, _ := n.Do("PUT", "/api/v1/config", []byte(bad), true)
+	if code != http.StatusBadRequest || !strings.Contains(string(body), "vecino.toml:3: key node.nmae") {
+		t.Errorf("PUT broken config: %d %s, want 400 naming line 3 and key nmae", code, body)
+	}
+	if now, _ := os.ReadFile(n.Config); string(now) != string(orig) {
+		t.Fatalf("a refused file changed the saved one:\n%s", now)
+	}
+	good := strings.Replace(string(orig), `name = "before"`, `name = "after"`, 1)
+	if code, body, _ := n.Do("PUT", "/api/v1/config", []byte(good), true); code != http.StatusOK {
+		t.Fatalf("PUT good config: %d %s", code, body)
+	}
+	n.Stop()
+	n.Restart()
+	if name := n.Status().Node.Name; name != "after" {
+		t.Errorf("after restart the node is named %q, want the saved %q", name, "after")
+	}
+}

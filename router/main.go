@@ -4,8 +4,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -19,7 +21,8 @@ import (
 
 func main() {
 	var (
-		configPath  = flag.String("config", "", "configuration file (default: the built-in loopback-only configuration)")
+		configPath  = flag.String("config", "", "configuration file (default: the built-in loopback-only configuration); PUT /api/v1/config saves here")
+		defaultCfg  = flag.String("default-config", "", "configuration to start on while the -config file does not exist yet (the image ships one; a user's copy on /perm wins)")
 		stateDir    = flag.String("state-dir", "", "state directory, overriding [node] state_dir; also where the last good configuration is found when the file is broken")
 		checkConfig = flag.String("check-config", "", "validate this configuration file and exit")
 		pluginDir   = flag.String("plugin-dir", "", "where plugin binaries are found (default: the router binary's folder)")
@@ -37,7 +40,11 @@ func main() {
 		return
 	}
 
-	cfg, state, err := daemon.LoadConfig(*configPath, *stateDir)
+	path := *configPath
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && *defaultCfg != "" {
+		path = *defaultCfg
+	}
+	cfg, state, err := daemon.LoadConfig(path, *stateDir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -51,6 +58,7 @@ func main() {
 	}
 	log := slog.New(h)
 	slog.SetDefault(log)
+	state.Editable = *configPath
 	if state.UsingLastGood {
 		log.Error("configuration refused; running on the last good copy", "file", state.File, "err", state.Error)
 	}

@@ -237,6 +237,7 @@ func (n *Node) TCPAddr() string {
 type Status struct {
 	Node struct {
 		ID    string   `json:"id"`
+		Name  string   `json:"name"`
 		Addrs []string `json:"addrs"`
 	} `json:"node"`
 	Peers  int `json:"peers"`

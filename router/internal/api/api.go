@@ -33,6 +33,9 @@ type ConfigState struct {
 	UsingLastGood bool   `json:"using_last_good"`
 	// Error is why the file was refused, when UsingLastGood.
 	Error string `json:"error,omitempty"`
+	// Editable is where PUT /api/v1/config saves; empty when the node runs
+	// on its built-in configuration.
+	Editable string `json:"editable,omitempty"`
 }
 
 // Server serves the API.
@@ -107,6 +110,8 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, s.Status(r.Context()))
 	})
 	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.HandleFunc("GET /api/v1/config", s.getConfig)
+	mux.HandleFunc("PUT /api/v1/config", s.putConfig)
 	mux.HandleFunc("POST /api/v1/restart/{plugin}", s.restart)
 	mux.HandleFunc("/api/v1/plugins/{plugin}/{path...}", s.proxy)
 	return s.Auth.Guard(mux)

@@ -1,0 +1,74 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/vecino/vecino/config"
+	"github.com/vecino/vecino/internal/atomicfile"
+)
+
+// maxConfigBody bounds an uploaded configuration file.
+const maxConfigBody = 1 << 20
+
+// getConfig returns the text of the configuration file the node edits. It
+// needs the secret, as the file may hold the API password.
+func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
+	if !s.Auth.Check(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="vecino"`)
+		writeError(w, http.StatusUnauthorized, errors.New("reading the configuration needs the API password or token"))
+		return
+	}
+	path := s.Config.Editable
+	if path == "" {
+		writeError(w, http.StatusConflict, errNoEditable)
+		return
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && s.Config.File != path {
+		data, err = os.ReadFile(s.Config.File) // not edited yet: the shipped default
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("read configuration: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/toml")
+	w.Write(data)
+}
+
+var errNoEditable = errors.New("this node runs on its built-in configuration; start the router with -config FILE to edit it through the API")
+
+// putConfig validates a new configuration file and saves it where the router
+// reads it at its next start. A file that does not validate is refused with
+// the line and key at fault, and the saved file is left as it was.
+func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
+	path := s.Config.Editable
+	if path == "" {
+		writeError(w, http.StatusConflict, errNoEditable)
+		return
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxConfigBody))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("configuration larger than %d bytes", maxConfigBody))
+		return
+	}
+	abs, _ := filepath.Abs(path)
+	if _, err := config.Parse(path, filepath.Dir(abs), data); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("save configuration: %w", err))
+		return
+	}
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	s.Log.Info("configuration saved; it applies at the next start", "file", path)
+	writeJSON(w, http.StatusOK, map[string]string{"file": path, "applies": "at the router's next start"})
+}
