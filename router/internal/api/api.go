@@ -57,6 +57,7 @@ type Status struct {
 	Peers    int            `json:"peers"`
 	PeerList []PeerStatus   `json:"peer_list"`
 	Config   ConfigState    `json:"config"`
+	System   SystemStatus   `json:"system"`
 	Plugins  []PluginStatus `json:"plugins"`
 }
 
@@ -126,6 +127,7 @@ func (s *Server) Status(ctx context.Context) Status {
 			UptimeS: int64(time.Since(s.StartedAt).Seconds()), DHT: s.Node.DHT != nil,
 		},
 		Config:   s.Config,
+		System:   readSystem(),
 		PeerList: []PeerStatus{},
 		Plugins:  []PluginStatus{},
 	}
