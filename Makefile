@@ -7,7 +7,7 @@ GO      ?= go
 BIN     ?= bin
 export CGO_ENABLED := 0
 
-.PHONY: build run test check-config generate bench fuzz clean
+.PHONY: build run test check-config generate bench fuzz clean image image-vm
 
 build:
 	$(GO) build -trimpath -o $(BIN)/ ./router ./plugins/...
@@ -33,5 +33,16 @@ bench: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./config
 
+# The gokrazy SD-card image for the Raspberry Pi 3/4/5, from the gok instance
+# in gokrazy/vecino (needs squashfs-tools, dosfstools, mtools, fdisk,
+# e2fsprogs). The gokrazy password is made once in
+# gokrazy/vecino/http-password.txt, which git ignores.
+image:
+	$(GO) run ./gokrazy/imagebuild -target rpi -o vecino.img
+
+# The same recipe for a QEMU q35 virtual machine (kernel.amd64).
+image-vm:
+	$(GO) run ./gokrazy/imagebuild -target vm-amd64 -o vecino-vm.img
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) vecino.img vecino-vm.img
