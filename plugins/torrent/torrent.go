@@ -2,64 +2,281 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/storage"
+	"golang.org/x/time/rate"
 
 	"github.com/vecino/vecino/sdk"
 )
 
+// settings is [plugins.torrent].
 type settings struct {
-	DataDir    string `toml:"data_dir"`
-	ListenPort int    `toml:"listen_port"`
+	DataDir           string  `toml:"data_dir"`
+	WatchDir          string  `toml:"watch_dir"`
+	ListenPort        int     `toml:"listen_port"`
+	ListenHost        string  `toml:"listen_host"`
+	UploadKiBps       int64   `toml:"upload_kib_per_s"`
+	DownloadKiBps     int64   `toml:"download_kib_per_s"`
+	RatioLimit        float64 `toml:"ratio_limit"`
+	IdleLimit         string  `toml:"idle_limit"`
+	idle              time.Duration
+	MaxActive         int    `toml:"max_active"`
+	DHT               bool   `toml:"dht"`
+	PEX               bool   `toml:"pex"`
+	UTP               bool   `toml:"utp"`
+	Encryption        string `toml:"encryption"`
+	Trackers          bool   `toml:"trackers"`
+	LocalPeerDiscover bool   `toml:"local_peer_discovery"`
+	PortMapping       bool   `toml:"port_mapping"`
 }
 
-// torrent validates its table, prepares its folders and reports them. The
-// BitTorrent engine itself is the subject of its own issue.
-type torrent struct {
-	cfg    settings
-	env    sdk.Env
-	nodeID string
-}
-
-func (t *torrent) Info() sdk.Info {
-	return sdk.Info{Name: "torrent", Version: "0.1.0", Description: "BitTorrent seedbox"}
-}
-
-func (t *torrent) Configure(_ context.Context, raw []byte, env sdk.Env) error {
-	cfg := settings{DataDir: "data", ListenPort: 6881}
-	errs := sdk.DecodeSettings(raw, &cfg)
-	if cfg.ListenPort < 0 || cfg.ListenPort > 65535 {
-		errs = append(errs, sdk.KeyError{Key: "listen_port", Message: fmt.Sprintf("must be from 0 to 65535, not %d", cfg.ListenPort)})
+func defaults() settings {
+	return settings{
+		DataDir: "data", WatchDir: "watch", ListenPort: 51413, MaxActive: 20,
+		DHT: true, PEX: true, UTP: true, Encryption: "prefer", Trackers: true, PortMapping: true,
 	}
+}
+
+func (s *settings) validate() sdk.ConfigErrors {
+	var errs sdk.ConfigErrors
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, sdk.KeyError{Key: key, Message: fmt.Sprintf(format, a...)})
+	}
+	if s.ListenPort < 0 || s.ListenPort > 65535 {
+		bad("listen_port", "must be from 0 to 65535, not %d", s.ListenPort)
+	}
+	if s.UploadKiBps < 0 {
+		bad("upload_kib_per_s", "must be 0 (no limit) or more, not %d", s.UploadKiBps)
+	}
+	if s.DownloadKiBps < 0 {
+		bad("download_kib_per_s", "must be 0 (no limit) or more, not %d", s.DownloadKiBps)
+	}
+	if s.RatioLimit < 0 {
+		bad("ratio_limit", "must be 0 (seed for ever) or more, not %g", s.RatioLimit)
+	}
+	if s.IdleLimit != "" {
+		d, err := time.ParseDuration(s.IdleLimit)
+		switch {
+		case err != nil:
+			bad("idle_limit", "%q is not a duration like \"30m\" or \"2h\"", s.IdleLimit)
+		case d < 0:
+			bad("idle_limit", "must be 0 (no limit) or more, not %s", d)
+		}
+		s.idle = d
+	}
+	if s.MaxActive < 1 {
+		bad("max_active", "must be at least 1, not %d", s.MaxActive)
+	}
+	switch s.Encryption {
+	case "prefer", "require", "off":
+	default:
+		bad("encryption", "%q is not one of prefer, require, off", s.Encryption)
+	}
+	if s.LocalPeerDiscover {
+		bad("local_peer_discovery", "the BitTorrent engine (anacrolix/torrent) has no local peer discovery; set it to false")
+	}
+	return errs
+}
+
+// seedbox is the plugin: one anacrolix client and the torrents it carries.
+type seedbox struct {
+	cfg   settings
+	env   sdk.Env
+	log   *slog.Logger
+	state string // folder for .torrent files and the torrent list
+
+	cl      *torrent.Client
+	storage storage.ClientImplCloser
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu       sync.Mutex
+	torrents map[string]*item // by info hash, hex
+	list     *torrentList
+}
+
+func (s *seedbox) Info() sdk.Info {
+	return sdk.Info{Name: "torrent", Version: "0.2.0", Description: "BitTorrent seedbox (anacrolix/torrent)"}
+}
+
+func (s *seedbox) Configure(_ context.Context, raw []byte, env sdk.Env) error {
+	cfg := defaults()
+	errs := sdk.DecodeSettings(raw, &cfg)
+	errs = append(errs, cfg.validate()...)
 	if len(errs) > 0 {
 		return errs
 	}
-	if !filepath.IsAbs(cfg.DataDir) {
-		cfg.DataDir = filepath.Join(env.DataDir, cfg.DataDir)
+	for _, d := range []*string{&cfg.DataDir, &cfg.WatchDir} {
+		if !filepath.IsAbs(*d) {
+			*d = filepath.Join(env.DataDir, *d)
+		}
 	}
-	t.cfg, t.env = cfg, env
+	s.cfg, s.env = cfg, env
+	s.state = filepath.Join(env.DataDir, "torrents")
+	s.log = slog.Default()
 	return nil
 }
 
-func (t *torrent) Start(ctx context.Context) error {
-	if err := os.MkdirAll(t.cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+func (s *seedbox) clientConfig() *torrent.ClientConfig {
+	c := torrent.NewDefaultClientConfig()
+	c.DataDir = s.cfg.DataDir
+	c.ListenPort = s.cfg.ListenPort
+	if s.cfg.ListenHost != "" {
+		host := s.cfg.ListenHost
+		c.ListenHost = func(string) string { return host }
+		if ip := net.ParseIP(host); ip != nil {
+			// One address family: the engine would fail to bind the other.
+			c.DisableIPv6 = ip.To4() != nil
+			c.DisableIPv4 = ip.To4() == nil
+		}
 	}
-	self, err := t.env.Host.Self(ctx)
+	c.Seed = true
+	c.NoDHT = !s.cfg.DHT
+	c.DisablePEX = !s.cfg.PEX
+	c.DisableUTP = !s.cfg.UTP
+	c.DisableTrackers = !s.cfg.Trackers
+	c.NoDefaultPortForwarding = !s.cfg.PortMapping
+	c.DisableWebtorrent = true // would dial WebRTC trackers and STUN servers
+	c.DisableWebseeds = !s.cfg.Trackers
+	switch s.cfg.Encryption {
+	case "require":
+		c.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: true, RequirePreferred: true}
+	case "off":
+		c.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: false, RequirePreferred: true}
+	default:
+		c.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: true}
+	}
+	if s.cfg.UploadKiBps > 0 {
+		c.UploadRateLimiter = rate.NewLimiter(rate.Limit(s.cfg.UploadKiBps<<10), int(max(s.cfg.UploadKiBps<<10, 256<<10)))
+	}
+	if s.cfg.DownloadKiBps > 0 {
+		c.DownloadRateLimiter = rate.NewLimiter(rate.Limit(s.cfg.DownloadKiBps<<10), int(max(s.cfg.DownloadKiBps<<10, 256<<10)))
+	}
+	c.Slogger = s.log.With("component", "engine")
+	return c
+}
+
+func (s *seedbox) Start(ctx context.Context) error {
+	for _, d := range []string{s.cfg.DataDir, s.cfg.WatchDir, s.state} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	// Piece completion in bbolt (pure Go): what was verified once is not
+	// hashed again after a restart.
+	pc, err := storage.NewBoltPieceCompletion(s.state)
 	if err != nil {
-		return err
+		return fmt.Errorf("open piece completion in %s: %w", s.state, err)
 	}
-	t.nodeID = self.ID
+	s.storage = storage.NewFileOpts(storage.NewFileClientOpts{ClientBaseDir: s.cfg.DataDir, PieceCompletion: pc})
+	cc := s.clientConfig()
+	cc.DefaultStorage = s.storage
+	cl, err := torrent.NewClient(cc)
+	if err != nil {
+		s.storage.Close()
+		return fmt.Errorf("start BitTorrent client on port %d: %w", s.cfg.ListenPort, err)
+	}
+	s.cl = cl
+	s.torrents = map[string]*item{}
+	s.list, err = loadList(s.state)
+	if err != nil {
+		s.log.Error("torrent list unreadable; starting from the .torrent files alone", "err", err)
+	}
+	if err := s.resume(); err != nil {
+		s.log.Error("resume torrents", "err", err)
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.tick(bg) }()
+	go func() { defer s.wg.Done(); s.watch(bg) }()
 	return nil
 }
 
-func (t *torrent) Stop(context.Context) error   { return nil }
-func (t *torrent) Health(context.Context) error { return nil }
+func (s *seedbox) Stop(context.Context) error {
+	if s.stop != nil {
+		s.stop()
+		s.wg.Wait()
+	}
+	s.mu.Lock()
+	s.saveListLocked()
+	s.mu.Unlock()
+	var errs []error
+	if s.cl != nil {
+		errs = s.cl.Close()
+	}
+	if s.storage != nil {
+		errs = append(errs, s.storage.Close())
+	}
+	return errors.Join(errs...)
+}
 
-func (t *torrent) Status(context.Context) (sdk.Status, error) {
+func (s *seedbox) Health(context.Context) error {
+	if s.cl == nil {
+		return errors.New("client not started")
+	}
+	return nil
+}
+
+func (s *seedbox) Status(context.Context) (sdk.Status, error) {
+	views := s.views()
+	var up, down float64
+	seeding, downloading := 0, 0
+	for _, v := range views {
+		up += v.UpRate
+		down += v.DownRate
+		switch v.State {
+		case "seeding":
+			seeding++
+		case "downloading":
+			downloading++
+		}
+	}
 	return sdk.Status{
-		Summary: "no torrents",
-		Details: map[string]any{"data_dir": t.cfg.DataDir, "listen_port": t.cfg.ListenPort, "torrents": []any{}, "node": t.nodeID},
+		Summary: fmt.Sprintf("%d torrents: %d downloading, %d seeding; up %.1f KiB/s, down %.1f KiB/s",
+			len(views), downloading, seeding, up/1024, down/1024),
+		Details: map[string]any{"data_dir": s.cfg.DataDir, "watch_dir": s.cfg.WatchDir, "listen_port": s.port(), "torrents": len(views)},
 	}, nil
+}
+
+// port is the BitTorrent port actually bound (listen_port 0 picks one).
+func (s *seedbox) port() int {
+	if s.cl == nil {
+		return 0
+	}
+	return s.cl.LocalPort()
+}
+
+// tick samples rates and applies ratio, idle and active limits once a second.
+func (s *seedbox) tick(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	saved := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			for _, it := range s.torrents {
+				it.sample(now)
+				s.applyLimits(it, now)
+			}
+			s.schedule()
+			if now.Sub(saved) > 30*time.Second {
+				s.saveListLocked()
+				saved = now
+			}
+			s.mu.Unlock()
+		}
+	}
 }

@@ -1,0 +1,418 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// needTools fails on CI when a tool .ci/run installs is missing, and skips
+// elsewhere.
+func needTools(t *testing.T, names ...string) {
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is not installed; .ci/run installs it", n)
+			}
+			t.Skipf("%s not installed", n)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startProcess runs a program for the length of the test, its output in a
+// file shown when the test fails.
+func startProcess(t *testing.T, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			if len(b) > 4000 {
+				b = b[len(b)-4000:]
+			}
+			t.Logf("%s output:\n%s", name, b)
+		}
+	})
+	return cmd
+}
+
+// tracker is Debian's opentracker on loopback: a real tracker, and the only
+// way the clients learn of each other. Debian builds it with a whitelist of
+// info hashes, reloaded on SIGHUP.
+type tracker struct {
+	URL       string
+	whitelist string
+	cmd       *exec.Cmd
+}
+
+func startTracker(t *testing.T) *tracker {
+	port := freePort(t)
+	dir := t.TempDir()
+	tr := &tracker{URL: fmt.Sprintf("http://127.0.0.1:%d/announce", port), whitelist: filepath.Join(dir, "whitelist")}
+	os.WriteFile(tr.whitelist, nil, 0o644)
+	tr.cmd = startProcess(t, "opentracker", "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-P", fmt.Sprint(port), "-d", dir, "-w", "/whitelist") // opentracker chroots to dir first
+	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port))
+	return tr
+}
+
+// allow adds an info hash to the whitelist and has the tracker reload it.
+func (tr *tracker) allow(t *testing.T, ih string) {
+	f, err := os.OpenFile(tr.whitelist, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, ih)
+	f.Close()
+	tr.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+}
+
+func waitTCP(t *testing.T, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on %s", addr)
+		}
+	}
+}
+
+// torrentNode starts a node whose torrent plugin listens on loopback with
+// DHT, PEX, uTP and port mapping off; trackers stay on for the loopback one.
+func torrentNode(t *testing.T) *testnet.Node {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"torrent": fmt.Sprintf(`listen_host = "127.0.0.1"
+listen_port = %d
+dht = false
+pex = false
+utp = false
+port_mapping = false
+trackers = true`, freePort(t))}})
+	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
+	return n
+}
+
+type torrentView struct {
+	InfoHash string  `json:"info_hash"`
+	Name     string  `json:"name"`
+	State    string  `json:"state"`
+	Progress float64 `json:"progress"`
+	Size     int64   `json:"size"`
+	Error    string  `json:"error"`
+	Magnet   string  `json:"magnet"`
+	Uploaded int64   `json:"uploaded"`
+}
+
+func (tv torrentView) String() string {
+	return fmt.Sprintf("%s %s %.1f%% %s", tv.Name, tv.State, tv.Progress*100, tv.Error)
+}
+
+func vecinoTorrent(t *testing.T, n *testnet.Node, ih string) torrentView {
+	t.Helper()
+	code, body, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+ih, nil, false)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET torrent %s: %d %v %s", ih, code, err, body)
+	}
+	var v torrentView
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func waitVecino(t *testing.T, n *testnet.Node, ih, state string, timeout time.Duration) torrentView {
+	t.Helper()
+	var v torrentView
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if v = vecinoTorrent(t, n, ih); v.State == state {
+			return v
+		}
+	}
+	t.Fatalf("torrent %s not %s within %s: %s\n%s", ih, state, timeout, v, n.Log())
+	return v
+}
+
+// makeFiles writes a multi-file folder of random data and returns the
+// sha256 of each file by relative path.
+func makeFiles(t *testing.T, root string, sizes map[string]int) map[string]string {
+	sums := map[string]string{}
+	for rel, size := range sizes {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, size)
+		rand.Read(b)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.Sum256(b)
+		sums[rel] = hex.EncodeToString(h[:])
+	}
+	return sums
+}
+
+func checkFiles(t *testing.T, who, root string, sums map[string]string) {
+	t.Helper()
+	for rel, want := range sums {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil {
+			t.Errorf("%s: %v", who, err)
+			continue
+		}
+		h := sha256.Sum256(b)
+		if got := hex.EncodeToString(h[:]); got != want {
+			t.Errorf("%s: %s has sha256 %s, want %s", who, rel, got, want)
+		}
+	}
+}
+
+var album = map[string]int{
+	"album/01 intro.flac":       3<<20 + 123,
+	"album/02 song.flac":        5 << 20,
+	"album/cover/front.jpg":     700<<10 + 1,
+	"album/notes/liner.txt":     4321,
+	"album/notes/credits.txt":   17,
+	"album/bonus/demo take.ogg": 2<<20 + 77,
+}
+
+// seedFromVecino makes a torrent of a multi-file folder in the node's data
+// folder and waits until the node seeds it.
+func seedFromVecino(t *testing.T, n *testnet.Node, tr *tracker) (torrentView, []byte, map[string]string) {
+	t.Helper()
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	sums := makeFiles(t, data, album)
+	req, _ := json.Marshal(map[string]any{"path": "album", "trackers": []string{tr.URL}})
+	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/create", req, true)
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("create: %d %v %s", code, err, body)
+	}
+	var v torrentView
+	json.Unmarshal(body, &v)
+	if !strings.HasPrefix(v.Magnet, "magnet:?xt=urn:btih:"+v.InfoHash) {
+		t.Errorf("create gave magnet %q", v.Magnet)
+	}
+	tr.allow(t, v.InfoHash)
+	v = waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
+	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("get .torrent: %d %v", code, err)
+	}
+	return v, file, sums
+}
+
+// addPeer tells the node's torrent plugin of a peer on loopback.
+func addPeer(t *testing.T, n *testnet.Node, ih string, port int) {
+	t.Helper()
+	body := fmt.Sprintf(`{"addr":"127.0.0.1:%d"}`, port)
+	if code, b, err := n.Do("POST", "/api/v1/plugins/torrent/torrents/"+ih+"/peers", []byte(body), true); err != nil || code != http.StatusAccepted {
+		t.Fatalf("add peer: %d %v %s", code, err, b)
+	}
+}
+
+// transmission is a transmission-daemon on loopback, driven over its RPC.
+type transmission struct {
+	t        *testing.T
+	rpc      string
+	session  string
+	dir      string
+	peerPort int
+}
+
+func startTransmission(t *testing.T) *transmission {
+	needTools(t, "transmission-daemon")
+	conf, dir := t.TempDir(), t.TempDir()
+	rpcPort, peerPort := freePort(t), freePort(t)
+	settings := map[string]any{
+		"bind-address-ipv4": "127.0.0.1", "bind-address-ipv6": "::1",
+		"rpc-bind-address": "127.0.0.1", "rpc-port": rpcPort, "rpc-authentication-required": false,
+		"rpc-whitelist-enabled": false, "rpc-host-whitelist-enabled": false,
+		"peer-port": peerPort, "peer-port-random-on-start": false, "port-forwarding-enabled": false,
+		"dht-enabled": false, "lpd-enabled": false, "pex-enabled": false, "utp-enabled": false,
+		"download-dir": dir, "incomplete-dir-enabled": false, "encryption": 1,
+		"ratio-limit-enabled": false, "idle-seeding-limit-enabled": false,
+		"speed-limit-up-enabled": false, "speed-limit-down-enabled": false, "message-level": 2,
+	}
+	b, _ := json.Marshal(settings)
+	if err := os.WriteFile(filepath.Join(conf, "settings.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startProcess(t, "transmission-daemon", "-f", "-g", conf)
+	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", rpcPort))
+	return &transmission{t: t, rpc: fmt.Sprintf("http://127.0.0.1:%d/transmission/rpc", rpcPort), dir: dir, peerPort: peerPort}
+}
+
+func (tr *transmission) call(method string, args map[string]any) map[string]any {
+	tr.t.Helper()
+	body, _ := json.Marshal(map[string]any{"method": method, "arguments": args})
+	for range 3 {
+		req, _ := http.NewRequest("POST", tr.rpc, bytes.NewReader(body))
+		req.Header.Set("X-Transmission-Session-Id", tr.session)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			tr.t.Fatalf("transmission rpc: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusConflict {
+			tr.session = resp.Header.Get("X-Transmission-Session-Id")
+			continue
+		}
+		var out struct {
+			Result    string
+			Arguments map[string]any
+		}
+		if err := json.Unmarshal(b, &out); err != nil || out.Result != "success" {
+			tr.t.Fatalf("transmission %s: %s %v", method, b, err)
+		}
+		return out.Arguments
+	}
+	tr.t.Fatal("transmission rpc: no session")
+	return nil
+}
+
+func (tr *transmission) add(torrentFile []byte) {
+	tr.call("torrent-add", map[string]any{"metainfo": base64.StdEncoding.EncodeToString(torrentFile), "download-dir": tr.dir})
+}
+
+// wait polls until the only torrent is complete (percentDone 1 and, with
+// seeding, status 6).
+func (tr *transmission) wait(seeding bool, timeout time.Duration) {
+	tr.t.Helper()
+	var last any
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		got := tr.call("torrent-get", map[string]any{"fields": []string{"name", "percentDone", "status", "error", "errorString", "peersConnected"}})
+		list, _ := got["torrents"].([]any)
+		if len(list) == 1 {
+			m := list[0].(map[string]any)
+			last = m
+			if m["percentDone"] == 1.0 && (!seeding || m["status"] == 6.0) {
+				return
+			}
+		}
+	}
+	tr.t.Fatalf("transmission not done within %s: %v", timeout, last)
+}
+
+// TestTransmissionDownloadsFromVecino: Vecino seeds a multi-file torrent it
+// made; transmission-daemon, told only the .torrent, finds it through the
+// tracker and downloads every file whole.
+func TestTransmissionDownloadsFromVecino(t *testing.T) {
+	needTools(t, "opentracker", "transmission-daemon")
+	tracker := startTracker(t)
+	n := torrentNode(t)
+	v, file, sums := seedFromVecino(t, n, tracker)
+	tr := startTransmission(t)
+	tr.add(file)
+	// The tracker alone would do, at its announce interval; telling Vecino
+	// the peer directly saves the wait.
+	addPeer(t, n, v.InfoHash, tr.peerPort)
+	tr.wait(false, 2*time.Minute)
+	checkFiles(t, "transmission", tr.dir, sums)
+	if up := vecinoTorrent(t, n, v.InfoHash); up.Uploaded < v.Size {
+		t.Errorf("vecino reports %d bytes uploaded, want at least %d", up.Uploaded, v.Size)
+	}
+}
+
+// TestVecinoDownloadsFromTransmission: transmission-daemon seeds a torrent
+// made by transmission-create; Vecino downloads it.
+func TestVecinoDownloadsFromTransmission(t *testing.T) {
+	needTools(t, "opentracker", "transmission-daemon", "transmission-create")
+	tracker := startTracker(t)
+	tr := startTransmission(t)
+	sums := makeFiles(t, tr.dir, album)
+	tfile := filepath.Join(t.TempDir(), "album.torrent")
+	if out, err := exec.Command("transmission-create", "-o", tfile, "-t", tracker.URL, filepath.Join(tr.dir, "album")).CombinedOutput(); err != nil {
+		t.Fatalf("transmission-create: %v\n%s", err, out)
+	}
+	file, _ := os.ReadFile(tfile)
+	tr.add(file)
+	tr.wait(true, time.Minute)
+
+	n := torrentNode(t)
+	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/torrents", file, true)
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("add: %d %v %s", code, err, body)
+	}
+	var v torrentView
+	json.Unmarshal(body, &v)
+	tracker.allow(t, v.InfoHash)
+	addPeer(t, n, v.InfoHash, tr.peerPort)
+	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
+	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+}
+
+// TestAria2DownloadsFromVecino: aria2c downloads what Vecino seeds.
+func TestAria2DownloadsFromVecino(t *testing.T) {
+	needTools(t, "opentracker", "aria2c")
+	tracker := startTracker(t)
+	n := torrentNode(t)
+	v, file, sums := seedFromVecino(t, n, tracker)
+	dir := t.TempDir()
+	ariaPort := freePort(t)
+	tfile := filepath.Join(dir, "album.torrent")
+	os.WriteFile(tfile, file, 0o644)
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command("aria2c", "--dir="+out, "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",
+		"--bt-enable-lpd=false", "--enable-peer-exchange=false", "--disable-ipv6=true",
+		fmt.Sprintf("--listen-port=%d", ariaPort), "--bt-stop-timeout=120", "--summary-interval=0",
+		"--console-log-level=warn", tfile)
+	done := make(chan error, 1)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", ariaPort))
+	addPeer(t, n, v.InfoHash, ariaPort)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("aria2c: %v\n%s", err, log.String())
+		}
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("aria2c not done in 3 min\n%s", log.String())
+	}
+	checkFiles(t, "aria2", out, sums)
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/vecino/vecino/internal/atomicfile"
+)
+
+// errExists is returned when a torrent is added twice.
+var errExists = errors.New("torrent already added")
+
+// addMetainfo adds a .torrent. Its bytes are kept under the state folder so
+// the torrent comes back after a restart.
+func (s *seedbox) addMetainfo(data []byte) (View, error) {
+	mi, info, err := parseMetainfo(data)
+	if err != nil {
+		return View{}, err
+	}
+	ih := mi.HashInfoBytes().HexString()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if it, ok := s.torrents[ih]; ok {
+		return it.view(), errExists
+	}
+	if err := atomicfile.Write(filepath.Join(s.state, ih+".torrent"), data, 0o644); err != nil {
+		return View{}, err
+	}
+	rec := &record{InfoHash: ih, Name: info.BestName(), AddedAt: time.Now()}
+	it, err := s.startLocked(rec, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) })
+	if err != nil {
+		return View{}, err
+	}
+	s.saveListLocked()
+	return it.view(), nil
+}
+
+// addMagnet adds a magnet link; the metadata comes from peers.
+func (s *seedbox) addMagnet(uri string) (View, error) {
+	m, err := parseMagnet(uri)
+	if err != nil {
+		return View{}, err
+	}
+	ih := m.InfoHash.HexString()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if it, ok := s.torrents[ih]; ok {
+		return it.view(), errExists
+	}
+	rec := &record{InfoHash: ih, Name: m.DisplayName, Magnet: strings.TrimSpace(uri), AddedAt: time.Now()}
+	it, err := s.startLocked(rec, func() (*torrent.Torrent, error) { return s.cl.AddMagnet(rec.Magnet) })
+	if err != nil {
+		return View{}, err
+	}
+	s.saveListLocked()
+	return it.view(), nil
+}
+
+// startLocked hands a torrent to the engine and, once its metadata is
+// known, keeps the .torrent and starts downloading what is missing.
+func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error)) (*item, error) {
+	t, err := add()
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", rec.InfoHash, err)
+	}
+	it := &item{rec: rec, t: t}
+	s.torrents[rec.InfoHash] = it
+	if rec.Finished {
+		t.DisallowDataUpload()
+	}
+	go func() {
+		select {
+		case <-t.GotInfo():
+		case <-t.Closed():
+			return
+		}
+		path := filepath.Join(s.state, rec.InfoHash+".torrent")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			mi := t.Metainfo()
+			if data, err := bencode.Marshal(mi); err == nil {
+				if err := atomicfile.Write(path, data, 0o644); err != nil {
+					s.log.Error("keep metadata", "torrent", t.Name(), "err", err)
+				}
+			}
+		}
+		t.DownloadAll()
+	}()
+	return it, nil
+}
+
+// resume adds back every torrent of the last run. Piece completion is in
+// bbolt, so completed data is not hashed again.
+func (s *seedbox) resume() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	seen := map[string]bool{}
+	files, _ := filepath.Glob(filepath.Join(s.state, "*.torrent"))
+	for _, f := range files {
+		ih := strings.TrimSuffix(filepath.Base(f), ".torrent")
+		seen[ih] = true
+		rec := s.list.Records[ih]
+		if rec == nil {
+			rec = &record{InfoHash: ih, AddedAt: time.Now()}
+		}
+		data, err := os.ReadFile(f)
+		var mi *metainfo.MetaInfo
+		if err == nil {
+			mi, _, err = parseMetainfo(data)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resume %s: %w", f, err))
+			continue
+		}
+		rec.Magnet = ""
+		if _, err := s.startLocked(rec, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) }); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for ih, rec := range s.list.Records {
+		if seen[ih] || rec.Magnet == "" {
+			continue
+		}
+		if _, err := s.startLocked(rec, func() (*torrent.Torrent, error) { return s.cl.AddMagnet(rec.Magnet) }); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// remove drops a torrent, and its data when asked.
+func (s *seedbox) remove(ih string, deleteData bool) error {
+	s.mu.Lock()
+	it, ok := s.torrents[ih]
+	if ok {
+		delete(s.torrents, ih)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no torrent %s", ih)
+	}
+	var name string
+	if it.hasInfo() {
+		name = it.t.Name()
+	}
+	it.t.Drop()
+	os.Remove(filepath.Join(s.state, ih+".torrent"))
+	s.mu.Lock()
+	s.saveListLocked()
+	s.mu.Unlock()
+	if deleteData && name != "" && safeName(name) == nil {
+		if err := os.RemoveAll(filepath.Join(s.cfg.DataDir, name)); err != nil {
+			return fmt.Errorf("delete data of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// create makes a torrent of a file or folder at the top of the data folder,
+// adds it, and seeds it.
+func (s *seedbox) create(name string, trackers []string) (View, error) {
+	if err := safeName(name); err != nil {
+		return View{}, fmt.Errorf("create: %q must name a file or folder at the top of the data folder", name)
+	}
+	path := filepath.Join(s.cfg.DataDir, name)
+	if _, err := os.Stat(path); err != nil {
+		return View{}, fmt.Errorf("create: %w", err)
+	}
+	info := metainfo.Info{}
+	if err := info.BuildFromFilePath(path); err != nil {
+		return View{}, fmt.Errorf("create from %s: %w", path, err)
+	}
+	infoBytes, err := bencode.Marshal(info)
+	if err != nil {
+		return View{}, err
+	}
+	mi := metainfo.MetaInfo{InfoBytes: infoBytes, CreatedBy: "vecino", CreationDate: time.Now().Unix()}
+	if len(trackers) > 0 {
+		mi.Announce = trackers[0]
+		mi.AnnounceList = metainfo.AnnounceList{trackers}
+	}
+	data, err := bencode.Marshal(mi)
+	if err != nil {
+		return View{}, err
+	}
+	return s.addMetainfo(data)
+}
+
+// torrentFile returns the kept .torrent of a torrent.
+func (s *seedbox) torrentFile(ih string) ([]byte, error) {
+	if len(ih) != 40 || strings.Trim(ih, "0123456789abcdef") != "" {
+		return nil, fmt.Errorf("%q is not a hex info hash", ih)
+	}
+	return os.ReadFile(filepath.Join(s.state, ih+".torrent"))
+}
+
+// watch adds what appears in the watch folder: .torrent files, .magnet files
+// holding a link, and files or folders to seed (moved into the data folder).
+// What was added is renamed NAME.added; what failed, NAME.invalid, with the
+// reason in the log, so nothing is lost and nothing is retried in a loop.
+func (s *seedbox) watch(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		entries, err := os.ReadDir(s.cfg.WatchDir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".added") || strings.HasSuffix(name, ".invalid") {
+				continue
+			}
+			path := filepath.Join(s.cfg.WatchDir, name)
+			if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < 2*time.Second {
+				continue // still being written
+			}
+			var addErr error
+			switch {
+			case strings.HasSuffix(name, ".torrent") && !e.IsDir():
+				data, err := os.ReadFile(path)
+				if err == nil {
+					_, err = s.addMetainfo(data)
+				}
+				addErr = err
+			case strings.HasSuffix(name, ".magnet") && !e.IsDir():
+				data, err := os.ReadFile(path)
+				if err == nil {
+					_, err = s.addMagnet(string(data))
+				}
+				addErr = err
+			default:
+				dst := filepath.Join(s.cfg.DataDir, name)
+				if _, err := os.Stat(dst); err == nil {
+					addErr = fmt.Errorf("%s already exists in the data folder", name)
+					break
+				}
+				if err := os.Rename(path, dst); err != nil {
+					addErr = err
+					break
+				}
+				if _, err := s.create(name, nil); err != nil && !errors.Is(err, errExists) {
+					s.log.Error("watch folder: seed", "file", name, "err", err)
+				} else {
+					s.log.Info("watch folder: seeding", "file", name)
+				}
+				continue
+			}
+			suffix := ".added"
+			if addErr != nil && !errors.Is(addErr, errExists) {
+				suffix = ".invalid"
+				s.log.Error("watch folder: not added", "file", name, "err", addErr)
+			} else {
+				s.log.Info("watch folder: added", "file", name)
+			}
+			os.Rename(path, path+suffix)
+		}
+	}
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/anacrolix/torrent"
+)
+
+// maxTorrentFile bounds an uploaded .torrent.
+const maxTorrentFile = 16 << 20
+
+// HTTPHandler is the plugin's API, under /api/v1/plugins/torrent/ on the
+// router.
+//
+//	GET    /torrents                 every torrent (View)
+//	POST   /torrents                 body: a .torrent file or a magnet link
+//	GET    /torrents/{ih}            one torrent
+//	DELETE /torrents/{ih}[?delete_data=true]
+//	GET    /torrents/{ih}/torrent    its .torrent file
+//	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to
+//	POST   /create                   body: {"path":"NAME","trackers":[...]}: seed NAME from the data folder
+//	GET    /                         a page with every torrent and its progress
+func (s *seedbox) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(page)
+	})
+	mux.HandleFunc("GET /torrents", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views()})
+	})
+	mux.HandleFunc("POST /torrents", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTorrentFile))
+		if err != nil {
+			writeErr(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxTorrentFile))
+			return
+		}
+		var v View
+		trimmed := bytes.TrimSpace(body)
+		switch {
+		case bytes.HasPrefix(trimmed, []byte("magnet:")):
+			v, err = s.addMagnet(string(trimmed))
+		case bytes.HasPrefix(body, []byte("d")):
+			v, err = s.addMetainfo(body)
+		default:
+			err = errors.New("body is neither a .torrent file (bencoded, starts with 'd') nor a magnet link")
+		}
+		switch {
+		case errors.Is(err, errExists):
+			writeJSON(w, http.StatusOK, v)
+		case err != nil:
+			writeErr(w, http.StatusBadRequest, err)
+		default:
+			writeJSON(w, http.StatusCreated, v)
+		}
+	})
+	mux.HandleFunc("GET /torrents/{ih}", func(w http.ResponseWriter, r *http.Request) {
+		for _, v := range s.views() {
+			if v.InfoHash == strings.ToLower(r.PathValue("ih")) {
+				writeJSON(w, http.StatusOK, v)
+				return
+			}
+		}
+		writeErr(w, http.StatusNotFound, fmt.Errorf("no torrent %s", r.PathValue("ih")))
+	})
+	mux.HandleFunc("DELETE /torrents/{ih}", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.remove(strings.ToLower(r.PathValue("ih")), r.URL.Query().Get("delete_data") == "true"); err != nil {
+			writeErr(w, http.StatusNotFound, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /torrents/{ih}/torrent", func(w http.ResponseWriter, r *http.Request) {
+		data, err := s.torrentFile(strings.ToLower(r.PathValue("ih")))
+		if err != nil {
+			writeErr(w, http.StatusNotFound, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-bittorrent")
+		w.Write(data)
+	})
+	mux.HandleFunc("POST /torrents/{ih}/peers", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Addr string }
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
+			return
+		}
+		p, err := parsePeer(req.Addr)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		s.mu.Lock()
+		it, ok := s.torrents[strings.ToLower(r.PathValue("ih"))]
+		s.mu.Unlock()
+		if !ok {
+			writeErr(w, http.StatusNotFound, fmt.Errorf("no torrent %s", r.PathValue("ih")))
+			return
+		}
+		it.t.AddPeers([]torrent.PeerInfo{p})
+		writeJSON(w, http.StatusAccepted, map[string]string{"peer": req.Addr})
+	})
+	mux.HandleFunc("POST /create", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Path     string
+			Trackers []string
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
+			return
+		}
+		v, err := s.create(req.Path, req.Trackers)
+		switch {
+		case errors.Is(err, errExists):
+			writeJSON(w, http.StatusOK, v)
+		case err != nil:
+			writeErr(w, http.StatusBadRequest, err)
+		default:
+			writeJSON(w, http.StatusCreated, v)
+		}
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/vecino/vecino/internal/atomicfile"
+)
+
+// record is what is kept of a torrent across restarts, in list.json beside
+// the .torrent files.
+type record struct {
+	InfoHash string    `json:"info_hash"`
+	Name     string    `json:"name"`
+	Magnet   string    `json:"magnet,omitempty"` // until the metadata arrives
+	AddedAt  time.Time `json:"added_at"`
+	// Uploaded and Downloaded count data bytes of earlier runs, for the ratio.
+	Uploaded   int64 `json:"uploaded"`
+	Downloaded int64 `json:"downloaded"`
+	// Finished is set when the ratio or idle limit stopped seeding.
+	Finished bool   `json:"finished,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+type torrentList struct {
+	path    string
+	Records map[string]*record `json:"torrents"`
+}
+
+func loadList(dir string) (*torrentList, error) {
+	l := &torrentList{path: filepath.Join(dir, "list.json"), Records: map[string]*record{}}
+	data, err := os.ReadFile(l.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return l, nil
+	}
+	if err != nil {
+		return l, fmt.Errorf("read %s: %w", l.path, err)
+	}
+	if err := json.Unmarshal(data, l); err != nil {
+		return &torrentList{path: l.path, Records: map[string]*record{}}, fmt.Errorf("%s: %w", l.path, err)
+	}
+	if l.Records == nil {
+		l.Records = map[string]*record{}
+	}
+	return l, nil
+}
+
+// item is one torrent in this run.
+type item struct {
+	rec *record
+	t   *torrent.Torrent
+
+	queued     bool
+	at         time.Time
+	up, down   int64 // this run's data bytes at the last sample
+	upRate     float64
+	downRate   float64
+	lastUpload time.Time
+}
+
+func (it *item) runBytes() (up, down int64) {
+	st := it.t.Stats()
+	return st.BytesWrittenData.Int64(), st.BytesReadUsefulData.Int64()
+}
+
+func (it *item) sample(now time.Time) {
+	up, down := it.runBytes()
+	if !it.at.IsZero() {
+		secs := now.Sub(it.at).Seconds()
+		it.upRate = float64(up-it.up) / secs
+		it.downRate = float64(down-it.down) / secs
+	}
+	if up > it.up || it.lastUpload.IsZero() {
+		it.lastUpload = now
+	}
+	it.at, it.up, it.down = now, up, down
+}
+
+func (it *item) hasInfo() bool { return it.t.Info() != nil }
+
+func (it *item) ratio() float64 {
+	if !it.hasInfo() || it.t.Length() == 0 {
+		return 0
+	}
+	up, _ := it.runBytes()
+	return float64(it.rec.Uploaded+up) / float64(it.t.Length())
+}
+
+// View is a torrent as the API shows it.
+type View struct {
+	InfoHash   string  `json:"info_hash"`
+	Name       string  `json:"name"`
+	State      string  `json:"state"` // metadata, queued, checking, downloading, seeding, finished, error
+	Size       int64   `json:"size"`
+	Done       int64   `json:"done"`
+	Progress   float64 `json:"progress"` // 0..1
+	UpRate     float64 `json:"up_rate"`  // bytes/s
+	DownRate   float64 `json:"down_rate"`
+	Uploaded   int64   `json:"uploaded"`
+	Downloaded int64   `json:"downloaded"`
+	Ratio      float64 `json:"ratio"`
+	Peers      int     `json:"peers"`
+	Seeders    int     `json:"seeders"`
+	Files      int     `json:"files"`
+	Magnet     string  `json:"magnet"`
+	Error      string  `json:"error,omitempty"`
+	AddedAt    string  `json:"added_at"`
+}
+
+func (it *item) view() View {
+	v := View{InfoHash: it.rec.InfoHash, Name: it.rec.Name, Error: it.rec.Error, AddedAt: it.rec.AddedAt.UTC().Format(time.RFC3339)}
+	up, down := it.runBytes()
+	v.Uploaded, v.Downloaded = it.rec.Uploaded+up, it.rec.Downloaded+down
+	v.UpRate, v.DownRate = it.upRate, it.downRate
+	st := it.t.Stats()
+	v.Peers, v.Seeders = st.ActivePeers, st.ConnectedSeeders
+	v.Magnet = it.rec.Magnet
+	switch {
+	case it.rec.Error != "":
+		v.State = "error"
+	case !it.hasInfo():
+		v.State = "metadata"
+	}
+	if it.hasInfo() {
+		info := it.t.Info()
+		v.Name = it.t.Name()
+		v.Size = it.t.Length()
+		v.Done = it.t.BytesCompleted()
+		v.Files = max(1, len(info.Files))
+		if v.Size > 0 {
+			v.Progress = float64(v.Done) / float64(v.Size)
+		}
+		v.Ratio = it.ratio()
+		mi := it.t.Metainfo()
+		h := it.t.InfoHash()
+		v.Magnet = mi.Magnet(&h, info).String()
+		if v.State == "" {
+			switch {
+			case it.queued:
+				v.State = "queued"
+			case it.rec.Finished:
+				v.State = "finished"
+			case v.Done == v.Size:
+				v.State = "seeding"
+			default:
+				v.State = "downloading"
+			}
+		}
+	}
+	return v
+}
+
+func (s *seedbox) views() []View {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]View, 0, len(s.torrents))
+	for _, it := range s.torrents {
+		out = append(out, it.view())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].AddedAt < out[j].AddedAt || out[i].AddedAt == out[j].AddedAt && out[i].InfoHash < out[j].InfoHash
+	})
+	return out
+}
+
+// applyLimits stops seeding a complete torrent at the ratio or idle limit.
+func (s *seedbox) applyLimits(it *item, now time.Time) {
+	if it.rec.Finished || !it.hasInfo() || it.t.BytesMissing() > 0 {
+		return
+	}
+	var why string
+	switch {
+	case s.cfg.RatioLimit > 0 && it.ratio() >= s.cfg.RatioLimit:
+		why = fmt.Sprintf("ratio %.2f reached the limit %.2f", it.ratio(), s.cfg.RatioLimit)
+	case s.cfg.idle > 0 && now.Sub(it.lastUpload) >= s.cfg.idle:
+		why = fmt.Sprintf("idle for %s", s.cfg.idle)
+	default:
+		return
+	}
+	it.rec.Finished = true
+	it.t.DisallowDataUpload()
+	s.log.Info("stopped seeding", "torrent", it.rec.Name, "why", why)
+}
+
+// schedule lets the oldest max_active unfinished torrents transfer and
+// queues the rest.
+func (s *seedbox) schedule() {
+	var active []*item
+	for _, it := range s.torrents {
+		if !it.rec.Finished && it.rec.Error == "" {
+			active = append(active, it)
+		}
+	}
+	sort.Slice(active, func(i, j int) bool { return active[i].rec.AddedAt.Before(active[j].rec.AddedAt) })
+	for i, it := range active {
+		queue := i >= s.cfg.MaxActive
+		if queue == it.queued {
+			continue
+		}
+		it.queued = queue
+		if queue {
+			it.t.DisallowDataDownload()
+			it.t.DisallowDataUpload()
+		} else {
+			it.t.AllowDataDownload()
+			it.t.AllowDataUpload()
+		}
+	}
+}
+
+// saveListLocked writes list.json with the byte counts so far.
+func (s *seedbox) saveListLocked() {
+	if s.list == nil {
+		return
+	}
+	out := torrentList{Records: map[string]*record{}}
+	for ih, it := range s.torrents {
+		r := *it.rec
+		up, down := it.runBytes()
+		r.Uploaded += up
+		r.Downloaded += down
+		if it.hasInfo() {
+			r.Name = it.t.Name()
+		}
+		out.Records[ih] = &r
+	}
+	data, err := json.MarshalIndent(out, "", "  ")
+	if err == nil {
+		err = atomicfile.Write(s.list.path, data, 0o644)
+	}
+	if err != nil {
+		s.log.Error("save torrent list", "err", err)
+	}
+}
+
+// parseMetainfo reads a .torrent and checks what the engine relies on, so a
+// hostile file is refused with a reason instead of reaching it.
+func parseMetainfo(data []byte) (mi *metainfo.MetaInfo, info metainfo.Info, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("parse .torrent: malformed (%v)", r)
+		}
+	}()
+	if len(data) == 0 {
+		return nil, info, errors.New("parse .torrent: empty")
+	}
+	mi, err = metainfo.Load(bytes.NewReader(data))
+	if err != nil {
+		return nil, info, fmt.Errorf("parse .torrent: %w", err)
+	}
+	if len(mi.InfoBytes) == 0 {
+		return nil, info, errors.New("parse .torrent: no info dictionary")
+	}
+	if err := bencode.Unmarshal(mi.InfoBytes, &info); err != nil {
+		return nil, info, fmt.Errorf("parse .torrent info: %w", err)
+	}
+	switch {
+	case info.PieceLength <= 0:
+		return nil, info, fmt.Errorf("parse .torrent info: piece length %d", info.PieceLength)
+	case len(info.Pieces) == 0 || len(info.Pieces)%20 != 0:
+		return nil, info, fmt.Errorf("parse .torrent info: pieces field of %d bytes is not a list of SHA-1 hashes", len(info.Pieces))
+	case info.TotalLength() <= 0:
+		return nil, info, errors.New("parse .torrent info: no data")
+	case (info.TotalLength()+info.PieceLength-1)/info.PieceLength != int64(len(info.Pieces)/20):
+		return nil, info, fmt.Errorf("parse .torrent info: %d bytes in pieces of %d need %d hashes, not %d",
+			info.TotalLength(), info.PieceLength, (info.TotalLength()+info.PieceLength-1)/info.PieceLength, len(info.Pieces)/20)
+	}
+	if err := safeName(info.BestName()); err != nil {
+		return nil, info, err
+	}
+	for _, f := range info.Files {
+		for _, part := range f.BestPath() {
+			if err := safeName(part); err != nil {
+				return nil, info, err
+			}
+		}
+	}
+	return mi, info, nil
+}
+
+// safeName refuses path parts that would leave the data folder.
+func safeName(part string) error {
+	if part == "" || part == "." || part == ".." || strings.ContainsAny(part, "/\\\x00") {
+		return fmt.Errorf("parse .torrent info: unsafe file name %q", part)
+	}
+	return nil
+}
+
+// parseMagnet checks a magnet link.
+func parseMagnet(uri string) (metainfo.Magnet, error) {
+	m, err := metainfo.ParseMagnetUri(strings.TrimSpace(uri))
+	if err != nil {
+		return m, fmt.Errorf("bad magnet link: %w", err)
+	}
+	return m, nil
+}
+
+// parsePeer reads HOST:PORT for AddPeers.
+func parsePeer(s string) (torrent.PeerInfo, error) {
+	ap, err := netip.ParseAddrPort(strings.TrimSpace(s))
+	if err != nil || ap.Port() == 0 {
+		return torrent.PeerInfo{}, fmt.Errorf("peer %q is not IP:PORT", s)
+	}
+	return torrent.PeerInfo{Addr: ap, Trusted: true}, nil
+}
