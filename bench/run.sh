@@ -12,3 +12,8 @@ echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  commit: $(git rev-parse --short HEAD 
 go test -run '^$' -bench BenchmarkStreamBridgedVsDirect -benchtime 3x ./router/internal/hostapi/
 go test -run '^$' -bench 'Benchmark(IdleMemory|KillToServing)' -benchtime 5x -v ./integration/ |
 	grep -v '^=== RUN'
+
+# The gokrazy image (issue 3): boot under QEMU (TCG) to all plugins running,
+# memory in use in the VM, sizes.
+go test -run '^$' -bench BenchmarkBootToRunning -benchtime 2x -v ./gokrazy/imagebuild/ |
+	grep -v '^=== RUN'
