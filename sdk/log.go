@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"strings"
@@ -27,4 +28,27 @@ func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 			return a
 		},
 	}))
+}
+
+// LevelAtLeast wraps h so that records below min are dropped: for a chatty
+// library whose debug output would drown the plugin's own.
+func LevelAtLeast(h slog.Handler, min slog.Level) slog.Handler {
+	return &minLevel{Handler: h, min: min}
+}
+
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m *minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+
+func (m *minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return &minLevel{Handler: m.Handler.WithAttrs(as), min: m.min}
+}
+
+func (m *minLevel) WithGroup(name string) slog.Handler {
+	return &minLevel{Handler: m.Handler.WithGroup(name), min: m.min}
 }

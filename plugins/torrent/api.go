@@ -25,6 +25,7 @@ const maxTorrentFile = 16 << 20
 //	GET    /torrents/{ih}/torrent    its .torrent file
 //	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to
 //	POST   /create                   body: {"path":"NAME","trackers":[...]}: seed NAME from the data folder
+//	GET    /engine                   the engine's own status of every peer and piece, as text
 //	GET    /                         a page with every torrent and its progress
 func (s *seedbox) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -84,6 +85,16 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/x-bittorrent")
 		w.Write(data)
+	})
+	// The engine's own account of every torrent, peer and piece: for
+	// finding out why a download is not moving.
+	mux.HandleFunc("GET /engine", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.cl == nil {
+			writeErr(w, http.StatusServiceUnavailable, errors.New("engine not started"))
+			return
+		}
+		s.cl.WriteStatus(w)
 	})
 	mux.HandleFunc("POST /torrents/{ih}/peers", func(w http.ResponseWriter, r *http.Request) {
 		var req struct{ Addr string }

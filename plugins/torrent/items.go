@@ -69,6 +69,8 @@ type item struct {
 	upRate     float64
 	downRate   float64
 	lastUpload time.Time
+	// lastDown is when data last arrived, or the stall watch last acted.
+	lastDown time.Time
 }
 
 func (it *item) runBytes() (up, down int64) {
@@ -85,6 +87,9 @@ func (it *item) sample(now time.Time) {
 	}
 	if up > it.up || it.lastUpload.IsZero() {
 		it.lastUpload = now
+	}
+	if down > it.down || it.lastDown.IsZero() {
+		it.lastDown = now
 	}
 	it.at, it.up, it.down = now, up, down
 }
@@ -193,6 +198,29 @@ func (s *seedbox) applyLimits(it *item, now time.Time) {
 	it.rec.Finished = true
 	it.t.DisallowDataUpload()
 	s.log.Info("stopped seeding", "torrent", it.rec.Name, "why", why)
+}
+
+// stallAfter is how long an incomplete torrent with connected peers may
+// receive nothing before its requests are made again.
+const stallAfter = 10 * time.Second
+
+// unstall restarts the requests of a download that has peers but has
+// received nothing for stallAfter. The engine stops requesting from a peer
+// that rejected its requests until the peer unchokes it again, and
+// Transmission, which rejects requests over its queue while it keeps the
+// peer unchoked, never does: without this, downloads from Transmission
+// halted for good part way.
+func (s *seedbox) unstall(it *item, now time.Time) {
+	if it.queued || it.rec.Finished || !it.hasInfo() || it.t.BytesMissing() == 0 || now.Sub(it.lastDown) < stallAfter {
+		return
+	}
+	if it.t.Stats().ActivePeers == 0 {
+		return
+	}
+	s.log.Info("download stalled with peers connected; requesting again", "torrent", it.rec.Name, "idle", now.Sub(it.lastDown).Round(time.Second).String())
+	it.t.DisallowDataDownload()
+	it.t.AllowDataDownload()
+	it.lastDown = now
 }
 
 // schedule lets the oldest max_active unfinished torrents transfer and

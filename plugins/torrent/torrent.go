@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
@@ -161,8 +162,15 @@ func (s *seedbox) clientConfig() *torrent.ClientConfig {
 	if s.cfg.DownloadKiBps > 0 {
 		c.DownloadRateLimiter = rate.NewLimiter(rate.Limit(s.cfg.DownloadKiBps<<10), int(max(s.cfg.DownloadKiBps<<10, 256<<10)))
 	}
-	c.Slogger = s.log.With("component", "engine")
+	// The engine's debug output is a line per piece and per request.
+	c.Slogger = s.engineLog()
 	return c
+}
+
+// engineLog is for anacrolix/torrent, whose debug output is a line per
+// piece and per request.
+func (s *seedbox) engineLog() *slog.Logger {
+	return slog.New(sdk.LevelAtLeast(s.log.Handler(), slog.LevelInfo)).With("component", "engine")
 }
 
 func (s *seedbox) Start(ctx context.Context) error {
@@ -177,7 +185,12 @@ func (s *seedbox) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open piece completion in %s: %w", s.state, err)
 	}
-	s.storage = storage.NewFileOpts(storage.NewFileClientOpts{ClientBaseDir: s.cfg.DataDir, PieceCompletion: pc})
+	// No .part files: with them the engine forgets, at start, every piece of
+	// a file not yet complete, so a restart mid-download started over.
+	s.storage = storage.NewFileOpts(storage.NewFileClientOpts{
+		ClientBaseDir: s.cfg.DataDir, PieceCompletion: pc, UsePartFiles: g.Some(false),
+		Logger: s.engineLog(),
+	})
 	cc := s.clientConfig()
 	cc.DefaultStorage = s.storage
 	cl, err := torrent.NewClient(cc)
@@ -270,6 +283,7 @@ func (s *seedbox) tick(ctx context.Context) {
 			for _, it := range s.torrents {
 				it.sample(now)
 				s.applyLimits(it, now)
+				s.unstall(it, now)
 			}
 			s.schedule()
 			if now.Sub(saved) > 30*time.Second {

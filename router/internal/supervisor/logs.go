@@ -61,6 +61,7 @@ func (w *logWriter) entry(line []byte) {
 	delete(m, "@level")
 	delete(m, "@module")
 	delete(m, "@timestamp")
+	delete(m, "timestamp") // go-plugin's copy of the plugin's (absent) time; ours stamps the record
 	level := map[string]slog.Level{"trace": slog.LevelDebug, "debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[lvl]
 	fromPlugin := module != ""
 	if !fromPlugin && level < slog.LevelWarn {
