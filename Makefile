@@ -10,7 +10,7 @@ export CGO_ENABLED := 0
 .PHONY: build run test check-config generate bench fuzz clean image image-vm
 
 build:
-	$(GO) build -trimpath -o $(BIN)/ ./router ./plugins/...
+	$(GO) build -trimpath -o $(BIN)/ ./router ./cmd/vecino ./plugins/...
 
 run: build
 	./$(BIN)/router

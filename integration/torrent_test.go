@@ -24,7 +24,7 @@ import (
 
 // needTools fails on CI when a tool .ci/run installs is missing, and skips
 // elsewhere.
-func needTools(t *testing.T, names ...string) {
+func needTools(t testing.TB, names ...string) {
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
 			if os.Getenv("CI") != "" {
@@ -35,7 +35,7 @@ func needTools(t *testing.T, names ...string) {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func freePort(t *testing.T) int {
 
 // startProcess runs a program for the length of the test, its output in a
 // file shown when the test fails.
-func startProcess(t *testing.T, name string, args ...string) *exec.Cmd {
+func startProcess(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
 	logf, err := os.Create(logPath)
@@ -82,7 +82,7 @@ type tracker struct {
 	cmd       *exec.Cmd
 }
 
-func startTracker(t *testing.T) *tracker {
+func startTracker(t testing.TB) *tracker {
 	port := freePort(t)
 	dir := t.TempDir()
 	tr := &tracker{URL: fmt.Sprintf("http://127.0.0.1:%d/announce", port), whitelist: filepath.Join(dir, "whitelist")}
@@ -93,7 +93,7 @@ func startTracker(t *testing.T) *tracker {
 }
 
 // allow adds an info hash to the whitelist and has the tracker reload it.
-func (tr *tracker) allow(t *testing.T, ih string) {
+func (tr *tracker) allow(t testing.TB, ih string) {
 	f, err := os.OpenFile(tr.whitelist, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func (tr *tracker) allow(t *testing.T, ih string) {
 	time.Sleep(300 * time.Millisecond)
 }
 
-func waitTCP(t *testing.T, addr string) {
+func waitTCP(t testing.TB, addr string) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -119,7 +119,7 @@ func waitTCP(t *testing.T, addr string) {
 
 // torrentNode starts a node whose torrent plugin listens on loopback with
 // DHT, PEX, uTP and port mapping off; trackers stay on for the loopback one.
-func torrentNode(t *testing.T, extra ...string) *testnet.Node {
+func torrentNode(t testing.TB, extra ...string) *testnet.Node {
 	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"torrent": fmt.Sprintf(`listen_host = "127.0.0.1"
 listen_port = %d
 dht = false
@@ -147,7 +147,7 @@ func (tv torrentView) String() string {
 	return fmt.Sprintf("%s %s %.1f%% %s", tv.Name, tv.State, tv.Progress*100, tv.Error)
 }
 
-func vecinoTorrent(t *testing.T, n *testnet.Node, ih string) torrentView {
+func vecinoTorrent(t testing.TB, n *testnet.Node, ih string) torrentView {
 	t.Helper()
 	code, body, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+ih, nil, false)
 	if err != nil || code != http.StatusOK {
@@ -160,7 +160,7 @@ func vecinoTorrent(t *testing.T, n *testnet.Node, ih string) torrentView {
 	return v
 }
 
-func waitVecino(t *testing.T, n *testnet.Node, ih, state string, timeout time.Duration) torrentView {
+func waitVecino(t testing.TB, n *testnet.Node, ih, state string, timeout time.Duration) torrentView {
 	t.Helper()
 	var v torrentView
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
@@ -174,7 +174,7 @@ func waitVecino(t *testing.T, n *testnet.Node, ih, state string, timeout time.Du
 
 // makeFiles writes a multi-file folder of random data and returns the
 // sha256 of each file by relative path.
-func makeFiles(t *testing.T, root string, sizes map[string]int) map[string]string {
+func makeFiles(t testing.TB, root string, sizes map[string]int) map[string]string {
 	sums := map[string]string{}
 	for rel, size := range sizes {
 		p := filepath.Join(root, rel)
@@ -192,7 +192,7 @@ func makeFiles(t *testing.T, root string, sizes map[string]int) map[string]strin
 	return sums
 }
 
-func checkFiles(t *testing.T, who, root string, sums map[string]string) {
+func checkFiles(t testing.TB, who, root string, sums map[string]string) {
 	t.Helper()
 	for rel, want := range sums {
 		b, err := os.ReadFile(filepath.Join(root, rel))
@@ -242,7 +242,7 @@ func seedFromVecino(t *testing.T, n *testnet.Node, tr *tracker) (torrentView, []
 }
 
 // addPeer tells the node's torrent plugin of a peer on loopback.
-func addPeer(t *testing.T, n *testnet.Node, ih string, port int) {
+func addPeer(t testing.TB, n *testnet.Node, ih string, port int) {
 	t.Helper()
 	body := fmt.Sprintf(`{"addr":"127.0.0.1:%d"}`, port)
 	if code, b, err := n.Do("POST", "/api/v1/plugins/torrent/torrents/"+ih+"/peers", []byte(body), true); err != nil || code != http.StatusAccepted {
@@ -252,14 +252,15 @@ func addPeer(t *testing.T, n *testnet.Node, ih string, port int) {
 
 // transmission is a transmission-daemon on loopback, driven over its RPC.
 type transmission struct {
-	t        *testing.T
+	t        testing.TB
 	rpc      string
 	session  string
 	dir      string
 	peerPort int
+	pid      int
 }
 
-func startTransmission(t *testing.T) *transmission {
+func startTransmission(t testing.TB) *transmission {
 	needTools(t, "transmission-daemon")
 	conf, dir := t.TempDir(), t.TempDir()
 	rpcPort, peerPort := freePort(t), freePort(t)
@@ -277,9 +278,9 @@ func startTransmission(t *testing.T) *transmission {
 	if err := os.WriteFile(filepath.Join(conf, "settings.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startProcess(t, "transmission-daemon", "-f", "-g", conf)
+	cmd := startProcess(t, "transmission-daemon", "-f", "-g", conf)
 	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", rpcPort))
-	return &transmission{t: t, rpc: fmt.Sprintf("http://127.0.0.1:%d/transmission/rpc", rpcPort), dir: dir, peerPort: peerPort}
+	return &transmission{t: t, rpc: fmt.Sprintf("http://127.0.0.1:%d/transmission/rpc", rpcPort), dir: dir, peerPort: peerPort, pid: cmd.Process.Pid}
 }
 
 func (tr *transmission) call(method string, args map[string]any) map[string]any {
@@ -315,10 +316,31 @@ func (tr *transmission) add(torrentFile []byte) {
 	tr.call("torrent-add", map[string]any{"metainfo": base64.StdEncoding.EncodeToString(torrentFile), "download-dir": tr.dir})
 }
 
+// waitAnnounced polls until the only torrent's announce to its tracker has
+// succeeded, so that a client announcing next is told of Transmission.
+func (tr *transmission) waitAnnounced(timeout time.Duration) {
+	tr.t.Helper()
+	var last any
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		got := tr.call("torrent-get", map[string]any{"fields": []string{"trackerStats"}})
+		list, _ := got["torrents"].([]any)
+		if len(list) == 1 {
+			stats, _ := list[0].(map[string]any)["trackerStats"].([]any)
+			last = stats
+			for _, s := range stats {
+				if m, _ := s.(map[string]any); m["lastAnnounceSucceeded"] == true {
+					return
+				}
+			}
+		}
+	}
+	tr.t.Fatalf("transmission did not announce within %s: %v", timeout, last)
+}
+
 // seed makes the files under dir NAME, a .torrent of them with
 // transmission-create, and seeds it; it returns the files' sums and the
 // .torrent.
-func (tr *transmission) seed(t *testing.T, tracker *tracker, name string, sizes map[string]int) (map[string]string, []byte) {
+func (tr *transmission) seed(t testing.TB, tracker *tracker, name string, sizes map[string]int) (map[string]string, []byte) {
 	t.Helper()
 	sums := makeFiles(t, tr.dir, sizes)
 	tfile := filepath.Join(t.TempDir(), name+".torrent")
@@ -336,7 +358,7 @@ func (tr *transmission) seed(t *testing.T, tracker *tracker, name string, sizes 
 
 // addFromTransmission adds the .torrent to the node, lets the tracker serve
 // it and points the node at Transmission.
-func addFromTransmission(t *testing.T, n *testnet.Node, tracker *tracker, tr *transmission, file []byte) torrentView {
+func addFromTransmission(t testing.TB, n *testnet.Node, tracker *tracker, tr *transmission, file []byte) torrentView {
 	t.Helper()
 	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/torrents", file, true)
 	if err != nil || code != http.StatusCreated {
@@ -522,5 +544,58 @@ func TestBadTorrentInputIsRefused(t *testing.T) {
 	}
 	if p := n.Status().Plugin("torrent"); p.Restarts != 0 {
 		t.Errorf("plugin restarted %d times on bad input", p.Restarts)
+	}
+}
+
+// TestCLIManagesTorrents drives the seedbox with the vecino command, as a
+// user at a shell would: make a torrent of a folder and get its magnet,
+// list it, add a bad file and a good one, remove one.
+func TestCLIManagesTorrents(t *testing.T) {
+	n := torrentNode(t)
+	bin := filepath.Join(testnet.Binaries(t), "vecino")
+	vecino := func(wantOK bool, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"-api", n.API}, args...)...)
+		cmd.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
+		out, err := cmd.CombinedOutput()
+		if (err == nil) != wantOK {
+			t.Fatalf("vecino %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
+	out := vecino(true, "torrent", "create", "-tracker", "http://127.0.0.1:1/announce", "album")
+	if !strings.Contains(out, "magnet:?xt=urn:btih:") {
+		t.Fatalf("create printed no magnet link:\n%s", out)
+	}
+	ih := strings.Fields(out)[0]
+	vecino(true, "torrent", "wait", ih)
+	if out := vecino(true, "torrent", "ls"); !strings.Contains(out, ih) || !strings.Contains(out, "seeding") || !strings.Contains(out, "100.0%") {
+		t.Errorf("ls does not show album seeding:\n%s", out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.torrent")
+	os.WriteFile(bad, []byte("d4:infod6:lengthi10e4:name2:..12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee"), 0o644)
+	_, good, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+ih+"/torrent", nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodFile := filepath.Join(t.TempDir(), "album.torrent")
+	os.WriteFile(goodFile, good, 0o644)
+	out = vecino(false, "torrent", "add", bad, goodFile)
+	if !strings.Contains(out, "bad.torrent") || !strings.Contains(out, "unsafe file name") || !strings.Contains(out, "already there "+ih) {
+		t.Errorf("add of a bad and a known .torrent said:\n%s", out)
+	}
+	if out := vecino(true, "status"); !strings.Contains(out, "torrent") || !strings.Contains(out, "1 torrent:") {
+		t.Errorf("status:\n%s", out)
+	}
+	vecino(true, "torrent", "rm", ih)
+	if out := vecino(true, "torrent", "ls"); strings.Contains(out, ih) {
+		t.Errorf("still listed after rm:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(n.State, "plugins", "torrent", "data", "album")); err != nil {
+		t.Errorf("rm without -delete-data removed the data: %v", err)
+	}
+	if out := vecino(false, "-token", "wrong", "torrent", "rm", ih); !strings.Contains(out, "401") {
+		t.Errorf("a wrong token was not refused:\n%s", out)
 	}
 }

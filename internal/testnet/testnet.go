@@ -41,7 +41,7 @@ func Binaries(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./router", "./plugins/...", "./internal/testplugins/...")
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./router", "./cmd/vecino", "./plugins/...", "./internal/testplugins/...")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+const torrentAPI = "/api/v1/plugins/torrent"
+
+// torrentView is the torrent plugin's View.
+type torrentView struct {
+	InfoHash string  `json:"info_hash"`
+	Name     string  `json:"name"`
+	State    string  `json:"state"`
+	Size     int64   `json:"size"`
+	Done     int64   `json:"done"`
+	Progress float64 `json:"progress"`
+	UpRate   float64 `json:"up_rate"`
+	DownRate float64 `json:"down_rate"`
+	Ratio    float64 `json:"ratio"`
+	Peers    int     `json:"peers"`
+	Seeders  int     `json:"seeders"`
+	Magnet   string  `json:"magnet"`
+	Error    string  `json:"error"`
+}
+
+func (c *client) torrent(args []string) error {
+	if len(args) == 0 {
+		return errors.New("torrent: say ls, add, show, wait, rm or create")
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "ls", "list":
+		return c.torrentList()
+	case "add":
+		return c.torrentAdd(rest)
+	case "show":
+		if len(rest) != 1 {
+			return errors.New("torrent show INFOHASH")
+		}
+		var raw map[string]any
+		if err := c.getJSON(torrentAPI+"/torrents/"+rest[0], &raw); err != nil {
+			return err
+		}
+		return printJSON(raw)
+	case "wait":
+		if len(rest) != 1 {
+			return errors.New("torrent wait INFOHASH")
+		}
+		return c.torrentWait(rest[0])
+	case "rm", "remove":
+		fs := flag.NewFlagSet("torrent rm", flag.ExitOnError)
+		del := fs.Bool("delete-data", false, "delete the downloaded files too")
+		fs.Parse(rest)
+		if fs.NArg() != 1 {
+			return errors.New("torrent rm [-delete-data] INFOHASH")
+		}
+		path := torrentAPI + "/torrents/" + fs.Arg(0)
+		if *del {
+			path += "?delete_data=true"
+		}
+		if _, err := c.do("DELETE", path, nil, "", nil); err != nil {
+			return err
+		}
+		fmt.Println("removed", fs.Arg(0))
+		return nil
+	case "create":
+		var trackers multiFlag
+		fs := flag.NewFlagSet("torrent create", flag.ExitOnError)
+		fs.Var(&trackers, "tracker", "announce URL (repeat for more)")
+		fs.Parse(rest)
+		if fs.NArg() != 1 {
+			return errors.New("torrent create [-tracker URL]... NAME (a file or folder in the plugin's data folder)")
+		}
+		var v torrentView
+		if _, err := c.postJSON(torrentAPI+"/create", map[string]any{"path": fs.Arg(0), "trackers": trackers}, &v); err != nil {
+			return err
+		}
+		fmt.Printf("%s %s (%s)\n%s\n", v.InfoHash, v.Name, humanBytes(float64(v.Size)), v.Magnet)
+		return nil
+	default:
+		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, wait, rm or create)", cmd)
+	}
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func (c *client) torrentList() error {
+	var out struct {
+		Torrents []torrentView
+	}
+	if err := c.getJSON(torrentAPI+"/torrents", &out); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "INFOHASH\tNAME\tSTATE\tDONE\tSIZE\tDOWN/s\tUP/s\tPEERS\tRATIO")
+	for _, v := range out.Torrents {
+		state := v.State
+		if v.Error != "" {
+			state += ": " + v.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\t%d\t%.2f\n", v.InfoHash, v.Name, state, v.Progress*100,
+			humanBytes(float64(v.Size)), humanBytes(v.DownRate), humanBytes(v.UpRate), v.Peers, v.Ratio)
+	}
+	return tw.Flush()
+}
+
+// torrentAdd sends each argument, a .torrent file or a magnet link, and
+// reports each alone: one bad file does not stop the others.
+func (c *client) torrentAdd(args []string) error {
+	fs := flag.NewFlagSet("torrent add", flag.ExitOnError)
+	wait := fs.Bool("wait", false, "show progress until every torrent added is complete")
+	fs.Parse(args)
+	if fs.NArg() == 0 {
+		return errors.New("torrent add [-wait] FILE.torrent|MAGNET...")
+	}
+	var failed int
+	var added []string
+	for _, arg := range fs.Args() {
+		var body []byte
+		if strings.HasPrefix(arg, "magnet:") {
+			body = []byte(arg)
+		} else {
+			data, err := os.ReadFile(arg)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "vecino: %v\n", err)
+				failed++
+				continue
+			}
+			body = data
+		}
+		var v torrentView
+		code, err := c.do("POST", torrentAPI+"/torrents", bytes.NewReader(body), "application/x-bittorrent", &v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vecino: %s: %v\n", arg, err)
+			failed++
+			continue
+		}
+		what := "added"
+		if code == http.StatusOK {
+			what = "already there"
+		}
+		fmt.Printf("%s %s %s\n", what, v.InfoHash, v.Name)
+		added = append(added, v.InfoHash)
+	}
+	if *wait {
+		for _, ih := range added {
+			if err := c.torrentWait(ih); err != nil {
+				return err
+			}
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d not added", failed, fs.NArg())
+	}
+	return nil
+}
+
+// torrentWait redraws one progress line until the torrent is complete or
+// stops with an error.
+func (c *client) torrentWait(ih string) error {
+	tty := isTerminal(os.Stderr)
+	last := ""
+	for {
+		var v torrentView
+		if err := c.getJSON(torrentAPI+"/torrents/"+ih, &v); err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%s: %s %5.1f%% of %s, %s/s down, %s/s up, %d peers", v.Name, v.State, v.Progress*100,
+			humanBytes(float64(v.Size)), humanBytes(v.DownRate), humanBytes(v.UpRate), v.Peers)
+		switch {
+		case tty:
+			fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
+		case line != last:
+			fmt.Fprintln(os.Stderr, line)
+		}
+		last = line
+		switch {
+		case v.Error != "":
+			if tty {
+				fmt.Fprintln(os.Stderr)
+			}
+			return fmt.Errorf("%s: %s", v.Name, v.Error)
+		case v.State == "seeding" || v.State == "finished":
+			if tty {
+				fmt.Fprintln(os.Stderr)
+			}
+			fmt.Printf("complete %s %s\n", v.InfoHash, v.Name)
+			return nil
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
