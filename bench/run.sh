@@ -17,3 +17,8 @@ go test -run '^$' -bench 'Benchmark(IdleMemory|KillToServing)' -benchtime 5x -v 
 # memory in use in the VM, sizes.
 go test -run '^$' -bench BenchmarkBootToRunning -benchtime 2x -v ./gokrazy/imagebuild/ |
 	grep -v '^=== RUN'
+
+# The seedbox (issue 4): Vecino vs transmission-daemon seeding the same
+# 1 GiB torrent to aria2c, throughput and the seeder's peak RSS.
+go test -run '^$' -bench BenchmarkSeed1GiB -benchtime 1x -timeout 30m ./integration/ |
+	grep -v '^=== RUN'

@@ -160,12 +160,25 @@ func (it *item) view() View {
 				v.State = "finished"
 			case v.Done == v.Size:
 				v.State = "seeding"
+			case it.checking():
+				v.State = "checking"
 			default:
 				v.State = "downloading"
 			}
 		}
 	}
 	return v
+}
+
+// checking reports whether pieces are waiting to be hashed or being hashed:
+// data found on disk at add or after a restart, not yet verified.
+func (it *item) checking() bool {
+	for _, r := range it.t.PieceStateRuns() {
+		if r.Hashing || r.QueuedForHash || !r.Ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *seedbox) views() []View {

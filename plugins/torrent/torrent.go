@@ -243,20 +243,22 @@ func (s *seedbox) Health(context.Context) error {
 func (s *seedbox) Status(context.Context) (sdk.Status, error) {
 	views := s.views()
 	var up, down float64
-	seeding, downloading := 0, 0
+	n := map[string]int{}
 	for _, v := range views {
 		up += v.UpRate
 		down += v.DownRate
-		switch v.State {
-		case "seeding":
-			seeding++
-		case "downloading":
-			downloading++
-		}
+		n[v.State]++
+	}
+	plural := "s"
+	if len(views) == 1 {
+		plural = ""
+	}
+	summary := fmt.Sprintf("%d torrent%s: %d downloading, %d seeding", len(views), plural, n["downloading"], n["seeding"])
+	if n["error"] > 0 {
+		summary += fmt.Sprintf(", %d with errors", n["error"])
 	}
 	return sdk.Status{
-		Summary: fmt.Sprintf("%d torrents: %d downloading, %d seeding; up %.1f KiB/s, down %.1f KiB/s",
-			len(views), downloading, seeding, up/1024, down/1024),
+		Summary: fmt.Sprintf("%s; up %.1f KiB/s, down %.1f KiB/s", summary, up/1024, down/1024),
 		Details: map[string]any{"data_dir": s.cfg.DataDir, "watch_dir": s.cfg.WatchDir, "listen_port": s.port(), "torrents": len(views)},
 	}, nil
 }

@@ -1,0 +1,208 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// BenchmarkSeed1GiB: Vecino and transmission-daemon each seed the same
+// 1 GiB torrent, in turn, to a fresh aria2c that finds the one seeder
+// through its own opentracker on loopback. It reports each seeder's
+// throughput (the 1 GiB over aria2c's wall time, start-up and announce
+// included, alike for both) and the seeder's peak RSS while seeding
+// (sampled every 50 ms: the plugin process, or transmission-daemon).
+// Targets: Vecino at least 1.0x Transmission's throughput; its RSS at most
+// 1.5x Transmission's.
+func BenchmarkSeed1GiB(b *testing.B) {
+	needTools(b, "opentracker", "transmission-daemon", "transmission-create", "aria2c")
+	const size = 1 << 30
+	src := b.TempDir()
+	writeRandom(b, filepath.Join(src, "big", "one.bin"), size)
+
+	var vecinoRate, trRate, vecinoRSS, trRSS float64
+	for range b.N {
+		b.StopTimer()
+		// Vecino: the node's data folder holds a hard link to the file.
+		{
+			tracker := startTracker(b)
+			n := torrentNode(b)
+			data := filepath.Join(n.State, "plugins", "torrent", "data", "big")
+			linkTree(b, filepath.Join(src, "big"), data)
+			file := makeTorrent(b, tracker, filepath.Join(src, "big"))
+			code, body, err := n.Do("POST", "/api/v1/plugins/torrent/torrents", file, true)
+			if err != nil || code/100 != 2 {
+				b.Fatalf("add: %d %v %s", code, err, body)
+			}
+			ih := infoHashOf(b, body)
+			tracker.allow(b, ih)
+			waitVecino(b, n, ih, "seeding", 3*time.Minute)
+			pid := n.Status().Plugin("torrent").PID
+			secs, rss := downloadWithAria2(b, file, pid)
+			vecinoRate += size / secs / (1 << 20)
+			vecinoRSS = max(vecinoRSS, rss)
+			n.Stop()
+		}
+		// Transmission, the same way.
+		{
+			tracker := startTracker(b)
+			tr := startTransmission(b)
+			linkTree(b, filepath.Join(src, "big"), filepath.Join(tr.dir, "big"))
+			file := makeTorrent(b, tracker, filepath.Join(src, "big"))
+			tracker.allow(b, infoHashOfTorrent(b, file))
+			tr.add(file)
+			tr.wait(true, 3*time.Minute)
+			tr.waitAnnounced(time.Minute)
+			secs, rss := downloadWithAria2(b, file, tr.pid)
+			trRate += size / secs / (1 << 20)
+			trRSS = max(trRSS, rss)
+		}
+	}
+	b.ReportMetric(vecinoRate/float64(b.N), "vecino-MiB/s")
+	b.ReportMetric(trRate/float64(b.N), "transmission-MiB/s")
+	b.ReportMetric(vecinoRate/trRate, "throughput-x")
+	b.ReportMetric(vecinoRSS/(1<<20), "vecino-peak-RSS-MiB")
+	b.ReportMetric(trRSS/(1<<20), "transmission-peak-RSS-MiB")
+	b.ReportMetric(vecinoRSS/trRSS, "RSS-x")
+}
+
+func infoHashOf(t testing.TB, view []byte) string {
+	var v torrentView
+	if err := json.Unmarshal(view, &v); err != nil || v.InfoHash == "" {
+		t.Fatalf("not a torrent view: %v %s", err, view)
+	}
+	return v.InfoHash
+}
+
+func infoHashOfTorrent(t testing.TB, file []byte) string {
+	mi, err := metainfo.Load(bytes.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mi.HashInfoBytes().HexString()
+}
+
+// writeRandom writes size pseudo-random bytes (incompressible, fast).
+func writeRandom(t testing.TB, path string, size int64) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.NewChaCha8([32]byte{1})
+	if _, err := io.CopyN(f, r, size); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// linkTree hard-links every file under from into to, so that both seeders
+// read the same bytes (and the same page cache) without a second copy.
+func linkTree(t testing.TB, from, to string) {
+	t.Helper()
+	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if fi.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		return os.Link(p, filepath.Join(to, rel))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// makeTorrent runs transmission-create on dir with tracker's URL: the same
+// files give the same info dictionary, whatever the tracker.
+func makeTorrent(t testing.TB, tracker *tracker, dir string) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(dir)+".torrent")
+	if b, err := exec.Command("transmission-create", "-o", out, "-t", tracker.URL, dir).CombinedOutput(); err != nil {
+		t.Fatalf("transmission-create: %v\n%s", err, b)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// downloadWithAria2 has a fresh aria2c download the torrent and returns the
+// wall time and the peak RSS of process pid meanwhile.
+func downloadWithAria2(t testing.TB, file []byte, pid int) (float64, float64) {
+	t.Helper()
+	// The download goes to memory when it can, so that the disk under
+	// aria2c is not what is measured.
+	dir := t.TempDir()
+	if shm, err := os.MkdirTemp("/dev/shm", "vecino-bench-"); err == nil {
+		dir = shm
+		t.Cleanup(func() { os.RemoveAll(shm) })
+	}
+	tfile := filepath.Join(dir, "t.torrent")
+	if err := os.WriteFile(tfile, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("aria2c", "--dir="+filepath.Join(dir, "out"), "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",
+		"--bt-enable-lpd=false", "--enable-peer-exchange=false", "--disable-ipv6=true", "--file-allocation=none",
+		fmt.Sprintf("--listen-port=%d", freePort(t)), "--bt-stop-timeout=120", "--summary-interval=0",
+		"--console-log-level=warn", tfile)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	stop := make(chan struct{})
+	var peak float64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if m, err := readMemory(pid); err == nil {
+				peak = max(peak, float64(m.rss))
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Minute):
+		cmd.Process.Kill()
+		err = fmt.Errorf("not done in 5 min")
+	}
+	secs := time.Since(start).Seconds()
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("aria2c: %v\n%s", err, log.String())
+	}
+	return secs, peak
+}
