@@ -138,6 +138,7 @@ type torrentView struct {
 	State    string  `json:"state"`
 	Progress float64 `json:"progress"`
 	Size     int64   `json:"size"`
+	Done     int64   `json:"done"`
 	Error    string  `json:"error"`
 	Magnet   string  `json:"magnet"`
 	Uploaded int64   `json:"uploaded"`
@@ -220,7 +221,12 @@ var album = map[string]int{
 // folder and waits until the node seeds it.
 func seedFromVecino(t *testing.T, n *testnet.Node, tr *tracker) (torrentView, []byte, map[string]string) {
 	t.Helper()
-	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	return seedFromVecinoIn(t, n, tr, filepath.Join(n.State, "plugins", "torrent", "data"))
+}
+
+// seedFromVecinoIn is seedFromVecino for a node whose data_dir is data.
+func seedFromVecinoIn(t *testing.T, n *testnet.Node, tr *tracker, data string) (torrentView, []byte, map[string]string) {
+	t.Helper()
 	sums := makeFiles(t, data, album)
 	req, _ := json.Marshal(map[string]any{"path": "album", "trackers": []string{tr.URL}})
 	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/create", req, true)
@@ -598,4 +604,53 @@ func TestCLIManagesTorrents(t *testing.T) {
 	if out := vecino(false, "-token", "wrong", "torrent", "rm", ih); !strings.Contains(out, "401") {
 		t.Errorf("a wrong token was not refused:\n%s", out)
 	}
+}
+
+// TestFullDiskPausesThatDownloadAlone: the data folder is a 20 MiB tmpfs
+// holding a seeded album (~9 MiB) when a 32 MiB download from Transmission
+// starts. That torrent stops with an error that says the disk is full; the
+// album keeps seeding, the plugin keeps running; given space, the download
+// resumes and ends whole.
+func TestFullDiskPausesThatDownloadAlone(t *testing.T) {
+	needTools(t, "opentracker", "transmission-daemon", "transmission-create")
+	data := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=20m", "vecino-test", data).CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Skipf("mount tmpfs (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", data).Run() })
+	tracker := startTracker(t)
+	n := torrentNode(t, fmt.Sprintf("data_dir = %q", data))
+	albumView, _, _ := seedFromVecinoIn(t, n, tracker, data)
+
+	tr := startTransmission(t)
+	sums, file := tr.seed(t, tracker, "big", map[string]int{"big/one.bin": 24 << 20, "big/two.bin": 8 << 20})
+	v := addFromTransmission(t, n, tracker, tr, file)
+	var got torrentView
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if got = vecinoTorrent(t, n, v.InfoHash); got.State == "error" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error on a full disk: %s", got)
+		}
+	}
+	if !strings.Contains(got.Error, "full") {
+		t.Errorf("the error does not say the disk is full: %q", got.Error)
+	}
+	if a := vecinoTorrent(t, n, albumView.InfoHash); a.State != "seeding" {
+		t.Errorf("the album is %s while the other download is stuck", a)
+	}
+	if p := n.Status().Plugin("torrent"); p.State != "running" || p.Restarts != 0 {
+		t.Errorf("plugin %s, restarted %d times", p.State, p.Restarts)
+	}
+	paused := got.Done
+	if out, err := exec.Command("mount", "-o", "remount,size=64m", data).CombinedOutput(); err != nil {
+		t.Fatalf("grow tmpfs: %v %s", err, out)
+	}
+	got = waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
+	t.Logf("paused at %d of %d bytes, then completed", paused, got.Size)
+	checkFiles(t, "vecino", data, sums)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/anacrolix/torrent"
@@ -71,6 +72,9 @@ type item struct {
 	lastUpload time.Time
 	// lastDown is when data last arrived, or the stall watch last acted.
 	lastDown time.Time
+	// diskFull is set while downloading is paused for want of space; it is
+	// the torrent's error until space is back.
+	diskFull string
 }
 
 func (it *item) runBytes() (up, down int64) {
@@ -136,6 +140,9 @@ func (it *item) view() View {
 	switch {
 	case it.rec.Error != "":
 		v.State = "error"
+	case it.diskFull != "":
+		v.State = "error"
+		v.Error = it.diskFull
 	case !it.hasInfo():
 		v.State = "metadata"
 	}
@@ -224,7 +231,7 @@ const stallAfter = 10 * time.Second
 // peer unchoked, never does: without this, downloads from Transmission
 // halted for good part way.
 func (s *seedbox) unstall(it *item, now time.Time) {
-	if it.queued || it.rec.Finished || !it.hasInfo() || it.t.BytesMissing() == 0 || now.Sub(it.lastDown) < stallAfter {
+	if it.queued || it.diskFull != "" || it.rec.Finished || !it.hasInfo() || it.t.BytesMissing() == 0 || now.Sub(it.lastDown) < stallAfter {
 		return
 	}
 	if it.t.Stats().ActivePeers == 0 {
@@ -234,6 +241,39 @@ func (s *seedbox) unstall(it *item, now time.Time) {
 	it.t.DisallowDataDownload()
 	it.t.AllowDataDownload()
 	it.lastDown = now
+}
+
+// Downloading pauses when the data folder's file system has less than
+// diskLow free, and resumes above diskResume.
+const (
+	diskLow    = 8 << 20
+	diskResume = 32 << 20
+)
+
+// watchDisk pauses the downloads, and only those, when the data folder is
+// (nearly) full, says so on each of them, and resumes them once space is
+// back. Seeding goes on; what was verified stays.
+func (s *seedbox) watchDisk() {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.cfg.DataDir, &st); err != nil {
+		return
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	for _, it := range s.torrents {
+		downloading := it.hasInfo() && it.t.BytesMissing() > 0 && !it.queued && !it.rec.Finished
+		switch {
+		case it.diskFull == "" && downloading && free < diskLow:
+			it.diskFull = fmt.Sprintf("data folder %s is full (%d MiB free): downloading paused until there is space", s.cfg.DataDir, free>>20)
+			it.t.DisallowDataDownload()
+			s.log.Error("disk full: download paused", "torrent", it.rec.Name, "free_mib", free>>20, "dir", s.cfg.DataDir)
+		case it.diskFull != "" && free >= diskResume:
+			it.diskFull = ""
+			if !it.queued {
+				it.t.AllowDataDownload()
+			}
+			s.log.Info("disk space back: download resumed", "torrent", it.rec.Name, "free_mib", free>>20)
+		}
+	}
 }
 
 // schedule lets the oldest max_active unfinished torrents transfer and
@@ -256,7 +296,9 @@ func (s *seedbox) schedule() {
 			it.t.DisallowDataDownload()
 			it.t.DisallowDataUpload()
 		} else {
-			it.t.AllowDataDownload()
+			if it.diskFull == "" {
+				it.t.AllowDataDownload()
+			}
 			it.t.AllowDataUpload()
 		}
 	}

@@ -287,6 +287,7 @@ func (s *seedbox) tick(ctx context.Context) {
 				s.applyLimits(it, now)
 				s.unstall(it, now)
 			}
+			s.watchDisk()
 			s.schedule()
 			if now.Sub(saved) > 30*time.Second {
 				s.saveListLocked()
