@@ -224,6 +224,16 @@ func (s *seedbox) applyLimits(it *item, now time.Time) {
 // receive nothing before its requests are made again.
 const stallAfter = 10 * time.Second
 
+// stallAfter is stallAfter, or longer under a download limit so low that
+// 64 chunks of 16 KiB take longer: requests re-made before their data could
+// arrive would never be answered.
+func (s *seedbox) stallAfter() time.Duration {
+	if s.cfg.DownloadKiBps > 0 {
+		return max(stallAfter, time.Duration(64*16*int64(time.Second)/s.cfg.DownloadKiBps))
+	}
+	return stallAfter
+}
+
 // unstall restarts the requests of a download that has peers but has
 // received nothing for stallAfter. The engine stops requesting from a peer
 // that rejected its requests until the peer unchokes it again, and
@@ -231,7 +241,7 @@ const stallAfter = 10 * time.Second
 // peer unchoked, never does: without this, downloads from Transmission
 // halted for good part way.
 func (s *seedbox) unstall(it *item, now time.Time) {
-	if it.queued || it.diskFull != "" || it.rec.Finished || !it.hasInfo() || it.t.BytesMissing() == 0 || now.Sub(it.lastDown) < stallAfter {
+	if it.queued || it.diskFull != "" || it.rec.Finished || !it.hasInfo() || it.t.BytesMissing() == 0 || now.Sub(it.lastDown) < s.stallAfter() {
 		return
 	}
 	if it.t.Stats().ActivePeers == 0 {
