@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/anacrolix/torrent"
+
+	"github.com/vecino/vecino/internal/httpjson"
 )
 
 // maxTorrentFile bounds an uploaded .torrent.
@@ -34,12 +36,12 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		w.Write(page)
 	})
 	mux.HandleFunc("GET /torrents", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views()})
+		httpjson.Write(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views()})
 	})
 	mux.HandleFunc("POST /torrents", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTorrentFile))
 		if err != nil {
-			writeErr(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxTorrentFile))
+			httpjson.Error(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxTorrentFile))
 			return
 		}
 		var v View
@@ -52,27 +54,20 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		default:
 			err = errors.New("body is neither a .torrent file (bencoded, starts with 'd') nor a magnet link")
 		}
-		switch {
-		case errors.Is(err, errExists):
-			writeJSON(w, http.StatusOK, v)
-		case err != nil:
-			writeErr(w, http.StatusBadRequest, err)
-		default:
-			writeJSON(w, http.StatusCreated, v)
-		}
+		writeAdded(w, v, err)
 	})
 	mux.HandleFunc("GET /torrents/{ih}", func(w http.ResponseWriter, r *http.Request) {
 		for _, v := range s.views() {
 			if v.InfoHash == strings.ToLower(r.PathValue("ih")) {
-				writeJSON(w, http.StatusOK, v)
+				httpjson.Write(w, http.StatusOK, v)
 				return
 			}
 		}
-		writeErr(w, http.StatusNotFound, fmt.Errorf("no torrent %s", r.PathValue("ih")))
+		httpjson.Error(w, http.StatusNotFound, fmt.Errorf("no torrent %s", r.PathValue("ih")))
 	})
 	mux.HandleFunc("DELETE /torrents/{ih}", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.remove(strings.ToLower(r.PathValue("ih")), r.URL.Query().Get("delete_data") == "true"); err != nil {
-			writeErr(w, http.StatusNotFound, err)
+			httpjson.Error(w, http.StatusNotFound, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -80,7 +75,7 @@ func (s *seedbox) HTTPHandler() http.Handler {
 	mux.HandleFunc("GET /torrents/{ih}/torrent", func(w http.ResponseWriter, r *http.Request) {
 		data, err := s.torrentFile(strings.ToLower(r.PathValue("ih")))
 		if err != nil {
-			writeErr(w, http.StatusNotFound, err)
+			httpjson.Error(w, http.StatusNotFound, err)
 			return
 		}
 		w.Header().Set("Content-Type", "application/x-bittorrent")
@@ -91,7 +86,7 @@ func (s *seedbox) HTTPHandler() http.Handler {
 	mux.HandleFunc("GET /engine", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if s.cl == nil {
-			writeErr(w, http.StatusServiceUnavailable, errors.New("engine not started"))
+			httpjson.Error(w, http.StatusServiceUnavailable, errors.New("engine not started"))
 			return
 		}
 		s.cl.WriteStatus(w)
@@ -99,23 +94,23 @@ func (s *seedbox) HTTPHandler() http.Handler {
 	mux.HandleFunc("POST /torrents/{ih}/peers", func(w http.ResponseWriter, r *http.Request) {
 		var req struct{ Addr string }
 		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
-			writeErr(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
 			return
 		}
 		p, err := parsePeer(req.Addr)
 		if err != nil {
-			writeErr(w, http.StatusBadRequest, err)
+			httpjson.Error(w, http.StatusBadRequest, err)
 			return
 		}
 		s.mu.Lock()
 		it, ok := s.torrents[strings.ToLower(r.PathValue("ih"))]
 		s.mu.Unlock()
 		if !ok {
-			writeErr(w, http.StatusNotFound, fmt.Errorf("no torrent %s", r.PathValue("ih")))
+			httpjson.Error(w, http.StatusNotFound, fmt.Errorf("no torrent %s", r.PathValue("ih")))
 			return
 		}
 		it.t.AddPeers([]torrent.PeerInfo{p})
-		writeJSON(w, http.StatusAccepted, map[string]string{"peer": req.Addr})
+		httpjson.Write(w, http.StatusAccepted, map[string]string{"peer": req.Addr})
 	})
 	mux.HandleFunc("POST /create", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -123,30 +118,24 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			Trackers []string
 		}
 		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
-			writeErr(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
 			return
 		}
 		v, err := s.create(req.Path, req.Trackers)
-		switch {
-		case errors.Is(err, errExists):
-			writeJSON(w, http.StatusOK, v)
-		case err != nil:
-			writeErr(w, http.StatusBadRequest, err)
-		default:
-			writeJSON(w, http.StatusCreated, v)
-		}
+		writeAdded(w, v, err)
 	})
 	return mux
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
-func writeErr(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+// writeAdded answers an add or a create: 201 with the torrent, 200 if it
+// was there already, 400 with the reason.
+func writeAdded(w http.ResponseWriter, v View, err error) {
+	switch {
+	case errors.Is(err, errExists):
+		httpjson.Write(w, http.StatusOK, v)
+	case err != nil:
+		httpjson.Error(w, http.StatusBadRequest, err)
+	default:
+		httpjson.Write(w, http.StatusCreated, v)
+	}
 }

@@ -6,7 +6,6 @@ package api
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vecino/vecino/internal/httpjson"
 	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
 	"github.com/vecino/vecino/router/internal/hostapi"
 	"github.com/vecino/vecino/router/internal/p2p"
@@ -108,7 +108,7 @@ func (s *Server) Handler() http.Handler {
 		w.Write(statusPage)
 	})
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.Status(r.Context()))
+		httpjson.Write(w, http.StatusOK, s.Status(r.Context()))
 	})
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("GET /api/v1/config", s.getConfig)
@@ -181,15 +181,15 @@ func (s *Server) pluginStatus(ctx context.Context, p *supervisor.Plugin) PluginS
 func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 	p := s.Plugins.Plugin(r.PathValue("plugin"))
 	if p == nil {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no plugin %q", r.PathValue("plugin")))
+		httpjson.Error(w, http.StatusNotFound, fmt.Errorf("no plugin %q", r.PathValue("plugin")))
 		return
 	}
 	if p.Snapshot().State == supervisor.Disabled {
-		writeError(w, http.StatusConflict, fmt.Errorf("plugin %q is disabled in the configuration", r.PathValue("plugin")))
+		httpjson.Error(w, http.StatusConflict, fmt.Errorf("plugin %q is disabled in the configuration", r.PathValue("plugin")))
 		return
 	}
 	p.Restart()
-	writeJSON(w, http.StatusAccepted, map[string]string{"plugin": r.PathValue("plugin"), "action": "restart"})
+	httpjson.Write(w, http.StatusAccepted, map[string]string{"plugin": r.PathValue("plugin"), "action": "restart"})
 }
 
 // maxProxyBody bounds a request body forwarded to a plugin.
@@ -199,17 +199,17 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("plugin")
 	p := s.Plugins.Plugin(name)
 	if p == nil {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no plugin %q", name))
+		httpjson.Error(w, http.StatusNotFound, fmt.Errorf("no plugin %q", name))
 		return
 	}
 	client := p.Client()
 	if client == nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("plugin %q is %s", name, p.Snapshot().State))
+		httpjson.Error(w, http.StatusServiceUnavailable, fmt.Errorf("plugin %q is %s", name, p.Snapshot().State))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxProxyBody))
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("read request body: %w", err))
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, fmt.Errorf("read request body: %w", err))
 		return
 	}
 	req := &pluginv1.HTTPRequest{
@@ -224,7 +224,7 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := client.HTTP(r.Context(), req)
 	if err != nil {
-		writeError(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
+		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
 		return
 	}
 	for _, h := range resp.Headers {
@@ -240,16 +240,4 @@ func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{s: s})
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, map[string]string{"error": err.Error()})
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vecino/vecino/config"
 	"github.com/vecino/vecino/internal/atomicfile"
+	"github.com/vecino/vecino/internal/httpjson"
 )
 
 // Auth checks the API secret: the configured password (HTTP basic auth, any
@@ -75,7 +76,7 @@ func (a *Auth) Guard(next http.Handler) http.Handler {
 		default:
 			if !a.Check(r) {
 				w.Header().Set("WWW-Authenticate", `Basic realm="vecino"`)
-				writeError(w, http.StatusUnauthorized, errors.New("this request changes state: send the API password (basic auth) or token (Authorization: Bearer)"))
+				httpjson.Error(w, http.StatusUnauthorized, errors.New("this request changes state: send the API password (basic auth) or token (Authorization: Bearer)"))
 				return
 			}
 		}

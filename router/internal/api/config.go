@@ -10,6 +10,7 @@ import (
 
 	"github.com/vecino/vecino/config"
 	"github.com/vecino/vecino/internal/atomicfile"
+	"github.com/vecino/vecino/internal/httpjson"
 )
 
 // maxConfigBody bounds an uploaded configuration file.
@@ -20,12 +21,12 @@ const maxConfigBody = 1 << 20
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 	if !s.Auth.Check(r) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="vecino"`)
-		writeError(w, http.StatusUnauthorized, errors.New("reading the configuration needs the API password or token"))
+		httpjson.Error(w, http.StatusUnauthorized, errors.New("reading the configuration needs the API password or token"))
 		return
 	}
 	path := s.Config.Editable
 	if path == "" {
-		writeError(w, http.StatusConflict, errNoEditable)
+		httpjson.Error(w, http.StatusConflict, errNoEditable)
 		return
 	}
 	data, err := os.ReadFile(path)
@@ -33,7 +34,7 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 		data, err = os.ReadFile(s.Config.File) // not edited yet: the shipped default
 	}
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Errorf("read configuration: %w", err))
+		httpjson.Error(w, http.StatusInternalServerError, fmt.Errorf("read configuration: %w", err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/toml")
@@ -48,27 +49,27 @@ var errNoEditable = errors.New("this node runs on its built-in configuration; st
 func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 	path := s.Config.Editable
 	if path == "" {
-		writeError(w, http.StatusConflict, errNoEditable)
+		httpjson.Error(w, http.StatusConflict, errNoEditable)
 		return
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxConfigBody))
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("configuration larger than %d bytes", maxConfigBody))
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, fmt.Errorf("configuration larger than %d bytes", maxConfigBody))
 		return
 	}
 	abs, _ := filepath.Abs(path)
 	if _, err := config.Parse(path, filepath.Dir(abs), data); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		httpjson.Error(w, http.StatusBadRequest, err)
 		return
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Errorf("save configuration: %w", err))
+		httpjson.Error(w, http.StatusInternalServerError, fmt.Errorf("save configuration: %w", err))
 		return
 	}
 	if err := atomicfile.Write(path, data, 0o600); err != nil {
-		writeError(w, http.StatusInternalServerError, err)
+		httpjson.Error(w, http.StatusInternalServerError, err)
 		return
 	}
 	s.Log.Info("configuration saved; it applies at the next start", "file", path)
-	writeJSON(w, http.StatusOK, map[string]string{"file": path, "applies": "at the router's next start"})
+	httpjson.Write(w, http.StatusOK, map[string]string{"file": path, "applies": "at the router's next start"})
 }
