@@ -7,13 +7,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/vecino/vecino/internal/testnet"
 )
 
 // BenchmarkSeed1GiB: Vecino and transmission-daemon each seed the same
@@ -25,7 +26,7 @@ import (
 // Targets: Vecino at least 1.0x Transmission's throughput; its RSS at most
 // 1.5x Transmission's.
 func BenchmarkSeed1GiB(b *testing.B) {
-	needTools(b, "opentracker", "transmission-daemon", "transmission-create", "aria2c")
+	testnet.NeedTools(b, "opentracker", "transmission-daemon", "transmission-create", "aria2c")
 	const size = 1 << 30
 	src := b.TempDir()
 	writeRandom(b, filepath.Join(src, "big", "one.bin"), size)
@@ -130,21 +131,6 @@ func linkTree(t testing.TB, from, to string) {
 	}
 }
 
-// makeTorrent runs transmission-create on dir with tracker's URL: the same
-// files give the same info dictionary, whatever the tracker.
-func makeTorrent(t testing.TB, tracker *tracker, dir string) []byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), filepath.Base(dir)+".torrent")
-	if b, err := exec.Command("transmission-create", "-o", out, "-t", tracker.URL, dir).CombinedOutput(); err != nil {
-		t.Fatalf("transmission-create: %v\n%s", err, b)
-	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 // downloadWithAria2 has a fresh aria2c download the torrent and returns the
 // wall time and the peak RSS of process pid meanwhile.
 func downloadWithAria2(t testing.TB, file []byte, pid int) (float64, float64) {
@@ -160,10 +146,7 @@ func downloadWithAria2(t testing.TB, file []byte, pid int) (float64, float64) {
 	if err := os.WriteFile(tfile, file, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("aria2c", "--dir="+filepath.Join(dir, "out"), "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",
-		"--bt-enable-lpd=false", "--enable-peer-exchange=false", "--disable-ipv6=true", "--file-allocation=none",
-		fmt.Sprintf("--listen-port=%d", freePort(t)), "--bt-stop-timeout=120", "--summary-interval=0",
-		"--console-log-level=warn", tfile)
+	cmd := aria2c(tfile, filepath.Join(dir, "out"), testnet.FreePort(t), "--file-allocation=none")
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	stop := make(chan struct{})

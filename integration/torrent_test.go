@@ -22,28 +22,6 @@ import (
 	"github.com/vecino/vecino/internal/testnet"
 )
 
-// needTools fails on CI when a tool .ci/run installs is missing, and skips
-// elsewhere.
-func needTools(t testing.TB, names ...string) {
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed; .ci/run installs it", n)
-			}
-			t.Skipf("%s not installed", n)
-		}
-	}
-}
-
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startProcess runs a program for the length of the test, its output in a
 // file shown when the test fails.
 func startProcess(t testing.TB, name string, args ...string) *exec.Cmd {
@@ -83,7 +61,7 @@ type tracker struct {
 }
 
 func startTracker(t testing.TB) *tracker {
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	dir := t.TempDir()
 	tr := &tracker{URL: fmt.Sprintf("http://127.0.0.1:%d/announce", port), whitelist: filepath.Join(dir, "whitelist")}
 	os.WriteFile(tr.whitelist, nil, 0o644)
@@ -127,7 +105,7 @@ pex = false
 utp = false
 port_mapping = false
 trackers = true
-%s`, freePort(t), strings.Join(extra, "\n"))}})
+%s`, testnet.FreePort(t), strings.Join(extra, "\n"))}})
 	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
 	return n
 }
@@ -267,9 +245,9 @@ type transmission struct {
 }
 
 func startTransmission(t testing.TB) *transmission {
-	needTools(t, "transmission-daemon")
+	testnet.NeedTools(t, "transmission-daemon")
 	conf, dir := t.TempDir(), t.TempDir()
-	rpcPort, peerPort := freePort(t), freePort(t)
+	rpcPort, peerPort := testnet.FreePort(t), testnet.FreePort(t)
 	settings := map[string]any{
 		"bind-address-ipv4": "127.0.0.1", "bind-address-ipv6": "::1",
 		"rpc-bind-address": "127.0.0.1", "rpc-port": rpcPort, "rpc-authentication-required": false,
@@ -349,14 +327,7 @@ func (tr *transmission) waitAnnounced(timeout time.Duration) {
 func (tr *transmission) seed(t testing.TB, tracker *tracker, name string, sizes map[string]int) (map[string]string, []byte) {
 	t.Helper()
 	sums := makeFiles(t, tr.dir, sizes)
-	tfile := filepath.Join(t.TempDir(), name+".torrent")
-	if out, err := exec.Command("transmission-create", "-o", tfile, "-t", tracker.URL, filepath.Join(tr.dir, name)).CombinedOutput(); err != nil {
-		t.Fatalf("transmission-create: %v\n%s", err, out)
-	}
-	file, err := os.ReadFile(tfile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := makeTorrent(t, tracker, filepath.Join(tr.dir, name))
 	tr.add(file)
 	tr.wait(true, time.Minute)
 	return sums, file
@@ -377,6 +348,32 @@ func addFromTransmission(t testing.TB, n *testnet.Node, tracker *tracker, tr *tr
 	tracker.allow(t, v.InfoHash)
 	addPeer(t, n, v.InfoHash, tr.peerPort)
 	return v
+}
+
+// makeTorrent runs transmission-create on dir with tracker's URL: the same
+// files give the same info dictionary, whatever the tracker.
+func makeTorrent(t testing.TB, tracker *tracker, dir string) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(dir)+".torrent")
+	if b, err := exec.Command("transmission-create", "-o", out, "-t", tracker.URL, dir).CombinedOutput(); err != nil {
+		t.Fatalf("transmission-create: %v\n%s", err, b)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// aria2c is an aria2c command downloading tfile into out, listening on
+// port, with DHT, local peer discovery, PEX and IPv6 off; it stops when the
+// download is complete.
+func aria2c(tfile, out string, port int, extra ...string) *exec.Cmd {
+	args := []string{"--dir=" + out, "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",
+		"--bt-enable-lpd=false", "--enable-peer-exchange=false", "--disable-ipv6=true",
+		fmt.Sprintf("--listen-port=%d", port), "--bt-stop-timeout=120", "--summary-interval=0",
+		"--console-log-level=warn"}
+	return exec.Command("aria2c", append(append(args, extra...), tfile)...)
 }
 
 // wait polls until the only torrent is complete (percentDone 1 and, with
@@ -402,7 +399,7 @@ func (tr *transmission) wait(seeding bool, timeout time.Duration) {
 // made; transmission-daemon, told only the .torrent, finds it through the
 // tracker and downloads every file whole.
 func TestTransmissionDownloadsFromVecino(t *testing.T) {
-	needTools(t, "opentracker", "transmission-daemon")
+	testnet.NeedTools(t, "opentracker", "transmission-daemon")
 	tracker := startTracker(t)
 	n := torrentNode(t)
 	v, file, sums := seedFromVecino(t, n, tracker)
@@ -421,7 +418,7 @@ func TestTransmissionDownloadsFromVecino(t *testing.T) {
 // TestVecinoDownloadsFromTransmission: transmission-daemon seeds a torrent
 // made by transmission-create; Vecino downloads it.
 func TestVecinoDownloadsFromTransmission(t *testing.T) {
-	needTools(t, "opentracker", "transmission-daemon", "transmission-create")
+	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
 	tracker := startTracker(t)
 	tr := startTransmission(t)
 	sums, file := tr.seed(t, tracker, "album", album)
@@ -433,19 +430,16 @@ func TestVecinoDownloadsFromTransmission(t *testing.T) {
 
 // TestAria2DownloadsFromVecino: aria2c downloads what Vecino seeds.
 func TestAria2DownloadsFromVecino(t *testing.T) {
-	needTools(t, "opentracker", "aria2c")
+	testnet.NeedTools(t, "opentracker", "aria2c")
 	tracker := startTracker(t)
 	n := torrentNode(t)
 	v, file, sums := seedFromVecino(t, n, tracker)
 	dir := t.TempDir()
-	ariaPort := freePort(t)
+	ariaPort := testnet.FreePort(t)
 	tfile := filepath.Join(dir, "album.torrent")
 	os.WriteFile(tfile, file, 0o644)
 	out := filepath.Join(dir, "out")
-	cmd := exec.Command("aria2c", "--dir="+out, "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",
-		"--bt-enable-lpd=false", "--enable-peer-exchange=false", "--disable-ipv6=true",
-		fmt.Sprintf("--listen-port=%d", ariaPort), "--bt-stop-timeout=120", "--summary-interval=0",
-		"--console-log-level=warn", tfile)
+	cmd := aria2c(tfile, out, ariaPort)
 	done := make(chan error, 1)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
@@ -472,7 +466,7 @@ func TestAria2DownloadsFromVecino(t *testing.T) {
 // the torrent up where it was (no full recheck, nothing lost), and the
 // result is whole.
 func TestKilledMidDownloadResumes(t *testing.T) {
-	needTools(t, "opentracker", "transmission-daemon", "transmission-create")
+	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
 	tracker := startTracker(t)
 	tr := startTransmission(t)
 	sums, file := tr.seed(t, tracker, "big", map[string]int{"big/one.bin": 24 << 20, "big/two.bin": 8<<20 + 5})
@@ -526,7 +520,7 @@ func TestKilledMidDownloadResumes(t *testing.T) {
 // TestBadTorrentInputIsRefused: a hostile .torrent or a bad magnet link is
 // refused with the reason, and a torrent already there keeps seeding.
 func TestBadTorrentInputIsRefused(t *testing.T) {
-	needTools(t, "opentracker")
+	testnet.NeedTools(t, "opentracker")
 	tracker := startTracker(t)
 	n := torrentNode(t)
 	v, good, _ := seedFromVecino(t, n, tracker)
@@ -612,7 +606,7 @@ func TestCLIManagesTorrents(t *testing.T) {
 // album keeps seeding, the plugin keeps running; given space, the download
 // resumes and ends whole.
 func TestFullDiskPausesThatDownloadAlone(t *testing.T) {
-	needTools(t, "opentracker", "transmission-daemon", "transmission-create")
+	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a small tmpfs needs root")
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
 )
 
 // vmConfig is the node's configuration inside the test VM: nothing but the
@@ -47,24 +48,11 @@ rooms = ["lobby"]
 
 const vmPassword = "vm-test-password"
 
-// need finds a tool .ci/run installs: on CI its absence fails the test,
-// elsewhere it skips.
-func need(t testing.TB, names ...string) {
-	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed; .ci/run installs it", name)
-			}
-			t.Skipf("%s not installed", name)
-		}
-	}
-}
-
 // buildVM builds the vm-amd64 variant of the instance in gokrazy/vecino
 // with the test configuration in place of the shipped one.
 func buildVM(t testing.TB) (image string, res *Result) {
 	t.Helper()
-	need(t, "mksquashfs", "mkfs.fat", "mcopy", "sfdisk", "mkfs.ext4", "qemu-system-x86_64")
+	testnet.NeedTools(t, "mksquashfs", "mkfs.fat", "mcopy", "sfdisk", "mkfs.ext4", "qemu-system-x86_64")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "vecino.toml")
 	pw := filepath.Join(dir, "pw.txt")
@@ -98,15 +86,6 @@ type vm struct {
 	startedAt time.Time
 }
 
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // bootVM starts QEMU on the image under software emulation (KVM does not
 // work on these machines). The kernel and its command line are read out of
 // the image's own boot partition; QEMU loads them directly, as the VM has
@@ -123,7 +102,7 @@ func bootVM(t testing.TB, image string) *vm {
 	if err != nil {
 		t.Fatalf("read cmdline.txt from the image: %v", err)
 	}
-	apiPort, webPort := freePort(t), freePort(t)
+	apiPort, webPort := testnet.FreePort(t), testnet.FreePort(t)
 	v := &vm{
 		t: t, console: filepath.Join(dir, "console.log"), done: make(chan struct{}),
 		api: fmt.Sprintf("http://127.0.0.1:%d", apiPort), web: fmt.Sprintf("http://127.0.0.1:%d", webPort),

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vecino/vecino/internal/testnet"
 )
 
 // TestLoadInstanceRefusesUnknownFields: a field this builder does not act on
@@ -37,7 +39,7 @@ func TestLoadInstanceRefusesUnknownFields(t *testing.T) {
 // that every field it sets shows in the image. A field added to config.json
 // without a check here fails the test.
 func TestRPiImageHonoursConfig(t *testing.T) {
-	need(t, "mksquashfs", "unsquashfs", "mkfs.fat", "mcopy", "mdir", "sfdisk", "mkfs.ext4")
+	testnet.NeedTools(t, "mksquashfs", "unsquashfs", "mkfs.fat", "mcopy", "mdir", "sfdisk", "mkfs.ext4")
 	const instance = "../vecino"
 	raw, err := os.ReadFile(filepath.Join(instance, "config.json"))
 	if err != nil {
