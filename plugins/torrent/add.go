@@ -19,29 +19,14 @@ import (
 // errExists is returned when a torrent is added twice.
 var errExists = errors.New("torrent already added")
 
-// addMetainfo adds a .torrent. Its bytes are kept under the state folder so
-// the torrent comes back after a restart.
+// addMetainfo adds a .torrent.
 func (s *seedbox) addMetainfo(data []byte) (View, error) {
 	mi, info, err := parseMetainfo(data)
 	if err != nil {
 		return View{}, err
 	}
-	ih := mi.HashInfoBytes().HexString()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if it, ok := s.torrents[ih]; ok {
-		return it.view(), errExists
-	}
-	if err := atomicfile.Write(filepath.Join(s.state, ih+".torrent"), data, 0o644); err != nil {
-		return View{}, err
-	}
-	rec := &record{InfoHash: ih, Name: info.BestName(), AddedAt: time.Now()}
-	it, err := s.startLocked(rec, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) })
-	if err != nil {
-		return View{}, err
-	}
-	s.saveListLocked()
-	return it.view(), nil
+	rec := &record{InfoHash: mi.HashInfoBytes().HexString(), Name: info.BestName(), AddedAt: time.Now()}
+	return s.add(rec, data, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) })
 }
 
 // addMagnet adds a magnet link; the metadata comes from peers.
@@ -50,14 +35,25 @@ func (s *seedbox) addMagnet(uri string) (View, error) {
 	if err != nil {
 		return View{}, err
 	}
-	ih := m.InfoHash.HexString()
+	rec := &record{InfoHash: m.InfoHash.HexString(), Name: m.DisplayName, Magnet: strings.TrimSpace(uri), AddedAt: time.Now()}
+	return s.add(rec, nil, func() (*torrent.Torrent, error) { return s.cl.AddMagnet(rec.Magnet) })
+}
+
+// add starts a new torrent, unless it is there already (errExists, with
+// its view). torrentFile, the .torrent when there is one, is kept under the state folder first, so
+// the torrent comes back after a restart.
+func (s *seedbox) add(rec *record, torrentFile []byte, start func() (*torrent.Torrent, error)) (View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if it, ok := s.torrents[ih]; ok {
+	if it, ok := s.torrents[rec.InfoHash]; ok {
 		return it.view(), errExists
 	}
-	rec := &record{InfoHash: ih, Name: m.DisplayName, Magnet: strings.TrimSpace(uri), AddedAt: time.Now()}
-	it, err := s.startLocked(rec, func() (*torrent.Torrent, error) { return s.cl.AddMagnet(rec.Magnet) })
+	if torrentFile != nil {
+		if err := atomicfile.Write(filepath.Join(s.state, rec.InfoHash+".torrent"), torrentFile, 0o644); err != nil {
+			return View{}, err
+		}
+	}
+	it, err := s.startLocked(rec, start)
 	if err != nil {
 		return View{}, err
 	}

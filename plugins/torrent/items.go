@@ -100,6 +100,13 @@ func (it *item) sample(now time.Time) {
 
 func (it *item) hasInfo() bool { return it.t.Info() != nil }
 
+// downloading reports whether the torrent is meant to be fetching data now:
+// its metadata is in, data is missing, and it is neither queued nor
+// finished.
+func (it *item) downloading() bool {
+	return !it.queued && !it.rec.Finished && it.hasInfo() && it.t.BytesMissing() > 0
+}
+
 func (it *item) ratio() float64 {
 	if !it.hasInfo() || it.t.Length() == 0 {
 		return 0
@@ -220,28 +227,28 @@ func (s *seedbox) applyLimits(it *item, now time.Time) {
 	s.log.Info("stopped seeding", "torrent", it.rec.Name, "why", why)
 }
 
-// stallAfter is how long an incomplete torrent with connected peers may
+// minStall is how long an incomplete torrent with connected peers may
 // receive nothing before its requests are made again.
-const stallAfter = 10 * time.Second
+const minStall = 10 * time.Second
 
-// stallAfter is stallAfter, or longer under a download limit so low that
+// stallAfter is minStall, or longer under a download limit so low that
 // 64 chunks of 16 KiB take longer: requests re-made before their data could
 // arrive would never be answered.
 func (s *seedbox) stallAfter() time.Duration {
 	if s.cfg.DownloadKiBps > 0 {
-		return max(stallAfter, time.Duration(64*16*int64(time.Second)/s.cfg.DownloadKiBps))
+		return max(minStall, time.Duration(64*16*int64(time.Second)/s.cfg.DownloadKiBps))
 	}
-	return stallAfter
+	return minStall
 }
 
 // unstall restarts the requests of a download that has peers but has
-// received nothing for stallAfter. The engine stops requesting from a peer
+// received nothing for stallAfter(). The engine stops requesting from a peer
 // that rejected its requests until the peer unchokes it again, and
 // Transmission, which rejects requests over its queue while it keeps the
 // peer unchoked, never does: without this, downloads from Transmission
 // halted for good part way.
 func (s *seedbox) unstall(it *item, now time.Time) {
-	if it.queued || it.diskFull != "" || it.rec.Finished || !it.hasInfo() || it.t.BytesMissing() == 0 || now.Sub(it.lastDown) < s.stallAfter() {
+	if it.diskFull != "" || !it.downloading() || now.Sub(it.lastDown) < s.stallAfter() {
 		return
 	}
 	if it.t.Stats().ActivePeers == 0 {
@@ -270,9 +277,8 @@ func (s *seedbox) watchDisk() {
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
 	for _, it := range s.torrents {
-		downloading := it.hasInfo() && it.t.BytesMissing() > 0 && !it.queued && !it.rec.Finished
 		switch {
-		case it.diskFull == "" && downloading && free < diskLow:
+		case it.diskFull == "" && it.downloading() && free < diskLow:
 			it.diskFull = fmt.Sprintf("data folder %s is full (%d MiB free): downloading paused until there is space", s.cfg.DataDir, free>>20)
 			it.t.DisallowDataDownload()
 			s.log.Error("disk full: download paused", "torrent", it.rec.Name, "free_mib", free>>20, "dir", s.cfg.DataDir)

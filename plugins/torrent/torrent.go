@@ -162,7 +162,6 @@ func (s *seedbox) clientConfig() *torrent.ClientConfig {
 	if s.cfg.DownloadKiBps > 0 {
 		c.DownloadRateLimiter = rate.NewLimiter(rate.Limit(s.cfg.DownloadKiBps<<10), int(max(s.cfg.DownloadKiBps<<10, 256<<10)))
 	}
-	// The engine's debug output is a line per piece and per request.
 	c.Slogger = s.engineLog()
 	return c
 }
