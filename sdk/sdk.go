@@ -74,6 +74,9 @@ type Info struct {
 	// Protocols and Topics the plugin will use; a trailing "*" is a prefix.
 	Protocols []string
 	Topics    []string
+	// PublicPaths take state-changing HTTP requests without the API secret;
+	// the plugin authenticates them itself. A trailing "*" is a prefix.
+	PublicPaths []string
 }
 
 // Env is what the router hands a plugin at Configure.

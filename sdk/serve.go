@@ -74,6 +74,7 @@ func (s *pluginServer) Info(context.Context, *pluginv1.InfoRequest) (*pluginv1.I
 	return &pluginv1.InfoResponse{
 		Name: i.Name, Version: i.Version, Description: i.Description,
 		ApiVersion: APIVersion, Protocols: i.Protocols, Topics: i.Topics,
+		PublicPaths: i.PublicPaths,
 	}, nil
 }
 
@@ -219,6 +220,10 @@ func (s *pluginServer) HTTP(ctx context.Context, req *pluginv1.HTTPRequest) (*pl
 	}
 	return resp, nil
 }
+
+// RemoteAddrHeader carries the address the HTTP request came from, set by
+// the router (a client's own value is replaced).
+const RemoteAddrHeader = "X-Vecino-Remote-Addr"
 
 // AuthenticatedHeader is set on requests the router authenticated.
 const AuthenticatedHeader = "X-Vecino-Authenticated"

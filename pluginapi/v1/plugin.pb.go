@@ -78,8 +78,13 @@ type InfoResponse struct {
 	// libp2p protocol IDs the plugin will handle. A trailing "*" is a prefix.
 	Protocols []string `protobuf:"bytes,4,rep,name=protocols,proto3" json:"protocols,omitempty"`
 	// gossipsub topics the plugin will use. A trailing "*" is a prefix.
-	Topics        []string `protobuf:"bytes,5,rep,name=topics,proto3" json:"topics,omitempty"`
-	Description   string   `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	Topics      []string `protobuf:"bytes,5,rep,name=topics,proto3" json:"topics,omitempty"`
+	Description string   `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	// Paths below the plugin's mount point that take requests which change
+	// state without the API secret, because the plugin authenticates them
+	// itself (chat messages carry their author's signature). A trailing "*" is
+	// a prefix. The router still forwards authenticated = false for them.
+	PublicPaths   []string `protobuf:"bytes,7,rep,name=public_paths,json=publicPaths,proto3" json:"public_paths,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -154,6 +159,13 @@ func (x *InfoResponse) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *InfoResponse) GetPublicPaths() []string {
+	if x != nil {
+		return x.PublicPaths
+	}
+	return nil
 }
 
 type ConfigureRequest struct {
@@ -2114,7 +2126,7 @@ var File_plugin_proto protoreflect.FileDescriptor
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\x10vecino.plugin.v1\x1a\x1cgoogle/protobuf/struct.proto\"\r\n" +
-	"\vInfoRequest\"\xb5\x01\n" +
+	"\vInfoRequest\"\xd8\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
@@ -2122,7 +2134,8 @@ const file_plugin_proto_rawDesc = "" +
 	"apiVersion\x12\x1c\n" +
 	"\tprotocols\x18\x04 \x03(\tR\tprotocols\x12\x16\n" +
 	"\x06topics\x18\x05 \x03(\tR\x06topics\x12 \n" +
-	"\vdescription\x18\x06 \x01(\tR\vdescription\"\xa5\x01\n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\x12!\n" +
+	"\fpublic_paths\x18\a \x03(\tR\vpublicPaths\"\xa5\x01\n" +
 	"\x10ConfigureRequest\x12\x12\n" +
 	"\x04toml\x18\x01 \x01(\tR\x04toml\x12\x19\n" +
 	"\bdata_dir\x18\x02 \x01(\tR\adataDir\x12$\n" +

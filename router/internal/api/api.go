@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 	"github.com/vecino/vecino/router/internal/hostapi"
 	"github.com/vecino/vecino/router/internal/p2p"
 	"github.com/vecino/vecino/router/internal/supervisor"
+	"github.com/vecino/vecino/sdk"
 )
 
 //go:embed status.html
@@ -115,7 +117,19 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /api/v1/config", s.putConfig)
 	mux.HandleFunc("POST /api/v1/restart/{plugin}", s.restart)
 	mux.HandleFunc("/api/v1/plugins/{plugin}/{path...}", s.proxy)
-	return s.Auth.Guard(mux)
+	return s.Auth.Guard(mux, s.publicPluginPath)
+}
+
+// publicPluginPath lets through, without the secret, writes to the paths a
+// plugin declared public (it checks their signatures itself).
+func (s *Server) publicPluginPath(r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/api/v1/plugins/")
+	if !ok {
+		return false
+	}
+	name, path, _ := strings.Cut(rest, "/")
+	p := s.Plugins.Plugin(name)
+	return p != nil && !strings.Contains(path, "..") && p.PublicPath("/"+path)
 }
 
 // Status gathers the node's status, asking each running plugin for its own.
@@ -220,8 +234,12 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 		if k == "Authorization" || k == "Cookie" {
 			continue // the router's secret stays with the router
 		}
+		if k == sdk.RemoteAddrHeader {
+			continue
+		}
 		req.Headers = append(req.Headers, &pluginv1.Header{Name: k, Values: v})
 	}
+	req.Headers = append(req.Headers, &pluginv1.Header{Name: sdk.RemoteAddrHeader, Values: []string{r.RemoteAddr}})
 	resp, err := client.HTTP(r.Context(), req)
 	if err != nil {
 		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))

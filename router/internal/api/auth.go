@@ -68,12 +68,16 @@ func (a *Auth) Check(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(a.secret)) == 1
 }
 
-// Guard lets reads through and asks for the secret on everything else.
-func (a *Auth) Guard(next http.Handler) http.Handler {
+// Guard lets reads, and requests public says are public, through and asks
+// for the secret on everything else.
+func (a *Auth) Guard(next http.Handler, public func(*http.Request) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
 		default:
+			if public(r) {
+				break
+			}
 			if !a.Check(r) {
 				w.Header().Set("WWW-Authenticate", `Basic realm="vecino"`)
 				httpjson.Error(w, http.StatusUnauthorized, errors.New("this request changes state: send the API password (basic auth) or token (Authorization: Bearer)"))

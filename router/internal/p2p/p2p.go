@@ -145,7 +145,17 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 	n.Host = h
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.PubSub, err = pubsub.NewGossipSub(ctx, h, pubsub.WithPeerExchange(cfg.RelayService))
+	n.PubSub, err = pubsub.NewGossipSub(ctx, h,
+		pubsub.WithPeerExchange(cfg.RelayService),
+		// gossipsub drops messages when a queue is full; its defaults (32)
+		// lose chat messages at a few thousand a second.
+		pubsub.WithValidateQueueSize(pubsubQueue),
+		pubsub.WithPeerOutboundQueueSize(pubsubQueue),
+		// One validation worker keeps each author's messages in the order
+		// they came; several reorder them. It still checks ~20k signatures
+		// a second.
+		pubsub.WithValidateWorkers(1),
+	)
 	if err != nil {
 		n.Close()
 		return nil, fmt.Errorf("start gossipsub: %w", err)

@@ -7,6 +7,9 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 )
 
+// pubsubQueue bounds gossipsub's queues and each subscription's buffer.
+const pubsubQueue = 4096
+
 // topicRef shares one joined topic between every plugin that uses it.
 type topicRef struct {
 	topic *pubsub.Topic
@@ -45,7 +48,7 @@ func (n *Node) Subscribe(topic string) (sub *pubsub.Subscription, cancel func(),
 	if err != nil {
 		return nil, nil, err
 	}
-	sub, err = ref.topic.Subscribe()
+	sub, err = ref.topic.Subscribe(pubsub.WithBufferSize(pubsubQueue))
 	if err != nil {
 		return nil, nil, fmt.Errorf("subscribe %s: %w", topic, err)
 	}

@@ -160,6 +160,22 @@ type Snapshot struct {
 	Logs      []string
 }
 
+// PublicPath reports whether the running plugin declared path (below its
+// mount point) public: it takes writes without the API secret.
+func (p *Plugin) PublicPath(path string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.info == nil {
+		return false
+	}
+	for _, pat := range p.info.PublicPaths {
+		if prefix, ok := strings.CutSuffix(pat, "*"); ok && strings.HasPrefix(path, prefix) || pat == path {
+			return true
+		}
+	}
+	return false
+}
+
 // Snapshot returns the plugin's current state.
 func (p *Plugin) Snapshot() Snapshot {
 	p.mu.Lock()
