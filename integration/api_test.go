@@ -17,13 +17,19 @@ import (
 func TestChangesNeedTheToken(t *testing.T) {
 	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": ""}})
 	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
-	for _, path := range []string{"/api/v1/restart/chat", "/api/v1/plugins/chat/rooms/lobby/messages"} {
+	for _, path := range []string{"/api/v1/restart/chat", "/api/v1/plugins/chat/rooms/lobby/../../x"} {
 		code, body, err := n.Do("POST", path, []byte("x"), false)
 		if err != nil || code != http.StatusUnauthorized {
 			t.Errorf("POST %s without token: %d %v %s", path, code, err, body)
 		}
 	}
-	code, body, err := n.Do("POST", "/api/v1/restart/chat", nil, true)
+	// A path the chat plugin declared public reaches it without the token;
+	// the plugin then refuses an unsigned message itself.
+	code, body, err := n.Do("POST", "/api/v1/plugins/chat/rooms/lobby/messages", []byte(`{"body":"x"}`), false)
+	if err != nil || code != http.StatusBadRequest || !strings.Contains(string(body), "unsigned") {
+		t.Errorf("unsigned chat message without token: %d %v %s", code, err, body)
+	}
+	code, body, err = n.Do("POST", "/api/v1/restart/chat", nil, true)
 	if err != nil || code != http.StatusAccepted {
 		t.Fatalf("restart with token: %d %v %s", code, err, body)
 	}

@@ -1,5 +1,5 @@
 // Command vecino talks to a running Vecino node over its HTTP API: the
-// node's status, and each plugin's work (torrents for now).
+// node's status, and each plugin's work: torrents and chat.
 //
 //	vecino [-api URL] [-token T | -token-file F | -password P] COMMAND ...
 //
@@ -34,6 +34,12 @@ commands:
   torrent create [-tracker URL]... NAME
                                       make a torrent of NAME in the data folder,
                                       seed it and print its magnet link
+  chat id                             your chat address (makes your key on first use)
+  chat send ROOM TEXT...              sign and send a message to a room
+  chat read [-follow] [-json] ROOM    the room's history (and, with -follow, what comes)
+  chat dm ADDRESS TEXT...             seal a direct message and leave it on the node
+  chat inbox [-keep] [-json]          fetch, open and delete your direct messages
+  (chat commands take -key FILE; default $VECINO_CHAT_KEY or ~/.config/vecino/chat.key)
 
 flags:
 `
@@ -65,8 +71,10 @@ func main() {
 		err = c.status()
 	case "torrent", "torrents":
 		err = c.torrent(args[1:])
+	case "chat":
+		err = c.chat(args[1:])
 	default:
-		err = fmt.Errorf("unknown command %q (try: status, torrent)", args[0])
+		err = fmt.Errorf("unknown command %q (try: status, torrent, chat)", args[0])
 	}
 	if err != nil {
 		fatal(err)

@@ -3,112 +3,213 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
-	"regexp"
+	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/vecino/vecino/plugins/chat/wire"
 	"github.com/vecino/vecino/sdk"
 )
 
-// topicPrefix is the gossipsub topic prefix of rooms.
-const topicPrefix = "vecino/chat/room/"
-
 type settings struct {
-	Rooms   []string `toml:"rooms"`
-	History int      `toml:"history"`
+	// Rooms the node always carries; clients may join others, up to
+	// MaxRooms in all.
+	Rooms          []string      `toml:"rooms"`
+	History        int           `toml:"history"`
+	HistoryAge     time.Duration `toml:"history_age"`
+	MaxRooms       int           `toml:"max_rooms"`
+	RoomsPerClient int           `toml:"rooms_per_client"`
+	// Rate and Burst limit each author's messages; IPRate and IPBurst each
+	// address that posts through the HTTP API.
+	Rate            float64       `toml:"rate"`
+	Burst           int           `toml:"burst"`
+	IPRate          float64       `toml:"ip_rate"`
+	IPBurst         int           `toml:"ip_burst"`
+	MaxMessageBytes int           `toml:"max_message_bytes"`
+	MailboxMessages int           `toml:"mailbox_messages"`
+	MailboxKiB      int           `toml:"mailbox_kib"`
+	MailboxTTL      time.Duration `toml:"mailbox_ttl"`
 }
 
-// Message is a room message as it travels and as the API returns it.
-type Message struct {
-	Room   string    `json:"room"`
-	Text   string    `json:"text"`
-	From   string    `json:"from"`
-	SentAt time.Time `json:"sent_at"`
+func defaults() settings {
+	return settings{
+		Rooms: []string{"lobby"}, History: 1000, HistoryAge: 7 * 24 * time.Hour,
+		MaxRooms: 64, RoomsPerClient: 16, Rate: 5, Burst: 20, IPRate: 50, IPBurst: 200,
+		MaxMessageBytes: 8 << 10, MailboxMessages: 200, MailboxKiB: 1024, MailboxTTL: 14 * 24 * time.Hour,
+	}
+}
+
+func (s *settings) check() sdk.ConfigErrors {
+	var errs sdk.ConfigErrors
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, sdk.KeyError{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+	for _, r := range s.Rooms {
+		if !wire.RoomName.MatchString(r) {
+			bad("rooms", "room %q: use lower-case letters, digits, - and _ (at most 64)", r)
+		}
+	}
+	ints := []struct {
+		key       string
+		v, lo, hi int
+	}{
+		{"history", s.History, 1, 1_000_000},
+		{"max_rooms", s.MaxRooms, len(s.Rooms), 10_000},
+		{"rooms_per_client", s.RoomsPerClient, 1, 10_000},
+		{"burst", s.Burst, 1, 1_000_000},
+		{"ip_burst", s.IPBurst, 1, 1_000_000},
+		{"max_message_bytes", s.MaxMessageBytes, 1, wire.MaxText},
+		{"mailbox_messages", s.MailboxMessages, 1, 1_000_000},
+		{"mailbox_kib", s.MailboxKiB, 1, 1 << 20},
+	}
+	for _, i := range ints {
+		if i.v < i.lo || i.v > i.hi {
+			bad(i.key, "must be from %d to %d, not %d", i.lo, i.hi, i.v)
+		}
+	}
+	if s.Rate <= 0 || s.IPRate <= 0 {
+		bad("rate", "rate and ip_rate must be positive (messages per second)")
+	}
+	if s.HistoryAge < time.Minute || s.MailboxTTL < time.Minute {
+		bad("history_age", "history_age and mailbox_ttl must be at least 1m")
+	}
+	return errs
 }
 
 type chat struct {
-	cfg    settings
-	env    sdk.Env
+	cfg settings
+	env sdk.Env
+	db  *db
+	ctx context.Context
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	joinMu sync.Mutex
+	// pubMu serialises accept+publish per author (by hash), so one author's
+	// messages leave in the order they were accepted.
+	pubMu [64]sync.Mutex
+	seed  maphash.Seed
 
-	mu      sync.Mutex
-	history map[string][]Message
-	dropped int
+	mu          sync.Mutex
+	rooms       map[string]*room
+	boxes       map[string]*mailbox
+	authorRooms map[string]map[string]bool
+	authors     *limiters
+	ips         *limiters
+	dropped     map[string]int64
+	accepted    int64
 }
 
-func newChat() *chat { return &chat{history: map[string][]Message{}} }
+type room struct {
+	name    string
+	entries []entry // oldest first
+	next    uint64  // the next message's cursor
+	lastSeq map[string]uint64
+	wake    chan struct{} // closed and replaced when a message arrives
+	joined  bool          // subscribed to the room's topic
+}
+
+// entry is a message in a room's history, as the API shows it.
+type entry struct {
+	Cursor   uint64 `json:"cursor"`
+	Received int64  `json:"received"` // Unix ms, on this node
+	wire.RoomBody
+	ID string `json:"id"`
+}
+
+type mailbox struct {
+	items []mailItem
+	bytes int
+}
+
+type mailItem struct {
+	wire.Mail
+	recv time.Time
+	size int
+}
+
+func newChat() *chat {
+	return &chat{
+		rooms: map[string]*room{}, boxes: map[string]*mailbox{}, authorRooms: map[string]map[string]bool{},
+		dropped: map[string]int64{}, seed: maphash.MakeSeed(),
+	}
+}
 
 func (c *chat) Info() sdk.Info {
 	return sdk.Info{
-		Name: "chat", Version: "0.1.0", Description: "rooms relayed over gossipsub, with history",
-		Topics: []string{topicPrefix + "*"},
+		Name: "chat", Version: "0.2.0", Description: "rooms with history and sealed mailboxes, over gossipsub",
+		Topics:      []string{wire.RoomTopicPrefix + "*", wire.MailTopic},
+		PublicPaths: []string{"/rooms/*", "/mail*"},
 	}
 }
 
-var roomName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-
 func (c *chat) Configure(_ context.Context, raw []byte, env sdk.Env) error {
-	cfg := settings{Rooms: []string{"lobby"}, History: 1000}
+	cfg := defaults()
 	errs := sdk.DecodeSettings(raw, &cfg)
-	for _, r := range cfg.Rooms {
-		if !roomName.MatchString(r) {
-			errs = append(errs, sdk.KeyError{Key: "rooms", Message: fmt.Sprintf("room %q: use lower-case letters, digits, - and _ (at most 64)", r)})
-		}
-	}
-	if cfg.History < 1 || cfg.History > 1_000_000 {
-		errs = append(errs, sdk.KeyError{Key: "history", Message: fmt.Sprintf("must be from 1 to 1000000, not %d", cfg.History)})
+	if errs == nil {
+		errs = cfg.check()
 	}
 	if len(errs) > 0 {
 		return errs
 	}
 	c.cfg, c.env = cfg, env
+	c.authors = newLimiters(cfg.Rate, cfg.Burst)
+	c.ips = newLimiters(cfg.IPRate, cfg.IPBurst)
 	return nil
 }
 
 func (c *chat) Start(context.Context) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	for _, room := range c.cfg.Rooms {
-		sub, err := c.env.Host.Subscribe(ctx, topicPrefix+room)
-		if err != nil {
-			cancel()
+	d, err := openDB(filepath.Join(c.env.DataDir, "chat.db"))
+	if err != nil {
+		return err
+	}
+	c.db = d
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	now := time.Now()
+	bad, err := d.loadRooms(func(name string, cur uint64, recv time.Time, m *wire.RoomMessage) {
+		r := c.roomLocked(name)
+		r.entries = append(r.entries, entry{Cursor: cur, Received: recv.UnixMilli(), RoomBody: m.RoomBody, ID: m.ID})
+		r.next = cur + 1
+		r.lastSeq[m.From] = max(r.lastSeq[m.From], m.Seq)
+	})
+	if err != nil {
+		return fmt.Errorf("load history: %w", err)
+	}
+	badMail, err := d.loadMail(func(m *wire.Mail, recv time.Time, size int) {
+		c.boxLocked(m.To).add(mailItem{Mail: *m, recv: recv, size: size})
+	})
+	if err != nil {
+		return fmt.Errorf("load mailboxes: %w", err)
+	}
+	if bad+badMail > 0 {
+		slog.Warn("skipped damaged records", "history", bad, "mail", badMail)
+	}
+	slog.Info("history loaded", "rooms", len(c.rooms), "mailboxes", len(c.boxes), "took", time.Since(now).String())
+	names := append([]string(nil), c.cfg.Rooms...)
+	for name := range c.rooms {
+		names = append(names, name)
+	}
+	for _, name := range names {
+		if _, err := c.join(name); err != nil {
 			return err
 		}
-		c.wg.Add(1)
-		go c.receive(room, sub)
 	}
+	sub, err := c.env.Host.Subscribe(c.ctx, wire.MailTopic)
+	if err != nil {
+		return err
+	}
+	c.wg.Add(2)
+	go c.receiveMail(sub)
+	go c.sweep()
 	return nil
-}
-
-func (c *chat) receive(room string, sub *sdk.Subscription) {
-	defer c.wg.Done()
-	for {
-		m, err := sub.Next()
-		if err != nil {
-			return
-		}
-		var msg Message
-		if err := json.Unmarshal(m.Data, &msg); err != nil || msg.Room != room {
-			c.mu.Lock()
-			c.dropped++
-			c.mu.Unlock()
-			slog.Warn("dropped malformed message", "room", room, "from", m.From)
-			continue
-		}
-		msg.From = m.From // gossipsub signed it: trust that, not the body
-		c.mu.Lock()
-		h := append(c.history[room], msg)
-		if len(h) > c.cfg.History {
-			h = h[len(h)-c.cfg.History:]
-		}
-		c.history[room] = h
-		c.mu.Unlock()
-	}
 }
 
 func (c *chat) Stop(context.Context) error {
@@ -116,71 +217,423 @@ func (c *chat) Stop(context.Context) error {
 		c.cancel()
 		c.wg.Wait()
 	}
+	if c.db != nil {
+		return c.db.close()
+	}
 	return nil
 }
 
-func (c *chat) Health(context.Context) error { return nil }
+func (c *chat) Health(context.Context) error { return c.db.commitErr() }
 
 func (c *chat) Status(context.Context) (sdk.Status, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rooms := map[string]any{}
 	total := 0
-	for _, r := range c.cfg.Rooms {
-		rooms[r] = len(c.history[r])
-		total += len(c.history[r])
+	for name, r := range c.rooms {
+		rooms[name] = len(r.entries)
+		total += len(r.entries)
+	}
+	held := 0
+	for _, b := range c.boxes {
+		held += len(b.items)
+	}
+	dropped := map[string]any{}
+	for k, v := range c.dropped {
+		dropped[k] = v
 	}
 	return sdk.Status{
-		Summary: fmt.Sprintf("%s, %s kept", plural(len(c.cfg.Rooms), "room"), plural(total, "message")),
-		Details: map[string]any{"rooms": rooms, "dropped": c.dropped},
+		Summary: fmt.Sprintf("%s, %s kept, %s held", plural(len(c.rooms), "room"), plural(total, "message"), plural(held, "direct message")),
+		Details: map[string]any{"rooms": rooms, "mailboxes": len(c.boxes), "held": held, "accepted": c.accepted, "dropped": dropped},
 	}, nil
 }
 
-func (c *chat) carries(room string) bool {
-	for _, r := range c.cfg.Rooms {
-		if r == room {
+// roomLocked returns the room called name, making it if need be.
+func (c *chat) roomLocked(name string) *room {
+	r := c.rooms[name]
+	if r == nil {
+		r = &room{name: name, lastSeq: map[string]uint64{}, wake: make(chan struct{}), next: 1}
+		c.rooms[name] = r
+	}
+	return r
+}
+
+// join makes sure the node carries room name: it is subscribed to its topic
+// and keeps its history.
+func (c *chat) join(name string) (*room, error) {
+	if !wire.RoomName.MatchString(name) {
+		return nil, &refusal{http.StatusBadRequest, "bad_room", fmt.Errorf("room %.70q: use lower-case letters, digits, - and _ (at most 64)", name)}
+	}
+	c.joinMu.Lock()
+	defer c.joinMu.Unlock()
+	c.mu.Lock()
+	_, ok := c.rooms[name]
+	if !ok && len(c.rooms) >= c.cfg.MaxRooms {
+		c.dropped["room_limit"]++
+		c.mu.Unlock()
+		return nil, &refusal{http.StatusForbidden, "room_limit", fmt.Errorf("this node carries its limit of %d rooms ([plugins.chat] max_rooms); %q is not one of them", c.cfg.MaxRooms, name)}
+	}
+	r := c.roomLocked(name)
+	joined := r.joined
+	c.mu.Unlock()
+	if joined {
+		return r, nil
+	}
+	sub, err := c.env.Host.Subscribe(c.ctx, wire.RoomTopicPrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("join room %s: %w", name, err)
+	}
+	c.mu.Lock()
+	r.joined = true
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go c.receive(r, sub)
+	return r, nil
+}
+
+// refusal is a message or request the node will not take, with the HTTP
+// status to answer and the name it is counted under.
+type refusal struct {
+	status int
+	reason string
+	err    error
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+func (c *chat) count(reason string) {
+	c.mu.Lock()
+	c.dropped[reason]++
+	c.mu.Unlock()
+}
+
+func parseRefusal(err error) *refusal {
+	reason := "malformed"
+	switch {
+	case errors.Is(err, wire.ErrStale):
+		reason = "stale"
+	case errors.Is(err, wire.ErrUnsigned):
+		reason = "unsigned"
+	case errors.Is(err, wire.ErrBadSignature):
+		reason = "bad_signature"
+	case errors.Is(err, wire.ErrTooLarge):
+		return &refusal{http.StatusRequestEntityTooLarge, "too_large", err}
+	}
+	return &refusal{http.StatusBadRequest, reason, err}
+}
+
+// parse checks a room message's form and signature.
+func (c *chat) parse(raw []byte, now time.Time) (*wire.RoomMessage, error) {
+	m, err := wire.ParseRoom(raw, now, c.cfg.HistoryAge)
+	if err != nil {
+		err = parseRefusal(err)
+		c.count(err.(*refusal).reason)
+	}
+	return m, err
+}
+
+// accept checks a parsed room message against this node's limits and adds
+// it to r's history. The returned channel is closed once it is on disk.
+func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (e entry, saved <-chan struct{}, err error) {
+	defer func() {
+		var ref *refusal
+		if errors.As(err, &ref) {
+			c.count(ref.reason)
+		}
+	}()
+	if m.Room != r.name {
+		return entry{}, nil, &refusal{http.StatusBadRequest, "wrong_room", fmt.Errorf("message is for room %q, not %q", m.Room, r.name)}
+	}
+	if len(m.Text) > c.cfg.MaxMessageBytes {
+		return entry{}, nil, &refusal{http.StatusRequestEntityTooLarge, "too_large", fmt.Errorf("text is %d bytes; this node takes at most %d ([plugins.chat] max_message_bytes)", len(m.Text), c.cfg.MaxMessageBytes)}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addLocked(r, m, now)
+}
+
+func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, <-chan struct{}, error) {
+	if last, ok := r.lastSeq[m.From]; ok && m.Seq <= last {
+		return entry{}, nil, &refusal{http.StatusConflict, "replayed", fmt.Errorf("seq %d from this author was already seen here (last %d): a replay or a duplicate", m.Seq, last)}
+	}
+	rooms := c.authorRooms[m.From]
+	if !rooms[r.name] && len(rooms) >= c.cfg.RoomsPerClient {
+		return entry{}, nil, &refusal{http.StatusForbidden, "rooms_per_client", fmt.Errorf("this author already speaks in %d rooms here, the limit ([plugins.chat] rooms_per_client)", len(rooms))}
+	}
+	if !c.authors.allow(m.From, now) {
+		return entry{}, nil, &refusal{http.StatusTooManyRequests, "rate", fmt.Errorf("this author is over %g messages a second (burst %d): slow down", c.cfg.Rate, c.cfg.Burst)}
+	}
+	if rooms == nil {
+		rooms = map[string]bool{}
+		c.authorRooms[m.From] = rooms
+	}
+	rooms[r.name] = true
+	e := entry{Cursor: r.next, Received: now.UnixMilli(), RoomBody: m.RoomBody, ID: m.ID}
+	r.next++
+	r.lastSeq[m.From] = m.Seq
+	r.entries = append(r.entries, e)
+	if n := len(r.entries) - c.cfg.History; n > 0 {
+		r.entries = append(r.entries[:0:0], r.entries[n:]...)
+	}
+	close(r.wake)
+	r.wake = make(chan struct{})
+	c.accepted++
+	keepFrom := r.entries[0].Cursor
+	return e, c.db.write(saveRoom(r.name, e.Cursor, now, m.Raw, keepFrom)), nil
+}
+
+// receive takes room messages from the network for as long as the node
+// runs. Messages this node published were accepted before they left.
+func (c *chat) receive(r *room, sub *sdk.Subscription) {
+	defer c.wg.Done()
+	for {
+		m, err := sub.Next()
+		if err != nil {
+			return
+		}
+		if m.Local {
+			continue
+		}
+		now := time.Now()
+		msg, err := c.parse(m.Data, now)
+		if err == nil {
+			_, _, err = c.accept(r, msg, now)
+		}
+		if err != nil {
+			slog.Debug("dropped room message", "room", r.name, "via", m.ReceivedFrom, "err", err)
+		}
+	}
+}
+
+// post accepts a message from a local client, publishes it and returns once
+// it is on disk.
+func (c *chat) post(ctx context.Context, r *room, raw []byte) (entry, error) {
+	now := time.Now()
+	m, err := c.parse(raw, now)
+	if err != nil {
+		return entry{}, err
+	}
+	mu := &c.pubMu[maphash.String(c.seed, m.From)%uint64(len(c.pubMu))]
+	mu.Lock()
+	e, saved, err := c.accept(r, m, now)
+	if err == nil {
+		if perr := c.env.Host.Publish(ctx, wire.RoomTopicPrefix+r.name, raw); perr != nil {
+			slog.Warn("message kept here but not published", "room", r.name, "err", perr)
+		}
+	}
+	mu.Unlock()
+	if err != nil {
+		return e, err
+	}
+	<-saved
+	return e, c.db.commitErr()
+}
+
+// since returns up to limit messages after cursor, and a channel closed when
+// there are more.
+func (c *chat) since(r *room, after uint64, limit int) ([]entry, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := sort.Search(len(r.entries), func(i int) bool { return r.entries[i].Cursor > after })
+	out := r.entries[i:]
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return append([]entry(nil), out...), r.wake
+}
+
+// ---------------------------------------------------------------- mailboxes
+
+func (c *chat) boxLocked(to string) *mailbox {
+	b := c.boxes[to]
+	if b == nil {
+		b = &mailbox{}
+		c.boxes[to] = b
+	}
+	return b
+}
+
+func (b *mailbox) add(it mailItem) { b.items = append(b.items, it); b.bytes += it.size }
+
+func (b *mailbox) has(id string) bool {
+	for _, it := range b.items {
+		if it.ID == id {
 			return true
 		}
 	}
 	return false
 }
 
-func (c *chat) HTTPHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /rooms", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(c.cfg.Rooms)
-	})
-	mux.HandleFunc("GET /rooms/{room}/messages", func(w http.ResponseWriter, r *http.Request) {
-		room := r.PathValue("room")
-		if !c.carries(room) {
-			http.Error(w, fmt.Sprintf("this node does not carry room %q", room), http.StatusNotFound)
+// remove drops the items keep says no to and returns their IDs.
+func (b *mailbox) remove(drop func(mailItem) bool) []string {
+	var gone []string
+	kept := b.items[:0]
+	for _, it := range b.items {
+		if drop(it) {
+			gone = append(gone, it.ID)
+			b.bytes -= it.size
+		} else {
+			kept = append(kept, it)
+		}
+	}
+	b.items = kept
+	return gone
+}
+
+// deposit holds a sealed direct message for its recipient.
+func (c *chat) deposit(raw []byte, now time.Time) (*wire.Mail, <-chan struct{}, error) {
+	m, err := wire.ParseMail(raw, now, c.cfg.MailboxTTL)
+	if err != nil {
+		ref := parseRefusal(err)
+		c.count(ref.reason)
+		return nil, nil, ref
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.boxLocked(m.To)
+	if b.has(m.ID) {
+		return m, nil, nil
+	}
+	if len(b.items) >= c.cfg.MailboxMessages || b.bytes+len(raw) > c.cfg.MailboxKiB<<10 {
+		c.dropped["mailbox_full"]++
+		return nil, nil, &refusal{http.StatusInsufficientStorage, "mailbox_full", fmt.Errorf("the mailbox of %.20s... is full here (%d messages, %d KiB; limits %d and %d KiB): it must fetch its mail first", m.To, len(b.items), b.bytes>>10, c.cfg.MailboxMessages, c.cfg.MailboxKiB)}
+	}
+	b.add(mailItem{Mail: *m, recv: now, size: len(raw)})
+	return m, c.db.write(saveMail(m, now, raw)), nil
+}
+
+// take removes ids from to's mailbox, here and on disk.
+func (c *chat) take(to string, ids []string) <-chan struct{} {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	c.mu.Lock()
+	if b := c.boxes[to]; b != nil {
+		b.remove(func(it mailItem) bool { return want[it.ID] })
+		if len(b.items) == 0 {
+			delete(c.boxes, to)
+		}
+	}
+	c.mu.Unlock()
+	return c.db.write(deleteMail(to, ids))
+}
+
+func (c *chat) receiveMail(sub *sdk.Subscription) {
+	defer c.wg.Done()
+	for {
+		m, err := sub.Next()
+		if err != nil {
 			return
 		}
-		c.mu.Lock()
-		msgs := append([]Message{}, c.history[room]...)
-		c.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(msgs)
-	})
-	mux.HandleFunc("POST /rooms/{room}/messages", func(w http.ResponseWriter, r *http.Request) {
-		room := r.PathValue("room")
-		if !c.carries(room) {
-			http.Error(w, fmt.Sprintf("this node does not carry room %q", room), http.StatusNotFound)
-			return
+		if m.Local {
+			continue
 		}
-		text, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
-		if err != nil || len(text) == 0 || len(text) > 64<<10 {
-			http.Error(w, "message must be 1 byte to 64 KiB of text", http.StatusBadRequest)
-			return
+		if err := c.mailOp(m.Data, time.Now()); err != nil {
+			slog.Debug("dropped mail message", "via", m.ReceivedFrom, "err", err)
 		}
-		data, _ := json.Marshal(Message{Room: room, Text: string(text), From: c.env.NodeID, SentAt: time.Now().UTC()})
-		if err := c.env.Host.Publish(r.Context(), topicPrefix+room, data); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
+	}
+}
+
+func (c *chat) mailOp(data []byte, now time.Time) error {
+	var op wire.MailOp
+	if err := json.Unmarshal(data, &op); err != nil {
+		c.count("malformed")
+		return &refusal{http.StatusBadRequest, "malformed", fmt.Errorf("mail op: %w", err)}
+	}
+	switch {
+	case op.Deposit != nil:
+		_, _, err := c.deposit(op.Deposit, now)
+		return err
+	case op.Delete != nil:
+		if err := wire.CheckMailboxAuth(op.Delete.To, "delete", op.Delete.Auth, now, mailAuthWindow); err != nil {
+			c.count("bad_signature")
+			return &refusal{http.StatusForbidden, "bad_signature", err}
 		}
-		w.WriteHeader(http.StatusAccepted)
-	})
-	return mux
+		c.take(op.Delete.To, op.Delete.Auth.IDs)
+		return nil
+	}
+	c.count("malformed")
+	return &refusal{http.StatusBadRequest, "malformed", errors.New("mail op: neither deposit nor delete")}
+}
+
+// mailAuthWindow is how old a signed mailbox request may be.
+const mailAuthWindow = 5 * time.Minute
+
+// sweep drops history past its age and mail past its time to live, once a
+// minute.
+func (c *chat) sweep() {
+	defer c.wg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case now := <-t.C:
+			c.expire(now)
+		}
+	}
+}
+
+func (c *chat) expire(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	oldest := now.Add(-c.cfg.HistoryAge).UnixMilli()
+	for _, r := range c.rooms {
+		i := sort.Search(len(r.entries), func(i int) bool { return r.entries[i].Received >= oldest })
+		if i == 0 {
+			continue
+		}
+		keep := r.next
+		if i < len(r.entries) {
+			keep = r.entries[i].Cursor
+		}
+		r.entries = append(r.entries[:0:0], r.entries[i:]...)
+		c.db.write(pruneRoom(r.name, keep))
+	}
+	for to, b := range c.boxes {
+		gone := b.remove(func(it mailItem) bool { return now.Sub(it.recv) > c.cfg.MailboxTTL })
+		if len(gone) > 0 {
+			c.db.write(deleteMail(to, gone))
+		}
+		if len(b.items) == 0 {
+			delete(c.boxes, to)
+		}
+	}
+	c.authors.forget(now)
+	c.ips.forget(now)
+}
+
+// limiters is a token bucket per key (an author, an address).
+type limiters struct {
+	limit rate.Limit
+	burst int
+	m     map[string]*rate.Limiter
+}
+
+func newLimiters(perSecond float64, burst int) *limiters {
+	return &limiters{limit: rate.Limit(perSecond), burst: burst, m: map[string]*rate.Limiter{}}
+}
+
+// allow takes a token from key's bucket; callers hold chat.mu.
+func (l *limiters) allow(key string, now time.Time) bool {
+	lim := l.m[key]
+	if lim == nil {
+		lim = rate.NewLimiter(l.limit, l.burst)
+		l.m[key] = lim
+	}
+	return lim.AllowN(now, 1)
+}
+
+// forget drops buckets that are full again: they hold no state.
+func (l *limiters) forget(now time.Time) {
+	for k, lim := range l.m {
+		if lim.TokensAt(now) >= float64(l.burst) {
+			delete(l.m, k)
+		}
+	}
 }
 
 func plural(n int, noun string) string {

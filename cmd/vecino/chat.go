@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vecino/vecino/internal/atomicfile"
+	"github.com/vecino/vecino/plugins/chat/wire"
+)
+
+const chatAPI = "/api/v1/plugins/chat"
+
+// chatMessage is a room message as the node's API shows it.
+type chatMessage struct {
+	Cursor uint64 `json:"cursor"`
+	wire.RoomBody
+}
+
+func (c *client) chat(args []string) error {
+	if len(args) == 0 {
+		return errors.New("chat: say id, send, read, dm or inbox")
+	}
+	cmd, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("chat "+cmd, flag.ExitOnError)
+	keyFile := fs.String("key", envOr("VECINO_CHAT_KEY", defaultKeyFile()), "your chat key file, made on first use (env VECINO_CHAT_KEY)")
+	follow := fs.Bool("follow", false, "read: keep waiting for new messages")
+	after := fs.Uint64("after", 0, "read: only messages after this cursor")
+	asJSON := fs.Bool("json", false, "read, inbox: one JSON object a line")
+	keep := fs.Bool("keep", false, "inbox: leave the mail on the node")
+	fs.Parse(rest)
+	id, err := loadOrCreateKey(*keyFile)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "id":
+		fmt.Println(id.Address())
+		return nil
+	case "send":
+		if fs.NArg() < 2 {
+			return errors.New("chat send [-key FILE] ROOM TEXT...")
+		}
+		return c.chatSend(id, fs.Arg(0), strings.Join(fs.Args()[1:], " "))
+	case "read":
+		if fs.NArg() != 1 {
+			return errors.New("chat read [-follow] [-after CURSOR] [-json] ROOM")
+		}
+		return c.chatRead(fs.Arg(0), *after, *follow, *asJSON)
+	case "dm":
+		if fs.NArg() < 2 {
+			return errors.New("chat dm [-key FILE] ADDRESS TEXT...")
+		}
+		to, err := wire.ParseAddress(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		raw, err := id.Seal(to, time.Now(), strings.Join(fs.Args()[1:], " "))
+		if err != nil {
+			return err
+		}
+		var out struct{ ID string }
+		if _, err := c.do("POST", chatAPI+"/mail", bytes.NewReader(raw), "application/json", &out); err != nil {
+			return err
+		}
+		fmt.Println("sealed and left on the node:", out.ID)
+		return nil
+	case "inbox":
+		return c.chatInbox(id, *keep, *asJSON)
+	default:
+		return fmt.Errorf("chat: unknown command %q (say id, send, read, dm or inbox)", cmd)
+	}
+}
+
+func defaultKeyFile() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "vecino-chat.key"
+	}
+	return filepath.Join(dir, "vecino", "chat.key")
+}
+
+// loadOrCreateKey reads the key file, or makes a new identity there.
+func loadOrCreateKey(path string) (*wire.Identity, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		id, err := wire.UnmarshalKeys(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read chat key: %w", err)
+	}
+	id, err := wire.NewIdentity()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("chat key: %w", err)
+	}
+	if err := atomicfile.Write(path, id.MarshalKeys(), 0o600); err != nil {
+		return nil, fmt.Errorf("save chat key: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "vecino: made a new chat key in %s\n", path)
+	return id, nil
+}
+
+// lastSeq keeps this process's sequence numbers increasing even when two
+// messages share a microsecond.
+var lastSeq uint64
+
+func nextSeq() uint64 {
+	lastSeq = max(lastSeq+1, uint64(time.Now().UnixMicro()))
+	return lastSeq
+}
+
+func (c *client) chatSend(id *wire.Identity, room, text string) error {
+	raw, err := id.SignRoom(room, nextSeq(), time.Now(), text)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		ID     string
+		Cursor uint64
+	}
+	if _, err := c.do("POST", chatAPI+"/rooms/"+url.PathEscape(room)+"/messages", bytes.NewReader(raw), "application/json", &out); err != nil {
+		return err
+	}
+	fmt.Println("sent", out.Cursor)
+	return nil
+}
+
+func (c *client) chatRead(room string, after uint64, follow, asJSON bool) error {
+	for {
+		var page struct {
+			Messages []chatMessage
+			Cursor   uint64
+		}
+		wait := 0
+		if follow {
+			wait = 25
+		}
+		path := fmt.Sprintf("%s/rooms/%s/messages?after=%d&wait=%d", chatAPI, url.PathEscape(room), after, wait)
+		if err := c.getJSON(path, &page); err != nil {
+			return err
+		}
+		for _, m := range page.Messages {
+			if asJSON {
+				printLine(m)
+				continue
+			}
+			fmt.Printf("%s %s: %s\n", time.UnixMilli(m.TS).Format("15:04:05"), short(m.From), m.Text)
+		}
+		after = page.Cursor
+		if !follow {
+			return nil
+		}
+	}
+}
+
+func short(addr string) string {
+	if len(addr) > 12 {
+		return addr[:12] + "…"
+	}
+	return addr
+}
+
+func (c *client) chatInbox(id *wire.Identity, keep, asJSON bool) error {
+	me := id.Address().String()
+	var box struct{ Mail []wire.Mail }
+	if _, err := c.postJSON(chatAPI+"/mail/"+me+"/list", id.AuthorizeMailbox("list", time.Now(), nil), &box); err != nil {
+		return err
+	}
+	var read []string
+	for _, m := range box.Mail {
+		b, err := id.Open(m)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vecino: mail %s: %v (left on the node)\n", m.ID[:12], err)
+			continue
+		}
+		if asJSON {
+			printLine(b)
+		} else {
+			fmt.Printf("%s %s: %s\n", time.UnixMilli(b.TS).Format("2006-01-02 15:04"), short(b.From), b.Text)
+		}
+		read = append(read, m.ID)
+	}
+	if len(read) == 0 || keep {
+		if !asJSON {
+			fmt.Fprintf(os.Stderr, "vecino: %d direct messages\n", len(read))
+		}
+		return nil
+	}
+	_, err := c.postJSON(chatAPI+"/mail/"+me+"/delete", id.AuthorizeMailbox("delete", time.Now(), read), nil)
+	return err
+}
+
+func printLine(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Println(string(b))
+}

@@ -1,0 +1,407 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+	"github.com/vecino/vecino/plugins/chat/wire"
+)
+
+const chatAPI = "/api/v1/plugins/chat"
+
+// roomyChat lets a test send quickly: the per-author and per-address limits
+// are far above what it sends.
+const roomyChat = `rooms = ["lobby"]
+rate = 10000.0
+burst = 10000
+ip_rate = 100000.0
+ip_burst = 100000`
+
+// chatter is a chat client: its own keys, talking to one node's API.
+type chatter struct {
+	t   testing.TB
+	id  *wire.Identity
+	n   *testnet.Node
+	seq uint64
+}
+
+func newChatter(t testing.TB, n *testnet.Node) *chatter {
+	id, err := wire.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &chatter{t: t, id: id, n: n}
+}
+
+func (c *chatter) addr() string { return c.id.Address().String() }
+
+// say signs and posts text to room, without the API token (chat paths are
+// public), and fails the test unless the node accepts it.
+func (c *chatter) say(room, text string) {
+	c.t.Helper()
+	c.seq++
+	raw, err := c.id.SignRoom(room, c.seq, time.Now(), text)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if code, body := postChat(c.t, c.n, "/rooms/"+room+"/messages", raw); code != http.StatusAccepted {
+		c.t.Fatalf("%s says %q: %d %s", c.addr()[:10], text, code, body)
+	}
+}
+
+func postChat(t testing.TB, n *testnet.Node, path string, body []byte) (int, string) {
+	t.Helper()
+	code, out, err := n.Do("POST", chatAPI+path, body, false)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	return code, string(out)
+}
+
+type roomMsg struct {
+	Cursor uint64 `json:"cursor"`
+	ID     string `json:"id"`
+	From   string `json:"from"`
+	Seq    uint64 `json:"seq"`
+	Text   string `json:"text"`
+}
+
+// readRoom returns the messages after cursor, waiting up to wait seconds
+// for the first.
+func readRoom(t testing.TB, n *testnet.Node, room string, after uint64, wait int) ([]roomMsg, uint64) {
+	t.Helper()
+	code, body, err := n.Do("GET", fmt.Sprintf("%s/rooms/%s/messages?after=%d&wait=%d&limit=5000", chatAPI, room, after, wait), nil, false)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("read %s: %d %v %s", room, code, err, body)
+	}
+	var page struct {
+		Messages []roomMsg
+		Cursor   uint64
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatalf("read %s: %v", room, err)
+	}
+	return page.Messages, page.Cursor
+}
+
+func textsFrom(msgs []roomMsg, addr string) []string {
+	var out []string
+	for _, m := range msgs {
+		if m.From == addr {
+			out = append(out, m.Text)
+		}
+	}
+	return out
+}
+
+// waitMesh has a probe client on each node post until every other node has
+// its message, so that the gossipsub mesh carries the room both ways.
+func waitMesh(t testing.TB, room string, nodes ...*testnet.Node) {
+	t.Helper()
+	for _, from := range nodes {
+		probe := newChatter(t, from)
+		deadline := time.Now().Add(30 * time.Second)
+		for i := 0; ; i++ {
+			probe.say(room, fmt.Sprintf("probe %d", i))
+			time.Sleep(200 * time.Millisecond)
+			all := true
+			for _, to := range nodes {
+				if msgs, _ := readRoom(t, to, room, 0, 0); len(textsFrom(msgs, probe.addr())) == 0 {
+					all = false
+				}
+			}
+			if all {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("room %s: the mesh did not form in 30s", room)
+			}
+		}
+	}
+}
+
+func startChatNodes(t *testing.T, count int, chatConf string) []*testnet.Node {
+	var nodes []*testnet.Node
+	var boot []string
+	for i := range count {
+		n := testnet.Start(t, testnet.Options{Name: fmt.Sprintf("chat-%d", i), Plugins: map[string]string{"chat": chatConf}, Bootstrap: boot})
+		boot = append(boot, n.TCPAddr())
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		n.WaitPeers(count-1, 30*time.Second)
+		n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	}
+	return nodes
+}
+
+// TestChatRoomAcrossThreeNodes: clients on three nodes share a room. Every
+// message arrives once, in each author's order, at a client that was
+// listening and at one that joins after the talk.
+func TestChatRoomAcrossThreeNodes(t *testing.T) {
+	nodes := startChatNodes(t, 3, roomyChat)
+	waitMesh(t, "lobby", nodes...)
+	_, start := readRoom(t, nodes[2], "lobby", 0, 0)
+
+	// A listener on the third node, long-polling as the page does.
+	var heard []roomMsg
+	stop := make(chan struct{})
+	listened := make(chan struct{})
+	go func() {
+		defer close(listened)
+		cur := start
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			msgs, next := readRoom(t, nodes[2], "lobby", cur, 2)
+			heard, cur = append(heard, msgs...), next
+		}
+	}()
+
+	const each = 100
+	alice, bob := newChatter(t, nodes[0]), newChatter(t, nodes[1])
+	var wg sync.WaitGroup
+	for _, c := range []*chatter{alice, bob} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				c.say("lobby", fmt.Sprintf("%s %03d", c.addr()[:8], i))
+			}
+		}()
+	}
+	wg.Wait()
+
+	want := func(c *chatter) []string {
+		var w []string
+		for i := range each {
+			w = append(w, fmt.Sprintf("%s %03d", c.addr()[:8], i))
+		}
+		return w
+	}
+	check := func(who string, msgs []roomMsg) bool {
+		ok := true
+		for _, c := range []*chatter{alice, bob} {
+			got := textsFrom(msgs, c.addr())
+			if strings.Join(got, "|") != strings.Join(want(c), "|") {
+				t.Logf("%s: from %s got %d messages, want %d in order: %v", who, c.addr()[:8], len(got), each, got)
+				ok = false
+			}
+		}
+		return ok
+	}
+	// The listener must have everything within a few seconds.
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && len(textsFrom(heard, alice.addr()))+len(textsFrom(heard, bob.addr())) < 2*each {
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stop)
+	<-listened
+	if !check("listener on node 3", heard) {
+		t.Error("the listening client did not get every message once, in order")
+	}
+	// A client that joins each node now gets the history.
+	for i, n := range nodes {
+		msgs, _ := readRoom(t, n, "lobby", 0, 0)
+		if !check(fmt.Sprintf("late client on node %d", i+1), msgs) {
+			t.Errorf("node %d's history is not every message once, in order", i+1)
+		}
+	}
+}
+
+// TestChatMailboxSurvivesKillAndRestart: a direct message for someone
+// offline is held, sealed, through a kill -9 of the plugin and a restart of
+// the node, and delivered when they come; then it is gone everywhere.
+func TestChatMailboxSurvivesKillAndRestart(t *testing.T) {
+	b := testnet.Start(t, testnet.Options{Name: "b", Plugins: map[string]string{"chat": roomyChat}})
+	a := testnet.Start(t, testnet.Options{Name: "a", Plugins: map[string]string{"chat": roomyChat}, Bootstrap: []string{b.TCPAddr()}})
+	a.WaitPeers(1, 30*time.Second)
+	a.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	b.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	waitMesh(t, "lobby", a, b)
+
+	alice := newChatter(t, a)
+	bob, err := wire.NewIdentity() // offline: nothing of bob's has touched a node
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "the spare key is under the third flowerpot"
+	raw, err := alice.id.Seal(bob.Address(), time.Now(), secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postChat(t, a, "/mail", raw); code != http.StatusAccepted {
+		t.Fatalf("deposit: %d %s", code, body)
+	}
+	alice.say("lobby", "history that must survive too")
+
+	listMail := func(n *testnet.Node) []wire.Mail {
+		auth, _ := json.Marshal(bob.AuthorizeMailbox("list", time.Now(), nil))
+		code, body := postChat(t, n, "/mail/"+bob.Address().String()+"/list", auth)
+		if code != http.StatusOK {
+			t.Fatalf("list mail: %d %s", code, body)
+		}
+		var out struct{ Mail []wire.Mail }
+		json.Unmarshal([]byte(body), &out)
+		return out.Mail
+	}
+	waitMail := func(n *testnet.Node, want int) []wire.Mail {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			m := listMail(n)
+			if len(m) == want || time.Now().After(deadline) {
+				return m
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if got := waitMail(b, 1); len(got) != 1 {
+		t.Fatalf("node b holds %d copies of the mail, want 1 (passed on over gossipsub)", len(got))
+	}
+
+	// kill -9 the chat plugin; the router restarts it.
+	pid := a.Status().Plugin("chat").PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	a.WaitPlugin("chat", 30*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.PID != pid })
+	// Then restart the whole node.
+	a.Stop()
+	a.Restart()
+	a.WaitPlugin("chat", 20*time.Second, testnet.Running)
+
+	// Nothing on a's disk holds the plaintext.
+	filepath.WalkDir(a.State, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if data, err := os.ReadFile(path); err == nil && bytes.Contains(data, []byte("third flowerpot")) {
+				t.Errorf("%s holds the plaintext of the sealed message", path)
+			}
+		}
+		return nil
+	})
+	if msgs, _ := readRoom(t, a, "lobby", 0, 0); len(textsFrom(msgs, alice.addr())) != 1 {
+		t.Errorf("room history after kill -9 and restart: %v", msgs)
+	}
+
+	// bob comes online at a.
+	got := listMail(a)
+	if len(got) != 1 {
+		t.Fatalf("after the restart a holds %d mails for bob, want 1", len(got))
+	}
+	body, err := bob.Open(got[0])
+	if err != nil || body.Text != secret || body.From != alice.addr() {
+		t.Fatalf("bob opens %+v, %v", body, err)
+	}
+	// Someone else cannot list or delete bob's box.
+	eve, _ := wire.NewIdentity()
+	forged, _ := json.Marshal(eve.AuthorizeMailbox("delete", time.Now(), []string{got[0].ID}))
+	if code, _ := postChat(t, a, "/mail/"+bob.Address().String()+"/delete", forged); code != http.StatusForbidden {
+		t.Errorf("eve's delete of bob's mail: %d, want 403", code)
+	}
+	del, _ := json.Marshal(bob.AuthorizeMailbox("delete", time.Now(), []string{got[0].ID}))
+	if code, body := postChat(t, a, "/mail/"+bob.Address().String()+"/delete", del); code != http.StatusOK {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	if left := listMail(a); len(left) != 0 {
+		t.Errorf("a still holds %d mails after bob fetched them", len(left))
+	}
+	a.WaitPeers(1, 30*time.Second)
+	if left := waitMail(b, 0); len(left) != 0 {
+		t.Errorf("b still holds %d mails after bob deleted them at a", len(left))
+	}
+}
+
+// TestChatRefusesBadMessages sends what a broken or hostile client would:
+// each is refused with a clear error, counted, and the plugin keeps serving
+// everyone else.
+func TestChatRefusesBadMessages(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": `rooms = ["lobby"]
+rate = 1.0
+burst = 3
+max_message_bytes = 100
+rooms_per_client = 2
+max_rooms = 3`}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	alice, mallory := newChatter(t, n), newChatter(t, n)
+
+	good, _ := alice.id.SignRoom("lobby", 1, time.Now(), "hello")
+	var env wire.Envelope
+	json.Unmarshal(good, &env)
+	forged, _ := json.Marshal(wire.Envelope{Body: strings.Replace(env.Body, "hello", "hellO", 1), Sig: env.Sig})
+	long, _ := alice.id.SignRoom("lobby", 2, time.Now(), strings.Repeat("x", 101))
+	old, _ := alice.id.SignRoom("lobby", 3, time.Now().Add(-30*24*time.Hour), "from last month")
+	other, _ := alice.id.SignRoom("general", 4, time.Now(), "wrong room")
+	for _, c := range []struct {
+		name   string
+		body   []byte
+		code   int
+		reason string
+	}{
+		{"not JSON", []byte("{not json"), 400, "malformed"},
+		{"unsigned", []byte(`{"body":"{\"room\":\"lobby\",\"text\":\"hi\"}"}`), 400, "unsigned"},
+		{"forged", forged, 400, "bad_signature"},
+		{"too long", long, 413, "too_large"},
+		{"a month old", old, 400, "stale"},
+		{"for another room", other, 400, "wrong_room"},
+		{"good", good, 202, ""},
+		{"replayed", good, 409, "replayed"},
+	} {
+		code, body := postChat(t, n, "/rooms/lobby/messages", c.body)
+		if code != c.code || !strings.Contains(body, c.reason) {
+			t.Errorf("%s: %d %s, want %d %s", c.name, code, body, c.code, c.reason)
+		}
+	}
+
+	// mallory floods: after the burst of 3 she is refused; alice is not.
+	var codes []int
+	for i := range 6 {
+		raw, _ := mallory.id.SignRoom("lobby", uint64(i+1), time.Now(), "spam")
+		code, _ := postChat(t, n, "/rooms/lobby/messages", raw)
+		codes = append(codes, code)
+	}
+	if fmt.Sprint(codes) != "[202 202 202 429 429 429]" {
+		t.Errorf("mallory's flood got %v, want three accepted then 429", codes)
+	}
+	alice.seq = 10
+	alice.say("lobby", "still here")
+
+	// Rooms: this node carries at most 3, and a client speaks in at most 2.
+	carol := newChatter(t, n)
+	carol.say("lobby", "hi")
+	carol.say("kitchen", "hi")
+	raw, _ := carol.id.SignRoom("garden", 99, time.Now(), "hi")
+	if code, body := postChat(t, n, "/rooms/garden/messages", raw); code != http.StatusForbidden || !strings.Contains(body, "rooms_per_client") {
+		t.Errorf("carol's third room: %d %s", code, body)
+	}
+	dave := newChatter(t, n)
+	dave.say("garden", "third room of the node")
+	raw, _ = dave.id.SignRoom("attic", 99, time.Now(), "hi")
+	if code, body := postChat(t, n, "/rooms/attic/messages", raw); code != http.StatusForbidden || !strings.Contains(body, "room_limit") {
+		t.Errorf("a fourth room on the node: %d %s", code, body)
+	}
+
+	st := n.Status().Plugin("chat")
+	dropped, _ := st.Details["dropped"].(map[string]any)
+	for _, reason := range []string{"malformed", "unsigned", "bad_signature", "too_large", "stale", "replayed", "rate", "room_limit"} {
+		if v, _ := dropped[reason].(float64); v < 1 {
+			t.Errorf("status does not count %q refusals: %v", reason, dropped)
+		}
+	}
+	if st.State != "running" || st.Restarts != 0 {
+		t.Errorf("chat plugin %s with %d restarts after bad input", st.State, st.Restarts)
+	}
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/vecino/vecino/internal/httpjson"
+	"github.com/vecino/vecino/plugins/chat/wire"
+	"github.com/vecino/vecino/sdk"
+)
+
+// web holds the chat page and tweetnacl-js 1.0.3 (public domain, from npm),
+// which signs and seals in the browser where WebCrypto is not offered (any
+// page not served over HTTPS or from localhost).
+//
+//go:embed web
+var web embed.FS
+
+// maxWait bounds a long poll.
+const maxWait = 30 * time.Second
+
+func (c *chat) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		serveFile(w, "web/page.html", "text/html; charset=utf-8")
+	})
+	mux.HandleFunc("GET /nacl-fast.min.js", func(w http.ResponseWriter, r *http.Request) {
+		serveFile(w, "web/nacl-fast.min.js", "text/javascript")
+	})
+	mux.HandleFunc("GET /rooms", c.listRooms)
+	mux.HandleFunc("GET /rooms/{room}/messages", c.getMessages)
+	mux.HandleFunc("POST /rooms/{room}/messages", c.postMessage)
+	mux.HandleFunc("POST /mail", c.postMail)
+	mux.HandleFunc("POST /mail/{addr}/list", c.listMail)
+	mux.HandleFunc("POST /mail/{addr}/delete", c.deleteMail)
+	return mux
+}
+
+func serveFile(w http.ResponseWriter, name, ctype string) {
+	b, err := web.ReadFile(name)
+	if err != nil {
+		httpjson.Error(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Write(b)
+}
+
+// fail answers err with its refusal's status, or 500.
+func fail(w http.ResponseWriter, err error) {
+	var ref *refusal
+	if errors.As(err, &ref) {
+		httpjson.Write(w, ref.status, map[string]string{"error": ref.Error(), "reason": ref.reason})
+		return
+	}
+	httpjson.Error(w, http.StatusInternalServerError, err)
+}
+
+type roomInfo struct {
+	Name     string `json:"name"`
+	Messages int    `json:"messages"`
+	Last     uint64 `json:"last_cursor"`
+}
+
+func (c *chat) listRooms(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	out := make([]roomInfo, 0, len(c.rooms))
+	for name, rm := range c.rooms {
+		out = append(out, roomInfo{Name: name, Messages: len(rm.entries), Last: rm.next - 1})
+	}
+	c.mu.Unlock()
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+// getMessages answers the messages after ?after= (a cursor of this node),
+// at most ?limit=; with ?wait=SECONDS it waits that long for the first.
+func (c *chat) getMessages(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	after, err1 := queryUint(q.Get("after"), 0)
+	limit, err2 := queryUint(q.Get("limit"), 500)
+	wait, err3 := queryUint(q.Get("wait"), 0)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		httpjson.Error(w, http.StatusBadRequest, err)
+		return
+	}
+	rm, err := c.join(r.PathValue("room"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	limit = min(max(limit, 1), 5000)
+	deadline := time.NewTimer(min(time.Duration(wait)*time.Second, maxWait))
+	defer deadline.Stop()
+	for {
+		msgs, more := c.since(rm, after, int(limit))
+		if len(msgs) > 0 || wait == 0 {
+			next := after
+			if len(msgs) > 0 {
+				next = msgs[len(msgs)-1].Cursor
+			}
+			httpjson.Write(w, http.StatusOK, map[string]any{"room": rm.name, "messages": msgs, "cursor": next})
+			return
+		}
+		select {
+		case <-more:
+		case <-deadline.C:
+			wait = 0
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func queryUint(s string, def uint64) (uint64, error) {
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("query value %q: not a whole number", s)
+	}
+	return v, nil
+}
+
+// body reads a request body of at most limit bytes after checking the
+// caller's address against its rate limit.
+func (c *chat) body(w http.ResponseWriter, r *http.Request, limit int) ([]byte, bool) {
+	ip, _, err := net.SplitHostPort(r.Header.Get(sdk.RemoteAddrHeader))
+	if err != nil {
+		ip = r.Header.Get(sdk.RemoteAddrHeader)
+	}
+	c.mu.Lock()
+	ok := c.ips.allow(ip, time.Now())
+	if !ok {
+		c.dropped["ip_rate"]++
+	}
+	c.mu.Unlock()
+	if !ok {
+		fail(w, &refusal{http.StatusTooManyRequests, "ip_rate", fmt.Errorf("address %s is over %g requests a second (burst %d): slow down", ip, c.cfg.IPRate, c.cfg.IPBurst)})
+		return nil, false
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	if err == nil && len(b) > limit {
+		err = fmt.Errorf("request body is over %d bytes: %w", limit, wire.ErrTooLarge)
+	}
+	if err != nil {
+		c.count("too_large")
+		fail(w, &refusal{http.StatusRequestEntityTooLarge, "too_large", err})
+		return nil, false
+	}
+	return b, true
+}
+
+func (c *chat) postMessage(w http.ResponseWriter, r *http.Request) {
+	raw, ok := c.body(w, r, wire.MaxEnvelope)
+	if !ok {
+		return
+	}
+	rm, err := c.join(r.PathValue("room"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	e, err := c.post(r.Context(), rm, raw)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusAccepted, map[string]any{"id": e.ID, "cursor": e.Cursor})
+}
+
+func (c *chat) postMail(w http.ResponseWriter, r *http.Request) {
+	raw, ok := c.body(w, r, 2*wire.MaxEnvelope)
+	if !ok {
+		return
+	}
+	m, saved, err := c.deposit(raw, time.Now())
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if saved != nil { // new here: tell the other nodes
+		op, _ := json.Marshal(wire.MailOp{Deposit: raw})
+		if err := c.env.Host.Publish(r.Context(), wire.MailTopic, op); err != nil {
+			slog.Warn("mail kept here but not passed on", "err", err)
+		}
+		<-saved
+		if err := c.db.commitErr(); err != nil {
+			fail(w, err)
+			return
+		}
+	}
+	httpjson.Write(w, http.StatusAccepted, map[string]any{"id": m.ID})
+}
+
+// mailboxAuth reads and checks a signed mailbox request for op.
+func (c *chat) mailboxAuth(w http.ResponseWriter, r *http.Request, op string) (string, wire.MailboxAuth, bool) {
+	var a wire.MailboxAuth
+	raw, ok := c.body(w, r, 64<<10)
+	if !ok {
+		return "", a, false
+	}
+	addr := r.PathValue("addr")
+	err := json.Unmarshal(raw, &a)
+	if err == nil {
+		err = wire.CheckMailboxAuth(addr, op, a, time.Now(), mailAuthWindow)
+	}
+	if err != nil {
+		c.count("bad_signature")
+		fail(w, &refusal{http.StatusForbidden, "bad_signature", fmt.Errorf("mailbox %s: %w", op, err)})
+		return "", a, false
+	}
+	return addr, a, true
+}
+
+func (c *chat) listMail(w http.ResponseWriter, r *http.Request) {
+	addr, _, ok := c.mailboxAuth(w, r, "list")
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	out := []wire.Mail{}
+	if b := c.boxes[addr]; b != nil {
+		for _, it := range b.items {
+			out = append(out, it.Mail)
+		}
+	}
+	c.mu.Unlock()
+	httpjson.Write(w, http.StatusOK, map[string]any{"mail": out})
+}
+
+func (c *chat) deleteMail(w http.ResponseWriter, r *http.Request) {
+	addr, a, ok := c.mailboxAuth(w, r, "delete")
+	if !ok {
+		return
+	}
+	saved := c.take(addr, a.IDs)
+	op, _ := json.Marshal(wire.MailOp{Delete: &wire.MailDelete{To: addr, Auth: a}})
+	if err := c.env.Host.Publish(r.Context(), wire.MailTopic, op); err != nil {
+		slog.Warn("mail deleted here but other nodes not told", "err", err)
+	}
+	<-saved
+	if err := c.db.commitErr(); err != nil {
+		fail(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"deleted": len(a.IDs)})
+}

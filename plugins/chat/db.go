@@ -1,0 +1,238 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vecino/vecino/plugins/chat/wire"
+)
+
+// db keeps history and mailboxes in one bbolt file. Writes are grouped: many
+// messages share one commit (one fsync), and a caller that must know its
+// write is on disk waits for the commit that carried it.
+//
+// Layout: bucket "rooms" holds a bucket per room, cursor (8 bytes, big
+// endian) -> stored record; bucket "mail" holds recipient + "/" + id ->
+// record. A record is the receive time (8 bytes, Unix ms) then the message
+// exactly as it travelled.
+type db struct {
+	b *bolt.DB
+
+	mu      sync.Mutex
+	pending []func(*bolt.Tx) error
+	done    chan struct{} // closed when the pending batch is on disk
+	err     error         // the last commit's error
+	kick    chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+var (
+	roomsBucket = []byte("rooms")
+	mailBucket  = []byte("mail")
+)
+
+func openDB(path string) (*db, error) {
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{roomsBucket, mailBucket} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("prepare %s: %w", path, err)
+	}
+	d := &db{b: b, done: make(chan struct{}), kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	d.wg.Add(1)
+	go d.commitLoop()
+	return d, nil
+}
+
+// write queues op for the next commit and returns a channel closed when it
+// is on disk; then commitErr tells whether it got there.
+func (d *db) write(op func(*bolt.Tx) error) <-chan struct{} {
+	d.mu.Lock()
+	d.pending = append(d.pending, op)
+	done := d.done
+	d.mu.Unlock()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+	return done
+}
+
+func (d *db) commitErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+func (d *db) commitLoop() {
+	defer d.wg.Done()
+	for {
+		select {
+		case <-d.kick:
+		case <-d.stop:
+			d.commit()
+			return
+		}
+		d.commit()
+	}
+}
+
+func (d *db) commit() {
+	d.mu.Lock()
+	ops, done := d.pending, d.done
+	d.pending, d.done = nil, make(chan struct{})
+	d.mu.Unlock()
+	if len(ops) == 0 {
+		close(done)
+		return
+	}
+	err := d.b.Update(func(tx *bolt.Tx) error {
+		for _, op := range ops {
+			if err := op(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		slog.Error("history not saved", "messages", len(ops), "err", err)
+	}
+	d.mu.Lock()
+	d.err = err
+	d.mu.Unlock()
+	close(done)
+}
+
+func (d *db) close() error {
+	close(d.stop)
+	d.wg.Wait()
+	return d.b.Close()
+}
+
+func cursorKey(c uint64) []byte { return binary.BigEndian.AppendUint64(nil, c) }
+
+func record(recv time.Time, raw []byte) []byte {
+	return append(binary.BigEndian.AppendUint64(nil, uint64(recv.UnixMilli())), raw...)
+}
+
+func splitRecord(v []byte) (time.Time, []byte, bool) {
+	if len(v) < 8 {
+		return time.Time{}, nil, false
+	}
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(v))), v[8:], true
+}
+
+// saveRoom stores m under cursor c and drops cursors below keepFrom.
+func saveRoom(room string, c uint64, recv time.Time, raw []byte, keepFrom uint64) func(*bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(roomsBucket).CreateBucketIfNotExists([]byte(room))
+		if err != nil {
+			return err
+		}
+		if err := b.Put(cursorKey(c), record(recv, raw)); err != nil {
+			return err
+		}
+		return deleteBelow(b, keepFrom)
+	}
+}
+
+func pruneRoom(room string, keepFrom uint64) func(*bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		if b := tx.Bucket(roomsBucket).Bucket([]byte(room)); b != nil {
+			return deleteBelow(b, keepFrom)
+		}
+		return nil
+	}
+}
+
+func deleteBelow(b *bolt.Bucket, keepFrom uint64) error {
+	cur := b.Cursor()
+	for k, _ := cur.First(); k != nil && binary.BigEndian.Uint64(k) < keepFrom; k, _ = cur.Next() {
+		if err := cur.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadRooms reads every room's history, oldest first. A record that does
+// not parse (a torn or corrupted page) is skipped and counted.
+func (d *db) loadRooms(fn func(room string, c uint64, recv time.Time, m *wire.RoomMessage)) (bad int, err error) {
+	err = d.b.View(func(tx *bolt.Tx) error {
+		rooms := tx.Bucket(roomsBucket)
+		return rooms.ForEach(func(name, v []byte) error {
+			if v != nil {
+				return nil // not a room's bucket
+			}
+			return rooms.Bucket(name).ForEach(func(k, v []byte) error {
+				recv, raw, ok := splitRecord(v)
+				var m wire.RoomMessage
+				var env wire.Envelope
+				if !ok || len(k) != 8 || json.Unmarshal(raw, &env) != nil || json.Unmarshal([]byte(env.Body), &m.RoomBody) != nil {
+					bad++
+					return nil
+				}
+				m.ID = wire.BodyID(env.Body)
+				fn(string(name), binary.BigEndian.Uint64(k), recv, &m)
+				return nil
+			})
+		})
+	})
+	return bad, err
+}
+
+func mailKey(to, id string) []byte { return []byte(to + "/" + id) }
+
+func saveMail(m *wire.Mail, recv time.Time, raw []byte) func(*bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		return tx.Bucket(mailBucket).Put(mailKey(m.To, m.ID), record(recv, raw))
+	}
+}
+
+func deleteMail(to string, ids []string) func(*bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		b := tx.Bucket(mailBucket)
+		for _, id := range ids {
+			if err := b.Delete(mailKey(to, id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func (d *db) loadMail(fn func(m *wire.Mail, recv time.Time, size int)) (bad int, err error) {
+	err = d.b.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(mailBucket).ForEach(func(k, v []byte) error {
+			recv, raw, ok := splitRecord(v)
+			var m wire.Mail
+			to, id, cut := strings.Cut(string(k), "/")
+			if !ok || !cut || json.Unmarshal(raw, &m) != nil || m.To != to {
+				bad++
+				return nil
+			}
+			m.ID = id
+			fn(&m, recv, len(raw))
+			return nil
+		})
+	})
+	return bad, err
+}

@@ -1,0 +1,148 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustID(t testing.TB) *Identity {
+	id, err := NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestRoomMessageRoundTrip(t *testing.T) {
+	alice := mustID(t)
+	now := time.Now()
+	raw, err := alice.SignRoom("lobby", 7, now, "hola, vecinos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ParseRoom(raw, now, time.Hour)
+	if err != nil {
+		t.Fatalf("a message just signed does not parse: %v", err)
+	}
+	if m.From != alice.Address().String() || m.Text != "hola, vecinos" || m.Seq != 7 || m.Room != "lobby" {
+		t.Fatalf("parsed %+v", m.RoomBody)
+	}
+
+	// Change one letter of the text: the signature must no longer hold.
+	var env Envelope
+	json.Unmarshal(raw, &env)
+	env.Body = strings.Replace(env.Body, "hola", "hole", 1)
+	forged, _ := json.Marshal(env)
+	if _, err := ParseRoom(forged, now, time.Hour); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("forged text: got %v, want a bad signature", err)
+	}
+	// Someone else's signature over the same body.
+	mallory := mustID(t)
+	env.Body = strings.Replace(env.Body, "hole", "hola", 1)
+	env.Sig = mallory.signWith(roomDomain, []byte(env.Body))
+	forged, _ = json.Marshal(env)
+	if _, err := ParseRoom(forged, now, time.Hour); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("signed by another key: got %v, want a bad signature", err)
+	}
+	if _, err := ParseRoom(raw, now.Add(2*time.Hour), time.Hour); !errors.Is(err, ErrStale) {
+		t.Fatalf("two hours later with a one-hour window: got %v, want stale", err)
+	}
+	if _, err := ParseRoom([]byte(`{"body":"{}"}`), now, time.Hour); !errors.Is(err, ErrUnsigned) {
+		t.Fatalf("no sig: got %v, want unsigned", err)
+	}
+}
+
+func TestSealedMail(t *testing.T) {
+	alice, bob, eve := mustID(t), mustID(t), mustID(t)
+	now := time.Now()
+	raw, err := alice.Seal(bob.Address(), now, "the key is under the mat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("under the mat")) {
+		t.Fatal("the deposit carries the plaintext")
+	}
+	m, err := ParseMail(raw, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := bob.Open(*m)
+	if err != nil || got.Text != "the key is under the mat" || got.From != alice.Address().String() {
+		t.Fatalf("bob opens %+v, %v", got, err)
+	}
+	if _, err := eve.Open(*m); err == nil {
+		t.Fatal("eve opened bob's mail")
+	}
+	a := bob.AuthorizeMailbox("delete", now, []string{m.ID})
+	if err := CheckMailboxAuth(bob.Address().String(), "delete", a, now, time.Minute); err != nil {
+		t.Fatalf("bob's own delete: %v", err)
+	}
+	if err := CheckMailboxAuth(bob.Address().String(), "list", a, now, time.Minute); err == nil {
+		t.Fatal("a delete signature was taken for list")
+	}
+	ea := eve.AuthorizeMailbox("delete", now, []string{m.ID})
+	if err := CheckMailboxAuth(bob.Address().String(), "delete", ea, now, time.Minute); err == nil {
+		t.Fatal("eve deleted bob's mail")
+	}
+}
+
+func TestKeysRoundTrip(t *testing.T) {
+	id := mustID(t)
+	back, err := UnmarshalKeys(id.MarshalKeys())
+	if err != nil || back.Address().String() != id.Address().String() {
+		t.Fatalf("keys do not round-trip: %v", err)
+	}
+	a, err := ParseAddress(id.Address().String())
+	if err != nil || a.String() != id.Address().String() {
+		t.Fatalf("address does not round-trip: %v", err)
+	}
+	for _, bad := range []string{"", "vc1", "xx1abc", id.Address().String()[:50], id.Address().String() + "aa"} {
+		if _, err := ParseAddress(bad); err == nil {
+			t.Errorf("ParseAddress(%q) took it", bad)
+		}
+	}
+}
+
+// FuzzParseRoom: whatever arrives, ParseRoom does not panic, and what it
+// accepts has a valid room, text and signature.
+func FuzzParseRoom(f *testing.F) {
+	id := mustID(f)
+	now := time.UnixMilli(1_764_000_000_000)
+	good, _ := id.SignRoom("lobby", 1, now, "hi")
+	f.Add(good)
+	f.Add([]byte(`{"body":"{\"room\":\"lobby\"}","sig":"AAAA"}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseRoom(data, now, time.Hour)
+		if err != nil {
+			return
+		}
+		if !RoomName.MatchString(m.Room) || checkText(m.Text) != nil {
+			t.Fatalf("accepted a bad message: %+v", m.RoomBody)
+		}
+		if _, err := ParseAddress(m.From); err != nil {
+			t.Fatalf("accepted a bad author: %v", err)
+		}
+	})
+}
+
+// FuzzParseMail: deposits and their opening never panic.
+func FuzzParseMail(f *testing.F) {
+	alice, bob := mustID(f), mustID(f)
+	now := time.UnixMilli(1_764_000_000_000)
+	good, _ := alice.Seal(bob.Address(), now, "hi")
+	f.Add(good)
+	f.Add([]byte(`{"to":"vc1","sealed":"","ts":0}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseMail(data, now, time.Hour)
+		if err != nil {
+			return
+		}
+		bob.Open(*m)
+	})
+}
