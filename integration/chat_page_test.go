@@ -1,0 +1,61 @@
+package integration
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+	"github.com/vecino/vecino/plugins/chat/wire"
+)
+
+// TestChatPageInChromium: a person uses the chat page in a real browser. It
+// shows the room's history and what arrives later, sends a message that a
+// CLI-style client reads with a good signature, and opens a sealed direct
+// message left for it.
+func TestChatPageInChromium(t *testing.T) {
+	wd := startWebDriver(t)
+	n := testnet.Start(t, testnet.Options{Name: "page-node", Plugins: map[string]string{"chat": roomyChat}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	neighbour := newChatter(t, n)
+	neighbour.say("lobby", "welcome to the lobby")
+
+	wd.open(n.API + chatAPI + "/")
+	wd.waitText("#log", "welcome to the lobby", 15*time.Second)
+	neighbour.say("lobby", "a message that came later")
+	wd.waitText("#log", "a message that came later", 15*time.Second)
+
+	wd.typeInto("#text", "hello from the browser")
+	wd.click("#send button")
+	wd.waitText("#log", "hello from the browser", 15*time.Second)
+	wd.click("details summary") // direct messages, where the page shows its address
+	pageAddr := strings.TrimSpace(wd.text("#addr"))
+	if _, err := wire.ParseAddress(pageAddr); err != nil {
+		t.Fatalf("the page shows address %q: %v", pageAddr, err)
+	}
+	msgs, _ := readRoom(t, n, "lobby", 0, 0)
+	if got := textsFrom(msgs, pageAddr); len(got) != 1 || got[0] != "hello from the browser" {
+		t.Fatalf("the node kept %v from the page's author, want its one message", got)
+	}
+
+	// A sealed direct message for the page's address.
+	to, _ := wire.ParseAddress(pageAddr)
+	raw, err := neighbour.id.Seal(to, time.Now(), "psst, only you can read this")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postChat(t, n, "/mail", raw); code != http.StatusAccepted {
+		t.Fatalf("deposit: %d %s", code, body)
+	}
+	wd.click("#inbox")
+	wd.waitText("#mail", "psst, only you can read this", 15*time.Second)
+	// The page deleted what it read.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(n.Status().Plugin("chat").Summary, "0 direct messages held") {
+		if time.Now().After(deadline) {
+			t.Fatalf("mail still held after the page fetched it: %s", n.Status().Plugin("chat").Summary)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,95 @@
+// A chat client written against js-libp2p, not against Vecino's code: it
+// dials a Vecino node (tcp, noise, yamux), joins a room's gossipsub topic,
+// checks the signature of every message it hears and sends one of its own,
+// all in the wire format of docs/chat-wire.md.
+//
+//   node chat-client.mjs PEER_MULTIADDR ROOM SEND_TEXT EXPECT_TEXT
+//
+// It prints one JSON object a line: {"event":"ready"} once the node is
+// subscribed, {"event":"message",...} for each message it hears,
+// {"event":"sent"} when its own message is out. It exits 0 once it has
+// heard EXPECT_TEXT with a good signature, 1 after 60 seconds.
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { gossipsub } from '@libp2p/gossipsub'
+import { multiaddr } from '@multiformats/multiaddr'
+import crypto from 'node:crypto'
+
+// js-libp2p 3 expects Node 22's Promise.withResolvers; Node 20 lacks it.
+Promise.withResolvers ??= function () {
+  let resolve, reject
+  const promise = new Promise((res, rej) => { resolve = res; reject = rej })
+  return { promise, resolve, reject }
+}
+
+const [peer, room, sendText, expectText] = process.argv.slice(2)
+const topic = 'vecino/chat/room/' + room
+const say = (o) => console.log(JSON.stringify(o))
+setTimeout(() => { say({ event: 'timeout' }); process.exit(1) }, 60_000).unref()
+
+// RFC 4648 base32, lower case, no padding.
+const B32 = 'abcdefghijklmnopqrstuvwxyz234567'
+function b32 (bytes) {
+  let bits = 0; let val = 0; let out = ''
+  for (const b of bytes) {
+    val = (val << 8) | b; bits += 8
+    while (bits >= 5) { out += B32[(val >>> (bits - 5)) & 31]; bits -= 5 }
+  }
+  if (bits > 0) out += B32[(val << (5 - bits)) & 31]
+  return out
+}
+function unb32 (s) {
+  const out = []; let bits = 0; let val = 0
+  for (const ch of s) {
+    val = (val << 5) | B32.indexOf(ch); bits += 5
+    if (bits >= 8) { out.push((val >>> (bits - 8)) & 255); bits -= 8 }
+  }
+  return Buffer.from(out)
+}
+// Raw 32-byte keys out of Node's DER encodings, and back.
+const rawPublic = (key) => key.export({ format: 'der', type: 'spki' }).subarray(-32)
+const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex')
+const publicFromRaw = (raw) => crypto.createPublicKey({ key: Buffer.concat([ED25519_SPKI, raw]), format: 'der', type: 'spki' })
+
+const sign = crypto.generateKeyPairSync('ed25519')
+const box = crypto.generateKeyPairSync('x25519')
+const me = 'vc1' + b32(Buffer.concat([rawPublic(sign.publicKey), rawPublic(box.publicKey)]))
+
+function verify (data) {
+  const env = JSON.parse(new TextDecoder().decode(data))
+  const body = JSON.parse(env.body)
+  const from = unb32(body.from.slice(3)).subarray(0, 32)
+  const ok = crypto.verify(null, Buffer.from('vecino-chat-room-v1\n' + env.body), publicFromRaw(from), Buffer.from(env.sig, 'base64'))
+  return { body, ok }
+}
+
+const node = await createLibp2p({
+  addresses: { listen: [] }, // behind NAT: dials out only
+  transports: [tcp()],
+  connectionEncrypters: [noise()],
+  streamMuxers: [yamux()],
+  services: { identify: identify(), pubsub: gossipsub({ emitSelf: false }) }
+})
+const pubsub = node.services.pubsub
+pubsub.subscribe(topic)
+pubsub.addEventListener('message', (evt) => {
+  if (evt.detail.topic !== topic) return
+  let m
+  try { m = verify(evt.detail.data) } catch (e) { say({ event: 'garbage', error: String(e) }); return }
+  say({ event: 'message', from: m.body.from, text: m.body.text, verified: m.ok })
+  if (m.ok && m.body.text === expectText) { node.stop().then(() => process.exit(0)) }
+})
+await node.dial(multiaddr(peer))
+const nodeID = peer.split('/p2p/')[1]
+while (!pubsub.getSubscribers(topic).some((p) => p.toString() === nodeID)) {
+  await new Promise((resolve) => setTimeout(resolve, 100))
+}
+say({ event: 'ready', address: me })
+
+const body = JSON.stringify({ room, from: me, seq: Date.now(), ts: Date.now(), text: sendText })
+const sig = crypto.sign(null, Buffer.from('vecino-chat-room-v1\n' + body), sign.privateKey).toString('base64')
+await pubsub.publish(topic, new TextEncoder().encode(JSON.stringify({ body, sig })))
+say({ event: 'sent', address: me })
