@@ -1,0 +1,88 @@
+package integration
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// natted is a libp2p peer that listens on nothing, as a phone behind NAT:
+// it can dial out but nobody can dial it.
+func natted(t *testing.T) host.Host {
+	h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.EnableRelay(), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// TestDeviceBehindNATIsReachableThroughRelay: a device that cannot be dialled
+// reserves a slot on the node (circuit relay v2) and another peer reaches
+// it through the node. The node grants at most the configured reservations
+// per IP address and refuses the next with an error the device sees.
+func TestDeviceBehindNATIsReachableThroughRelay(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Name: "relay", Plugins: map[string]string{"chat": ""}, Network: `relay_service = true
+
+[network.relay]
+max_reservations_per_ip = 2
+`})
+	ai, err := peer.AddrInfoFromString(n.TCPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	phone := natted(t)
+	if err := phone.Connect(ctx, *ai); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Reserve(ctx, phone, *ai); err != nil {
+		t.Fatalf("reserve a slot on the node: %v", err)
+	}
+	phone.SetStreamHandler("/vecino-test/hello/1", func(s network.Stream) {
+		s.Write([]byte("hello from behind the NAT"))
+		s.Close()
+	})
+
+	friend := natted(t)
+	circuit := ma.StringCast(strings.Split(n.TCPAddr(), "/p2p/")[0] + "/p2p/" + n.ID + "/p2p-circuit")
+	if err := friend.Connect(ctx, peer.AddrInfo{ID: phone.ID(), Addrs: []ma.Multiaddr{circuit}}); err != nil {
+		t.Fatalf("dial the phone through the node: %v", err)
+	}
+	s, err := friend.NewStream(network.WithAllowLimitedConn(ctx, "relay test"), phone.ID(), "/vecino-test/hello/1")
+	if err != nil {
+		t.Fatalf("open a stream to the phone through the node: %v", err)
+	}
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != "hello from behind the NAT" {
+		t.Fatalf("read through the relay: %q, %v", got, err)
+	}
+
+	// Every peer here comes from 127.0.0.1: the second reservation is the
+	// last one the node grants that address.
+	second := natted(t)
+	second.Connect(ctx, *ai)
+	if _, err := client.Reserve(ctx, second, *ai); err != nil {
+		t.Fatalf("second reservation from 127.0.0.1: %v", err)
+	}
+	third := natted(t)
+	third.Connect(ctx, *ai)
+	_, err = client.Reserve(ctx, third, *ai)
+	if err == nil || !strings.Contains(err.Error(), "RESERVATION_REFUSED") {
+		t.Fatalf("third reservation from one address: %v, want RESERVATION_REFUSED", err)
+	}
+	t.Logf("third reservation refused: %v", err)
+}
