@@ -81,7 +81,7 @@ type roomMsg struct {
 // for the first.
 func readRoom(t testing.TB, n *testnet.Node, room string, after uint64, wait int) ([]roomMsg, uint64) {
 	t.Helper()
-	code, body, err := n.Do("GET", fmt.Sprintf("%s/rooms/%s/messages?after=%d&wait=%d&limit=5000", chatAPI, room, after, wait), nil, false)
+	code, body, err := n.Do("GET", fmt.Sprintf("%s/rooms/%s/messages?after=%d&wait=%d&limit=1000", chatAPI, room, after, wait), nil, false)
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("read %s: %d %v %s", room, code, err, body)
 	}
@@ -131,7 +131,7 @@ func waitMesh(t testing.TB, room string, nodes ...*testnet.Node) {
 	}
 }
 
-func startChatNodes(t *testing.T, count int, chatConf string) []*testnet.Node {
+func startChatNodes(t testing.TB, count int, chatConf string) []*testnet.Node {
 	var nodes []*testnet.Node
 	var boot []string
 	for i := range count {

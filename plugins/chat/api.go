@@ -85,7 +85,7 @@ func (c *chat) listRooms(w http.ResponseWriter, r *http.Request) {
 func (c *chat) getMessages(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	after, err1 := queryUint(q.Get("after"), 0)
-	limit, err2 := queryUint(q.Get("limit"), 500)
+	limit, err2 := queryUint(q.Get("limit"), 200)
 	wait, err3 := queryUint(q.Get("wait"), 0)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		httpjson.Error(w, http.StatusBadRequest, err)
@@ -96,7 +96,9 @@ func (c *chat) getMessages(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	limit = min(max(limit, 1), 5000)
+	// A page is built whole in memory (and crosses to the router whole), so
+	// it is bounded: 1,000 clients catching up must not take gigabytes.
+	limit = min(max(limit, 1), 1000)
 	deadline := time.NewTimer(min(time.Duration(wait)*time.Second, maxWait))
 	defer deadline.Stop()
 	for {
