@@ -139,7 +139,9 @@ func BenchmarkChatMemory(b *testing.B) {
 		wg.Wait()
 		idle, _ := readMemory(n.Status().Plugin("chat").PID)
 
-		var rooms []struct{ Last uint64 `json:"last_cursor"` }
+		var rooms []struct {
+			Last uint64 `json:"last_cursor"`
+		}
 		if code, body, err := n.Do("GET", chatAPI+"/rooms", nil, false); err != nil || code != 200 || json.Unmarshal(body, &rooms) != nil || len(rooms) != 1 {
 			b.Fatalf("rooms: %d %v %s", code, err, body)
 		}
