@@ -153,10 +153,7 @@ func (c *chat) Info() sdk.Info {
 
 func (c *chat) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 	cfg := defaults()
-	errs := sdk.DecodeSettings(raw, &cfg)
-	if errs == nil {
-		errs = cfg.check()
-	}
+	errs := append(sdk.DecodeSettings(raw, &cfg), cfg.check()...)
 	if len(errs) > 0 {
 		return errs
 	}
@@ -207,7 +204,7 @@ func (c *chat) Start(context.Context) error {
 		return err
 	}
 	c.wg.Add(2)
-	go c.receiveMail(sub)
+	go c.consume(sub, "mail message", c.mailOp)
 	go c.sweep()
 	return nil
 }
@@ -223,7 +220,12 @@ func (c *chat) Stop(context.Context) error {
 	return nil
 }
 
-func (c *chat) Health(context.Context) error { return c.db.commitErr() }
+func (c *chat) Health(context.Context) error {
+	if c.db == nil {
+		return errors.New("not started")
+	}
+	return c.db.commitErr()
+}
 
 func (c *chat) Status(context.Context) (sdk.Status, error) {
 	c.mu.Lock()
@@ -287,7 +289,7 @@ func (c *chat) join(name string) (*room, error) {
 	r.joined = true
 	c.mu.Unlock()
 	c.wg.Add(1)
-	go c.receive(r, sub)
+	go c.consume(sub, "room message", c.receive(r))
 	return r, nil
 }
 
@@ -327,10 +329,11 @@ func parseRefusal(err error) *refusal {
 func (c *chat) parse(raw []byte, now time.Time) (*wire.RoomMessage, error) {
 	m, err := wire.ParseRoom(raw, now, c.cfg.HistoryAge)
 	if err != nil {
-		err = parseRefusal(err)
-		c.count(err.(*refusal).reason)
+		ref := parseRefusal(err)
+		c.count(ref.reason)
+		return nil, ref
 	}
-	return m, err
+	return m, nil
 }
 
 // accept checks a parsed room message against this node's limits and adds
@@ -383,9 +386,10 @@ func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, <-
 	return e, c.db.write(saveRoom(r.name, e.Cursor, now, m.Raw, keepFrom)), nil
 }
 
-// receive takes room messages from the network for as long as the node
-// runs. Messages this node published were accepted before they left.
-func (c *chat) receive(r *room, sub *sdk.Subscription) {
+// consume hands handle each message others publish on sub's topic, for as
+// long as the node runs. Messages this node published were taken before
+// they left.
+func (c *chat) consume(sub *sdk.Subscription, what string, handle func(data []byte, now time.Time) error) {
 	defer c.wg.Done()
 	for {
 		m, err := sub.Next()
@@ -395,14 +399,20 @@ func (c *chat) receive(r *room, sub *sdk.Subscription) {
 		if m.Local {
 			continue
 		}
-		now := time.Now()
-		msg, err := c.parse(m.Data, now)
+		if err := handle(m.Data, time.Now()); err != nil {
+			slog.Debug("dropped "+what, "topic", m.Topic, "via", m.ReceivedFrom, "err", err)
+		}
+	}
+}
+
+// receive takes a room message from the network.
+func (c *chat) receive(r *room) func([]byte, time.Time) error {
+	return func(data []byte, now time.Time) error {
+		m, err := c.parse(data, now)
 		if err == nil {
-			_, _, err = c.accept(r, msg, now)
+			_, _, err = c.accept(r, m, now)
 		}
-		if err != nil {
-			slog.Debug("dropped room message", "room", r.name, "via", m.ReceivedFrom, "err", err)
-		}
+		return err
 	}
 }
 
@@ -518,22 +528,6 @@ func (c *chat) take(to string, ids []string) <-chan struct{} {
 	}
 	c.mu.Unlock()
 	return c.db.write(deleteMail(to, ids))
-}
-
-func (c *chat) receiveMail(sub *sdk.Subscription) {
-	defer c.wg.Done()
-	for {
-		m, err := sub.Next()
-		if err != nil {
-			return
-		}
-		if m.Local {
-			continue
-		}
-		if err := c.mailOp(m.Data, time.Now()); err != nil {
-			slog.Debug("dropped mail message", "via", m.ReceivedFrom, "err", err)
-		}
-	}
 }
 
 func (c *chat) mailOp(data []byte, now time.Time) error {
