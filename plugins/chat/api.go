@@ -54,8 +54,9 @@ func serveFile(w http.ResponseWriter, name, ctype string) {
 	w.Write(b)
 }
 
-// fail answers err with its refusal's status, or 500.
-func fail(w http.ResponseWriter, err error) {
+// fail counts err and answers it with its refusal's status, or 500.
+func (c *chat) fail(w http.ResponseWriter, err error) {
+	c.count(err)
 	var ref *refusal
 	if errors.As(err, &ref) {
 		httpjson.Write(w, ref.status, map[string]string{"error": ref.Error(), "reason": ref.reason})
@@ -93,7 +94,7 @@ func (c *chat) getMessages(w http.ResponseWriter, r *http.Request) {
 	}
 	rm, err := c.join(r.PathValue("room"))
 	if err != nil {
-		fail(w, err)
+		c.fail(w, err)
 		return
 	}
 	// A page is built whole in memory (and crosses to the router whole), so
@@ -141,12 +142,9 @@ func (c *chat) body(w http.ResponseWriter, r *http.Request, limit int) ([]byte, 
 	}
 	c.mu.Lock()
 	ok := c.ips.allow(ip, time.Now())
-	if !ok {
-		c.dropped["ip_rate"]++
-	}
 	c.mu.Unlock()
 	if !ok {
-		fail(w, &refusal{http.StatusTooManyRequests, "ip_rate", fmt.Errorf("address %s is over %g requests a second (burst %d): slow down", ip, c.cfg.IPRate, c.cfg.IPBurst)})
+		c.fail(w, &refusal{http.StatusTooManyRequests, "ip_rate", fmt.Errorf("address %s is over %g requests a second (burst %d): slow down", ip, c.cfg.IPRate, c.cfg.IPBurst)})
 		return nil, false
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
@@ -154,8 +152,7 @@ func (c *chat) body(w http.ResponseWriter, r *http.Request, limit int) ([]byte, 
 		err = fmt.Errorf("request body is over %d bytes: %w", limit, wire.ErrTooLarge)
 	}
 	if err != nil {
-		c.count("too_large")
-		fail(w, &refusal{http.StatusRequestEntityTooLarge, "too_large", err})
+		c.fail(w, &refusal{http.StatusRequestEntityTooLarge, "too_large", err})
 		return nil, false
 	}
 	return b, true
@@ -168,25 +165,25 @@ func (c *chat) postMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	rm, err := c.join(r.PathValue("room"))
 	if err != nil {
-		fail(w, err)
+		c.fail(w, err)
 		return
 	}
 	e, err := c.post(r.Context(), rm, raw)
 	if err != nil {
-		fail(w, err)
+		c.fail(w, err)
 		return
 	}
 	httpjson.Write(w, http.StatusAccepted, map[string]any{"id": e.ID, "cursor": e.Cursor})
 }
 
 func (c *chat) postMail(w http.ResponseWriter, r *http.Request) {
-	raw, ok := c.body(w, r, 2*wire.MaxEnvelope)
+	raw, ok := c.body(w, r, wire.MaxMail)
 	if !ok {
 		return
 	}
 	m, saved, err := c.deposit(raw, time.Now())
 	if err != nil {
-		fail(w, err)
+		c.fail(w, err)
 		return
 	}
 	if saved != nil { // new here: tell the other nodes
@@ -196,7 +193,7 @@ func (c *chat) postMail(w http.ResponseWriter, r *http.Request) {
 		}
 		<-saved
 		if err := c.db.commitErr(); err != nil {
-			fail(w, err)
+			c.fail(w, err)
 			return
 		}
 	}
@@ -216,8 +213,7 @@ func (c *chat) mailboxAuth(w http.ResponseWriter, r *http.Request, op string) (s
 		err = wire.CheckMailboxAuth(addr, op, a, time.Now(), mailAuthWindow)
 	}
 	if err != nil {
-		c.count("bad_signature")
-		fail(w, &refusal{http.StatusForbidden, "bad_signature", fmt.Errorf("mailbox %s: %w", op, err)})
+		c.fail(w, &refusal{http.StatusForbidden, "bad_signature", fmt.Errorf("mailbox %s: %w", op, err)})
 		return "", a, false
 	}
 	return addr, a, true
@@ -251,7 +247,7 @@ func (c *chat) deleteMail(w http.ResponseWriter, r *http.Request) {
 	}
 	<-saved
 	if err := c.db.commitErr(); err != nil {
-		fail(w, err)
+		c.fail(w, err)
 		return
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"deleted": len(a.IDs)})

@@ -271,7 +271,6 @@ func (c *chat) join(name string) (*room, error) {
 	c.mu.Lock()
 	_, ok := c.rooms[name]
 	if !ok && len(c.rooms) >= c.cfg.MaxRooms {
-		c.dropped["room_limit"]++
 		c.mu.Unlock()
 		return nil, &refusal{http.StatusForbidden, "room_limit", fmt.Errorf("this node carries its limit of %d rooms ([plugins.chat] max_rooms); %q is not one of them", c.cfg.MaxRooms, name)}
 	}
@@ -304,10 +303,15 @@ type refusal struct {
 func (r *refusal) Error() string { return r.err.Error() }
 func (r *refusal) Unwrap() error { return r.err }
 
-func (c *chat) count(reason string) {
-	c.mu.Lock()
-	c.dropped[reason]++
-	c.mu.Unlock()
+// count counts err under its refusal's reason. Refusals are counted where
+// they leave the plugin: in the HTTP answer and in the network loop.
+func (c *chat) count(err error) {
+	var ref *refusal
+	if errors.As(err, &ref) {
+		c.mu.Lock()
+		c.dropped[ref.reason]++
+		c.mu.Unlock()
+	}
 }
 
 func parseRefusal(err error) *refusal {
@@ -329,22 +333,14 @@ func parseRefusal(err error) *refusal {
 func (c *chat) parse(raw []byte, now time.Time) (*wire.RoomMessage, error) {
 	m, err := wire.ParseRoom(raw, now, c.cfg.HistoryAge)
 	if err != nil {
-		ref := parseRefusal(err)
-		c.count(ref.reason)
-		return nil, ref
+		return nil, parseRefusal(err)
 	}
 	return m, nil
 }
 
 // accept checks a parsed room message against this node's limits and adds
 // it to r's history. The returned channel is closed once it is on disk.
-func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (e entry, saved <-chan struct{}, err error) {
-	defer func() {
-		var ref *refusal
-		if errors.As(err, &ref) {
-			c.count(ref.reason)
-		}
-	}()
+func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (entry, <-chan struct{}, error) {
 	if m.Room != r.name {
 		return entry{}, nil, &refusal{http.StatusBadRequest, "wrong_room", fmt.Errorf("message is for room %q, not %q", m.Room, r.name)}
 	}
@@ -400,6 +396,7 @@ func (c *chat) consume(sub *sdk.Subscription, what string, handle func(data []by
 			continue
 		}
 		if err := handle(m.Data, time.Now()); err != nil {
+			c.count(err)
 			slog.Debug("dropped "+what, "topic", m.Topic, "via", m.ReceivedFrom, "err", err)
 		}
 	}
@@ -495,9 +492,7 @@ func (b *mailbox) remove(drop func(mailItem) bool) []string {
 func (c *chat) deposit(raw []byte, now time.Time) (*wire.Mail, <-chan struct{}, error) {
 	m, err := wire.ParseMail(raw, now, c.cfg.MailboxTTL)
 	if err != nil {
-		ref := parseRefusal(err)
-		c.count(ref.reason)
-		return nil, nil, ref
+		return nil, nil, parseRefusal(err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -506,7 +501,6 @@ func (c *chat) deposit(raw []byte, now time.Time) (*wire.Mail, <-chan struct{}, 
 		return m, nil, nil
 	}
 	if len(b.items) >= c.cfg.MailboxMessages || b.bytes+len(raw) > c.cfg.MailboxKiB<<10 {
-		c.dropped["mailbox_full"]++
 		return nil, nil, &refusal{http.StatusInsufficientStorage, "mailbox_full", fmt.Errorf("the mailbox of %.20s... is full here (%d messages, %d KiB; limits %d and %d KiB): it must fetch its mail first", m.To, len(b.items), b.bytes>>10, c.cfg.MailboxMessages, c.cfg.MailboxKiB)}
 	}
 	b.add(mailItem{Mail: *m, recv: now, size: len(raw)})
@@ -533,7 +527,6 @@ func (c *chat) take(to string, ids []string) <-chan struct{} {
 func (c *chat) mailOp(data []byte, now time.Time) error {
 	var op wire.MailOp
 	if err := json.Unmarshal(data, &op); err != nil {
-		c.count("malformed")
 		return &refusal{http.StatusBadRequest, "malformed", fmt.Errorf("mail op: %w", err)}
 	}
 	switch {
@@ -542,13 +535,11 @@ func (c *chat) mailOp(data []byte, now time.Time) error {
 		return err
 	case op.Delete != nil:
 		if err := wire.CheckMailboxAuth(op.Delete.To, "delete", op.Delete.Auth, now, mailAuthWindow); err != nil {
-			c.count("bad_signature")
 			return &refusal{http.StatusForbidden, "bad_signature", err}
 		}
 		c.take(op.Delete.To, op.Delete.Auth.IDs)
 		return nil
 	}
-	c.count("malformed")
 	return &refusal{http.StatusBadRequest, "malformed", errors.New("mail op: neither deposit nor delete")}
 }
 

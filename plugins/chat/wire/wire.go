@@ -40,7 +40,9 @@ const (
 // Limits every node applies on top of its configured ones.
 const (
 	MaxEnvelope = 96 << 10
-	MaxText     = 64 << 10
+	// MaxMail bounds a mailbox deposit: a sealed envelope in base64.
+	MaxMail = 2 * MaxEnvelope
+	MaxText = 64 << 10
 	// MaxSkew is how far in the future a timestamp may be.
 	MaxSkew = 5 * time.Minute
 )
@@ -316,8 +318,8 @@ func (id *Identity) Seal(to Address, at time.Time, text string) ([]byte, error) 
 
 // ParseMail checks a mailbox deposit as the node can: size, recipient, age.
 func ParseMail(data []byte, now time.Time, maxAge time.Duration) (*Mail, error) {
-	if len(data) > MaxEnvelope*2 {
-		return nil, fmt.Errorf("mail is %d bytes, at most %d: %w", len(data), MaxEnvelope*2, ErrTooLarge)
+	if len(data) > MaxMail {
+		return nil, fmt.Errorf("mail is %d bytes, at most %d: %w", len(data), MaxMail, ErrTooLarge)
 	}
 	var m Mail
 	if err := json.Unmarshal(data, &m); err != nil {
