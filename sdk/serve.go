@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -182,20 +183,37 @@ func jsonValue(v any) any {
 	}
 }
 
-func (s *pluginServer) HTTP(ctx context.Context, req *pluginv1.HTTPRequest) (*pluginv1.HTTPResponse, error) {
+func (s *pluginServer) handler() http.Handler {
 	s.mu.Lock()
-	h := s.http
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	return s.http
+}
+
+var noHTTP = &pluginv1.HTTPResponse{Status: http.StatusNotFound, Body: []byte("this plugin serves no HTTP API\n")}
+
+func (s *pluginServer) HTTP(ctx context.Context, req *pluginv1.HTTPRequest) (*pluginv1.HTTPResponse, error) {
+	h := s.handler()
 	if h == nil {
-		return &pluginv1.HTTPResponse{Status: http.StatusNotFound, Body: []byte("this plugin serves no HTTP API\n")}, nil
+		return noHTTP, nil
 	}
+	hr, err := newHTTPRequest(ctx, req, bytes.NewReader(req.Body))
+	if err != nil {
+		return &pluginv1.HTTPResponse{Status: http.StatusBadRequest, Body: []byte(err.Error())}, nil
+	}
+	w := &responseWriter{header: http.Header{}}
+	h.ServeHTTP(w, hr)
+	return &pluginv1.HTTPResponse{Status: int32(w.status()), Body: w.body.Bytes(), Headers: headerList(w.header)}, nil
+}
+
+// newHTTPRequest rebuilds the request the router forwarded.
+func newHTTPRequest(ctx context.Context, req *pluginv1.HTTPRequest, body io.Reader) (*http.Request, error) {
 	url := req.Path
 	if req.RawQuery != "" {
 		url += "?" + req.RawQuery
 	}
-	hr, err := http.NewRequestWithContext(ctx, req.Method, url, bytes.NewReader(req.Body))
+	hr, err := http.NewRequestWithContext(ctx, req.Method, url, body)
 	if err != nil {
-		return &pluginv1.HTTPResponse{Status: http.StatusBadRequest, Body: []byte(err.Error())}, nil
+		return nil, err
 	}
 	for _, hd := range req.Headers {
 		for _, v := range hd.Values {
@@ -207,18 +225,21 @@ func (s *pluginServer) HTTP(ctx context.Context, req *pluginv1.HTTPRequest) (*pl
 	} else {
 		hr.Header.Del(AuthenticatedHeader)
 	}
-	w := &responseWriter{header: http.Header{}}
-	h.ServeHTTP(w, hr)
-	resp := &pluginv1.HTTPResponse{Status: int32(w.status()), Body: w.body.Bytes()}
-	names := make([]string, 0, len(w.header))
-	for name := range w.header {
+	return hr, nil
+}
+
+// headerList is h in a stable order.
+func headerList(h http.Header) []*pluginv1.Header {
+	names := make([]string, 0, len(h))
+	for name := range h {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	out := make([]*pluginv1.Header, 0, len(names))
 	for _, name := range names {
-		resp.Headers = append(resp.Headers, &pluginv1.Header{Name: name, Values: w.header[name]})
+		out = append(out, &pluginv1.Header{Name: name, Values: h[name]})
 	}
-	return resp, nil
+	return out
 }
 
 // RemoteAddrHeader carries the address the HTTP request came from, set by

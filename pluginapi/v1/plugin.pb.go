@@ -865,6 +865,121 @@ func (x *HTTPResponse) GetBody() []byte {
 	return nil
 }
 
+type HTTPFrame struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Frame:
+	//
+	//	*HTTPFrame_Request
+	//	*HTTPFrame_Response
+	//	*HTTPFrame_Body
+	//	*HTTPFrame_End
+	Frame         isHTTPFrame_Frame `protobuf_oneof:"frame"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HTTPFrame) Reset() {
+	*x = HTTPFrame{}
+	mi := &file_plugin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HTTPFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HTTPFrame) ProtoMessage() {}
+
+func (x *HTTPFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HTTPFrame.ProtoReflect.Descriptor instead.
+func (*HTTPFrame) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HTTPFrame) GetFrame() isHTTPFrame_Frame {
+	if x != nil {
+		return x.Frame
+	}
+	return nil
+}
+
+func (x *HTTPFrame) GetRequest() *HTTPRequest {
+	if x != nil {
+		if x, ok := x.Frame.(*HTTPFrame_Request); ok {
+			return x.Request
+		}
+	}
+	return nil
+}
+
+func (x *HTTPFrame) GetResponse() *HTTPResponse {
+	if x != nil {
+		if x, ok := x.Frame.(*HTTPFrame_Response); ok {
+			return x.Response
+		}
+	}
+	return nil
+}
+
+func (x *HTTPFrame) GetBody() []byte {
+	if x != nil {
+		if x, ok := x.Frame.(*HTTPFrame_Body); ok {
+			return x.Body
+		}
+	}
+	return nil
+}
+
+func (x *HTTPFrame) GetEnd() *CloseWrite {
+	if x != nil {
+		if x, ok := x.Frame.(*HTTPFrame_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+type isHTTPFrame_Frame interface {
+	isHTTPFrame_Frame()
+}
+
+type HTTPFrame_Request struct {
+	Request *HTTPRequest `protobuf:"bytes,1,opt,name=request,proto3,oneof"`
+}
+
+type HTTPFrame_Response struct {
+	Response *HTTPResponse `protobuf:"bytes,2,opt,name=response,proto3,oneof"`
+}
+
+type HTTPFrame_Body struct {
+	Body []byte `protobuf:"bytes,3,opt,name=body,proto3,oneof"`
+}
+
+type HTTPFrame_End struct {
+	// The request body is complete.
+	End *CloseWrite `protobuf:"bytes,4,opt,name=end,proto3,oneof"`
+}
+
+func (*HTTPFrame_Request) isHTTPFrame_Frame() {}
+
+func (*HTTPFrame_Response) isHTTPFrame_Frame() {}
+
+func (*HTTPFrame_Body) isHTTPFrame_Frame() {}
+
+func (*HTTPFrame_End) isHTTPFrame_Frame() {}
+
 type SelfRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -873,7 +988,7 @@ type SelfRequest struct {
 
 func (x *SelfRequest) Reset() {
 	*x = SelfRequest{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +1000,7 @@ func (x *SelfRequest) String() string {
 func (*SelfRequest) ProtoMessage() {}
 
 func (x *SelfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +1013,7 @@ func (x *SelfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelfRequest.ProtoReflect.Descriptor instead.
 func (*SelfRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 type SelfResponse struct {
@@ -911,7 +1026,7 @@ type SelfResponse struct {
 
 func (x *SelfResponse) Reset() {
 	*x = SelfResponse{}
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1038,7 @@ func (x *SelfResponse) String() string {
 func (*SelfResponse) ProtoMessage() {}
 
 func (x *SelfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1051,7 @@ func (x *SelfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelfResponse.ProtoReflect.Descriptor instead.
 func (*SelfResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SelfResponse) GetPeerId() string {
@@ -963,7 +1078,7 @@ type PeersRequest struct {
 
 func (x *PeersRequest) Reset() {
 	*x = PeersRequest{}
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1090,7 @@ func (x *PeersRequest) String() string {
 func (*PeersRequest) ProtoMessage() {}
 
 func (x *PeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1103,7 @@ func (x *PeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeersRequest.ProtoReflect.Descriptor instead.
 func (*PeersRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PeersRequest) GetProtocol() string {
@@ -1009,7 +1124,7 @@ type PeerInfo struct {
 
 func (x *PeerInfo) Reset() {
 	*x = PeerInfo{}
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1136,7 @@ func (x *PeerInfo) String() string {
 func (*PeerInfo) ProtoMessage() {}
 
 func (x *PeerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1149,7 @@ func (x *PeerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfo.ProtoReflect.Descriptor instead.
 func (*PeerInfo) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{19}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PeerInfo) GetPeerId() string {
@@ -1067,7 +1182,7 @@ type PeersResponse struct {
 
 func (x *PeersResponse) Reset() {
 	*x = PeersResponse{}
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1194,7 @@ func (x *PeersResponse) String() string {
 func (*PeersResponse) ProtoMessage() {}
 
 func (x *PeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1207,7 @@ func (x *PeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeersResponse.ProtoReflect.Descriptor instead.
 func (*PeersResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{20}
+	return file_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PeersResponse) GetPeers() []*PeerInfo {
@@ -1112,7 +1227,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1239,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1252,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{21}
+	return file_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConnectRequest) GetPeerId() string {
@@ -1162,7 +1277,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1289,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1302,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{22}
+	return file_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 type HandleProtocolRequest struct {
@@ -1199,7 +1314,7 @@ type HandleProtocolRequest struct {
 
 func (x *HandleProtocolRequest) Reset() {
 	*x = HandleProtocolRequest{}
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1326,7 @@ func (x *HandleProtocolRequest) String() string {
 func (*HandleProtocolRequest) ProtoMessage() {}
 
 func (x *HandleProtocolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1339,7 @@ func (x *HandleProtocolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleProtocolRequest.ProtoReflect.Descriptor instead.
 func (*HandleProtocolRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{23}
+	return file_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HandleProtocolRequest) GetProtocol() string {
@@ -1247,7 +1362,7 @@ type IncomingStream struct {
 
 func (x *IncomingStream) Reset() {
 	*x = IncomingStream{}
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1374,7 @@ func (x *IncomingStream) String() string {
 func (*IncomingStream) ProtoMessage() {}
 
 func (x *IncomingStream) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1387,7 @@ func (x *IncomingStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncomingStream.ProtoReflect.Descriptor instead.
 func (*IncomingStream) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{24}
+	return file_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IncomingStream) GetStreamId() uint64 {
@@ -1315,7 +1430,7 @@ type OpenStream struct {
 
 func (x *OpenStream) Reset() {
 	*x = OpenStream{}
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1442,7 @@ func (x *OpenStream) String() string {
 func (*OpenStream) ProtoMessage() {}
 
 func (x *OpenStream) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1455,7 @@ func (x *OpenStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenStream.ProtoReflect.Descriptor instead.
 func (*OpenStream) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{25}
+	return file_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OpenStream) GetPeerId() string {
@@ -1374,7 +1489,7 @@ type AttachStream struct {
 
 func (x *AttachStream) Reset() {
 	*x = AttachStream{}
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1501,7 @@ func (x *AttachStream) String() string {
 func (*AttachStream) ProtoMessage() {}
 
 func (x *AttachStream) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1514,7 @@ func (x *AttachStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachStream.ProtoReflect.Descriptor instead.
 func (*AttachStream) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{26}
+	return file_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AttachStream) GetStreamId() uint64 {
@@ -1431,7 +1546,7 @@ type StreamOpened struct {
 
 func (x *StreamOpened) Reset() {
 	*x = StreamOpened{}
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1558,7 @@ func (x *StreamOpened) String() string {
 func (*StreamOpened) ProtoMessage() {}
 
 func (x *StreamOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1571,7 @@ func (x *StreamOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOpened.ProtoReflect.Descriptor instead.
 func (*StreamOpened) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{27}
+	return file_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StreamOpened) GetPeerId() string {
@@ -1488,7 +1603,7 @@ type CloseWrite struct {
 
 func (x *CloseWrite) Reset() {
 	*x = CloseWrite{}
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1615,7 @@ func (x *CloseWrite) String() string {
 func (*CloseWrite) ProtoMessage() {}
 
 func (x *CloseWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1628,7 @@ func (x *CloseWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseWrite.ProtoReflect.Descriptor instead.
 func (*CloseWrite) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{28}
+	return file_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 type StreamFrame struct {
@@ -1532,7 +1647,7 @@ type StreamFrame struct {
 
 func (x *StreamFrame) Reset() {
 	*x = StreamFrame{}
-	mi := &file_plugin_proto_msgTypes[29]
+	mi := &file_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1659,7 @@ func (x *StreamFrame) String() string {
 func (*StreamFrame) ProtoMessage() {}
 
 func (x *StreamFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[29]
+	mi := &file_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1672,7 @@ func (x *StreamFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamFrame.ProtoReflect.Descriptor instead.
 func (*StreamFrame) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{29}
+	return file_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StreamFrame) GetFrame() isStreamFrame_Frame {
@@ -1657,7 +1772,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_plugin_proto_msgTypes[30]
+	mi := &file_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1784,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[30]
+	mi := &file_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1797,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{30}
+	return file_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PublishRequest) GetTopic() string {
@@ -1707,7 +1822,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1834,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1847,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{31}
+	return file_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 type SubscribeRequest struct {
@@ -1744,7 +1859,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1871,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1884,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{32}
+	return file_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SubscribeRequest) GetTopic() string {
@@ -1795,7 +1910,7 @@ type PubsubMessage struct {
 
 func (x *PubsubMessage) Reset() {
 	*x = PubsubMessage{}
-	mi := &file_plugin_proto_msgTypes[33]
+	mi := &file_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1922,7 @@ func (x *PubsubMessage) String() string {
 func (*PubsubMessage) ProtoMessage() {}
 
 func (x *PubsubMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[33]
+	mi := &file_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1935,7 @@ func (x *PubsubMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PubsubMessage.ProtoReflect.Descriptor instead.
 func (*PubsubMessage) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{33}
+	return file_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PubsubMessage) GetTopic() string {
@@ -1874,7 +1989,7 @@ type ProvideRequest struct {
 
 func (x *ProvideRequest) Reset() {
 	*x = ProvideRequest{}
-	mi := &file_plugin_proto_msgTypes[34]
+	mi := &file_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +2001,7 @@ func (x *ProvideRequest) String() string {
 func (*ProvideRequest) ProtoMessage() {}
 
 func (x *ProvideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[34]
+	mi := &file_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +2014,7 @@ func (x *ProvideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvideRequest.ProtoReflect.Descriptor instead.
 func (*ProvideRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{34}
+	return file_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ProvideRequest) GetKey() string {
@@ -1917,7 +2032,7 @@ type ProvideResponse struct {
 
 func (x *ProvideResponse) Reset() {
 	*x = ProvideResponse{}
-	mi := &file_plugin_proto_msgTypes[35]
+	mi := &file_plugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2044,7 @@ func (x *ProvideResponse) String() string {
 func (*ProvideResponse) ProtoMessage() {}
 
 func (x *ProvideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[35]
+	mi := &file_plugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2057,7 @@ func (x *ProvideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvideResponse.ProtoReflect.Descriptor instead.
 func (*ProvideResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{35}
+	return file_plugin_proto_rawDescGZIP(), []int{36}
 }
 
 type FindProvidersRequest struct {
@@ -1955,7 +2070,7 @@ type FindProvidersRequest struct {
 
 func (x *FindProvidersRequest) Reset() {
 	*x = FindProvidersRequest{}
-	mi := &file_plugin_proto_msgTypes[36]
+	mi := &file_plugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2082,7 @@ func (x *FindProvidersRequest) String() string {
 func (*FindProvidersRequest) ProtoMessage() {}
 
 func (x *FindProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[36]
+	mi := &file_plugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2095,7 @@ func (x *FindProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindProvidersRequest.ProtoReflect.Descriptor instead.
 func (*FindProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{36}
+	return file_plugin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FindProvidersRequest) GetKey() string {
@@ -2006,7 +2121,7 @@ type FindProvidersResponse struct {
 
 func (x *FindProvidersResponse) Reset() {
 	*x = FindProvidersResponse{}
-	mi := &file_plugin_proto_msgTypes[37]
+	mi := &file_plugin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2133,7 @@ func (x *FindProvidersResponse) String() string {
 func (*FindProvidersResponse) ProtoMessage() {}
 
 func (x *FindProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[37]
+	mi := &file_plugin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2146,7 @@ func (x *FindProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindProvidersResponse.ProtoReflect.Descriptor instead.
 func (*FindProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{37}
+	return file_plugin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FindProvidersResponse) GetProviders() []*PeerInfo {
@@ -2049,7 +2164,7 @@ type DataDirRequest struct {
 
 func (x *DataDirRequest) Reset() {
 	*x = DataDirRequest{}
-	mi := &file_plugin_proto_msgTypes[38]
+	mi := &file_plugin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2176,7 @@ func (x *DataDirRequest) String() string {
 func (*DataDirRequest) ProtoMessage() {}
 
 func (x *DataDirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[38]
+	mi := &file_plugin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2189,7 @@ func (x *DataDirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataDirRequest.ProtoReflect.Descriptor instead.
 func (*DataDirRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{38}
+	return file_plugin_proto_rawDescGZIP(), []int{39}
 }
 
 type DataDirResponse struct {
@@ -2086,7 +2201,7 @@ type DataDirResponse struct {
 
 func (x *DataDirResponse) Reset() {
 	*x = DataDirResponse{}
-	mi := &file_plugin_proto_msgTypes[39]
+	mi := &file_plugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2213,7 @@ func (x *DataDirResponse) String() string {
 func (*DataDirResponse) ProtoMessage() {}
 
 func (x *DataDirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[39]
+	mi := &file_plugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2226,7 @@ func (x *DataDirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataDirResponse.ProtoReflect.Descriptor instead.
 func (*DataDirResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{39}
+	return file_plugin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DataDirResponse) GetPath() string {
@@ -2172,7 +2287,13 @@ const file_plugin_proto_rawDesc = "" +
 	"\fHTTPResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x122\n" +
 	"\aheaders\x18\x02 \x03(\v2\x18.vecino.plugin.v1.HeaderR\aheaders\x12\x12\n" +
-	"\x04body\x18\x03 \x01(\fR\x04body\"\r\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\"\xd5\x01\n" +
+	"\tHTTPFrame\x129\n" +
+	"\arequest\x18\x01 \x01(\v2\x1d.vecino.plugin.v1.HTTPRequestH\x00R\arequest\x12<\n" +
+	"\bresponse\x18\x02 \x01(\v2\x1e.vecino.plugin.v1.HTTPResponseH\x00R\bresponse\x12\x14\n" +
+	"\x04body\x18\x03 \x01(\fH\x00R\x04body\x120\n" +
+	"\x03end\x18\x04 \x01(\v2\x1c.vecino.plugin.v1.CloseWriteH\x00R\x03endB\a\n" +
+	"\x05frame\"\r\n" +
 	"\vSelfRequest\"=\n" +
 	"\fSelfResponse\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x14\n" +
@@ -2242,7 +2363,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\tproviders\x18\x01 \x03(\v2\x1a.vecino.plugin.v1.PeerInfoR\tproviders\"\x10\n" +
 	"\x0eDataDirRequest\"%\n" +
 	"\x0fDataDirResponse\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path2\x97\x04\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path2\xe3\x04\n" +
 	"\x06Plugin\x12E\n" +
 	"\x04Info\x12\x1d.vecino.plugin.v1.InfoRequest\x1a\x1e.vecino.plugin.v1.InfoResponse\x12T\n" +
 	"\tConfigure\x12\".vecino.plugin.v1.ConfigureRequest\x1a#.vecino.plugin.v1.ConfigureResponse\x12H\n" +
@@ -2250,7 +2371,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04Stop\x12\x1d.vecino.plugin.v1.StopRequest\x1a\x1e.vecino.plugin.v1.StopResponse\x12K\n" +
 	"\x06Health\x12\x1f.vecino.plugin.v1.HealthRequest\x1a .vecino.plugin.v1.HealthResponse\x12K\n" +
 	"\x06Status\x12\x1f.vecino.plugin.v1.StatusRequest\x1a .vecino.plugin.v1.StatusResponse\x12E\n" +
-	"\x04HTTP\x12\x1d.vecino.plugin.v1.HTTPRequest\x1a\x1e.vecino.plugin.v1.HTTPResponse2\xb8\x06\n" +
+	"\x04HTTP\x12\x1d.vecino.plugin.v1.HTTPRequest\x1a\x1e.vecino.plugin.v1.HTTPResponse\x12J\n" +
+	"\n" +
+	"HTTPStream\x12\x1b.vecino.plugin.v1.HTTPFrame\x1a\x1b.vecino.plugin.v1.HTTPFrame(\x010\x012\xb8\x06\n" +
 	"\x04Host\x12E\n" +
 	"\x04Self\x12\x1d.vecino.plugin.v1.SelfRequest\x1a\x1e.vecino.plugin.v1.SelfResponse\x12H\n" +
 	"\x05Peers\x12\x1e.vecino.plugin.v1.PeersRequest\x1a\x1f.vecino.plugin.v1.PeersResponse\x12N\n" +
@@ -2275,7 +2398,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 	return file_plugin_proto_rawDescData
 }
 
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_plugin_proto_goTypes = []any{
 	(*InfoRequest)(nil),           // 0: vecino.plugin.v1.InfoRequest
 	(*InfoResponse)(nil),          // 1: vecino.plugin.v1.InfoResponse
@@ -2293,82 +2416,88 @@ var file_plugin_proto_goTypes = []any{
 	(*Header)(nil),                // 13: vecino.plugin.v1.Header
 	(*HTTPRequest)(nil),           // 14: vecino.plugin.v1.HTTPRequest
 	(*HTTPResponse)(nil),          // 15: vecino.plugin.v1.HTTPResponse
-	(*SelfRequest)(nil),           // 16: vecino.plugin.v1.SelfRequest
-	(*SelfResponse)(nil),          // 17: vecino.plugin.v1.SelfResponse
-	(*PeersRequest)(nil),          // 18: vecino.plugin.v1.PeersRequest
-	(*PeerInfo)(nil),              // 19: vecino.plugin.v1.PeerInfo
-	(*PeersResponse)(nil),         // 20: vecino.plugin.v1.PeersResponse
-	(*ConnectRequest)(nil),        // 21: vecino.plugin.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 22: vecino.plugin.v1.ConnectResponse
-	(*HandleProtocolRequest)(nil), // 23: vecino.plugin.v1.HandleProtocolRequest
-	(*IncomingStream)(nil),        // 24: vecino.plugin.v1.IncomingStream
-	(*OpenStream)(nil),            // 25: vecino.plugin.v1.OpenStream
-	(*AttachStream)(nil),          // 26: vecino.plugin.v1.AttachStream
-	(*StreamOpened)(nil),          // 27: vecino.plugin.v1.StreamOpened
-	(*CloseWrite)(nil),            // 28: vecino.plugin.v1.CloseWrite
-	(*StreamFrame)(nil),           // 29: vecino.plugin.v1.StreamFrame
-	(*PublishRequest)(nil),        // 30: vecino.plugin.v1.PublishRequest
-	(*PublishResponse)(nil),       // 31: vecino.plugin.v1.PublishResponse
-	(*SubscribeRequest)(nil),      // 32: vecino.plugin.v1.SubscribeRequest
-	(*PubsubMessage)(nil),         // 33: vecino.plugin.v1.PubsubMessage
-	(*ProvideRequest)(nil),        // 34: vecino.plugin.v1.ProvideRequest
-	(*ProvideResponse)(nil),       // 35: vecino.plugin.v1.ProvideResponse
-	(*FindProvidersRequest)(nil),  // 36: vecino.plugin.v1.FindProvidersRequest
-	(*FindProvidersResponse)(nil), // 37: vecino.plugin.v1.FindProvidersResponse
-	(*DataDirRequest)(nil),        // 38: vecino.plugin.v1.DataDirRequest
-	(*DataDirResponse)(nil),       // 39: vecino.plugin.v1.DataDirResponse
-	(*structpb.Struct)(nil),       // 40: google.protobuf.Struct
+	(*HTTPFrame)(nil),             // 16: vecino.plugin.v1.HTTPFrame
+	(*SelfRequest)(nil),           // 17: vecino.plugin.v1.SelfRequest
+	(*SelfResponse)(nil),          // 18: vecino.plugin.v1.SelfResponse
+	(*PeersRequest)(nil),          // 19: vecino.plugin.v1.PeersRequest
+	(*PeerInfo)(nil),              // 20: vecino.plugin.v1.PeerInfo
+	(*PeersResponse)(nil),         // 21: vecino.plugin.v1.PeersResponse
+	(*ConnectRequest)(nil),        // 22: vecino.plugin.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 23: vecino.plugin.v1.ConnectResponse
+	(*HandleProtocolRequest)(nil), // 24: vecino.plugin.v1.HandleProtocolRequest
+	(*IncomingStream)(nil),        // 25: vecino.plugin.v1.IncomingStream
+	(*OpenStream)(nil),            // 26: vecino.plugin.v1.OpenStream
+	(*AttachStream)(nil),          // 27: vecino.plugin.v1.AttachStream
+	(*StreamOpened)(nil),          // 28: vecino.plugin.v1.StreamOpened
+	(*CloseWrite)(nil),            // 29: vecino.plugin.v1.CloseWrite
+	(*StreamFrame)(nil),           // 30: vecino.plugin.v1.StreamFrame
+	(*PublishRequest)(nil),        // 31: vecino.plugin.v1.PublishRequest
+	(*PublishResponse)(nil),       // 32: vecino.plugin.v1.PublishResponse
+	(*SubscribeRequest)(nil),      // 33: vecino.plugin.v1.SubscribeRequest
+	(*PubsubMessage)(nil),         // 34: vecino.plugin.v1.PubsubMessage
+	(*ProvideRequest)(nil),        // 35: vecino.plugin.v1.ProvideRequest
+	(*ProvideResponse)(nil),       // 36: vecino.plugin.v1.ProvideResponse
+	(*FindProvidersRequest)(nil),  // 37: vecino.plugin.v1.FindProvidersRequest
+	(*FindProvidersResponse)(nil), // 38: vecino.plugin.v1.FindProvidersResponse
+	(*DataDirRequest)(nil),        // 39: vecino.plugin.v1.DataDirRequest
+	(*DataDirResponse)(nil),       // 40: vecino.plugin.v1.DataDirResponse
+	(*structpb.Struct)(nil),       // 41: google.protobuf.Struct
 }
 var file_plugin_proto_depIdxs = []int32{
 	3,  // 0: vecino.plugin.v1.ConfigureResponse.errors:type_name -> vecino.plugin.v1.KeyError
-	40, // 1: vecino.plugin.v1.StatusResponse.details:type_name -> google.protobuf.Struct
+	41, // 1: vecino.plugin.v1.StatusResponse.details:type_name -> google.protobuf.Struct
 	13, // 2: vecino.plugin.v1.HTTPRequest.headers:type_name -> vecino.plugin.v1.Header
 	13, // 3: vecino.plugin.v1.HTTPResponse.headers:type_name -> vecino.plugin.v1.Header
-	19, // 4: vecino.plugin.v1.PeersResponse.peers:type_name -> vecino.plugin.v1.PeerInfo
-	25, // 5: vecino.plugin.v1.StreamFrame.open:type_name -> vecino.plugin.v1.OpenStream
-	26, // 6: vecino.plugin.v1.StreamFrame.attach:type_name -> vecino.plugin.v1.AttachStream
-	27, // 7: vecino.plugin.v1.StreamFrame.opened:type_name -> vecino.plugin.v1.StreamOpened
-	28, // 8: vecino.plugin.v1.StreamFrame.close_write:type_name -> vecino.plugin.v1.CloseWrite
-	19, // 9: vecino.plugin.v1.FindProvidersResponse.providers:type_name -> vecino.plugin.v1.PeerInfo
-	0,  // 10: vecino.plugin.v1.Plugin.Info:input_type -> vecino.plugin.v1.InfoRequest
-	2,  // 11: vecino.plugin.v1.Plugin.Configure:input_type -> vecino.plugin.v1.ConfigureRequest
-	5,  // 12: vecino.plugin.v1.Plugin.Start:input_type -> vecino.plugin.v1.StartRequest
-	7,  // 13: vecino.plugin.v1.Plugin.Stop:input_type -> vecino.plugin.v1.StopRequest
-	9,  // 14: vecino.plugin.v1.Plugin.Health:input_type -> vecino.plugin.v1.HealthRequest
-	11, // 15: vecino.plugin.v1.Plugin.Status:input_type -> vecino.plugin.v1.StatusRequest
-	14, // 16: vecino.plugin.v1.Plugin.HTTP:input_type -> vecino.plugin.v1.HTTPRequest
-	16, // 17: vecino.plugin.v1.Host.Self:input_type -> vecino.plugin.v1.SelfRequest
-	18, // 18: vecino.plugin.v1.Host.Peers:input_type -> vecino.plugin.v1.PeersRequest
-	21, // 19: vecino.plugin.v1.Host.Connect:input_type -> vecino.plugin.v1.ConnectRequest
-	23, // 20: vecino.plugin.v1.Host.HandleProtocol:input_type -> vecino.plugin.v1.HandleProtocolRequest
-	29, // 21: vecino.plugin.v1.Host.Stream:input_type -> vecino.plugin.v1.StreamFrame
-	30, // 22: vecino.plugin.v1.Host.Publish:input_type -> vecino.plugin.v1.PublishRequest
-	32, // 23: vecino.plugin.v1.Host.Subscribe:input_type -> vecino.plugin.v1.SubscribeRequest
-	34, // 24: vecino.plugin.v1.Host.Provide:input_type -> vecino.plugin.v1.ProvideRequest
-	36, // 25: vecino.plugin.v1.Host.FindProviders:input_type -> vecino.plugin.v1.FindProvidersRequest
-	38, // 26: vecino.plugin.v1.Host.DataDir:input_type -> vecino.plugin.v1.DataDirRequest
-	1,  // 27: vecino.plugin.v1.Plugin.Info:output_type -> vecino.plugin.v1.InfoResponse
-	4,  // 28: vecino.plugin.v1.Plugin.Configure:output_type -> vecino.plugin.v1.ConfigureResponse
-	6,  // 29: vecino.plugin.v1.Plugin.Start:output_type -> vecino.plugin.v1.StartResponse
-	8,  // 30: vecino.plugin.v1.Plugin.Stop:output_type -> vecino.plugin.v1.StopResponse
-	10, // 31: vecino.plugin.v1.Plugin.Health:output_type -> vecino.plugin.v1.HealthResponse
-	12, // 32: vecino.plugin.v1.Plugin.Status:output_type -> vecino.plugin.v1.StatusResponse
-	15, // 33: vecino.plugin.v1.Plugin.HTTP:output_type -> vecino.plugin.v1.HTTPResponse
-	17, // 34: vecino.plugin.v1.Host.Self:output_type -> vecino.plugin.v1.SelfResponse
-	20, // 35: vecino.plugin.v1.Host.Peers:output_type -> vecino.plugin.v1.PeersResponse
-	22, // 36: vecino.plugin.v1.Host.Connect:output_type -> vecino.plugin.v1.ConnectResponse
-	24, // 37: vecino.plugin.v1.Host.HandleProtocol:output_type -> vecino.plugin.v1.IncomingStream
-	29, // 38: vecino.plugin.v1.Host.Stream:output_type -> vecino.plugin.v1.StreamFrame
-	31, // 39: vecino.plugin.v1.Host.Publish:output_type -> vecino.plugin.v1.PublishResponse
-	33, // 40: vecino.plugin.v1.Host.Subscribe:output_type -> vecino.plugin.v1.PubsubMessage
-	35, // 41: vecino.plugin.v1.Host.Provide:output_type -> vecino.plugin.v1.ProvideResponse
-	37, // 42: vecino.plugin.v1.Host.FindProviders:output_type -> vecino.plugin.v1.FindProvidersResponse
-	39, // 43: vecino.plugin.v1.Host.DataDir:output_type -> vecino.plugin.v1.DataDirResponse
-	27, // [27:44] is the sub-list for method output_type
-	10, // [10:27] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 4: vecino.plugin.v1.HTTPFrame.request:type_name -> vecino.plugin.v1.HTTPRequest
+	15, // 5: vecino.plugin.v1.HTTPFrame.response:type_name -> vecino.plugin.v1.HTTPResponse
+	29, // 6: vecino.plugin.v1.HTTPFrame.end:type_name -> vecino.plugin.v1.CloseWrite
+	20, // 7: vecino.plugin.v1.PeersResponse.peers:type_name -> vecino.plugin.v1.PeerInfo
+	26, // 8: vecino.plugin.v1.StreamFrame.open:type_name -> vecino.plugin.v1.OpenStream
+	27, // 9: vecino.plugin.v1.StreamFrame.attach:type_name -> vecino.plugin.v1.AttachStream
+	28, // 10: vecino.plugin.v1.StreamFrame.opened:type_name -> vecino.plugin.v1.StreamOpened
+	29, // 11: vecino.plugin.v1.StreamFrame.close_write:type_name -> vecino.plugin.v1.CloseWrite
+	20, // 12: vecino.plugin.v1.FindProvidersResponse.providers:type_name -> vecino.plugin.v1.PeerInfo
+	0,  // 13: vecino.plugin.v1.Plugin.Info:input_type -> vecino.plugin.v1.InfoRequest
+	2,  // 14: vecino.plugin.v1.Plugin.Configure:input_type -> vecino.plugin.v1.ConfigureRequest
+	5,  // 15: vecino.plugin.v1.Plugin.Start:input_type -> vecino.plugin.v1.StartRequest
+	7,  // 16: vecino.plugin.v1.Plugin.Stop:input_type -> vecino.plugin.v1.StopRequest
+	9,  // 17: vecino.plugin.v1.Plugin.Health:input_type -> vecino.plugin.v1.HealthRequest
+	11, // 18: vecino.plugin.v1.Plugin.Status:input_type -> vecino.plugin.v1.StatusRequest
+	14, // 19: vecino.plugin.v1.Plugin.HTTP:input_type -> vecino.plugin.v1.HTTPRequest
+	16, // 20: vecino.plugin.v1.Plugin.HTTPStream:input_type -> vecino.plugin.v1.HTTPFrame
+	17, // 21: vecino.plugin.v1.Host.Self:input_type -> vecino.plugin.v1.SelfRequest
+	19, // 22: vecino.plugin.v1.Host.Peers:input_type -> vecino.plugin.v1.PeersRequest
+	22, // 23: vecino.plugin.v1.Host.Connect:input_type -> vecino.plugin.v1.ConnectRequest
+	24, // 24: vecino.plugin.v1.Host.HandleProtocol:input_type -> vecino.plugin.v1.HandleProtocolRequest
+	30, // 25: vecino.plugin.v1.Host.Stream:input_type -> vecino.plugin.v1.StreamFrame
+	31, // 26: vecino.plugin.v1.Host.Publish:input_type -> vecino.plugin.v1.PublishRequest
+	33, // 27: vecino.plugin.v1.Host.Subscribe:input_type -> vecino.plugin.v1.SubscribeRequest
+	35, // 28: vecino.plugin.v1.Host.Provide:input_type -> vecino.plugin.v1.ProvideRequest
+	37, // 29: vecino.plugin.v1.Host.FindProviders:input_type -> vecino.plugin.v1.FindProvidersRequest
+	39, // 30: vecino.plugin.v1.Host.DataDir:input_type -> vecino.plugin.v1.DataDirRequest
+	1,  // 31: vecino.plugin.v1.Plugin.Info:output_type -> vecino.plugin.v1.InfoResponse
+	4,  // 32: vecino.plugin.v1.Plugin.Configure:output_type -> vecino.plugin.v1.ConfigureResponse
+	6,  // 33: vecino.plugin.v1.Plugin.Start:output_type -> vecino.plugin.v1.StartResponse
+	8,  // 34: vecino.plugin.v1.Plugin.Stop:output_type -> vecino.plugin.v1.StopResponse
+	10, // 35: vecino.plugin.v1.Plugin.Health:output_type -> vecino.plugin.v1.HealthResponse
+	12, // 36: vecino.plugin.v1.Plugin.Status:output_type -> vecino.plugin.v1.StatusResponse
+	15, // 37: vecino.plugin.v1.Plugin.HTTP:output_type -> vecino.plugin.v1.HTTPResponse
+	16, // 38: vecino.plugin.v1.Plugin.HTTPStream:output_type -> vecino.plugin.v1.HTTPFrame
+	18, // 39: vecino.plugin.v1.Host.Self:output_type -> vecino.plugin.v1.SelfResponse
+	21, // 40: vecino.plugin.v1.Host.Peers:output_type -> vecino.plugin.v1.PeersResponse
+	23, // 41: vecino.plugin.v1.Host.Connect:output_type -> vecino.plugin.v1.ConnectResponse
+	25, // 42: vecino.plugin.v1.Host.HandleProtocol:output_type -> vecino.plugin.v1.IncomingStream
+	30, // 43: vecino.plugin.v1.Host.Stream:output_type -> vecino.plugin.v1.StreamFrame
+	32, // 44: vecino.plugin.v1.Host.Publish:output_type -> vecino.plugin.v1.PublishResponse
+	34, // 45: vecino.plugin.v1.Host.Subscribe:output_type -> vecino.plugin.v1.PubsubMessage
+	36, // 46: vecino.plugin.v1.Host.Provide:output_type -> vecino.plugin.v1.ProvideResponse
+	38, // 47: vecino.plugin.v1.Host.FindProviders:output_type -> vecino.plugin.v1.FindProvidersResponse
+	40, // 48: vecino.plugin.v1.Host.DataDir:output_type -> vecino.plugin.v1.DataDirResponse
+	31, // [31:49] is the sub-list for method output_type
+	13, // [13:31] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -2376,7 +2505,13 @@ func file_plugin_proto_init() {
 	if File_plugin_proto != nil {
 		return
 	}
-	file_plugin_proto_msgTypes[29].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[16].OneofWrappers = []any{
+		(*HTTPFrame_Request)(nil),
+		(*HTTPFrame_Response)(nil),
+		(*HTTPFrame_Body)(nil),
+		(*HTTPFrame_End)(nil),
+	}
+	file_plugin_proto_msgTypes[30].OneofWrappers = []any{
 		(*StreamFrame_Open)(nil),
 		(*StreamFrame_Attach)(nil),
 		(*StreamFrame_Opened)(nil),
@@ -2389,7 +2524,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

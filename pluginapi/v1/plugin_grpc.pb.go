@@ -30,13 +30,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Plugin_Info_FullMethodName      = "/vecino.plugin.v1.Plugin/Info"
-	Plugin_Configure_FullMethodName = "/vecino.plugin.v1.Plugin/Configure"
-	Plugin_Start_FullMethodName     = "/vecino.plugin.v1.Plugin/Start"
-	Plugin_Stop_FullMethodName      = "/vecino.plugin.v1.Plugin/Stop"
-	Plugin_Health_FullMethodName    = "/vecino.plugin.v1.Plugin/Health"
-	Plugin_Status_FullMethodName    = "/vecino.plugin.v1.Plugin/Status"
-	Plugin_HTTP_FullMethodName      = "/vecino.plugin.v1.Plugin/HTTP"
+	Plugin_Info_FullMethodName       = "/vecino.plugin.v1.Plugin/Info"
+	Plugin_Configure_FullMethodName  = "/vecino.plugin.v1.Plugin/Configure"
+	Plugin_Start_FullMethodName      = "/vecino.plugin.v1.Plugin/Start"
+	Plugin_Stop_FullMethodName       = "/vecino.plugin.v1.Plugin/Stop"
+	Plugin_Health_FullMethodName     = "/vecino.plugin.v1.Plugin/Health"
+	Plugin_Status_FullMethodName     = "/vecino.plugin.v1.Plugin/Status"
+	Plugin_HTTP_FullMethodName       = "/vecino.plugin.v1.Plugin/HTTP"
+	Plugin_HTTPStream_FullMethodName = "/vecino.plugin.v1.Plugin/HTTPStream"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -57,6 +58,11 @@ type PluginClient interface {
 	// HTTP serves the plugin's part of the router's HTTP API, mounted at
 	// /api/v1/plugins/NAME/. The router authenticates before it forwards.
 	HTTP(ctx context.Context, in *HTTPRequest, opts ...grpc.CallOption) (*HTTPResponse, error)
+	// HTTPStream serves the same requests with bodies of any size: the router
+	// sends request (body empty), then body frames, then end; the plugin
+	// answers response (body empty), then body frames, and ends the call when
+	// the response is complete. A plugin without it gets only HTTP.
+	HTTPStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HTTPFrame, HTTPFrame], error)
 }
 
 type pluginClient struct {
@@ -137,6 +143,19 @@ func (c *pluginClient) HTTP(ctx context.Context, in *HTTPRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *pluginClient) HTTPStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HTTPFrame, HTTPFrame], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Plugin_ServiceDesc.Streams[0], Plugin_HTTPStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HTTPFrame, HTTPFrame]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_HTTPStreamClient = grpc.BidiStreamingClient[HTTPFrame, HTTPFrame]
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility.
@@ -155,6 +174,11 @@ type PluginServer interface {
 	// HTTP serves the plugin's part of the router's HTTP API, mounted at
 	// /api/v1/plugins/NAME/. The router authenticates before it forwards.
 	HTTP(context.Context, *HTTPRequest) (*HTTPResponse, error)
+	// HTTPStream serves the same requests with bodies of any size: the router
+	// sends request (body empty), then body frames, then end; the plugin
+	// answers response (body empty), then body frames, and ends the call when
+	// the response is complete. A plugin without it gets only HTTP.
+	HTTPStream(grpc.BidiStreamingServer[HTTPFrame, HTTPFrame]) error
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -185,6 +209,9 @@ func (UnimplementedPluginServer) Status(context.Context, *StatusRequest) (*Statu
 }
 func (UnimplementedPluginServer) HTTP(context.Context, *HTTPRequest) (*HTTPResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HTTP not implemented")
+}
+func (UnimplementedPluginServer) HTTPStream(grpc.BidiStreamingServer[HTTPFrame, HTTPFrame]) error {
+	return status.Error(codes.Unimplemented, "method HTTPStream not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 func (UnimplementedPluginServer) testEmbeddedByValue()                {}
@@ -333,6 +360,13 @@ func _Plugin_HTTP_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_HTTPStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PluginServer).HTTPStream(&grpc.GenericServerStream[HTTPFrame, HTTPFrame]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_HTTPStreamServer = grpc.BidiStreamingServer[HTTPFrame, HTTPFrame]
+
 // Plugin_ServiceDesc is the grpc.ServiceDesc for Plugin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -369,7 +403,14 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Plugin_HTTP_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "HTTPStream",
+			Handler:       _Plugin_HTTPStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "plugin.proto",
 }
 

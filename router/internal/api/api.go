@@ -4,8 +4,10 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/vecino/vecino/internal/httpjson"
 	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
@@ -206,9 +210,16 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusAccepted, map[string]string{"plugin": r.PathValue("plugin"), "action": "restart"})
 }
 
-// maxProxyBody bounds a request body forwarded to a plugin.
-const maxProxyBody = 32 << 20
+// maxUnaryBody bounds a request body forwarded to a plugin that has only
+// the unary HTTP call (plugins built before HTTPStream).
+const maxUnaryBody = 1 << 20
 
+// proxyFrame is the size of the body frames the router sends a plugin.
+const proxyFrame = 256 << 10
+
+// proxy forwards a request under /api/v1/plugins/NAME/ to that plugin with
+// its body and response streamed, so a 1 GiB upload or download holds no
+// more than a few frames in the router.
 func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("plugin")
 	p := s.Plugins.Plugin(name)
@@ -221,14 +232,9 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusServiceUnavailable, fmt.Errorf("plugin %q is %s", name, p.Snapshot().State))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxProxyBody))
-	if err != nil {
-		httpjson.Error(w, http.StatusRequestEntityTooLarge, fmt.Errorf("read request body: %w", err))
-		return
-	}
 	req := &pluginv1.HTTPRequest{
 		Method: r.Method, Path: "/" + r.PathValue("path"), RawQuery: r.URL.RawQuery,
-		Body: body, Authenticated: s.Auth.Check(r),
+		Authenticated: s.Auth.Check(r),
 	}
 	for k, v := range r.Header {
 		if k == "Authorization" || k == "Cookie" {
@@ -240,18 +246,94 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 		req.Headers = append(req.Headers, &pluginv1.Header{Name: k, Values: v})
 	}
 	req.Headers = append(req.Headers, &pluginv1.Header{Name: sdk.RemoteAddrHeader, Values: []string{r.RemoteAddr}})
+	// The first MiB is read ahead: if that is the whole body, a plugin
+	// without HTTPStream can still be served by the unary call.
+	head, err := io.ReadAll(io.LimitReader(r.Body, maxUnaryBody+1))
+	if err != nil {
+		httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	rpc, err := client.HTTPStream(ctx)
+	if err == nil {
+		err = rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Request{Request: req}})
+	}
+	if err != nil {
+		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
+		return
+	}
+	go sendBody(rpc, io.MultiReader(bytes.NewReader(head), r.Body))
+	f, err := rpc.Recv()
+	if status.Code(err) == codes.Unimplemented && len(head) <= maxUnaryBody {
+		req.Body = head
+		s.proxyUnary(w, r, client, name, req)
+		return
+	}
+	if err == nil && f.GetResponse() == nil {
+		err = errors.New("answered without a response head")
+	}
+	if err != nil {
+		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
+		return
+	}
+	resp := f.GetResponse()
+	copyHeaders(w, resp.Headers)
+	w.WriteHeader(int(resp.Status))
+	w.Write(resp.Body)
+	rc := http.NewResponseController(w)
+	for {
+		f, err := rpc.Recv()
+		if err != nil {
+			if err != io.EOF {
+				slog.Warn("plugin response cut short", "plugin", name, "path", req.Path, "err", err)
+			}
+			return
+		}
+		if _, err := w.Write(f.GetBody()); err != nil {
+			return // the client went away; cancel ends the plugin's side
+		}
+		rc.Flush()
+	}
+}
+
+// sendBody streams a request body to the plugin, then marks its end.
+func sendBody(rpc pluginv1.Plugin_HTTPStreamClient, body io.Reader) {
+	for {
+		buf := make([]byte, proxyFrame) // gRPC may hold on to it until sent
+		n, err := io.ReadFull(body, buf)
+		if n > 0 {
+			if rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Body{Body: buf[:n]}}) != nil {
+				return
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_End{End: &pluginv1.CloseWrite{}}})
+			return
+		}
+		if err != nil {
+			return // the plugin sees the call end without an end frame
+		}
+	}
+}
+
+func (s *Server) proxyUnary(w http.ResponseWriter, r *http.Request, client *sdk.Client, name string, req *pluginv1.HTTPRequest) {
 	resp, err := client.HTTP(r.Context(), req)
 	if err != nil {
 		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
 		return
 	}
-	for _, h := range resp.Headers {
+	copyHeaders(w, resp.Headers)
+	w.WriteHeader(int(resp.Status))
+	w.Write(resp.Body)
+}
+
+func copyHeaders(w http.ResponseWriter, hs []*pluginv1.Header) {
+	for _, h := range hs {
 		for _, v := range h.Values {
 			w.Header().Add(h.Name, v)
 		}
 	}
-	w.WriteHeader(int(resp.Status))
-	w.Write(resp.Body)
 }
 
 func (s *Server) metricsHandler() http.Handler {

@@ -1,0 +1,114 @@
+package sdk
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
+)
+
+// HTTPStream serves one request whose body and response are streamed in
+// frames, so that uploads and downloads of any size pass through the router
+// with bounded memory on both sides.
+func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
+	f, err := rpc.Recv()
+	if err != nil {
+		return err
+	}
+	req := f.GetRequest()
+	if req == nil {
+		return errors.New("http stream: first frame is not a request")
+	}
+	h := s.handler()
+	if h == nil {
+		return rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: noHTTP}})
+	}
+	body, feed := io.Pipe()
+	go func() {
+		for {
+			f, err := rpc.Recv()
+			switch {
+			case err != nil:
+				feed.CloseWithError(fmt.Errorf("request body: %w", err))
+				return
+			case f.GetEnd() != nil:
+				feed.Close()
+				return
+			case f.GetBody() != nil:
+				if _, err := feed.Write(f.GetBody()); err != nil {
+					return // the handler stopped reading
+				}
+			}
+		}
+	}()
+	defer body.Close()
+	hr, err := newHTTPRequest(rpc.Context(), req, body)
+	if err != nil {
+		resp := &pluginv1.HTTPResponse{Status: http.StatusBadRequest, Body: []byte(err.Error())}
+		return rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}})
+	}
+	w := &streamWriter{rpc: rpc, header: http.Header{}}
+	h.ServeHTTP(w, hr)
+	if !w.sent {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.Flush()
+	return w.err
+}
+
+// streamWriter sends a response as frames: the head at the first write or
+// WriteHeader, then the body in pieces of up to streamFrameN bytes. Flush
+// sends what is buffered (long polls and progress reports use it).
+type streamWriter struct {
+	rpc    pluginv1.Plugin_HTTPStreamServer
+	header http.Header
+	sent   bool
+	buf    []byte
+	err    error
+}
+
+func (w *streamWriter) Header() http.Header { return w.header }
+
+func (w *streamWriter) WriteHeader(code int) {
+	if w.sent {
+		return
+	}
+	w.sent = true
+	resp := &pluginv1.HTTPResponse{Status: int32(code), Headers: headerList(w.header)}
+	w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}})
+}
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	if !w.sent {
+		w.WriteHeader(http.StatusOK)
+	}
+	n := len(p)
+	for len(p) > 0 && w.err == nil {
+		k := min(len(p), streamFrameN-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == streamFrameN {
+			w.Flush()
+		}
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	return n, nil
+}
+
+func (w *streamWriter) Flush() {
+	if len(w.buf) == 0 {
+		return
+	}
+	w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Body{Body: w.buf}})
+	w.buf = nil // gRPC may hold on to the slice until it is sent
+}
+
+func (w *streamWriter) send(f *pluginv1.HTTPFrame) {
+	if w.err == nil {
+		w.err = w.rpc.Send(f)
+	}
+}
