@@ -1,5 +1,5 @@
 // Command vecino talks to a running Vecino node over its HTTP API: the
-// node's status, and each plugin's work: torrents and chat.
+// node's status, and each plugin's work: torrents, chat and storage.
 //
 //	vecino [-api URL] [-token T | -token-file F | -password P] COMMAND ...
 //
@@ -13,6 +13,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,6 +41,15 @@ commands:
   chat dm ADDRESS TEXT...             seal a direct message and leave it on the node
   chat inbox [-keep] [-json]          fetch, open and delete your direct messages
   (chat commands take -key FILE; default $VECINO_CHAT_KEY or ~/.config/vecino/chat.key)
+  store add [-r N] [-hidden] FILE|DIR store and pin a file or folder; prints its CID
+                                      (the same CID as ipfs add --cid-version=1)
+  store get [-o PATH] CID             fetch a file or folder, from here or a neighbour
+  store cat CID                       a file's bytes on stdout
+  store pin [-r N] CID                fetch and pin, replicated on N nodes
+  store unpin CID                     drop a pin (and the replicas it asked for)
+  store ls                            pins, with the nodes holding each
+  store stat CID                      type, size, blocks here, holders
+  store gc                            delete blocks no pin needs
 
 flags:
 `
@@ -73,8 +83,10 @@ func main() {
 		err = c.torrent(args[1:])
 	case "chat":
 		err = c.chat(args[1:])
+	case "store":
+		err = c.store(args[1:])
 	default:
-		err = fmt.Errorf("unknown command %q (try: status, torrent, chat)", args[0])
+		err = fmt.Errorf("unknown command %q (try: status, torrent, chat, store)", args[0])
 	}
 	if err != nil {
 		fatal(err)
@@ -129,12 +141,13 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("%s %s: %d %s: %s", e.method, e.path, e.code, http.StatusText(e.code), e.msg)
 }
 
-// do sends a request and decodes a JSON answer into out (when not nil). It
-// returns the status code.
-func (c *client) do(method, path string, body io.Reader, contentType string, out any) (int, error) {
+// send sends a request and returns the answer for the caller to read and
+// close; a non-2xx answer is turned into an apiError. Without a timeout:
+// bulk transfers take as long as they take.
+func (c *client) send(method, path string, body io.Reader, contentType string, timeout time.Duration) (*http.Response, error) {
 	req, err := http.NewRequest(method, c.base+path, body)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -145,23 +158,38 @@ func (c *client) do(method, path string, body io.Reader, contentType string, out
 	case c.token != "":
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	cl := &http.Client{Timeout: 2 * time.Minute}
-	resp, err := cl.Do(req)
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("is the node running? %w", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return resp.StatusCode, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+		return nil, fmt.Errorf("is the node running? %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		var e struct{ Error string }
 		msg := strings.TrimSpace(string(data))
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
-		return resp.StatusCode, &apiError{method, path, resp.StatusCode, msg}
+		return nil, &apiError{method, path, resp.StatusCode, msg}
+	}
+	return resp, nil
+}
+
+// do sends a request and decodes a JSON answer into out (when not nil). It
+// returns the status code.
+func (c *client) do(method, path string, body io.Reader, contentType string, out any) (int, error) {
+	resp, err := c.send(method, path, body, contentType, 2*time.Minute)
+	if err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) {
+			return ae.code, err
+		}
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {

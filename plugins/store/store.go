@@ -2,77 +2,381 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io/fs"
+	"io"
+	"log/slog"
 	"os"
-	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 
 	"github.com/vecino/vecino/sdk"
 )
 
 type settings struct {
 	QuotaMiB int64 `toml:"quota_mib"`
+	// Replication is the number of nodes that should hold a pin, this one
+	// included, unless the pin asks for another.
+	Replication int `toml:"replication"`
+	// Grace is how long a holder may be silent before another node takes
+	// its copy.
+	Grace            time.Duration `toml:"grace"`
+	AnnounceInterval time.Duration `toml:"announce_interval"`
+	// FetchTimeout is how long to wait for a peer's answer to one block
+	// before asking others.
+	FetchTimeout time.Duration `toml:"fetch_timeout"`
+	// Bitswap serves this node's blocks to any peer that asks, IPFS nodes
+	// included. Off, it answers only the neighbourhood's store nodes.
+	Bitswap bool `toml:"bitswap"`
 }
 
-// store validates its table, prepares its block folder and reports its use
-// of the quota. Blocks, pins and replication are the subject of their own
-// issue.
+func defaults() settings {
+	return settings{QuotaMiB: 10240, Replication: 3, Grace: 10 * time.Minute, AnnounceInterval: 30 * time.Second, FetchTimeout: 20 * time.Second, Bitswap: true}
+}
+
+func (c settings) check() sdk.ConfigErrors {
+	var errs sdk.ConfigErrors
+	bad := func(key, format string, v any) {
+		errs = append(errs, sdk.KeyError{Key: key, Message: fmt.Sprintf(format, v)})
+	}
+	if c.QuotaMiB <= 0 {
+		bad("quota_mib", "must be positive, not %d", c.QuotaMiB)
+	}
+	if c.Replication < 1 || c.Replication > maxFactor {
+		bad("replication", "must be 1 to 16, not %d", c.Replication)
+	}
+	if c.AnnounceInterval < 100*time.Millisecond {
+		bad("announce_interval", "must be at least 100ms, not %s", c.AnnounceInterval)
+	}
+	if c.Grace < c.AnnounceInterval {
+		bad("grace", "must be at least announce_interval, not %s", c.Grace)
+	}
+	if c.FetchTimeout < 100*time.Millisecond {
+		bad("fetch_timeout", "must be at least 100ms, not %s", c.FetchTimeout)
+	}
+	return errs
+}
+
+// maxFactor bounds a replication factor.
+const maxFactor = 16
+
+// fetchWindow is how many blocks of one DAG are asked for at once.
+const fetchWindow = 32
+
+// store is the storage plugin: a block store on disk, the pins that keep
+// DAGs in it, bitswap to exchange blocks with any IPFS-speaking peer, and
+// replication among the neighbourhood's store nodes.
 type store struct {
-	cfg    settings
-	env    sdk.Env
-	blocks string
-	peers  int
+	cfg  settings
+	env  sdk.Env
+	bs   *blockstore
+	pins *pinDB
+	bit  *bitswap
+	repl *replicator
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// gcMu keeps garbage collection out while blocks are being added or
+	// fetched for a pin that is not recorded yet.
+	gcMu sync.RWMutex
+
+	fetchMu  sync.Mutex
+	fetching map[cid.Cid]*fetchCall
+
+	repaired, fetched atomic.Int64
+}
+
+type fetchCall struct {
+	done chan struct{}
+	blk  blocks.Block
+	err  error
 }
 
 func (s *store) Info() sdk.Info {
-	return sdk.Info{Name: "store", Version: "0.1.0", Description: "content-addressed storage", Protocols: []string{"/vecino/store/*"}}
+	return sdk.Info{
+		Name: "store", Version: "0.2.0", Description: "content-addressed storage (IPFS-compatible), replicated among neighbours",
+		Protocols: append([]string{replicateProto}, bitswapProtocols...),
+		Topics:    []string{announceTopic},
+	}
 }
 
 func (s *store) Configure(_ context.Context, raw []byte, env sdk.Env) error {
-	cfg := settings{QuotaMiB: 10240}
-	errs := sdk.DecodeSettings(raw, &cfg)
-	if cfg.QuotaMiB <= 0 {
-		errs = append(errs, sdk.KeyError{Key: "quota_mib", Message: fmt.Sprintf("must be positive, not %d", cfg.QuotaMiB)})
-	}
+	cfg := defaults()
+	errs := append(sdk.DecodeSettings(raw, &cfg), cfg.check()...)
 	if len(errs) > 0 {
 		return errs
 	}
 	s.cfg, s.env = cfg, env
-	s.blocks = filepath.Join(env.DataDir, "blocks")
 	return nil
 }
 
 func (s *store) Start(ctx context.Context) error {
-	if err := os.MkdirAll(s.blocks, 0o700); err != nil {
-		return fmt.Errorf("create block dir: %w", err)
-	}
-	peers, err := s.env.Host.Peers(ctx, "")
+	bs, err := openBlockstore(s.env.DataDir, s.cfg.QuotaMiB<<20)
 	if err != nil {
 		return err
 	}
-	s.peers = len(peers)
+	pins, err := openPins(s.env.DataDir)
+	if err != nil {
+		return err
+	}
+	s.bs, s.pins = bs, pins
+	s.fetching = map[cid.Cid]*fetchCall{}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.bit = newBitswap(s.env.Host, bs, func(peer string) bool { return s.cfg.Bitswap || s.repl.isStorePeer(peer) })
+	bs.onCrpt = func(c cid.Cid) { go s.repairBlock(c) }
+	s.repl = newReplicator(s)
+	if err := s.bit.start(s.ctx); err != nil {
+		return err
+	}
+	if err := s.repl.start(s.ctx); err != nil {
+		return err
+	}
+	slog.Info("store open", "blocks", bs.count.Load(), "used_bytes", bs.used.Load(), "quota_mib", s.cfg.QuotaMiB)
 	return nil
 }
 
-func (s *store) Stop(context.Context) error { return nil }
+func (s *store) Stop(context.Context) error {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.pins != nil {
+		return s.pins.Close()
+	}
+	return nil
+}
 
 func (s *store) Health(context.Context) error {
-	_, err := os.Stat(s.blocks)
+	_, err := os.Stat(s.bs.dir)
 	return err
 }
 
-func (s *store) Status(context.Context) (sdk.Status, error) {
-	var used int64
-	filepath.WalkDir(s.blocks, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if info, err := d.Info(); err == nil {
-				used += info.Size()
+func (s *store) Status(ctx context.Context) (sdk.Status, error) {
+	pins, _ := s.pins.All()
+	under := s.repl.underReplicated(pins)
+	used := s.bs.used.Load()
+	return sdk.Status{
+		Summary: fmt.Sprintf("%d pins, %d blocks, %d of %d MiB used, %d store peers, %d under-replicated", len(pins), s.bs.count.Load(), used>>20, s.cfg.QuotaMiB, s.repl.livePeers(), under),
+		Details: map[string]any{
+			"pins": len(pins), "blocks": s.bs.count.Load(), "used_bytes": used, "quota_mib": s.cfg.QuotaMiB,
+			"store_peers": s.repl.livePeers(), "under_replicated": under,
+			"corrupt_blocks": s.bs.bad.Load(), "repaired_blocks": s.repaired.Load(),
+			"fetched_blocks": s.fetched.Load(), "served_blocks": s.bit.blocksSent.Load(),
+			"unwanted_blocks": s.bit.unwanted.Load(), "bad_messages": s.bit.badMsgs.Load(),
+			"replicas_refused": s.repl.refused.Load(), "replicas_taken": s.repl.taken.Load(),
+		},
+	}, nil
+}
+
+// block reads c from disk; with a session, a block that is missing or
+// corrupt is fetched from the network (and stored).
+func (s *store) block(ctx context.Context, c cid.Cid, sess *session) (blocks.Block, error) {
+	b, err := s.bs.Get(c)
+	if err == nil || sess == nil {
+		return b, err
+	}
+	var ce *corruptError
+	if !errors.Is(err, errNotFound) && !errors.As(err, &ce) {
+		return nil, err
+	}
+	b, ferr := s.fetchAndPut(ctx, c, sess)
+	if ferr != nil {
+		if ce != nil {
+			return nil, fmt.Errorf("%w; no good copy found: %w", err, ferr)
+		}
+		return nil, ferr
+	}
+	return b, nil
+}
+
+// fetchAndPut gets c from the network once however many ask at a time.
+func (s *store) fetchAndPut(ctx context.Context, c cid.Cid, sess *session) (blocks.Block, error) {
+	s.fetchMu.Lock()
+	call := s.fetching[c]
+	if call == nil {
+		call = &fetchCall{done: make(chan struct{})}
+		s.fetching[c] = call
+		go func() {
+			call.blk, call.err = s.bit.fetchOne(ctx, c, sess)
+			if call.err == nil {
+				call.err = s.bs.Put(call.blk)
+				s.fetched.Add(1)
+			}
+			s.fetchMu.Lock()
+			delete(s.fetching, c)
+			s.fetchMu.Unlock()
+			close(call.done)
+		}()
+	}
+	s.fetchMu.Unlock()
+	select {
+	case <-call.done:
+		return call.blk, call.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// repairBlock fetches a good copy of a block found corrupt on disk.
+func (s *store) repairBlock(c cid.Cid) {
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Minute)
+	defer cancel()
+	if _, err := s.fetchAndPut(ctx, c, s.bit.newSession(s.cfg.FetchTimeout)); err != nil {
+		slog.Error("corrupt block not repaired", "cid", c.String(), "err", err)
+		return
+	}
+	s.repaired.Add(1)
+	slog.Info("corrupt block repaired from a neighbour", "cid", c.String())
+}
+
+// progress reports how much of a long job is done.
+type progress func(blocks int, bytes int64)
+
+// fetchDAG makes sure every block under root is here, fetching what is
+// missing, and returns the DAG's block count and size.
+func (s *store) fetchDAG(ctx context.Context, root cid.Cid, sess *session, report progress) (int, int64, error) {
+	var n, size atomic.Int64
+	err := walkDAG(ctx, root, fetchWindow, func(ctx context.Context, c cid.Cid) ([]cid.Cid, error) {
+		if c.Type() == cid.Raw {
+			if sz := s.bs.Size(c); sz >= 0 {
+				size.Add(sz)
+				n.Add(1)
+				return nil, nil
 			}
 		}
-		return nil
+		b, err := s.block(ctx, c, sess)
+		if err != nil {
+			return nil, err
+		}
+		size.Add(int64(len(b.RawData())))
+		if k := n.Add(1); report != nil && k%64 == 0 {
+			report(int(k), size.Load())
+		}
+		ls, err := links(b)
+		if err != nil {
+			return nil, fmt.Errorf("block %s: %w", c, err)
+		}
+		return ls, nil
 	})
-	return sdk.Status{
-		Summary: fmt.Sprintf("%d of %d MiB used", used>>20, s.cfg.QuotaMiB),
-		Details: map[string]any{"used_bytes": used, "quota_mib": s.cfg.QuotaMiB, "peers_at_start": s.peers},
-	}, nil
+	if report != nil {
+		report(int(n.Load()), size.Load())
+	}
+	return int(n.Load()), size.Load(), err
+}
+
+// add stores a file (or, with dir, a tar of a directory) and pins it.
+func (s *store) add(ctx context.Context, r io.Reader, dir bool, p pin) (pin, error) {
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	ds := dagServ{s: s}
+	var node ipld.Node
+	var err error
+	if dir {
+		node, err = importTar(ctx, ds, r)
+	} else {
+		node, err = importFile(ds, r)
+	}
+	if err != nil {
+		return pin{}, err
+	}
+	p.Root = node.Cid().String()
+	return s.pinLocked(ctx, node.Cid(), nil, nil, p)
+}
+
+// pin makes sure the DAG under c is here (from the network if need be)
+// and records the pin.
+func (s *store) pin(ctx context.Context, c cid.Cid, sess *session, report progress, p pin) (pin, error) {
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	return s.pinLocked(ctx, c, sess, report, p)
+}
+
+func (s *store) pinLocked(ctx context.Context, c cid.Cid, sess *session, report progress, p pin) (pin, error) {
+	n, size, err := s.fetchDAG(ctx, c, sess, report)
+	if err != nil {
+		return pin{}, fmt.Errorf("pin %s: %w", c, err)
+	}
+	if err := s.bs.Sync(); err != nil {
+		return pin{}, err
+	}
+	if old, ok := s.pins.Get(c); ok && old.Origin == "" && p.Origin != "" {
+		return old, nil // the user's own pin stays the user's
+	}
+	p.Root, p.Blocks, p.Size, p.Added = c.String(), n, size, time.Now().UTC()
+	if p.Factor == 0 {
+		p.Factor = s.cfg.Replication
+	}
+	if err := s.pins.Put(p); err != nil {
+		return pin{}, err
+	}
+	s.repl.kick()
+	return p, nil
+}
+
+// unpin drops c's pin; a pin this node asked others to replicate is
+// dropped by them too.
+func (s *store) unpin(ctx context.Context, c cid.Cid) (pin, error) {
+	p, ok := s.pins.Get(c)
+	if !ok {
+		return pin{}, fmt.Errorf("%s: not pinned", c)
+	}
+	if err := s.pins.Delete(c); err != nil {
+		return pin{}, err
+	}
+	if p.Origin == "" && p.Factor > 1 {
+		s.repl.announceUnpin(ctx, c)
+	}
+	return p, nil
+}
+
+// gc deletes every block no pin reaches.
+func (s *store) gc(ctx context.Context) (int, int64, error) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	pins, err := s.pins.All()
+	if err != nil {
+		return 0, 0, err
+	}
+	keep := map[cid.Cid]bool{}
+	var mu sync.Mutex
+	for _, p := range pins {
+		root, err := cid.Decode(p.Root)
+		if err != nil {
+			continue
+		}
+		walkDAG(ctx, root, fetchWindow, func(ctx context.Context, c cid.Cid) ([]cid.Cid, error) {
+			mu.Lock()
+			keep[c] = true
+			mu.Unlock()
+			if c.Type() == cid.Raw {
+				return nil, nil
+			}
+			b, err := s.bs.Get(c)
+			if err != nil {
+				return nil, nil // missing or corrupt: nothing below it to keep
+			}
+			ls, _ := links(b)
+			return ls, nil
+		})
+	}
+	var n int
+	var freed int64
+	err = s.bs.walk(func(c cid.Cid, path string, size int64) {
+		if c.Defined() && keep[c] {
+			return
+		}
+		if os.Remove(path) == nil {
+			s.bs.used.Add(-size)
+			s.bs.count.Add(-1)
+			n++
+			freed += size
+		}
+	})
+	slog.Info("garbage collected", "blocks", n, "bytes", freed)
+	return n, freed, err
 }

@@ -1,0 +1,389 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// kubo is an IPFS kubo daemon (v0.40.1, built by .ci/run) with its repo in
+// a temporary folder: loopback only, no bootstrap peers, no routing, no
+// autoconf, no telemetry, no mDNS.
+type kubo struct {
+	t    testing.TB
+	env  []string
+	repo string
+	ID   string
+	Addr string // a loopback multiaddr with /p2p/
+}
+
+func startKubo(t testing.TB) *kubo {
+	t.Helper()
+	testnet.NeedTools(t, "ipfs")
+	k := &kubo{t: t, repo: t.TempDir()}
+	k.env = append(os.Environ(), "IPFS_PATH="+k.repo, "IPFS_TELEMETRY=off")
+	k.run("init", "--profile=test", "--empty-repo")
+	k.run("config", "Routing.Type", "none")
+	k.run("config", "--json", "Swarm.RelayClient.Enabled", "false")
+	k.run("config", "--json", "Swarm.Transports.Network.QUIC", "false")
+	k.run("config", "--json", "Swarm.Transports.Network.WebTransport", "false")
+	k.run("config", "--json", "Swarm.Transports.Network.Websocket", "false")
+	k.run("config", "--json", "Swarm.Transports.Network.WebRTCDirect", "false")
+	k.run("config", "Plugins.Plugins.telemetry.Config.Mode", "off")
+	startProcessEnv(t, k.env, "ipfs", "daemon")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(k.repo, "api")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("kubo did not start in 60 s")
+		}
+	}
+	var id struct {
+		ID        string
+		Addresses []string
+	}
+	json.Unmarshal([]byte(k.run("id")), &id)
+	k.ID = id.ID
+	for _, a := range id.Addresses {
+		if strings.HasPrefix(a, "/ip4/127.0.0.1/tcp/") {
+			k.Addr = a
+		}
+	}
+	if k.Addr == "" {
+		t.Fatalf("kubo has no loopback TCP address: %v", id.Addresses)
+	}
+	return k
+}
+
+// run runs an ipfs command against the daemon and returns its output.
+func (k *kubo) run(args ...string) string {
+	k.t.Helper()
+	out, err := k.try(args...)
+	if err != nil {
+		k.t.Fatalf("ipfs %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (k *kubo) try(args ...string) (string, error) {
+	cmd := exec.Command("ipfs", args...)
+	cmd.Env = k.env
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// vecinoCLI runs the vecino command against n; it fails the test when the
+// command's success is not wantOK.
+func vecinoCLI(t testing.TB, n *testnet.Node, wantOK bool, args ...string) string {
+	t.Helper()
+	bin := filepath.Join(testnet.Binaries(t), "vecino")
+	cmd := exec.Command(bin, append([]string{"-api", n.API}, args...)...)
+	cmd.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
+	out, err := cmd.Output()
+	if (err == nil) != wantOK {
+		stderr := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("vecino %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+	}
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out) + string(ee.Stderr)
+		}
+	}
+	return string(out)
+}
+
+// storeAdd adds path on n with the CLI and returns the CID it printed.
+func storeAdd(t testing.TB, n *testnet.Node, path string, args ...string) string {
+	t.Helper()
+	out := vecinoCLI(t, n, true, append(append([]string{"store", "add"}, args...), path)...)
+	f := strings.Fields(out)
+	if len(f) < 2 || f[0] != "added" {
+		t.Fatalf("store add printed %q", out)
+	}
+	return f[1]
+}
+
+func randomFile(t testing.TB, path string, size int) []byte {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func sum(b []byte) string { h := sha256.Sum256(b); return fmt.Sprintf("%x", h[:8]) }
+
+// storeConf is a store table for tests: quick announcements and a short
+// grace period so that repair happens within a test's patience.
+const storeConf = `announce_interval = "300ms"
+grace = "3s"
+fetch_timeout = "3s"
+replication = 3`
+
+func storeNode(t testing.TB, name string, conf string, boot ...string) *testnet.Node {
+	n := testnet.Start(t, testnet.Options{Name: name, Plugins: map[string]string{"store": conf}, Bootstrap: boot})
+	n.WaitPlugin("store", 30*time.Second, testnet.Running)
+	return n
+}
+
+// TestStoreCIDsMatchKubo: the same files and folders added to Vecino and
+// to kubo (`ipfs add --cid-version=1`) get the same CIDs: single-block
+// files, files on block boundaries, a file deep enough for a two-level
+// tree (more than 174 leaves), an empty file, and a folder with
+// subfolders, an empty folder, a symlink and a hidden file both leave out.
+func TestStoreCIDsMatchKubo(t *testing.T) {
+	k := startKubo(t)
+	n := storeNode(t, "cids", storeConf)
+	dir := t.TempDir()
+	files := map[string]int{"empty": 0, "tiny": 11, "chunk": 256 << 10, "chunk-plus-one": 256<<10 + 1, "medium": 3<<20 + 12345, "deep": 175*(256<<10) + 7}
+	for name, size := range files {
+		randomFile(t, filepath.Join(dir, name), size)
+	}
+	tree := filepath.Join(dir, "tree")
+	randomFile(t, filepath.Join(tree, "a.txt"), 1000)
+	randomFile(t, filepath.Join(tree, "sub", "b.bin"), 600<<10)
+	randomFile(t, filepath.Join(tree, "sub", "deeper", "c"), 5)
+	randomFile(t, filepath.Join(tree, ".hidden"), 50)
+	os.MkdirAll(filepath.Join(tree, "empty-dir"), 0o755)
+	os.Symlink("a.txt", filepath.Join(tree, "link"))
+	for name := range files {
+		path := filepath.Join(dir, name)
+		want := k.run("add", "-Q", "--cid-version=1", path)
+		if got := storeAdd(t, n, path); got != want {
+			t.Errorf("%s (%d bytes): vecino %s, kubo %s", name, files[name], got, want)
+		}
+	}
+	want := k.run("add", "-Q", "-r", "--cid-version=1", tree)
+	if got := storeAdd(t, n, tree); got != want {
+		t.Errorf("folder: vecino %s, kubo %s", got, want)
+	}
+	// And what comes back out is what went in.
+	out := filepath.Join(t.TempDir(), "out")
+	vecinoCLI(t, n, true, "store", "get", "-o", out, want)
+	filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(tree, p)
+		if d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
+			a, _ := os.ReadFile(p)
+			b, err := os.ReadFile(filepath.Join(out, rel))
+			if err != nil || !bytes.Equal(a, b) {
+				t.Errorf("get: %s differs (%v)", rel, err)
+			}
+		}
+		return nil
+	})
+	if target, err := os.Readlink(filepath.Join(out, "link")); err != nil || target != "a.txt" {
+		t.Errorf("get: link -> %q, %v", target, err)
+	}
+}
+
+// TestKuboAndVecinoFetchFromEachOther: kubo connected to a Vecino node
+// fetches over bitswap what only Vecino holds, and Vecino fetches what
+// only kubo holds.
+func TestKuboAndVecinoFetchFromEachOther(t *testing.T) {
+	k := startKubo(t)
+	n := storeNode(t, "interop", storeConf)
+	k.run("swarm", "connect", n.TCPAddr())
+
+	dir := t.TempDir()
+	mine := randomFile(t, filepath.Join(dir, "vecino-only"), 5<<20+3)
+	c := storeAdd(t, n, filepath.Join(dir, "vecino-only"))
+	got := filepath.Join(dir, "from-vecino")
+	k.run("get", "--timeout=60s", "-o", got, c)
+	if b, _ := os.ReadFile(got); !bytes.Equal(b, mine) {
+		t.Errorf("kubo got %d bytes (sha %s) of %s, want %d (sha %s)", len(b), sum(b), c, len(mine), sum(mine))
+	}
+
+	theirs := randomFile(t, filepath.Join(dir, "kubo-only"), 4<<20+5)
+	kc := k.run("add", "-Q", "--cid-version=1", filepath.Join(dir, "kubo-only"))
+	out := filepath.Join(dir, "from-kubo")
+	vecinoCLI(t, n, true, "store", "get", "-o", out, kc)
+	if b, _ := os.ReadFile(out); !bytes.Equal(b, theirs) {
+		t.Errorf("vecino got %d bytes (sha %s) of %s, want %d (sha %s)", len(b), sum(b), kc, len(theirs), sum(theirs))
+	}
+	st := storeStatus(t, n)
+	if st["fetched_blocks"] < 17 || st["served_blocks"] < 21 {
+		t.Errorf("status counts %v fetched and %v served blocks; want at least 17 and 21", st["fetched_blocks"], st["served_blocks"])
+	}
+}
+
+func storeStatus(t testing.TB, n *testnet.Node) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for k, v := range n.Status().Plugin("store").Details {
+		if f, ok := v.(float64); ok {
+			out[k] = f
+		}
+	}
+	return out
+}
+
+type storeStat struct {
+	Complete bool `json:"complete"`
+	Pin      *struct {
+		Replication int    `json:"replication"`
+		Origin      string `json:"origin"`
+	} `json:"pin"`
+}
+
+// holders lists the nodes (by index) that have c pinned and complete.
+func holders(t testing.TB, nodes []*testnet.Node, c string) []int {
+	var out []int
+	for i, n := range nodes {
+		if n == nil {
+			continue
+		}
+		code, body, err := n.Do("GET", "/api/v1/plugins/store/stat/"+c+"?local=1", nil, false)
+		var st storeStat
+		if err == nil && code == 200 && json.Unmarshal(body, &st) == nil && st.Pin != nil && st.Complete {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func waitHolders(t testing.TB, nodes []*testnet.Node, c string, want int, within time.Duration) []int {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		hs := holders(t, nodes, c)
+		if len(hs) == want {
+			// Still so a few announcements later: no over-replication.
+			time.Sleep(time.Second)
+			if hs2 := holders(t, nodes, c); len(hs2) == want {
+				return hs2
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: held by nodes %v after %s, want %d holders", c, hs, within, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestStoreReplicatesAndRepairs: five nodes, replication 3. After a pin,
+// three nodes hold every block; when one holder stops, another takes a
+// copy once the grace period is over; every remaining node can get it.
+// A node refuses, with a clear error, to pin beyond its quota.
+func TestStoreReplicatesAndRepairs(t *testing.T) {
+	var nodes []*testnet.Node
+	var boot []string
+	for i := range 5 {
+		n := storeNode(t, fmt.Sprintf("store-%d", i), storeConf, boot...)
+		boot = append(boot, n.TCPAddr())
+		nodes = append(nodes, n)
+	}
+	small := storeNode(t, "store-small", storeConf+"\nquota_mib = 1", boot...)
+	for _, n := range nodes {
+		n.WaitPeers(5, 30*time.Second)
+	}
+	path := filepath.Join(t.TempDir(), "album.bin")
+	data := randomFile(t, path, 3<<20+77)
+	c := storeAdd(t, nodes[0], path, "-r", "3")
+	all := append(append([]*testnet.Node(nil), nodes...), small)
+	hs := waitHolders(t, all, c, 3, 30*time.Second)
+	if hs[0] != 0 {
+		t.Errorf("holders %v do not include the node it was added on", hs)
+	}
+	// Stop a holder other than the first.
+	gone := hs[1]
+	nodes[gone].Stop()
+	stopped := time.Now()
+	all[gone] = nil
+	hs = waitHolders(t, all, c, 3, 40*time.Second)
+	if took := time.Since(stopped); took < 3*time.Second {
+		t.Errorf("repaired after %s, before the 3 s grace period", took)
+	}
+	t.Logf("holders after repair: %v (node %d stopped)", hs, gone)
+	for i, n := range nodes {
+		if i == gone {
+			continue
+		}
+		out := filepath.Join(t.TempDir(), "got")
+		vecinoCLI(t, n, true, "store", "get", "-o", out, c)
+		if b, _ := os.ReadFile(out); !bytes.Equal(b, data) {
+			t.Errorf("node %d: get gave %d bytes, sha %s; want sha %s", i, len(b), sum(b), sum(data))
+		}
+	}
+	if out := vecinoCLI(t, nodes[0], true, "store", "ls"); !strings.Contains(out, c) || !strings.Contains(out, "3/3") {
+		t.Errorf("store ls on the origin:\n%s", out)
+	}
+	out := vecinoCLI(t, small, false, "store", "pin", c)
+	if !strings.Contains(out, "quota") {
+		t.Errorf("pin beyond the quota said:\n%s", out)
+	}
+	if hs := holders(t, []*testnet.Node{small}, c); len(hs) != 0 {
+		t.Errorf("the small node holds the pin it had no room for")
+	}
+}
+
+// TestStoreRepairsCorruptBlock: a block file damaged on disk is caught on
+// read, moved aside, and fetched again from a neighbour; the reader gets
+// the right bytes.
+func TestStoreRepairsCorruptBlock(t *testing.T) {
+	a := storeNode(t, "corrupt-a", storeConf)
+	b := storeNode(t, "corrupt-b", storeConf, a.TCPAddr())
+	a.WaitPeers(1, 30*time.Second)
+	path := filepath.Join(t.TempDir(), "doc.bin")
+	data := randomFile(t, path, 2<<20)
+	c := storeAdd(t, a, path, "-r", "2")
+	waitHolders(t, []*testnet.Node{a, b}, c, 2, 30*time.Second)
+
+	// Flip a byte in the middle of one 256 KiB leaf on a.
+	var victim string
+	filepath.WalkDir(filepath.Join(a.State, "plugins", "store", "blocks"), func(p string, d fs.DirEntry, err error) error {
+		if info, err := d.Info(); err == nil && !d.IsDir() && info.Size() == 256<<10 && victim == "" {
+			victim = p
+		}
+		return nil
+	})
+	if victim == "" {
+		t.Fatal("no 256 KiB block file on disk")
+	}
+	raw, _ := os.ReadFile(victim)
+	raw[len(raw)/2] ^= 0xff
+	os.WriteFile(victim, raw, 0o600)
+
+	_, got, err := a.Do("GET", "/api/v1/plugins/store/cat/"+c, nil, false)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("cat after corruption: %d bytes, sha %s, err %v; want sha %s", len(got), sum(got), err, sum(data))
+	}
+	st := storeStatus(t, a)
+	if st["corrupt_blocks"] != 1 {
+		t.Errorf("corrupt_blocks = %v, want 1", st["corrupt_blocks"])
+	}
+	fixed, err := os.ReadFile(victim)
+	if err != nil || bytes.Equal(fixed, raw) || len(fixed) != 256<<10 {
+		t.Errorf("the block file was not replaced with a good copy (err %v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(a.State, "plugins", "store", "corrupt", filepath.Base(victim))); err != nil {
+		t.Errorf("the bad copy was not kept aside: %v", err)
+	}
+	// A bad CID gets a clear error, and the plugin keeps serving.
+	code, body, _ := a.Do("GET", "/api/v1/plugins/store/cat/not-a-cid", nil, false)
+	if code != 400 || !strings.Contains(string(body), `CID \"not-a-cid\"`) {
+		t.Errorf("bad CID: %d %s", code, body)
+	}
+	if a.Status().Plugin("store").Restarts != 0 {
+		t.Error("the store plugin restarted")
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	bolt "go.etcd.io/bbolt"
+)
+
+// pin keeps a DAG (every block under root) from garbage collection. Pins
+// a user made have no origin; pins held for another node's replication
+// request name that node.
+type pin struct {
+	Root   string    `json:"cid"`
+	Name   string    `json:"name,omitempty"`
+	Factor int       `json:"replication"`
+	Origin string    `json:"origin,omitempty"`
+	Size   int64     `json:"size"`
+	Blocks int       `json:"blocks"`
+	Added  time.Time `json:"added"`
+}
+
+// pinDB is the pin set in a bbolt file: every change is a fsynced
+// transaction, so pins survive a kill -9 and a power cut.
+type pinDB struct{ db *bolt.DB }
+
+var pinBucket = []byte("pins")
+
+func openPins(dir string) (*pinDB, error) {
+	path := filepath.Join(dir, "pins.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(pinBucket)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &pinDB{db: db}, nil
+}
+
+func (p *pinDB) Close() error { return p.db.Close() }
+
+func (p *pinDB) Put(pn pin) error {
+	c, err := cid.Decode(pn.Root)
+	if err != nil {
+		return fmt.Errorf("pin %q: %w", pn.Root, err)
+	}
+	v, err := json.Marshal(pn)
+	if err != nil {
+		return err
+	}
+	return p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(pinBucket).Put(c.Bytes(), v) })
+}
+
+func (p *pinDB) Get(c cid.Cid) (pin, bool) {
+	var pn pin
+	var ok bool
+	p.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(pinBucket).Get(c.Bytes()); v != nil {
+			ok = json.Unmarshal(v, &pn) == nil
+		}
+		return nil
+	})
+	return pn, ok
+}
+
+func (p *pinDB) Delete(c cid.Cid) error {
+	return p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(pinBucket).Delete(c.Bytes()) })
+}
+
+// All lists the pins in CID byte order.
+func (p *pinDB) All() ([]pin, error) {
+	var out []pin
+	err := p.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(pinBucket).ForEach(func(k, v []byte) error {
+			var pn pin
+			if err := json.Unmarshal(v, &pn); err != nil {
+				return fmt.Errorf("pin record %x: %w", k, err)
+			}
+			out = append(out, pn)
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,443 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/vecino/vecino/sdk"
+)
+
+const (
+	// announceTopic carries each store node's holdings and free space.
+	announceTopic = "vecino/store/v1/holders"
+	// replicateProto asks a node to hold a copy of a DAG.
+	replicateProto = "/vecino/store/replicate/1.0.0"
+	// maxRequest bounds a replication request or answer.
+	maxRequest = 4 << 10
+	// askBackoff is how long a node that refused or failed is not asked
+	// again for the same DAG.
+	askBackoff = time.Minute
+	// replicateTimeout bounds how long a holder may take to copy a DAG.
+	replicateTimeout = 30 * time.Minute
+)
+
+// announcement is what each store node publishes every announce_interval
+// (signed by gossipsub with its peer key), or once when its user unpins a
+// replicated DAG.
+type announcement struct {
+	Free   int64  `json:"free"`
+	Pins   []held `json:"pins,omitempty"`
+	Unpin  string `json:"unpin,omitempty"`
+	Origin string `json:"-"`
+}
+
+type held struct {
+	Root   string `json:"cid"`
+	Factor int    `json:"replication"`
+	Size   int64  `json:"size"`
+}
+
+// replicateRequest asks a node to hold root; its answer is a
+// replicateAnswer once the copy is complete (or refused).
+type replicateRequest struct {
+	Root   string `json:"cid"`
+	Factor int    `json:"replication"`
+	Size   int64  `json:"size"`
+	// Origin is the node whose user pinned the DAG; only it may unpin.
+	Origin string `json:"origin"`
+}
+
+type replicateAnswer struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// Reason is "quota", "bad_request" or "fetch".
+	Reason string `json:"reason,omitempty"`
+}
+
+type peerState struct {
+	seen  time.Time
+	free  int64
+	roots map[string]bool
+}
+
+// replicator keeps every replicated pin on `replication` live nodes. Each
+// holder announces what it holds; when a pin has fewer live holders than
+// its factor (a holder silent for longer than grace is not live), the
+// holder with the lowest peer ID asks others, chosen by rendezvous hash,
+// to take copies.
+type replicator struct {
+	s    *store
+	self string
+
+	mu    sync.Mutex
+	peers map[string]*peerState
+	asked map[string]time.Time // root+peer → when
+	// pending counts copies asked for and not finished, per root: they
+	// count as holders, or every round would ask for more.
+	pending map[string]int
+	busy    map[string]bool // roots being copied here
+	kickC   chan struct{}
+
+	refused, taken atomic.Int64
+}
+
+func newReplicator(s *store) *replicator {
+	return &replicator{s: s, self: s.env.NodeID, peers: map[string]*peerState{}, asked: map[string]time.Time{}, pending: map[string]int{}, busy: map[string]bool{}, kickC: make(chan struct{}, 1)}
+}
+
+func (r *replicator) start(ctx context.Context) error {
+	sub, err := r.s.env.Host.Subscribe(ctx, announceTopic)
+	if err != nil {
+		return err
+	}
+	if err := r.s.env.Host.Handle(ctx, replicateProto, r.serve); err != nil {
+		return err
+	}
+	go r.listen(ctx, sub)
+	go r.loop(ctx)
+	return nil
+}
+
+// kick runs a round of announcing and repair soon.
+func (r *replicator) kick() {
+	select {
+	case r.kickC <- struct{}{}:
+	default:
+	}
+}
+
+func (r *replicator) loop(ctx context.Context) {
+	t := time.NewTicker(r.s.cfg.AnnounceInterval)
+	defer t.Stop()
+	for {
+		r.round(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.kickC:
+		}
+	}
+}
+
+func (r *replicator) round(ctx context.Context) {
+	pins, err := r.s.pins.All()
+	if err != nil {
+		slog.Error("list pins", "err", err)
+		return
+	}
+	a := announcement{Free: r.free()}
+	for _, p := range pins {
+		if p.Factor > 1 {
+			a.Pins = append(a.Pins, held{Root: p.Root, Factor: p.Factor, Size: p.Size})
+		}
+	}
+	r.publish(ctx, a)
+	for _, p := range pins {
+		if p.Factor > 1 {
+			r.repair(ctx, p)
+		}
+	}
+}
+
+func (r *replicator) free() int64 { return r.s.bs.quota - r.s.bs.used.Load() }
+
+func (r *replicator) publish(ctx context.Context, a announcement) {
+	b, _ := json.Marshal(a)
+	if err := r.s.env.Host.Publish(ctx, announceTopic, b); err != nil && ctx.Err() == nil {
+		slog.Warn("announce holdings", "err", err)
+	}
+}
+
+func (r *replicator) announceUnpin(ctx context.Context, c cid.Cid) {
+	r.publish(ctx, announcement{Free: r.free(), Unpin: c.String()})
+}
+
+func (r *replicator) listen(ctx context.Context, sub *sdk.Subscription) {
+	for {
+		m, err := sub.Next()
+		if err != nil {
+			if ctx.Err() == nil {
+				slog.Warn("holders subscription ended", "err", err)
+			}
+			return
+		}
+		if m.Local || m.From == r.self {
+			continue
+		}
+		var a announcement
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			r.s.bit.badMsgs.Add(1)
+			slog.Warn("bad store announcement", "peer", m.From, "err", err)
+			continue
+		}
+		r.heard(ctx, m.From, a)
+	}
+}
+
+func (r *replicator) heard(ctx context.Context, from string, a announcement) {
+	r.mu.Lock()
+	ps := r.peers[from]
+	if ps == nil {
+		ps = &peerState{roots: map[string]bool{}}
+		r.peers[from] = ps
+	}
+	ps.seen, ps.free = time.Now(), a.Free
+	if a.Unpin != "" {
+		delete(ps.roots, a.Unpin)
+	} else {
+		ps.roots = make(map[string]bool, len(a.Pins))
+		for _, h := range a.Pins {
+			ps.roots[h.Root] = true
+		}
+	}
+	r.mu.Unlock()
+	if a.Unpin == "" {
+		return
+	}
+	// Only the node whose user pinned a DAG may drop its replicas.
+	c, err := cid.Decode(a.Unpin)
+	if err != nil {
+		return
+	}
+	if p, ok := r.s.pins.Get(c); ok && p.Origin == from {
+		if err := r.s.pins.Delete(c); err == nil {
+			slog.Info("replica dropped: its origin unpinned it", "cid", a.Unpin, "origin", from)
+		}
+	}
+}
+
+func (r *replicator) live(ps *peerState) bool { return time.Since(ps.seen) <= r.s.cfg.Grace }
+
+// isStorePeer says whether peer announced itself as a store node lately.
+func (r *replicator) isStorePeer(peer string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ps := r.peers[peer]
+	return ps != nil && r.live(ps)
+}
+
+func (r *replicator) livePeers() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ps := range r.peers {
+		if r.live(ps) {
+			n++
+		}
+	}
+	return n
+}
+
+// holders lists the live nodes holding root, this one first if it does.
+func (r *replicator) holders(root string, here bool) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	if here {
+		out = append(out, r.self)
+	}
+	for id, ps := range r.peers {
+		if ps.roots[root] && r.live(ps) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (r *replicator) underReplicated(pins []pin) int {
+	n := 0
+	for _, p := range pins {
+		if p.Factor > 1 && len(r.holders(p.Root, true)) < p.Factor {
+			n++
+		}
+	}
+	return n
+}
+
+// acts says whether this node is the one to repair p, held by hs: the
+// node whose user pinned it while it is live; else the live holder with
+// the lowest peer ID, once it has held its copy for a grace period (and
+// so has heard the others).
+func (r *replicator) acts(p pin, hs []string) bool {
+	switch {
+	case p.Origin == "":
+		return true
+	case slices.Contains(hs, p.Origin):
+		return false
+	case time.Since(p.Added) < r.s.cfg.Grace:
+		return false
+	}
+	return slices.Min(hs) == r.self
+}
+
+// repair asks more nodes to hold p if it has too few live holders and
+// this node is the one to act.
+func (r *replicator) repair(ctx context.Context, p pin) {
+	hs := r.holders(p.Root, true)
+	r.mu.Lock()
+	need := p.Factor - len(hs) - r.pending[p.Root]
+	r.mu.Unlock()
+	if need <= 0 || !r.acts(p, hs) {
+		return
+	}
+	r.mu.Lock()
+	var cands []string
+	for id, ps := range r.peers {
+		if r.live(ps) && !ps.roots[p.Root] && ps.free >= p.Size && time.Since(r.asked[p.Root+id]) > askBackoff {
+			cands = append(cands, id)
+		}
+	}
+	rank := func(id string) [32]byte { return sha256.Sum256([]byte(p.Root + id)) }
+	slices.SortFunc(cands, func(a, b string) int {
+		ra, rb := rank(a), rank(b)
+		return slices.Compare(ra[:], rb[:])
+	})
+	if len(cands) > need {
+		cands = cands[:need]
+	}
+	for _, id := range cands {
+		r.asked[p.Root+id] = time.Now()
+	}
+	r.pending[p.Root] += len(cands)
+	r.mu.Unlock()
+	origin := p.Origin
+	if origin == "" {
+		origin = r.self
+	}
+	for _, id := range cands {
+		go r.ask(ctx, id, replicateRequest{Root: p.Root, Factor: p.Factor, Size: p.Size, Origin: origin})
+	}
+}
+
+// ask has peer take a copy and waits until it has.
+func (r *replicator) ask(ctx context.Context, peer string, req replicateRequest) {
+	ctx, cancel := context.WithTimeout(ctx, replicateTimeout)
+	defer cancel()
+	ans, err := r.call(ctx, peer, req)
+	defer func() {
+		r.mu.Lock()
+		if r.pending[req.Root]--; r.pending[req.Root] <= 0 {
+			delete(r.pending, req.Root)
+		}
+		r.mu.Unlock()
+	}()
+	if err == nil && !ans.OK {
+		err = errors.New(ans.Error)
+		if ans.Reason == "quota" {
+			r.refused.Add(1)
+		}
+	}
+	if err != nil {
+		slog.Warn("replica not taken", "cid", req.Root, "peer", peer, "err", err)
+		return
+	}
+	r.mu.Lock()
+	if ps := r.peers[peer]; ps != nil {
+		ps.roots[req.Root] = true
+	}
+	r.mu.Unlock()
+	slog.Info("replica taken", "cid", req.Root, "peer", peer)
+}
+
+func (r *replicator) call(ctx context.Context, peer string, req replicateRequest) (replicateAnswer, error) {
+	var ans replicateAnswer
+	s, err := r.s.env.Host.OpenStream(ctx, peer, replicateProto)
+	if err != nil {
+		return ans, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	b, _ := json.Marshal(req)
+	if _, err := s.Write(append(b, '\n')); err != nil {
+		return ans, err
+	}
+	s.CloseWrite()
+	line, err := bufio.NewReader(io.LimitReader(s, maxRequest)).ReadBytes('\n')
+	if err != nil {
+		return ans, fmt.Errorf("read answer: %w", err)
+	}
+	if err := json.Unmarshal(line, &ans); err != nil {
+		return ans, fmt.Errorf("bad answer: %w", err)
+	}
+	return ans, nil
+}
+
+// serve takes a copy for the peer that asks, if there is room.
+func (r *replicator) serve(st *sdk.Stream) {
+	defer st.Close()
+	answer := func(a replicateAnswer) {
+		b, _ := json.Marshal(a)
+		st.Write(append(b, '\n'))
+	}
+	line, err := bufio.NewReader(io.LimitReader(st, maxRequest)).ReadBytes('\n')
+	var req replicateRequest
+	if err == nil {
+		err = json.Unmarshal(line, &req)
+	}
+	var c cid.Cid
+	if err == nil {
+		c, err = cid.Decode(req.Root)
+	}
+	if err == nil && (req.Factor < 2 || req.Factor > maxFactor || req.Size < 0) {
+		err = fmt.Errorf("replication %d or size %d out of range", req.Factor, req.Size)
+	}
+	if err != nil {
+		r.s.bit.badMsgs.Add(1)
+		answer(replicateAnswer{Error: fmt.Sprintf("bad replication request: %v", err), Reason: "bad_request"})
+		return
+	}
+	if _, ok := r.s.pins.Get(c); ok {
+		answer(replicateAnswer{OK: true})
+		return
+	}
+	if free := r.free(); req.Size > free {
+		r.refused.Add(1)
+		slog.Warn("replica refused: over quota", "cid", req.Root, "peer", st.Peer(), "size", req.Size, "free", free)
+		answer(replicateAnswer{Error: (&quotaError{need: req.Size, free: free, quota: r.s.bs.quota}).Error(), Reason: "quota"})
+		return
+	}
+	r.mu.Lock()
+	busy := r.busy[req.Root]
+	r.busy[req.Root] = true
+	r.mu.Unlock()
+	if busy {
+		answer(replicateAnswer{Error: "already copying it", Reason: "fetch"})
+		return
+	}
+	defer func() {
+		r.mu.Lock()
+		delete(r.busy, req.Root)
+		r.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(r.s.ctx, replicateTimeout)
+	defer cancel()
+	sess := r.s.bit.newSession(r.s.cfg.FetchTimeout, st.Peer())
+	_, err = r.s.pin(ctx, c, sess, nil, pin{Factor: req.Factor, Origin: req.Origin})
+	if err != nil {
+		reason := "fetch"
+		var qe *quotaError
+		if errors.As(err, &qe) {
+			reason = "quota"
+			r.refused.Add(1)
+		}
+		answer(replicateAnswer{Error: err.Error(), Reason: reason})
+		return
+	}
+	r.taken.Add(1)
+	answer(replicateAnswer{OK: true})
+	r.kick()
+}
