@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,6 +47,35 @@ func readMemory(pid int) (memory, error) {
 		}
 	}
 	return m, sc.Err()
+}
+
+// samplePeakRSS samples pid's RSS every 50 ms until the returned function
+// is called; that returns the highest seen, in bytes.
+func samplePeakRSS(pid int) func() float64 {
+	stop := make(chan struct{})
+	var peak float64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if m, err := readMemory(pid); err == nil {
+				peak = max(peak, float64(m.rss))
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(stop)
+		wg.Wait()
+		return peak
+	}
 }
 
 // BenchmarkIdleMemory starts a node with the three plugins, lets it settle,

@@ -24,6 +24,7 @@ type kubo struct {
 	t    testing.TB
 	env  []string
 	repo string
+	cmd  *exec.Cmd
 	ID   string
 	Addr string // a loopback multiaddr with /p2p/
 }
@@ -41,7 +42,7 @@ func startKubo(t testing.TB) *kubo {
 	k.run("config", "--json", "Swarm.Transports.Network.Websocket", "false")
 	k.run("config", "--json", "Swarm.Transports.Network.WebRTCDirect", "false")
 	k.run("config", "Plugins.Plugins.telemetry.Config.Mode", "off")
-	startProcessEnv(t, k.env, "ipfs", "daemon")
+	k.cmd = startProcessEnv(t, k.env, "ipfs", "daemon")
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if _, err := os.Stat(filepath.Join(k.repo, "api")); err == nil {
 			break

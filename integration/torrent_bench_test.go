@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -149,25 +148,7 @@ func downloadWithAria2(t testing.TB, file []byte, pid int) (float64, float64) {
 	cmd := aria2c(tfile, filepath.Join(dir, "out"), testnet.FreePort(t), "--file-allocation=none")
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
-	stop := make(chan struct{})
-	var peak float64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if m, err := readMemory(pid); err == nil {
-				peak = max(peak, float64(m.rss))
-			}
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	peak := samplePeakRSS(pid)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -182,10 +163,9 @@ func downloadWithAria2(t testing.TB, file []byte, pid int) (float64, float64) {
 		err = fmt.Errorf("not done in 5 min")
 	}
 	secs := time.Since(start).Seconds()
-	close(stop)
-	wg.Wait()
+	rss := peak()
 	if err != nil {
 		t.Fatalf("aria2c: %v\n%s", err, log.String())
 	}
-	return secs, peak
+	return secs, rss
 }

@@ -171,7 +171,7 @@ func (bs *blockstore) Put(b blocks.Block) error {
 		bs.dirOnce.Store(dir, true)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b.RawData(), 0o600); err != nil {
+	if err := writeBack(tmp, b.RawData()); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write block %s: %w", b.Cid(), err)
 	}
@@ -182,6 +182,21 @@ func (bs *blockstore) Put(b blocks.Block) error {
 	bs.used.Add(n)
 	bs.count.Add(1)
 	return nil
+}
+
+// writeBack writes a file and starts its writeback to disk without
+// waiting for it, so that the Sync that ends an add finds little left.
+func writeBack(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	return f.Close()
 }
 
 // Delete removes c.

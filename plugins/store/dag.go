@@ -56,15 +56,30 @@ func (d dagServ) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
 	return decodeNode(b)
 }
 
+// readers is how many blocks GetMany reads (and hashes) at once.
+const readers = 4
+
+// GetMany reads blocks in parallel and hands them over as they come; a
+// reader walking a file asks for the next few this way.
 func (d dagServ) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
 	out := make(chan *ipld.NodeOption, len(cs))
-	go func() {
-		defer close(out)
-		for _, c := range cs {
-			n, err := d.Get(ctx, c)
-			out <- &ipld.NodeOption{Node: n, Err: err}
-		}
-	}()
+	next := make(chan cid.Cid, len(cs))
+	for _, c := range cs {
+		next <- c
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(readers, len(cs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range next {
+				n, err := d.Get(ctx, c)
+				out <- &ipld.NodeOption{Node: n, Err: err}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(out) }()
 	return out
 }
 
@@ -82,6 +97,81 @@ func (d dagServ) AddMany(ctx context.Context, ns []ipld.Node) error {
 // Blocks go only through garbage collection.
 func (d dagServ) Remove(context.Context, cid.Cid) error       { return nil }
 func (d dagServ) RemoveMany(context.Context, []cid.Cid) error { return nil }
+
+// asyncAdder writes the blocks an import makes on a few goroutines, so
+// that chunking and hashing go on while files are written. Close waits
+// for the writes and returns the first error.
+type asyncAdder struct {
+	dagServ
+	work    chan blocks.Block
+	workers sync.WaitGroup
+	pending sync.WaitGroup
+	mu      sync.Mutex
+	err     error
+}
+
+func newAsyncAdder(s *store) *asyncAdder {
+	a := &asyncAdder{dagServ: dagServ{s: s}, work: make(chan blocks.Block, 16)}
+	for range readers {
+		a.workers.Add(1)
+		go func() {
+			defer a.workers.Done()
+			for b := range a.work {
+				if err := s.bs.Put(b); err != nil {
+					a.mu.Lock()
+					if a.err == nil {
+						a.err = err
+					}
+					a.mu.Unlock()
+				}
+				a.pending.Done()
+			}
+		}()
+	}
+	return a
+}
+
+func (a *asyncAdder) firstErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
+}
+
+func (a *asyncAdder) Add(_ context.Context, n ipld.Node) error {
+	if err := a.firstErr(); err != nil {
+		return err
+	}
+	a.pending.Add(1)
+	a.work <- n
+	return nil
+}
+
+func (a *asyncAdder) AddMany(ctx context.Context, ns []ipld.Node) error {
+	for _, n := range ns {
+		if err := a.Add(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Get waits for the writes under way: a directory being built may read
+// back a node it has just added.
+func (a *asyncAdder) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
+	a.pending.Wait()
+	return a.dagServ.Get(ctx, c)
+}
+
+func (a *asyncAdder) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
+	a.pending.Wait()
+	return a.dagServ.GetMany(ctx, cs)
+}
+
+func (a *asyncAdder) Close() error {
+	close(a.work)
+	a.workers.Wait()
+	return a.firstErr()
+}
 
 // importFile chunks r into the store and returns the file's root node.
 func importFile(ds ipld.DAGService, r io.Reader) (ipld.Node, error) {

@@ -273,13 +273,16 @@ func (s *store) fetchDAG(ctx context.Context, root cid.Cid, sess *session, repor
 func (s *store) add(ctx context.Context, r io.Reader, dir bool, p pin) (pin, error) {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
-	ds := dagServ{s: s}
+	ds := newAsyncAdder(s)
 	var node ipld.Node
 	var err error
 	if dir {
 		node, err = importTar(ctx, ds, r)
 	} else {
 		node, err = importFile(ds, r)
+	}
+	if cerr := ds.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return pin{}, err

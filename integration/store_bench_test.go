@@ -1,0 +1,86 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// BenchmarkStoreAddGet1GiB: the same 1 GiB file is added to Vecino (the
+// vecino CLI, through the router's HTTP API to the store plugin) and to
+// kubo v0.40.1 (the ipfs CLI to its daemon), then read back whole with
+// cat into /dev/null. It reports each one's add and cat throughput (wall
+// time of the CLI command) and the peak RSS of the store plugin process
+// and of the kubo daemon during each. Targets: Vecino at least 1.0x kubo
+// for add and for get; the plugin's RSS at most 0.5x kubo's.
+func BenchmarkStoreAddGet1GiB(b *testing.B) {
+	const size = 1 << 30
+	src := filepath.Join(b.TempDir(), "big.bin")
+	writeRandom(b, src, size)
+	mib := float64(size) / (1 << 20)
+	var m struct{ vAdd, kAdd, vGet, kGet, vRSS, kRSS float64 }
+	for range b.N {
+		b.StopTimer()
+		n := storeNode(b, "bench", "quota_mib = 4096\nreplication = 1")
+		pid := n.Status().Plugin("store").PID
+		k := startKubo(b)
+		kpid := k.cmd.Process.Pid
+		b.StartTimer()
+
+		var vc, kc string
+		secs, rss := timed(pid, func() { vc = storeAdd(b, n, src) })
+		m.vAdd += mib / secs
+		m.vRSS = max(m.vRSS, rss)
+		secs, rss = timed(kpid, func() { kc = k.run("add", "-Q", "--cid-version=1", src) })
+		m.kAdd += mib / secs
+		m.kRSS = max(m.kRSS, rss)
+		if vc != kc {
+			b.Fatalf("CIDs differ: vecino %s, kubo %s", vc, kc)
+		}
+		secs, rss = timed(pid, func() { catToNull(b, filepath.Join(testnet.Binaries(b), "vecino"), nil, "-api", n.API, "store", "cat", vc) })
+		m.vGet += mib / secs
+		m.vRSS = max(m.vRSS, rss)
+		secs, rss = timed(kpid, func() { catToNull(b, "ipfs", k.env, "cat", kc) })
+		m.kGet += mib / secs
+		m.kRSS = max(m.kRSS, rss)
+		b.StopTimer()
+		n.Stop()
+	}
+	N := float64(b.N)
+	b.ReportMetric(m.vAdd/N, "vecino-add-MiB/s")
+	b.ReportMetric(m.kAdd/N, "kubo-add-MiB/s")
+	b.ReportMetric(m.vAdd/m.kAdd, "add-ratio")
+	b.ReportMetric(m.vGet/N, "vecino-get-MiB/s")
+	b.ReportMetric(m.kGet/N, "kubo-get-MiB/s")
+	b.ReportMetric(m.vGet/m.kGet, "get-ratio")
+	b.ReportMetric(m.vRSS/(1<<20), "vecino-peak-RSS-MiB")
+	b.ReportMetric(m.kRSS/(1<<20), "kubo-peak-RSS-MiB")
+	b.ReportMetric(m.vRSS/m.kRSS, "RSS-ratio")
+}
+
+// timed runs fn and returns its wall time in seconds and the peak RSS of
+// pid meanwhile.
+func timed(pid int, fn func()) (float64, float64) {
+	peak := samplePeakRSS(pid)
+	start := time.Now()
+	fn()
+	secs := time.Since(start).Seconds()
+	return secs, peak()
+}
+
+func catToNull(t testing.TB, bin string, env []string, args ...string) {
+	t.Helper()
+	null, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	defer null.Close()
+	var stderr strings.Builder
+	cmd := exec.Command(bin, args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, null, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, stderr.String())
+	}
+}
