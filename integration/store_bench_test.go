@@ -42,7 +42,9 @@ func BenchmarkStoreAddGet1GiB(b *testing.B) {
 		if vc != kc {
 			b.Fatalf("CIDs differ: vecino %s, kubo %s", vc, kc)
 		}
-		secs, rss = timed(pid, func() { catToNull(b, filepath.Join(testnet.Binaries(b), "vecino"), nil, "-api", n.API, "store", "cat", vc) })
+		secs, rss = timed(pid, func() {
+			catToNull(b, filepath.Join(testnet.Binaries(b), "vecino"), nil, "-api", n.API, "store", "cat", vc)
+		})
 		m.vGet += mib / secs
 		m.vRSS = max(m.vRSS, rss)
 		secs, rss = timed(kpid, func() { catToNull(b, "ipfs", k.env, "cat", kc) })
