@@ -30,8 +30,15 @@ generate:
 bench: build
 	bash bench/run.sh
 
+# Every fuzzer for FUZZTIME each: go test fuzzes one target at a time.
+FUZZTIME ?= 60s
+FUZZ := ./config:FuzzParse ./plugins/chat/wire:FuzzParseRoom ./plugins/chat/wire:FuzzParseMail \
+	./plugins/torrent:FuzzParseMetainfo ./plugins/torrent:FuzzParsePeer \
+	./plugins/store:FuzzParseTar ./plugins/store:FuzzParseBitswap
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./config
+	set -e; for f in $(FUZZ); do \
+		$(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) "$${f%%:*}"; \
+	done
 
 # The gokrazy SD-card image for the Raspberry Pi 3/4/5, from the gok instance
 # in gokrazy/vecino (needs squashfs-tools, dosfstools, mtools, fdisk,

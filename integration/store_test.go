@@ -2,17 +2,28 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	bsmsg "github.com/ipfs/boxo/bitswap/message"
+	bitswappb "github.com/ipfs/boxo/bitswap/message/pb"
+	blocks "github.com/ipfs/go-block-format"
+	gocid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/vecino/vecino/internal/testnet"
 )
@@ -386,5 +397,83 @@ func TestStoreRepairsCorruptBlock(t *testing.T) {
 	}
 	if a.Status().Plugin("store").Restarts != 0 {
 		t.Error("the store plugin restarted")
+	}
+}
+
+// TestStoreSurvivesHostilePeers: a peer sends the store garbage, a
+// wantlist far over the limit, blocks nobody asked for and a replication
+// request for a CID that does not parse. Each is refused and counted; the
+// plugin keeps serving.
+func TestStoreSurvivesHostilePeers(t *testing.T) {
+	n := storeNode(t, "hostile", storeConf)
+	path := filepath.Join(t.TempDir(), "keep.bin")
+	data := randomFile(t, path, 600<<10)
+	c := storeAdd(t, n, path)
+
+	h := natted(t)
+	info, err := peer.AddrInfoFromString(n.TCPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.Connect(ctx, *info); err != nil {
+		t.Fatal(err)
+	}
+	send := func(proto string, payload []byte) {
+		t.Helper()
+		s, err := h.NewStream(ctx, info.ID, protocol.ID(proto))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write(payload)
+		s.CloseWrite()
+		io.Copy(io.Discard, s)
+		s.Close()
+	}
+	// Not a bitswap message: a length prefix promising more than 4 MiB.
+	send("/ipfs/bitswap/1.2.0", []byte{0xff, 0xff, 0xff, 0x7f, 'x'})
+	// A wantlist of 10,000 random CIDs, and a block nobody wants.
+	m := bsmsg.New(true)
+	for range 10000 {
+		h, _ := mh.Sum([]byte(fmt.Sprint(mrand.Int())), mh.SHA2_256, -1)
+		m.AddEntry(gocid.NewCidV1(gocid.Raw, h), 1, bitswappb.Message_Wantlist_Block, false)
+	}
+	blk := blocks.NewBlock([]byte("nobody asked for this"))
+	m.AddBlock(blk)
+	var buf bytes.Buffer
+	m.ToNetV1(&buf)
+	send("/ipfs/bitswap/1.2.0", buf.Bytes())
+	// A replication request for a CID that does not parse.
+	s, err := h.NewStream(ctx, info.ID, "/vecino/store/replicate/1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte(`{"cid":"bafy-not-a-cid","replication":3,"size":1}` + "\n"))
+	s.CloseWrite()
+	answer, _ := io.ReadAll(s)
+	if !strings.Contains(string(answer), "bad replication request") {
+		t.Errorf("replication request with a bad CID answered %q", answer)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := storeStatus(t, n)
+		if st["bad_messages"] >= 3 && st["unwanted_blocks"] >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bad_messages %v (want >= 3), unwanted_blocks %v (want >= 1)", st["bad_messages"], st["unwanted_blocks"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if p := n.Status().Plugin("store"); p.Restarts != 0 || p.State != "running" {
+		t.Errorf("store plugin %s after %d restarts", p.State, p.Restarts)
+	}
+	if _, got, err := n.Do("GET", "/api/v1/plugins/store/cat/"+c, nil, false); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("cat after the attacks: %d bytes, %v", len(got), err)
+	}
+	if _, err := os.Stat(filepath.Join(n.State, "plugins", "store", "blocks")); err != nil {
+		t.Error(err)
 	}
 }

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"testing"
+
+	bsmsg "github.com/ipfs/boxo/bitswap/message"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/libp2p/go-msgio"
+)
+
+// FuzzParseTar: whatever a client sends as a folder, the import ends with
+// a directory or an error, never a panic or a path outside the folder.
+func FuzzParseTar(f *testing.F) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "a/b.txt", Typeflag: tar.TypeReg, Size: 3, Mode: 0o644})
+	tw.Write([]byte("abc"))
+	tw.WriteHeader(&tar.Header{Name: "../up", Typeflag: tar.TypeReg, Mode: 0o644})
+	tw.Close()
+	f.Add(buf.Bytes())
+	f.Add([]byte("not a tar"))
+	bs, err := openBlockstore(f.TempDir(), 1<<30)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &store{bs: bs}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ds := newAsyncAdder(s)
+		n, err := importTar(context.Background(), ds, bytes.NewReader(data))
+		if cerr := ds.Close(); err == nil && cerr != nil {
+			t.Fatal(cerr)
+		}
+		if err == nil && n == nil {
+			t.Fatal("no directory and no error")
+		}
+	})
+}
+
+// FuzzParseBitswap: any bytes a peer sends on a bitswap stream parse to a
+// message or an error, and taking the message in does not panic.
+func FuzzParseBitswap(f *testing.F) {
+	m := bsmsg.New(true)
+	b := blocks.NewBlock([]byte("hello"))
+	m.AddBlock(b)
+	m.AddHave(b.Cid())
+	var buf bytes.Buffer
+	m.ToNetV1(&buf)
+	f.Add(buf.Bytes())
+	f.Add([]byte{0x05, 1, 2, 3, 4, 5})
+	bs, err := openBlockstore(f.TempDir(), 1<<30)
+	if err != nil {
+		f.Fatal(err)
+	}
+	bit := newBitswap(nil, bs, func(string) bool { return false })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := msgio.NewVarintReaderSize(bufio.NewReader(bytes.NewReader(data)), bitswapMaxMsg)
+		for range 8 {
+			m, _, err := bsmsg.FromMsgReader(r)
+			if err != nil {
+				return
+			}
+			bit.receive("fuzzer", m)
+		}
+	})
+}
