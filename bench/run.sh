@@ -27,3 +27,9 @@ go test -run '^$' -bench BenchmarkSeed1GiB -benchtime 1x -timeout 30m ./integrat
 # latency; the plugin's RSS with 10,000 stored messages and 1,000 clients.
 go test -run '^$' -bench 'BenchmarkChat(ThreeNodes|Memory)' -benchtime 1x -v ./integration/ |
 	grep -v '^=== RUN'
+
+# Storage (issue 6): the same 1 GiB file added to Vecino and to kubo v0.40.1
+# and read back, throughput and peak RSS of the store plugin and of kubo.
+go test -run '^$' -bench BenchmarkStoreAddGet1GiB -benchtime 2x -timeout 30m ./integration/ |
+	grep -v '^=== RUN'
+go test -run '^$' -bench BenchmarkImport256MiB -benchtime 3x ./plugins/store/
