@@ -149,17 +149,27 @@ func (h *Host) stream(ctx context.Context, first *pluginv1.StreamFrame) (*Stream
 	}
 	// The router granted the stream socket: the gRPC call is over.
 	cancel()
+	if s.conn, err = claimSocket(ctx, h.streamSocket, o.DirectToken); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// claimSocket connects to the router's stream socket and presents token.
+func claimSocket(ctx context.Context, path string, token []byte) (*net.UnixConn, error) {
+	if path == "" {
+		return nil, errors.New("stream socket: the router offered none")
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", h.streamSocket)
+	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("stream socket: %w", err)
 	}
-	if _, err := c.Write(o.DirectToken); err != nil {
+	if _, err := c.Write(token); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("stream socket: %w", err)
 	}
-	s.conn = c.(*net.UnixConn)
-	return s, nil
+	return c.(*net.UnixConn), nil
 }
 
 // Publish sends data to everyone subscribed to topic.

@@ -9,9 +9,10 @@ import (
 	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
 )
 
-// HTTPStream serves one request whose body and response are streamed in
-// frames, so that uploads and downloads of any size pass through the router
-// with bounded memory on both sides.
+// HTTPStream serves one request whose body and response are streamed, so
+// that uploads and downloads of any size pass through the router with
+// bounded memory on both sides: as frames, or, when the router sends a
+// body token, on its stream socket (no framing, no TLS, one copy less).
 func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
 	f, err := rpc.Recv()
 	if err != nil {
@@ -23,33 +24,34 @@ func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
 	}
 	h := s.handler()
 	if h == nil {
-		return rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: noHTTP}})
+		h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(int(noHTTP.Status))
+			w.Write(noHTTP.Body)
+		})
 	}
-	body, feed := io.Pipe()
-	go func() {
-		for {
-			f, err := rpc.Recv()
-			switch {
-			case err != nil:
-				feed.CloseWithError(fmt.Errorf("request body: %w", err))
-				return
-			case f.GetEnd() != nil:
-				feed.Close()
-				return
-			case f.GetBody() != nil:
-				if _, err := feed.Write(f.GetBody()); err != nil {
-					return // the handler stopped reading
-				}
-			}
+	w := &streamWriter{rpc: rpc, header: http.Header{}}
+	var body io.ReadCloser
+	if req.BodyToken != nil {
+		s.mu.Lock()
+		socket := s.socket
+		s.mu.Unlock()
+		conn, err := claimSocket(rpc.Context(), socket, req.BodyToken)
+		if err != nil {
+			return fmt.Errorf("http body: %w", err)
 		}
-	}()
+		defer conn.Close()
+		body, w.direct = io.NopCloser(conn), conn
+	} else {
+		pr, feed := io.Pipe()
+		go feedBody(rpc, feed)
+		body = pr
+	}
 	defer body.Close()
 	hr, err := newHTTPRequest(rpc.Context(), req, body)
 	if err != nil {
 		resp := &pluginv1.HTTPResponse{Status: http.StatusBadRequest, Body: []byte(err.Error())}
 		return rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}})
 	}
-	w := &streamWriter{rpc: rpc, header: http.Header{}}
 	h.ServeHTTP(w, hr)
 	if !w.sent {
 		w.WriteHeader(http.StatusOK)
@@ -58,11 +60,31 @@ func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
 	return w.err
 }
 
+// feedBody passes the request body frames to the handler's reader.
+func feedBody(rpc pluginv1.Plugin_HTTPStreamServer, feed *io.PipeWriter) {
+	for {
+		f, err := rpc.Recv()
+		switch {
+		case err != nil:
+			feed.CloseWithError(fmt.Errorf("request body: %w", err))
+			return
+		case f.GetEnd() != nil:
+			feed.Close()
+			return
+		case f.GetBody() != nil:
+			if _, err := feed.Write(f.GetBody()); err != nil {
+				return // the handler stopped reading
+			}
+		}
+	}
+}
+
 // streamWriter sends a response as frames: the head at the first write or
 // WriteHeader, then the body in pieces of up to streamFrameN bytes. Flush
 // sends what is buffered (long polls and progress reports use it).
 type streamWriter struct {
 	rpc    pluginv1.Plugin_HTTPStreamServer
+	direct io.Writer // the body goes here instead, when set
 	header http.Header
 	sent   bool
 	buf    []byte
@@ -83,6 +105,14 @@ func (w *streamWriter) WriteHeader(code int) {
 func (w *streamWriter) Write(p []byte) (int, error) {
 	if !w.sent {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.direct != nil {
+		if w.err != nil {
+			return 0, w.err
+		}
+		n, err := w.direct.Write(p)
+		w.err = err
+		return n, err
 	}
 	n := len(p)
 	for len(p) > 0 && w.err == nil {

@@ -65,9 +65,10 @@ type pluginServer struct {
 	impl   Plugin
 	broker *plugin.GRPCBroker
 
-	mu   sync.Mutex
-	conn *grpc.ClientConn
-	http http.Handler
+	mu     sync.Mutex
+	conn   *grpc.ClientConn
+	http   http.Handler
+	socket string // the router's stream socket
 }
 
 func (s *pluginServer) Info(context.Context, *pluginv1.InfoRequest) (*pluginv1.InfoResponse, error) {
@@ -75,7 +76,7 @@ func (s *pluginServer) Info(context.Context, *pluginv1.InfoRequest) (*pluginv1.I
 	return &pluginv1.InfoResponse{
 		Name: i.Name, Version: i.Version, Description: i.Description,
 		ApiVersion: APIVersion, Protocols: i.Protocols, Topics: i.Topics,
-		PublicPaths: i.PublicPaths,
+		PublicPaths: i.PublicPaths, HttpBodySocket: true,
 	}, nil
 }
 
@@ -89,6 +90,7 @@ func (s *pluginServer) Configure(ctx context.Context, req *pluginv1.ConfigureReq
 		}
 		s.conn = conn
 	}
+	s.socket = req.StreamSocket
 	host := &Host{c: pluginv1.NewHostClient(s.conn), streamSocket: req.StreamSocket}
 	env := Env{Host: host, DataDir: req.DataDir, NodeID: req.NodeId}
 	err := s.impl.Configure(ctx, []byte(req.Toml), env)

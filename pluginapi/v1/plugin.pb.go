@@ -84,9 +84,12 @@ type InfoResponse struct {
 	// state without the API secret, because the plugin authenticates them
 	// itself (chat messages carry their author's signature). A trailing "*" is
 	// a prefix. The router still forwards authenticated = false for them.
-	PublicPaths   []string `protobuf:"bytes,7,rep,name=public_paths,json=publicPaths,proto3" json:"public_paths,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PublicPaths []string `protobuf:"bytes,7,rep,name=public_paths,json=publicPaths,proto3" json:"public_paths,omitempty"`
+	// The plugin can take HTTPStream bodies on the stream socket (see
+	// HTTPRequest.body_token).
+	HttpBodySocket bool `protobuf:"varint,8,opt,name=http_body_socket,json=httpBodySocket,proto3" json:"http_body_socket,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -166,6 +169,13 @@ func (x *InfoResponse) GetPublicPaths() []string {
 		return x.PublicPaths
 	}
 	return nil
+}
+
+func (x *InfoResponse) GetHttpBodySocket() bool {
+	if x != nil {
+		return x.HttpBodySocket
+	}
+	return false
 }
 
 type ConfigureRequest struct {
@@ -729,6 +739,12 @@ type HTTPRequest struct {
 	Body     []byte    `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
 	// True when the router authenticated the caller with the API token.
 	Authenticated bool `protobuf:"varint,6,opt,name=authenticated,proto3" json:"authenticated,omitempty"`
+	// Set (HTTPStream only, for plugins that said http_body_socket) when the
+	// bodies travel on the stream socket instead of as frames: the plugin
+	// connects, writes these 32 bytes, reads the request body until the
+	// router half-closes, sends the response head as a frame, then writes
+	// the response body on the socket and closes it.
+	BodyToken     []byte `protobuf:"bytes,7,opt,name=body_token,json=bodyToken,proto3" json:"body_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -803,6 +819,13 @@ func (x *HTTPRequest) GetAuthenticated() bool {
 		return x.Authenticated
 	}
 	return false
+}
+
+func (x *HTTPRequest) GetBodyToken() []byte {
+	if x != nil {
+		return x.BodyToken
+	}
+	return nil
 }
 
 type HTTPResponse struct {
@@ -2241,7 +2264,7 @@ var File_plugin_proto protoreflect.FileDescriptor
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\x10vecino.plugin.v1\x1a\x1cgoogle/protobuf/struct.proto\"\r\n" +
-	"\vInfoRequest\"\xd8\x01\n" +
+	"\vInfoRequest\"\x82\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
@@ -2250,7 +2273,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\tprotocols\x18\x04 \x03(\tR\tprotocols\x12\x16\n" +
 	"\x06topics\x18\x05 \x03(\tR\x06topics\x12 \n" +
 	"\vdescription\x18\x06 \x01(\tR\vdescription\x12!\n" +
-	"\fpublic_paths\x18\a \x03(\tR\vpublicPaths\"\xa5\x01\n" +
+	"\fpublic_paths\x18\a \x03(\tR\vpublicPaths\x12(\n" +
+	"\x10http_body_socket\x18\b \x01(\bR\x0ehttpBodySocket\"\xa5\x01\n" +
 	"\x10ConfigureRequest\x12\x12\n" +
 	"\x04toml\x18\x01 \x01(\tR\x04toml\x12\x19\n" +
 	"\bdata_dir\x18\x02 \x01(\tR\adataDir\x12$\n" +
@@ -2276,14 +2300,16 @@ const file_plugin_proto_rawDesc = "" +
 	"\adetails\x18\x02 \x01(\v2\x17.google.protobuf.StructR\adetails\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values\"\xc4\x01\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xe3\x01\n" +
 	"\vHTTPRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1b\n" +
 	"\traw_query\x18\x03 \x01(\tR\brawQuery\x122\n" +
 	"\aheaders\x18\x04 \x03(\v2\x18.vecino.plugin.v1.HeaderR\aheaders\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12$\n" +
-	"\rauthenticated\x18\x06 \x01(\bR\rauthenticated\"n\n" +
+	"\rauthenticated\x18\x06 \x01(\bR\rauthenticated\x12\x1d\n" +
+	"\n" +
+	"body_token\x18\a \x01(\fR\tbodyToken\"n\n" +
 	"\fHTTPResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x122\n" +
 	"\aheaders\x18\x02 \x03(\v2\x18.vecino.plugin.v1.HeaderR\aheaders\x12\x12\n" +

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -46,11 +47,14 @@ type ConfigState struct {
 
 // Server serves the API.
 type Server struct {
-	Name      string
-	Version   string
-	Node      *p2p.Node
-	Plugins   *supervisor.Supervisor
-	Counters  map[string]*hostapi.Counters
+	Name     string
+	Version  string
+	Node     *p2p.Node
+	Plugins  *supervisor.Supervisor
+	Counters map[string]*hostapi.Counters
+	// Direct, when set, carries large HTTP bodies to and from plugins that
+	// take them on the stream socket.
+	Direct    *hostapi.Direct
 	Config    ConfigState
 	Auth      *Auth
 	Log       *slog.Logger
@@ -246,6 +250,10 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 		req.Headers = append(req.Headers, &pluginv1.Header{Name: k, Values: v})
 	}
 	req.Headers = append(req.Headers, &pluginv1.Header{Name: sdk.RemoteAddrHeader, Values: []string{r.RemoteAddr}})
+	if s.Direct != nil && p.BodySocket() {
+		s.proxySocket(w, r, client, name, req)
+		return
+	}
 	// The first MiB is read ahead: if that is the whole body, a plugin
 	// without HTTPStream can still be served by the unary call.
 	head, err := io.ReadAll(io.LimitReader(r.Body, maxUnaryBody+1))
@@ -255,10 +263,7 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	rpc, err := client.HTTPStream(ctx)
-	if err == nil {
-		err = rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Request{Request: req}})
-	}
+	rpc, err := openHTTPStream(ctx, client, req)
 	if err != nil {
 		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
 		return
@@ -270,17 +275,9 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 		s.proxyUnary(w, r, client, name, req)
 		return
 	}
-	if err == nil && f.GetResponse() == nil {
-		err = errors.New("answered without a response head")
-	}
-	if err != nil {
-		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
+	if !writeHead(w, name, f, err) {
 		return
 	}
-	resp := f.GetResponse()
-	copyHeaders(w, resp.Headers)
-	w.WriteHeader(int(resp.Status))
-	w.Write(resp.Body)
 	rc := http.NewResponseController(w)
 	for {
 		f, err := rpc.Recv()
@@ -294,6 +291,119 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 			return // the client went away; cancel ends the plugin's side
 		}
 		rc.Flush()
+	}
+}
+
+func openHTTPStream(ctx context.Context, client *sdk.Client, req *pluginv1.HTTPRequest) (pluginv1.Plugin_HTTPStreamClient, error) {
+	rpc, err := client.HTTPStream(ctx)
+	if err == nil {
+		err = rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Request{Request: req}})
+	}
+	return rpc, err
+}
+
+// writeHead answers with the plugin's response head, or with the error
+// that took its place; it reports whether a body may follow.
+func writeHead(w http.ResponseWriter, name string, f *pluginv1.HTTPFrame, err error) bool {
+	if err == nil && f.GetResponse() == nil {
+		err = errors.New("answered without a response head")
+	}
+	if err != nil {
+		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
+		return false
+	}
+	resp := f.GetResponse()
+	copyHeaders(w, resp.Headers)
+	w.WriteHeader(int(resp.Status))
+	w.Write(resp.Body)
+	return true
+}
+
+// proxySocket is proxy with both bodies on the stream socket: gRPC carries
+// the request and response heads, the socket the bytes, unencrypted and
+// unframed, between two processes of the same user on the same machine.
+func (s *Server) proxySocket(w http.ResponseWriter, r *http.Request, client *sdk.Client, name string, req *pluginv1.HTTPRequest) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	connc := make(chan *net.UnixConn, 1)
+	attach := func(c *net.UnixConn) {
+		if ctx.Err() != nil {
+			c.Close()
+			return
+		}
+		connc <- c
+	}
+	tok, err := s.Direct.Park(attach, func() { close(connc) })
+	if err != nil {
+		httpjson.Error(w, http.StatusInternalServerError, err)
+		return
+	}
+	req.BodyToken = tok
+	rpc, err := openHTTPStream(ctx, client, req)
+	if err != nil {
+		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
+		return
+	}
+	type head struct {
+		f   *pluginv1.HTTPFrame
+		err error
+	}
+	headc := make(chan head, 1)
+	go func() {
+		f, err := rpc.Recv()
+		headc <- head{f, err}
+	}()
+	// The plugin connects before it answers; if it fails first, say so.
+	var conn *net.UnixConn
+	var h *head
+	for conn == nil {
+		select {
+		case c, ok := <-connc:
+			if !ok {
+				httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q did not take the request body", name))
+				return
+			}
+			conn = c
+		case got := <-headc:
+			if got.err != nil {
+				writeHead(w, name, got.f, got.err)
+				return
+			}
+			h, headc = &got, nil
+		case <-ctx.Done():
+			return
+		}
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	go func() {
+		if _, err := io.CopyBuffer(conn, r.Body, make([]byte, proxyFrame)); err == nil {
+			conn.CloseWrite()
+		} else {
+			conn.Close() // the plugin sees the body cut short
+		}
+	}()
+	if h == nil {
+		got := <-headc
+		h = &got
+	}
+	if !writeHead(w, name, h.f, h.err) {
+		return
+	}
+	rc := http.NewResponseController(w)
+	buf := make([]byte, proxyFrame)
+	for {
+		n, err := conn.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			rc.Flush()
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 

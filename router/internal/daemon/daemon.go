@@ -90,7 +90,8 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	srv := &api.Server{
-		Name: cfg.Node.Name, Version: Version, Node: node, Plugins: sup, Counters: counters,
+		Direct: direct,
+		Name:   cfg.Node.Name, Version: Version, Node: node, Plugins: sup, Counters: counters,
 		Config: o.ConfigState, Auth: auth, Log: log.With("component", "api"), StartedAt: time.Now(),
 	}
 	ln, err := net.Listen("tcp", cfg.API.Listen)

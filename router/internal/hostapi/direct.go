@@ -34,12 +34,14 @@ type Direct struct {
 	done atomic.Bool
 
 	mu      sync.Mutex
-	pending map[[tokenLen]byte]*directStream
+	pending map[[tokenLen]byte]*parked
 }
 
-type directStream struct {
-	st       network.Stream
-	counters *Counters
+// parked is what a token claims: attach gets the plugin's connection;
+// expire runs instead if nobody claims it in time (or at Close).
+type parked struct {
+	attach func(*net.UnixConn)
+	expire func()
 }
 
 // NewDirect listens on a fresh socket under the system's temporary
@@ -54,7 +56,7 @@ func NewDirect(log *slog.Logger) (*Direct, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("stream socket: %w", err)
 	}
-	d := &Direct{dir: dir, ln: ln, log: log, pending: map[[tokenLen]byte]*directStream{}}
+	d := &Direct{dir: dir, ln: ln, log: log, pending: map[[tokenLen]byte]*parked{}}
 	d.wg.Add(1)
 	go d.serve()
 	return d, nil
@@ -69,8 +71,8 @@ func (d *Direct) Close() error {
 	err := d.ln.Close()
 	d.wg.Wait()
 	d.mu.Lock()
-	for tok, ds := range d.pending {
-		ds.st.Reset()
+	for tok, p := range d.pending {
+		p.expire()
 		delete(d.pending, tok)
 	}
 	d.mu.Unlock()
@@ -80,27 +82,33 @@ func (d *Direct) Close() error {
 
 // register parks st until a plugin claims it with the returned token.
 func (d *Direct) register(st network.Stream, c *Counters) ([]byte, error) {
+	return d.Park(func(conn *net.UnixConn) { pipe(conn, st, c) }, func() { st.Reset() })
+}
+
+// Park holds attach until a plugin presents the returned token on the
+// socket, or runs expire after attachTimeout.
+func (d *Direct) Park(attach func(*net.UnixConn), expire func()) ([]byte, error) {
 	var tok [tokenLen]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
-	d.pending[tok] = &directStream{st: st, counters: c}
+	d.pending[tok] = &parked{attach: attach, expire: expire}
 	d.mu.Unlock()
 	time.AfterFunc(attachTimeout, func() {
-		if ds := d.claim(tok); ds != nil {
-			ds.st.Reset()
+		if p := d.claim(tok); p != nil {
+			p.expire()
 		}
 	})
 	return tok[:], nil
 }
 
-func (d *Direct) claim(tok [tokenLen]byte) *directStream {
+func (d *Direct) claim(tok [tokenLen]byte) *parked {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ds := d.pending[tok]
+	p := d.pending[tok]
 	delete(d.pending, tok)
-	return ds
+	return p
 }
 
 func (d *Direct) serve() {
@@ -125,13 +133,13 @@ func (d *Direct) handle(c *net.UnixConn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	ds := d.claim(tok)
-	if ds == nil {
+	p := d.claim(tok)
+	if p == nil {
 		d.log.Warn("stream socket: unknown or expired token")
 		c.Close()
 		return
 	}
-	pipe(c, ds.st, ds.counters)
+	p.attach(c)
 }
 
 // pipe copies both ways, passing half-closes through, until both directions

@@ -176,6 +176,14 @@ func (p *Plugin) PublicPath(path string) bool {
 	return false
 }
 
+// BodySocket reports whether the running plugin takes HTTP bodies on the
+// stream socket.
+func (p *Plugin) BodySocket() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.info != nil && p.info.HttpBodySocket
+}
+
 // Snapshot returns the plugin's current state.
 func (p *Plugin) Snapshot() Snapshot {
 	p.mu.Lock()
