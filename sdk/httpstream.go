@@ -40,7 +40,7 @@ func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
 			return fmt.Errorf("http body: %w", err)
 		}
 		defer conn.Close()
-		body, w.direct = io.NopCloser(conn), conn
+		body, w.direct = &socketBody{conn: conn, end: waitEnd(rpc)}, conn
 	} else {
 		pr, feed := io.Pipe()
 		go feedBody(rpc, feed)
@@ -58,6 +58,40 @@ func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
 	}
 	w.Flush()
 	return w.err
+}
+
+// socketBody is a request body read from the stream socket. Its end is
+// the socket's EOF confirmed by the end frame on gRPC; EOF without it (the
+// router gave up on the client) is an error, not a short body.
+type socketBody struct {
+	conn io.Reader
+	end  <-chan error
+}
+
+func (b *socketBody) Read(p []byte) (int, error) {
+	n, err := b.conn.Read(p)
+	if err == io.EOF {
+		if eerr := <-b.end; eerr != nil {
+			return n, fmt.Errorf("request body cut short: %w", eerr)
+		}
+	}
+	return n, err
+}
+
+func (b *socketBody) Close() error { return nil }
+
+// waitEnd reports the end frame (nil) or the call's failure.
+func waitEnd(rpc pluginv1.Plugin_HTTPStreamServer) <-chan error {
+	c := make(chan error, 1)
+	go func() {
+		f, err := rpc.Recv()
+		if err == nil && f.GetEnd() == nil {
+			err = errors.New("unexpected frame")
+		}
+		c <- err
+		close(c)
+	}()
+	return c
 }
 
 // feedBody passes the request body frames to the handler's reader.

@@ -743,7 +743,9 @@ type HTTPRequest struct {
 	// bodies travel on the stream socket instead of as frames: the plugin
 	// connects, writes these 32 bytes, reads the request body until the
 	// router half-closes, sends the response head as a frame, then writes
-	// the response body on the socket and closes it.
+	// the response body on the socket and closes it. The body is complete
+	// only when the end frame comes too; a call that ends without it means
+	// the body was cut short.
 	BodyToken     []byte `protobuf:"bytes,7,opt,name=body_token,json=bodyToken,proto3" json:"body_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -378,10 +378,10 @@ func (s *Server) proxySocket(w http.ResponseWriter, r *http.Request, client *sdk
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	go func() {
-		if _, err := io.CopyBuffer(conn, r.Body, make([]byte, proxyFrame)); err == nil {
-			conn.CloseWrite()
-		} else {
-			conn.Close() // the plugin sees the body cut short
+		// The end of the body is said on gRPC: a socket closed early (the
+		// client went away) must not look like a complete upload.
+		if _, err := io.CopyBuffer(conn, r.Body, make([]byte, proxyFrame)); err == nil && conn.CloseWrite() == nil {
+			rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_End{End: &pluginv1.CloseWrite{}}})
 		}
 	}()
 	if h == nil {
