@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	mrand "math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,12 +41,18 @@ type kubo struct {
 	Addr string // a loopback multiaddr with /p2p/
 }
 
-func startKubo(t testing.TB) *kubo {
+func startKubo(t testing.TB) *kubo { return startKuboWith(t) }
+
+// startKuboWith runs kubo with extra `ipfs config --json KEY VALUE` pairs.
+func startKuboWith(t testing.TB, config ...string) *kubo {
 	t.Helper()
 	testnet.NeedTools(t, "ipfs")
 	k := &kubo{t: t, repo: t.TempDir()}
 	k.env = append(os.Environ(), "IPFS_PATH="+k.repo, "IPFS_TELEMETRY=off")
 	k.run("init", "--profile=test", "--empty-repo")
+	for i := 0; i+1 < len(config); i += 2 {
+		k.run("config", "--json", config[i], config[i+1])
+	}
 	k.run("config", "Routing.Type", "none")
 	k.run("config", "--json", "Swarm.RelayClient.Enabled", "false")
 	k.run("config", "--json", "Swarm.Transports.Network.QUIC", "false")
@@ -475,5 +482,74 @@ func TestStoreSurvivesHostilePeers(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(n.State, "plugins", "store", "blocks")); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestStoreFullDisk: the block folder is a 6 MiB tmpfs. An add that does
+// not fit fails with a clear error (507, "no space left on device") and is
+// counted; what was stored before is still there and readable, and after
+// gc the node takes a file that fits.
+func TestStoreFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	n := storeNode(t, "full", storeConf)
+	n.Stop()
+	blocks := filepath.Join(n.State, "plugins", "store", "blocks")
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", blocks).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", blocks).Run() })
+	n.Restart()
+	n.WaitPlugin("store", 30*time.Second, testnet.Running)
+
+	dir := t.TempDir()
+	first := randomFile(t, filepath.Join(dir, "first"), 2<<20)
+	c := storeAdd(t, n, filepath.Join(dir, "first"))
+	randomFile(t, filepath.Join(dir, "too-big"), 8<<20)
+	out := vecinoCLI(t, n, false, "store", "add", filepath.Join(dir, "too-big"))
+	if !strings.Contains(out, "507") || !strings.Contains(out, "no space left on device") {
+		t.Errorf("add onto a full disk said:\n%s", out)
+	}
+	if st := storeStatus(t, n); st["add_errors"] != 1 {
+		t.Errorf("add_errors = %v, want 1", st["add_errors"])
+	}
+	if _, got, err := n.Do("GET", "/api/v1/plugins/store/cat/"+c, nil, false); err != nil || !bytes.Equal(got, first) {
+		t.Errorf("the file stored before the disk filled: %d bytes, %v", len(got), err)
+	}
+	vecinoCLI(t, n, true, "store", "gc")
+	randomFile(t, filepath.Join(dir, "fits"), 1<<20)
+	storeAdd(t, n, filepath.Join(dir, "fits"))
+	if p := n.Status().Plugin("store"); p.Restarts != 0 {
+		t.Errorf("the plugin restarted %d times", p.Restarts)
+	}
+}
+
+// TestStoreCutUploadIsNotStored: a client that promises 4 MiB and hangs up
+// after 1 MiB leaves no pin behind: a cut body is an error, not a short
+// file.
+func TestStoreCutUploadIsNotStored(t *testing.T) {
+	n := storeNode(t, "cut", storeConf)
+	addr := strings.TrimPrefix(n.API, "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "POST /api/v1/plugins/store/add?name=cut HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", addr, n.Token, 4<<20)
+	chunk := make([]byte, 1<<20)
+	rand.Read(chunk)
+	c.Write(chunk)
+	time.Sleep(500 * time.Millisecond)
+	c.Close()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for storeStatus(t, n)["add_errors"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("add_errors = %v after the cut upload, want 1", storeStatus(t, n)["add_errors"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out := vecinoCLI(t, n, true, "store", "ls"); strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("a pin was left by the cut upload:\n%s", out)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	ft "github.com/ipfs/boxo/ipld/unixfs"
@@ -77,7 +78,7 @@ func fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, errBadRequest):
 		code = http.StatusBadRequest
-	case errors.As(err, &qe):
+	case errors.As(err, &qe), errors.Is(err, syscall.ENOSPC):
 		code = http.StatusInsufficientStorage
 	case errors.Is(err, errNotFound), errors.Is(err, errNoProvider):
 		code = http.StatusNotFound

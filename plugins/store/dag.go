@@ -56,8 +56,12 @@ func (d dagServ) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
 	return decodeNode(b)
 }
 
-// readers is how many blocks GetMany reads (and hashes) at once.
-const readers = 4
+// readers is how many blocks GetMany reads (and hashes) at once; writers
+// how many an import writes at once.
+const (
+	readers = 4
+	writers = 4
+)
 
 // GetMany reads blocks in parallel and hands them over as they come; a
 // reader walking a file asks for the next few this way.
@@ -112,7 +116,7 @@ type asyncAdder struct {
 
 func newAsyncAdder(s *store) *asyncAdder {
 	a := &asyncAdder{dagServ: dagServ{s: s}, work: make(chan blocks.Block, 16)}
-	for range readers {
+	for range writers {
 		a.workers.Add(1)
 		go func() {
 			defer a.workers.Done()

@@ -89,7 +89,7 @@ type store struct {
 	fetchMu  sync.Mutex
 	fetching map[cid.Cid]*fetchCall
 
-	repaired, fetched atomic.Int64
+	repaired, fetched, addErrors atomic.Int64
 }
 
 type fetchCall struct {
@@ -169,6 +169,7 @@ func (s *store) Status(ctx context.Context) (sdk.Status, error) {
 			"fetched_blocks": s.fetched.Load(), "served_blocks": s.bit.blocksSent.Load(),
 			"unwanted_blocks": s.bit.unwanted.Load(), "bad_messages": s.bit.badMsgs.Load(),
 			"replicas_refused": s.repl.refused.Load(), "replicas_taken": s.repl.taken.Load(),
+			"add_errors": s.addErrors.Load(),
 		},
 	}, nil
 }
@@ -273,6 +274,7 @@ func (s *store) fetchDAG(ctx context.Context, root cid.Cid, sess *session, repor
 func (s *store) add(ctx context.Context, r io.Reader, dir bool, p pin) (pin, error) {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
+	start := time.Now()
 	ds := newAsyncAdder(s)
 	var node ipld.Node
 	var err error
@@ -285,10 +287,18 @@ func (s *store) add(ctx context.Context, r io.Reader, dir bool, p pin) (pin, err
 		err = cerr
 	}
 	if err != nil {
+		s.addErrors.Add(1)
+		slog.Error("add failed; blocks written so far are unpinned until gc", "err", err)
 		return pin{}, err
 	}
+	imported := time.Since(start)
 	p.Root = node.Cid().String()
-	return s.pinLocked(ctx, node.Cid(), nil, nil, p)
+	p, err = s.pinLocked(ctx, node.Cid(), nil, nil, p)
+	if err == nil {
+		slog.Info("added", "cid", p.Root, "name", p.Name, "bytes", p.Size, "blocks", p.Blocks,
+			"took", time.Since(start).Round(time.Millisecond).String(), "import", imported.Round(time.Millisecond).String())
+	}
+	return p, err
 }
 
 // pin makes sure the DAG under c is here (from the network if need be)
