@@ -93,7 +93,8 @@ type API struct {
 type Plugin struct {
 	Name    string
 	Enabled bool
-	// Path of the binary; empty means NAME next to the router's binary.
+	// Path of the binary; empty means the plugin built into the router, or
+	// else NAME next to the router's binary.
 	Path string
 	// SHA256, when set, is checked against the binary before every start.
 	SHA256 string

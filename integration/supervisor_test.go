@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -103,5 +104,27 @@ func TestSIGTERMStopsPluginsFirst(t *testing.T) {
 	}
 	if !strings.Contains(n.Log(), "stopping plugins") {
 		t.Errorf("router log does not show an orderly stop:\n%s", n.Log())
+	}
+}
+
+// TestBuiltinAndSeparatePlugins: by default the chat plugin runs from the
+// router's own binary (`router plugin chat`); with a path it runs that
+// binary instead. Both serve.
+func TestBuiltinAndSeparatePlugins(t *testing.T) {
+	bin := testnet.Binaries(t)
+	for _, c := range []struct{ table, exe string }{
+		{`rooms = ["lobby"]`, filepath.Join(bin, "router")},
+		{fmt.Sprintf("path = %q\nrooms = [\"lobby\"]", filepath.Join(bin, "chat")), filepath.Join(bin, "chat")},
+	} {
+		n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": c.table}})
+		p := n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.PID))
+		if err != nil || exe != c.exe {
+			t.Errorf("chat runs %q (%v), want %s", exe, err, c.exe)
+		}
+		if code, body, err := n.Do("GET", "/api/v1/plugins/chat/rooms", nil, false); err != nil || code != 200 {
+			t.Errorf("chat from %s: %d %v %s", c.exe, code, err, body)
+		}
+		n.Stop()
 	}
 }

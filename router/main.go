@@ -20,12 +20,16 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "plugin" {
+		servePlugin(os.Args[2])
+		return
+	}
 	var (
 		configPath  = flag.String("config", "", "configuration file (default: the built-in loopback-only configuration); PUT /api/v1/config saves here")
 		defaultCfg  = flag.String("default-config", "", "configuration to start on while the -config file does not exist yet (the image ships one; a user's copy on /perm wins)")
 		stateDir    = flag.String("state-dir", "", "state directory, overriding [node] state_dir; also where the last good configuration is found when the file is broken")
 		checkConfig = flag.String("check-config", "", "validate this configuration file and exit")
-		pluginDir   = flag.String("plugin-dir", "", "where plugin binaries are found (default: the router binary's folder)")
+		pluginDir   = flag.String("plugin-dir", "", "where binaries of plugins not built into the router are found (default: the router binary's folder)")
 		logJSON     = flag.Bool("log-json", false, "log JSON lines instead of text")
 	)
 	flag.Parse()
@@ -63,18 +67,19 @@ func main() {
 		log.Error("configuration refused; running on the last good copy", "file", state.File, "err", state.Error)
 	}
 
+	exe, err := os.Executable()
+	if err != nil {
+		log.Error("find own binary", "err", err)
+		os.Exit(1)
+	}
+	builtin := builtinSpecs(exe)
 	dir := *pluginDir
 	if dir == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			log.Error("find own binary", "err", err)
-			os.Exit(1)
-		}
 		dir = filepath.Dir(exe)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.Run(ctx, daemon.Options{Config: cfg, ConfigState: state, PluginDir: dir, Log: log}); err != nil {
+	if err := daemon.Run(ctx, daemon.Options{Config: cfg, ConfigState: state, PluginDir: dir, Builtin: builtin, Log: log}); err != nil {
 		log.Error("router stopped", "err", err)
 		os.Exit(1)
 	}

@@ -1,4 +1,4 @@
-package main
+package torrent
 
 import _ "embed"
 

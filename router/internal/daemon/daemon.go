@@ -33,9 +33,19 @@ type Options struct {
 	Config      *config.Config
 	ConfigState api.ConfigState
 	// PluginDir is where plugin binaries are looked for when a plugin's
-	// table gives no path.
+	// table gives no path and the plugin is not built in.
 	PluginDir string
-	Log       *slog.Logger
+	// Builtin runs the plugins built into the router binary: name to the
+	// command (the router's own executable) and its environment.
+	Builtin map[string]Builtin
+	Log     *slog.Logger
+}
+
+// Builtin is how to start a plugin linked into the router binary.
+type Builtin struct {
+	Path string
+	Args []string
+	Env  []string
 }
 
 // APIAddrFile names the file, under the state directory, that holds the
@@ -66,15 +76,17 @@ func Run(ctx context.Context, o Options) error {
 	var specs []supervisor.Spec
 	for _, name := range sortedNames(cfg.Plugins) {
 		p := cfg.Plugins[name]
-		path := p.Path
-		if path == "" {
-			path = filepath.Join(o.PluginDir, name)
+		spec := supervisor.Spec{
+			Name: name, Path: p.Path, SHA256: p.SHA256, Settings: p.Settings,
+			DataDir: filepath.Join(stateDir, "plugins", name), Enabled: p.Enabled,
 		}
-		dataDir := filepath.Join(stateDir, "plugins", name)
+		if b, ok := o.Builtin[name]; ok && spec.Path == "" {
+			spec.Path, spec.Args, spec.Env = b.Path, b.Args, b.Env
+		} else if spec.Path == "" {
+			spec.Path = filepath.Join(o.PluginDir, name)
+		}
 		counters[name] = &hostapi.Counters{}
-		specs = append(specs, supervisor.Spec{
-			Name: name, Path: path, SHA256: p.SHA256, Settings: p.Settings, DataDir: dataDir, Enabled: p.Enabled,
-		})
+		specs = append(specs, spec)
 	}
 	sup := supervisor.New(specs, supervisor.Options{
 		NodeID:       node.Host.ID().String(),

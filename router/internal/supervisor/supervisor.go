@@ -43,8 +43,12 @@ const (
 
 // Spec says how to run one plugin.
 type Spec struct {
-	Name     string
-	Path     string
+	Name string
+	Path string
+	// Args and Env are added to the plugin's command line and environment
+	// (a plugin built into the router runs as `router plugin NAME`).
+	Args     []string
+	Env      []string
 	SHA256   string // hex; empty to skip the check
 	Settings string // the plugin's own TOML table
 	DataDir  string
@@ -284,8 +288,8 @@ func (p *Plugin) runOnce(ctx context.Context) error {
 	if err := p.checkBinary(); err != nil {
 		return permanent{err}
 	}
-	cmd := exec.Command(p.spec.Path)
-	cmd.Env = append(os.Environ(), "VECINO_PLUGIN_NAME="+p.spec.Name)
+	cmd := exec.Command(p.spec.Path, p.spec.Args...)
+	cmd.Env = append(append(os.Environ(), "VECINO_PLUGIN_NAME="+p.spec.Name), p.spec.Env...)
 	logw := &logWriter{log: p.log, ring: p.logs}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
