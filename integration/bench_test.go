@@ -49,11 +49,25 @@ func readMemory(pid int) (memory, error) {
 	return m, sc.Err()
 }
 
-// samplePeakRSS samples pid's RSS every 50 ms until the returned function
-// is called; that returns the highest seen, in bytes.
-func samplePeakRSS(pid int) func() float64 {
+func peakOf(a, b memory) memory { return memory{max(a.rss, b.rss), max(a.pss, b.pss)} }
+
+// reportMemory reports two processes' peak RSS and PSS and their ratios.
+func reportMemory(b *testing.B, name string, m memory, other string, o memory) {
+	b.ReportMetric(float64(m.rss)/(1<<20), name+"-peak-RSS-MiB")
+	b.ReportMetric(float64(o.rss)/(1<<20), other+"-peak-RSS-MiB")
+	b.ReportMetric(float64(m.rss)/float64(o.rss), "RSS-x")
+	b.ReportMetric(float64(m.pss)/(1<<20), name+"-peak-PSS-MiB")
+	b.ReportMetric(float64(o.pss)/(1<<20), other+"-peak-PSS-MiB")
+	b.ReportMetric(float64(m.pss)/float64(o.pss), "PSS-x")
+}
+
+// samplePeak samples pid's RSS and PSS every 50 ms until the returned
+// function is called; that returns the highest of each, in bytes. RSS
+// counts pages shared with other processes in full (the built-in plugins
+// share the router's binary); PSS divides them among their sharers.
+func samplePeak(pid int) func() memory {
 	stop := make(chan struct{})
-	var peak float64
+	var peak memory
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -62,7 +76,7 @@ func samplePeakRSS(pid int) func() float64 {
 		defer tick.Stop()
 		for {
 			if m, err := readMemory(pid); err == nil {
-				peak = max(peak, float64(m.rss))
+				peak.rss, peak.pss = max(peak.rss, m.rss), max(peak.pss, m.pss)
 			}
 			select {
 			case <-stop:
@@ -71,7 +85,7 @@ func samplePeakRSS(pid int) func() float64 {
 			}
 		}
 	}()
-	return func() float64 {
+	return func() memory {
 		close(stop)
 		wg.Wait()
 		return peak

@@ -187,8 +187,9 @@ func BenchmarkChatMemory(b *testing.B) {
 		newChatter(b, n).say("lobby", "good night")
 		pollers.Wait()
 		b.ReportMetric(float64(m.rss)/(1<<20), "RSS-MiB")
-		b.Logf("chat plugin with %d stored 1 KiB messages: RSS %.1f MiB with no client, %.1f MiB with %d clients waiting (%d connected at the reading)",
-			stored, float64(idle.rss)/(1<<20), float64(m.rss)/(1<<20), clients, connected)
+		b.ReportMetric(float64(m.pss)/(1<<20), "PSS-MiB")
+		b.Logf("chat plugin with %d stored 1 KiB messages: RSS %.1f (PSS %.1f) MiB with no client, %.1f (PSS %.1f) MiB with %d clients waiting (%d connected at the reading)",
+			stored, float64(idle.rss)/(1<<20), float64(idle.pss)/(1<<20), float64(m.rss)/(1<<20), float64(m.pss)/(1<<20), clients, connected)
 		n.Stop()
 	}
 }

@@ -30,7 +30,8 @@ func BenchmarkStoreAddGet1GiB(b *testing.B) {
 	writeRandom(b, src, size)
 	syscall.Sync() // the source's writeback is not the adds' to pay
 	mib := float64(size) / (1 << 20)
-	var m struct{ vAdd, kAdd, ksAdd, vGet, kGet, vRSS, kRSS float64 }
+	var m struct{ vAdd, kAdd, ksAdd, vGet, kGet float64 }
+	var vMem, kMem memory
 	for range b.N {
 		b.StopTimer()
 		n := storeNode(b, "bench", "quota_mib = 4096\nreplication = 1")
@@ -40,23 +41,23 @@ func BenchmarkStoreAddGet1GiB(b *testing.B) {
 		b.StartTimer()
 
 		var vc, kc string
-		secs, rss := timed(pid, func() { vc = storeAdd(b, n, src) })
+		secs, mem := timed(pid, func() { vc = storeAdd(b, n, src) })
 		m.vAdd += mib / secs
-		m.vRSS = max(m.vRSS, rss)
-		secs, rss = timed(kpid, func() { kc = k.run("add", "-Q", "--cid-version=1", src) })
+		vMem = peakOf(vMem, mem)
+		secs, mem = timed(kpid, func() { kc = k.run("add", "-Q", "--cid-version=1", src) })
 		m.kAdd += mib / secs
-		m.kRSS = max(m.kRSS, rss)
+		kMem = peakOf(kMem, mem)
 		if vc != kc {
 			b.Fatalf("CIDs differ: vecino %s, kubo %s", vc, kc)
 		}
-		secs, rss = timed(pid, func() {
+		secs, mem = timed(pid, func() {
 			catToNull(b, filepath.Join(testnet.Binaries(b), "vecino"), nil, "-api", n.API, "store", "cat", vc)
 		})
 		m.vGet += mib / secs
-		m.vRSS = max(m.vRSS, rss)
-		secs, rss = timed(kpid, func() { catToNull(b, "ipfs", k.env, "cat", kc) })
+		vMem = peakOf(vMem, mem)
+		secs, mem = timed(kpid, func() { catToNull(b, "ipfs", k.env, "cat", kc) })
 		m.kGet += mib / secs
-		m.kRSS = max(m.kRSS, rss)
+		kMem = peakOf(kMem, mem)
 		// kubo again, with flatfs syncing every block as it writes it.
 		ks := startKuboWith(b, "Datastore.Spec.mounts", kuboSyncMounts)
 		secs, _ = timed(ks.cmd.Process.Pid, func() { ks.run("add", "-Q", "--cid-version=1", src) })
@@ -73,15 +74,13 @@ func BenchmarkStoreAddGet1GiB(b *testing.B) {
 	b.ReportMetric(m.vGet/N, "vecino-get-MiB/s")
 	b.ReportMetric(m.kGet/N, "kubo-get-MiB/s")
 	b.ReportMetric(m.vGet/m.kGet, "get-ratio")
-	b.ReportMetric(m.vRSS/(1<<20), "vecino-peak-RSS-MiB")
-	b.ReportMetric(m.kRSS/(1<<20), "kubo-peak-RSS-MiB")
-	b.ReportMetric(m.vRSS/m.kRSS, "RSS-ratio")
+	reportMemory(b, "vecino", vMem, "kubo", kMem)
 }
 
-// timed runs fn and returns its wall time in seconds and the peak RSS of
-// pid meanwhile.
-func timed(pid int, fn func()) (float64, float64) {
-	peak := samplePeakRSS(pid)
+// timed runs fn and returns its wall time in seconds and the peak memory
+// of pid meanwhile.
+func timed(pid int, fn func()) (float64, memory) {
+	peak := samplePeak(pid)
 	start := time.Now()
 	fn()
 	secs := time.Since(start).Seconds()

@@ -353,6 +353,9 @@ func TestStoreReplicatesAndRepairs(t *testing.T) {
 	if hs := holders(t, []*testnet.Node{small}, c); len(hs) != 0 {
 		t.Errorf("the small node holds the pin it had no room for")
 	}
+	// The origin's user unpins: the copies it asked for go too.
+	vecinoCLI(t, nodes[0], true, "store", "unpin", c)
+	waitHolders(t, all, c, 0, 15*time.Second)
 }
 
 // TestStoreRepairsCorruptBlock: a block file damaged on disk is caught on

@@ -30,7 +30,8 @@ func BenchmarkSeed1GiB(b *testing.B) {
 	src := b.TempDir()
 	writeRandom(b, filepath.Join(src, "big", "one.bin"), size)
 
-	var vecinoRate, trRate, vecinoRSS, trRSS float64
+	var vecinoRate, trRate float64
+	var vecinoMem, trMem memory
 	for range b.N {
 		b.StopTimer()
 		// Vecino: the node's data folder holds a hard link to the file.
@@ -48,9 +49,9 @@ func BenchmarkSeed1GiB(b *testing.B) {
 			tracker.allow(b, ih)
 			waitVecino(b, n, ih, "seeding", 3*time.Minute)
 			pid := n.Status().Plugin("torrent").PID
-			secs, rss := downloadWithAria2(b, file, pid)
+			secs, mem := downloadWithAria2(b, file, pid)
 			vecinoRate += size / secs / (1 << 20)
-			vecinoRSS = max(vecinoRSS, rss)
+			vecinoMem = peakOf(vecinoMem, mem)
 			n.Stop()
 		}
 		// Transmission, the same way.
@@ -63,17 +64,15 @@ func BenchmarkSeed1GiB(b *testing.B) {
 			tr.add(file)
 			tr.wait(true, 3*time.Minute)
 			tr.waitAnnounced(time.Minute)
-			secs, rss := downloadWithAria2(b, file, tr.pid)
+			secs, mem := downloadWithAria2(b, file, tr.pid)
 			trRate += size / secs / (1 << 20)
-			trRSS = max(trRSS, rss)
+			trMem = peakOf(trMem, mem)
 		}
 	}
 	b.ReportMetric(vecinoRate/float64(b.N), "vecino-MiB/s")
 	b.ReportMetric(trRate/float64(b.N), "transmission-MiB/s")
 	b.ReportMetric(vecinoRate/trRate, "throughput-x")
-	b.ReportMetric(vecinoRSS/(1<<20), "vecino-peak-RSS-MiB")
-	b.ReportMetric(trRSS/(1<<20), "transmission-peak-RSS-MiB")
-	b.ReportMetric(vecinoRSS/trRSS, "RSS-x")
+	reportMemory(b, "vecino", vecinoMem, "transmission", trMem)
 }
 
 func infoHashOf(t testing.TB, view []byte) string {
@@ -131,8 +130,8 @@ func linkTree(t testing.TB, from, to string) {
 }
 
 // downloadWithAria2 has a fresh aria2c download the torrent and returns the
-// wall time and the peak RSS of process pid meanwhile.
-func downloadWithAria2(t testing.TB, file []byte, pid int) (float64, float64) {
+// wall time and the peak RSS and PSS of process pid meanwhile.
+func downloadWithAria2(t testing.TB, file []byte, pid int) (float64, memory) {
 	t.Helper()
 	// The download goes to memory when it can, so that the disk under
 	// aria2c is not what is measured.
@@ -148,7 +147,7 @@ func downloadWithAria2(t testing.TB, file []byte, pid int) (float64, float64) {
 	cmd := aria2c(tfile, filepath.Join(dir, "out"), testnet.FreePort(t), "--file-allocation=none")
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
-	peak := samplePeakRSS(pid)
+	peak := samplePeak(pid)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -163,9 +162,9 @@ func downloadWithAria2(t testing.TB, file []byte, pid int) (float64, float64) {
 		err = fmt.Errorf("not done in 5 min")
 	}
 	secs := time.Since(start).Seconds()
-	rss := peak()
+	mem := peak()
 	if err != nil {
 		t.Fatalf("aria2c: %v\n%s", err, log.String())
 	}
-	return secs, rss
+	return secs, mem
 }
