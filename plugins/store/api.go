@@ -166,14 +166,14 @@ func (s *store) apiGet(w http.ResponseWriter, r *http.Request) {
 // progress every 64 blocks and the pin (or the error) last.
 func (s *store) apiPin(w http.ResponseWriter, r *http.Request) {
 	c, err := pathCID(r)
+	var factor int
 	if err == nil {
-		_, err = factorParam(r)
+		factor, err = factorParam(r)
 	}
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	factor, _ := factorParam(r)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	rc := http.NewResponseController(w)

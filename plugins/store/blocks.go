@@ -98,10 +98,7 @@ func (bs *blockstore) walk(fn func(c cid.Cid, path string, size int64)) error {
 	})
 }
 
-func (bs *blockstore) Has(c cid.Cid) bool {
-	_, err := os.Stat(bs.path(c))
-	return err == nil
-}
+func (bs *blockstore) Has(c cid.Cid) bool { return bs.Size(c) >= 0 }
 
 // Size is the stored size of c, or -1.
 func (bs *blockstore) Size(c cid.Cid) int64 {
@@ -141,8 +138,7 @@ func (bs *blockstore) quarantine(c cid.Cid, path string) {
 		return
 	}
 	if os.Rename(path, filepath.Join(bs.corrupt, filepath.Base(path))) == nil {
-		bs.used.Add(-info.Size())
-		bs.count.Add(-1)
+		bs.forget(info.Size())
 	}
 	bs.bad.Add(1)
 	slog.Error("corrupt block on disk", "cid", c.String(), "path", path)
@@ -199,19 +195,20 @@ func writeBack(path string, data []byte) error {
 	return f.Close()
 }
 
-// Delete removes c.
-func (bs *blockstore) Delete(c cid.Cid) error {
-	path := bs.path(c)
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil
+// remove deletes a block file walk found, of size bytes; it reports
+// whether the file went.
+func (bs *blockstore) remove(path string, size int64) bool {
+	if os.Remove(path) != nil {
+		return false
 	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("delete block %s: %w", c, err)
-	}
-	bs.used.Add(-info.Size())
+	bs.forget(size)
+	return true
+}
+
+// forget takes a block of size bytes that left the store off the books.
+func (bs *blockstore) forget(size int64) {
+	bs.used.Add(-size)
 	bs.count.Add(-1)
-	return nil
 }
 
 // Sync makes every block written so far durable.

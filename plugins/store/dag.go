@@ -323,7 +323,6 @@ func walkDAG(ctx context.Context, root cid.Cid, window int, visit func(context.C
 	seen := map[cid.Cid]bool{root: true}
 	inflight := 0
 	var firstErr error
-	var once sync.Once
 	for len(queue) > 0 || inflight > 0 {
 		for len(queue) > 0 && inflight < window && firstErr == nil {
 			c := queue[0]
@@ -340,7 +339,10 @@ func walkDAG(ctx context.Context, root cid.Cid, window int, visit func(context.C
 		r := <-results
 		inflight--
 		if r.err != nil {
-			once.Do(func() { firstErr = r.err; cancel() })
+			if firstErr == nil {
+				firstErr = r.err
+				cancel()
+			}
 			continue
 		}
 		for _, l := range r.links {

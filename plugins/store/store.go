@@ -383,9 +383,7 @@ func (s *store) gc(ctx context.Context) (int, int64, error) {
 		if c.Defined() && keep[c] {
 			return
 		}
-		if os.Remove(path) == nil {
-			s.bs.used.Add(-size)
-			s.bs.count.Add(-1)
+		if s.bs.remove(path, size) {
 			n++
 			freed += size
 		}
