@@ -4,6 +4,7 @@ package plugintest
 
 import (
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -36,6 +37,21 @@ func DocumentedTable(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return []byte(b.String())
+}
+
+// CheckDocumentedDefaults has configure take [plugins.NAME] as
+// config/vecino.toml documents it and checks that it is accepted and that
+// the settings configure ends with are want, the plugin's defaults.
+func CheckDocumentedDefaults(t testing.TB, name string, configure func([]byte) (any, error), want any) {
+	t.Helper()
+	table := DocumentedTable(t, name)
+	got, err := configure(table)
+	if err != nil {
+		t.Fatalf("config/vecino.toml's [plugins.%s]: %v\n%s", name, err, table)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the documented values are not the defaults:\n%+v\n%+v", got, want)
+	}
 }
 
 // BadSetting is a table with one thing wrong and the key its error must name.

@@ -2,7 +2,6 @@ package chat
 
 import (
 	"context"
-	"reflect"
 	"testing"
 
 	"github.com/vecino/vecino/internal/plugintest"
@@ -12,14 +11,12 @@ import (
 // TestDocumentedSettingsAreValid: every key config/vecino.toml documents for
 // [plugins.chat] is one the plugin takes, with a value it accepts.
 func TestDocumentedSettingsAreValid(t *testing.T) {
-	table := plugintest.DocumentedTable(t, "chat")
-	c := newChat()
-	if err := c.Configure(context.Background(), table, sdk.Env{DataDir: t.TempDir()}); err != nil {
-		t.Fatalf("config/vecino.toml's [plugins.chat]: %v\n%s", err, table)
+	configure := func(table []byte) (any, error) {
+		c := newChat()
+		err := c.Configure(context.Background(), table, sdk.Env{DataDir: t.TempDir()})
+		return c.cfg, err
 	}
-	if !reflect.DeepEqual(c.cfg, defaults()) {
-		t.Errorf("the documented values are not the defaults:\n%+v\n%+v", c.cfg, defaults())
-	}
+	plugintest.CheckDocumentedDefaults(t, "chat", configure, defaults())
 }
 
 func TestBadSettingsNameTheirKey(t *testing.T) {

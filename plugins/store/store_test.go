@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"reflect"
 	"testing"
 
 	"github.com/vecino/vecino/internal/plugintest"
@@ -12,14 +11,12 @@ import (
 // TestDocumentedSettingsAreValid: config/vecino.toml documents every
 // [plugins.store] key with its default value.
 func TestDocumentedSettingsAreValid(t *testing.T) {
-	table := plugintest.DocumentedTable(t, "store")
-	s := &store{}
-	if err := s.Configure(context.Background(), table, sdk.Env{DataDir: t.TempDir()}); err != nil {
-		t.Fatalf("config/vecino.toml's [plugins.store]: %v\n%s", err, table)
+	configure := func(table []byte) (any, error) {
+		s := &store{}
+		err := s.Configure(context.Background(), table, sdk.Env{DataDir: t.TempDir()})
+		return s.cfg, err
 	}
-	if !reflect.DeepEqual(s.cfg, defaults()) {
-		t.Errorf("the documented values are not the defaults:\n%+v\n%+v", s.cfg, defaults())
-	}
+	plugintest.CheckDocumentedDefaults(t, "store", configure, defaults())
 }
 
 func TestBadSettingsNameTheirKey(t *testing.T) {
