@@ -313,7 +313,11 @@ func writeHead(w http.ResponseWriter, name string, f *pluginv1.HTTPFrame, err er
 		return false
 	}
 	resp := f.GetResponse()
-	copyHeaders(w, resp.Headers)
+	for _, h := range resp.Headers {
+		for _, v := range h.Values {
+			w.Header().Add(h.Name, v)
+		}
+	}
 	w.WriteHeader(int(resp.Status))
 	w.Write(resp.Body)
 	return true
@@ -429,21 +433,7 @@ func sendBody(rpc pluginv1.Plugin_HTTPStreamClient, body io.Reader) {
 
 func (s *Server) proxyUnary(w http.ResponseWriter, r *http.Request, client *sdk.Client, name string, req *pluginv1.HTTPRequest) {
 	resp, err := client.HTTP(r.Context(), req)
-	if err != nil {
-		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
-		return
-	}
-	copyHeaders(w, resp.Headers)
-	w.WriteHeader(int(resp.Status))
-	w.Write(resp.Body)
-}
-
-func copyHeaders(w http.ResponseWriter, hs []*pluginv1.Header) {
-	for _, h := range hs {
-		for _, v := range h.Values {
-			w.Header().Add(h.Name, v)
-		}
-	}
+	writeHead(w, name, &pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}}, err)
 }
 
 func (s *Server) metricsHandler() http.Handler {
