@@ -58,8 +58,13 @@ const sign = crypto.generateKeyPairSync('ed25519')
 const box = crypto.generateKeyPairSync('x25519')
 const me = 'vc1' + b32(Buffer.concat([rawPublic(sign.publicKey), rawPublic(box.publicKey)]))
 
-function verify (data) {
-  const env = JSON.parse(new TextDecoder().decode(data))
+// A topic message is one envelope, or a bundle: an array of them.
+function envelopes (data) {
+  const doc = JSON.parse(new TextDecoder().decode(data))
+  return Array.isArray(doc) ? doc : [doc]
+}
+
+function verify (env) {
   const body = JSON.parse(env.body)
   const from = unb32(body.from.slice(3)).subarray(0, 32)
   const ok = crypto.verify(null, Buffer.from('vecino-chat-room-v1\n' + env.body), publicFromRaw(from), Buffer.from(env.sig, 'base64'))
@@ -77,10 +82,14 @@ const pubsub = node.services.pubsub
 pubsub.subscribe(topic)
 pubsub.addEventListener('message', (evt) => {
   if (evt.detail.topic !== topic) return
-  let m
-  try { m = verify(evt.detail.data) } catch (e) { say({ event: 'garbage', error: String(e) }); return }
-  say({ event: 'message', from: m.body.from, text: m.body.text, verified: m.ok })
-  if (m.ok && m.body.text === expectText) { node.stop().then(() => process.exit(0)) }
+  let envs
+  try { envs = envelopes(evt.detail.data) } catch (e) { say({ event: 'garbage', error: String(e) }); return }
+  for (const env of envs) {
+    let m
+    try { m = verify(env) } catch (e) { say({ event: 'garbage', error: String(e) }); continue }
+    say({ event: 'message', from: m.body.from, text: m.body.text, verified: m.ok })
+    if (m.ok && m.body.text === expectText) { node.stop().then(() => process.exit(0)) }
+  }
 })
 await node.dial(multiaddr(peer))
 const nodeID = peer.split('/p2p/')[1]

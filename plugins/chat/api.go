@@ -168,7 +168,7 @@ func (c *chat) postMessage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, err)
 		return
 	}
-	e, err := c.post(r.Context(), rm, raw)
+	e, err := c.post(rm, raw)
 	if err != nil {
 		c.fail(w, err)
 		return

@@ -115,6 +115,7 @@ type room struct {
 	lastSeq map[string]uint64
 	wake    chan struct{} // closed and replaced when a message arrives
 	joined  bool          // subscribed to the room's topic
+	out     outbox        // accepted here, to publish
 }
 
 // entry is a message in a room's history, as the API shows it.
@@ -254,7 +255,7 @@ func (c *chat) Status(context.Context) (sdk.Status, error) {
 func (c *chat) roomLocked(name string) *room {
 	r := c.rooms[name]
 	if r == nil {
-		r = &room{name: name, lastSeq: map[string]uint64{}, wake: make(chan struct{}), next: 1}
+		r = &room{name: name, lastSeq: map[string]uint64{}, wake: make(chan struct{}), next: 1, out: outbox{kick: make(chan struct{}, 1)}}
 		c.rooms[name] = r
 	}
 	return r
@@ -287,8 +288,9 @@ func (c *chat) join(name string) (*room, error) {
 	c.mu.Lock()
 	r.joined = true
 	c.mu.Unlock()
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.consume(sub, "room message", c.receive(r))
+	go c.publishLoop(r)
 	return r, nil
 }
 
@@ -402,32 +404,42 @@ func (c *chat) consume(sub *sdk.Subscription, what string, handle func(data []by
 	}
 }
 
-// receive takes a room message from the network.
+// receive takes a room message, or a bundle of them, from the network. A
+// member that is refused is counted alone; the others are kept.
 func (c *chat) receive(r *room) func([]byte, time.Time) error {
 	return func(data []byte, now time.Time) error {
-		m, err := c.parse(data, now)
-		if err == nil {
-			_, _, err = c.accept(r, m, now)
+		envs, err := wire.SplitRoom(data)
+		if err != nil {
+			return parseRefusal(err)
 		}
-		return err
+		for _, env := range envs {
+			m, err := c.parse(env, now)
+			if err == nil {
+				_, _, err = c.accept(r, m, now)
+			}
+			if err != nil {
+				c.count(err)
+				slog.Debug("dropped room message", "room", r.name, "err", err)
+			}
+		}
+		return nil
 	}
 }
 
-// post accepts a message from a local client, publishes it and returns once
-// it is on disk.
-func (c *chat) post(ctx context.Context, r *room, raw []byte) (entry, error) {
+// post accepts a message from a local client, queues it to be published
+// and returns once it is on disk.
+func (c *chat) post(r *room, raw []byte) (entry, error) {
 	now := time.Now()
 	m, err := c.parse(raw, now)
 	if err != nil {
 		return entry{}, err
 	}
+	// One author's messages are queued in the order they were accepted.
 	mu := &c.pubMu[maphash.String(c.seed, m.From)%uint64(len(c.pubMu))]
 	mu.Lock()
 	e, saved, err := c.accept(r, m, now)
 	if err == nil {
-		if perr := c.env.Host.Publish(ctx, wire.RoomTopicPrefix+r.name, raw); perr != nil {
-			slog.Warn("message kept here but not published", "room", r.name, "err", perr)
-		}
+		r.out.add(raw)
 	}
 	mu.Unlock()
 	if err != nil {

@@ -1,10 +1,15 @@
 package chat
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/vecino/vecino/internal/plugintest"
+	"github.com/vecino/vecino/plugins/chat/wire"
 	"github.com/vecino/vecino/sdk"
 )
 
@@ -31,4 +36,66 @@ func TestBadSettingsNameTheirKey(t *testing.T) {
 		{TOML: `mailbox_kib = 0`, Key: "mailbox_kib"},
 		{TOML: `colour = "blue"`, Key: "colour"},
 	})
+}
+
+// A bundle from the network: each member is checked on its own; the good
+// ones are kept in order, on disk too, and the bad ones are counted under
+// their reason without costing the others.
+func TestBundleMembersStandAlone(t *testing.T) {
+	c := newChat()
+	if err := c.Configure(context.Background(), nil, sdk.Env{DataDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := openDB(filepath.Join(t.TempDir(), "chat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.db = d
+	id, err := wire.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	sign := func(seq uint64, text string) []byte {
+		raw, err := id.SignRoom("lobby", seq, now, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	first, second := sign(1, "first"), sign(2, "second")
+	forged := bytes.Replace(sign(3, "third"), []byte("third"), []byte("THIRD"), 1)
+	r := c.roomLocked("lobby")
+	if err := c.receive(r)(wire.Bundle([][]byte{first, forged, second, first}), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.receive(r)([]byte(`[{"body": 1}`), now); err == nil {
+		t.Error("a bundle that is not JSON was taken")
+	}
+	var texts []string
+	for _, e := range r.entries {
+		texts = append(texts, e.Text)
+	}
+	if fmt.Sprint(texts) != "[first second]" {
+		t.Errorf("kept %q, want first and second", texts)
+	}
+	if c.dropped["bad_signature"] != 1 || c.dropped["replayed"] != 1 {
+		t.Errorf("dropped %v, want one bad_signature and one replayed", c.dropped)
+	}
+	path := d.b.Path()
+	if err := d.close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err = openDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	var stored []string
+	if _, err := d.loadRooms(func(_ string, _ uint64, _ time.Time, m *wire.RoomMessage) { stored = append(stored, m.Text) }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(stored) != "[first second]" {
+		t.Errorf("on disk %q, want first and second", stored)
+	}
 }

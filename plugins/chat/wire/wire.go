@@ -226,6 +226,63 @@ func ParseRoom(data []byte, now time.Time, maxAge time.Duration) (*RoomMessage, 
 	return &RoomMessage{RoomBody: b, ID: BodyID(env.Body), Raw: data}, nil
 }
 
+// Bundles: a node that has several room messages to publish at once sends
+// them as one gossipsub message, a JSON array of envelopes in the order they
+// were accepted. Gossipsub's per-message costs (the publisher's signature,
+// its check on every node, a hop through each router) are then paid once.
+const (
+	MaxBundle         = 512 << 10
+	MaxBundleMessages = 256
+)
+
+// Bundle joins room message envelopes, each valid JSON as ParseRoom took
+// it, into one bundle; a single envelope travels as itself.
+func Bundle(envs [][]byte) []byte {
+	if len(envs) == 1 {
+		return envs[0]
+	}
+	n := 2
+	for _, e := range envs {
+		n += len(e) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, e := range envs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e...)
+	}
+	return append(b, ']')
+}
+
+// SplitRoom returns the envelopes a room topic's message carries: itself,
+// or the members of a bundle. Each is then checked with ParseRoom.
+func SplitRoom(data []byte) ([][]byte, error) {
+	i := 0
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	if i == len(data) || data[i] != '[' {
+		return [][]byte{data}, nil
+	}
+	if len(data) > MaxBundle {
+		return nil, fmt.Errorf("bundle is %d bytes, at most %d: %w", len(data), MaxBundle, ErrTooLarge)
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(data, &raws); err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	if len(raws) == 0 || len(raws) > MaxBundleMessages {
+		return nil, fmt.Errorf("bundle holds %d messages, from 1 to %d", len(raws), MaxBundleMessages)
+	}
+	out := make([][]byte, len(raws))
+	for i, r := range raws {
+		out[i] = r
+	}
+	return out, nil
+}
+
 func parseEnvelope(data []byte) (Envelope, error) {
 	var env Envelope
 	if len(data) > MaxEnvelope {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,38 @@ func TestKeysRoundTrip(t *testing.T) {
 
 // FuzzParseRoom: whatever arrives, ParseRoom does not panic, and what it
 // accepts has a valid room, text and signature.
+// A bundle splits back into the envelopes it was made of, in order, each
+// still verifying; a lone envelope is its own bundle of one.
+func TestBundle(t *testing.T) {
+	id := mustID(t)
+	now := time.Now()
+	var envs [][]byte
+	for i := range 3 {
+		raw, err := id.SignRoom("lobby", uint64(i+1), now, fmt.Sprintf("message %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, raw)
+	}
+	for _, n := range []int{1, 3} {
+		got, err := SplitRoom(Bundle(envs[:n]))
+		if err != nil || len(got) != n {
+			t.Fatalf("bundle of %d: split into %d, %v", n, len(got), err)
+		}
+		for i, raw := range got {
+			m, err := ParseRoom(raw, now, time.Hour)
+			if err != nil || m.Seq != uint64(i+1) {
+				t.Fatalf("bundle of %d, member %d: %v (seq %v)", n, i, err, m)
+			}
+		}
+	}
+	for _, bad := range []string{`[]`, `[{"body":`, "[" + strings.Repeat(`{},`, MaxBundleMessages) + "{}]"} {
+		if _, err := SplitRoom([]byte(bad)); err == nil {
+			t.Errorf("SplitRoom(%.40q...) took it", bad)
+		}
+	}
+}
+
 func FuzzParseRoom(f *testing.F) {
 	id := mustID(f)
 	now := time.UnixMilli(1_764_000_000_000)
@@ -117,16 +150,28 @@ func FuzzParseRoom(f *testing.F) {
 	f.Add([]byte(`{"body":"{\"room\":\"lobby\"}","sig":"AAAA"}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`[`))
+	second, _ := id.SignRoom("lobby", 2, now, "there")
+	f.Add(Bundle([][]byte{good, second}))
+	f.Add([]byte(`[{}, 1, "x"]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := ParseRoom(data, now, time.Hour)
+		envs, err := SplitRoom(data)
 		if err != nil {
 			return
 		}
-		if !RoomName.MatchString(m.Room) || checkText(m.Text) != nil {
-			t.Fatalf("accepted a bad message: %+v", m.RoomBody)
+		if len(envs) > MaxBundleMessages {
+			t.Fatalf("split into %d messages", len(envs))
 		}
-		if _, err := ParseAddress(m.From); err != nil {
-			t.Fatalf("accepted a bad author: %v", err)
+		for _, env := range envs {
+			m, err := ParseRoom(env, now, time.Hour)
+			if err != nil {
+				continue
+			}
+			if !RoomName.MatchString(m.Room) || checkText(m.Text) != nil {
+				t.Fatalf("accepted a bad message: %+v", m.RoomBody)
+			}
+			if _, err := ParseAddress(m.From); err != nil {
+				t.Fatalf("accepted a bad author: %v", err)
+			}
 		}
 	})
 }
