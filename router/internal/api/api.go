@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -384,7 +385,7 @@ func (s *Server) proxySocket(w http.ResponseWriter, r *http.Request, client *sdk
 	go func() {
 		// The end of the body is said on gRPC: a socket closed early (the
 		// client went away) must not look like a complete upload.
-		if _, err := io.CopyBuffer(conn, r.Body, make([]byte, proxyFrame)); err == nil && conn.CloseWrite() == nil {
+		if err := copyBody(conn, r); err == nil && conn.CloseWrite() == nil {
 			rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_End{End: &pluginv1.CloseWrite{}}})
 		}
 	}()
@@ -395,18 +396,69 @@ func (s *Server) proxySocket(w http.ResponseWriter, r *http.Request, client *sdk
 	if !writeHead(w, name, h.f, h.err) {
 		return
 	}
+	copyResponse(w, conn)
+}
+
+// Buffers for bodies on the stream socket. A request holds one only while
+// it copies, and most requests are small: a message posted, a long poll
+// waiting for its answer. So a copy starts with a small buffer and takes a
+// large pooled one only when a read fills the small one (an upload, a
+// download): a thousand waiting long polls hold 4 MiB, not 256 MiB, and a
+// thousand small posts a second make next to no garbage.
+const smallFrame = 4 << 10
+
+var (
+	smallBufs = sync.Pool{New: func() any { return new([smallFrame]byte) }}
+	largeBufs = sync.Pool{New: func() any { return new([proxyFrame]byte) }}
+)
+
+// copyBody copies r's body to the plugin.
+func copyBody(conn *net.UnixConn, r *http.Request) error {
+	if r.ContentLength == 0 {
+		return nil // no body (a GET, say): only its end to say
+	}
+	return copyGrowing(conn, r.Body, nil)
+}
+
+// copyResponse copies the plugin's response to w, flushing each piece as
+// it comes (long polls, progress reports), until the plugin closes it or
+// the client goes away.
+func copyResponse(w http.ResponseWriter, conn *net.UnixConn) {
 	rc := http.NewResponseController(w)
-	buf := make([]byte, proxyFrame)
+	copyGrowing(w, conn, func() { rc.Flush() })
+}
+
+// copyGrowing copies src to dst through a small buffer, then a large one
+// once a read fills the small one; flushed, if set, runs after each write.
+func copyGrowing(dst io.Writer, src io.Reader, flushed func()) error {
+	small := smallBufs.Get().(*[smallFrame]byte)
+	buf := small[:]
+	var large *[proxyFrame]byte
+	defer func() {
+		smallBufs.Put(small)
+		if large != nil {
+			largeBufs.Put(large)
+		}
+	}()
 	for {
-		n, err := conn.Read(buf)
+		n, err := src.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
 			}
-			rc.Flush()
+			if flushed != nil {
+				flushed()
+			}
+			if n == len(buf) && large == nil {
+				large = largeBufs.Get().(*[proxyFrame]byte)
+				buf = large[:]
+			}
+		}
+		if err == io.EOF {
+			return nil
 		}
 		if err != nil {
-			return
+			return err
 		}
 	}
 }
