@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +32,10 @@ func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
 	}
 	w := &streamWriter{rpc: rpc, header: http.Header{}}
 	var body io.ReadCloser
-	if req.BodyToken != nil {
+	switch {
+	case req.BodyInline:
+		body = io.NopCloser(bytes.NewReader(req.Body))
+	case req.BodyToken != nil:
 		s.mu.Lock()
 		socket := s.socket
 		s.mu.Unlock()
@@ -41,7 +45,7 @@ func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
 		}
 		defer conn.Close()
 		body, w.direct = &socketBody{conn: conn, end: waitEnd(rpc)}, conn
-	} else {
+	default:
 		pr, feed := io.Pipe()
 		go feedBody(rpc, feed)
 		body = pr

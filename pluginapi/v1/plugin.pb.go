@@ -88,6 +88,9 @@ type InfoResponse struct {
 	// The plugin can take HTTPStream bodies on the stream socket (see
 	// HTTPRequest.body_token).
 	HttpBodySocket bool `protobuf:"varint,8,opt,name=http_body_socket,json=httpBodySocket,proto3" json:"http_body_socket,omitempty"`
+	// The plugin takes small HTTPStream request bodies inline (see
+	// HTTPRequest.body_inline).
+	HttpBodyInline bool `protobuf:"varint,9,opt,name=http_body_inline,json=httpBodyInline,proto3" json:"http_body_inline,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -174,6 +177,13 @@ func (x *InfoResponse) GetPublicPaths() []string {
 func (x *InfoResponse) GetHttpBodySocket() bool {
 	if x != nil {
 		return x.HttpBodySocket
+	}
+	return false
+}
+
+func (x *InfoResponse) GetHttpBodyInline() bool {
+	if x != nil {
+		return x.HttpBodyInline
 	}
 	return false
 }
@@ -746,7 +756,12 @@ type HTTPRequest struct {
 	// the response body on the socket and closes it. The body is complete
 	// only when the end frame comes too; a call that ends without it means
 	// the body was cut short.
-	BodyToken     []byte `protobuf:"bytes,7,opt,name=body_token,json=bodyToken,proto3" json:"body_token,omitempty"`
+	BodyToken []byte `protobuf:"bytes,7,opt,name=body_token,json=bodyToken,proto3" json:"body_token,omitempty"`
+	// Set (HTTPStream only, for plugins that said http_body_inline) when body
+	// holds the whole request body, a small one of known length: no body
+	// frames, no end frame and no body token follow, and the response comes
+	// back as frames. A message posted costs one stream, not a socket too.
+	BodyInline    bool `protobuf:"varint,8,opt,name=body_inline,json=bodyInline,proto3" json:"body_inline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -828,6 +843,13 @@ func (x *HTTPRequest) GetBodyToken() []byte {
 		return x.BodyToken
 	}
 	return nil
+}
+
+func (x *HTTPRequest) GetBodyInline() bool {
+	if x != nil {
+		return x.BodyInline
+	}
+	return false
 }
 
 type HTTPResponse struct {
@@ -2266,7 +2288,7 @@ var File_plugin_proto protoreflect.FileDescriptor
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\x10vecino.plugin.v1\x1a\x1cgoogle/protobuf/struct.proto\"\r\n" +
-	"\vInfoRequest\"\x82\x02\n" +
+	"\vInfoRequest\"\xac\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
@@ -2276,7 +2298,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06topics\x18\x05 \x03(\tR\x06topics\x12 \n" +
 	"\vdescription\x18\x06 \x01(\tR\vdescription\x12!\n" +
 	"\fpublic_paths\x18\a \x03(\tR\vpublicPaths\x12(\n" +
-	"\x10http_body_socket\x18\b \x01(\bR\x0ehttpBodySocket\"\xa5\x01\n" +
+	"\x10http_body_socket\x18\b \x01(\bR\x0ehttpBodySocket\x12(\n" +
+	"\x10http_body_inline\x18\t \x01(\bR\x0ehttpBodyInline\"\xa5\x01\n" +
 	"\x10ConfigureRequest\x12\x12\n" +
 	"\x04toml\x18\x01 \x01(\tR\x04toml\x12\x19\n" +
 	"\bdata_dir\x18\x02 \x01(\tR\adataDir\x12$\n" +
@@ -2302,7 +2325,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\adetails\x18\x02 \x01(\v2\x17.google.protobuf.StructR\adetails\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values\"\xe3\x01\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\x84\x02\n" +
 	"\vHTTPRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1b\n" +
@@ -2311,7 +2334,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12$\n" +
 	"\rauthenticated\x18\x06 \x01(\bR\rauthenticated\x12\x1d\n" +
 	"\n" +
-	"body_token\x18\a \x01(\fR\tbodyToken\"n\n" +
+	"body_token\x18\a \x01(\fR\tbodyToken\x12\x1f\n" +
+	"\vbody_inline\x18\b \x01(\bR\n" +
+	"bodyInline\"n\n" +
 	"\fHTTPResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x122\n" +
 	"\aheaders\x18\x02 \x03(\v2\x18.vecino.plugin.v1.HeaderR\aheaders\x12\x12\n" +

@@ -251,6 +251,10 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 		req.Headers = append(req.Headers, &pluginv1.Header{Name: k, Values: v})
 	}
 	req.Headers = append(req.Headers, &pluginv1.Header{Name: sdk.RemoteAddrHeader, Values: []string{r.RemoteAddr}})
+	if r.ContentLength > 0 && r.ContentLength <= maxInlineBody && p.BodyInline() {
+		s.proxyInline(w, r, client, name, req)
+		return
+	}
 	if s.Direct != nil && p.BodySocket() {
 		s.proxySocket(w, r, client, name, req)
 		return
@@ -276,23 +280,7 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 		s.proxyUnary(w, r, client, name, req)
 		return
 	}
-	if !writeHead(w, name, f, err) {
-		return
-	}
-	rc := http.NewResponseController(w)
-	for {
-		f, err := rpc.Recv()
-		if err != nil {
-			if err != io.EOF {
-				slog.Warn("plugin response cut short", "plugin", name, "path", req.Path, "err", err)
-			}
-			return
-		}
-		if _, err := w.Write(f.GetBody()); err != nil {
-			return // the client went away; cancel ends the plugin's side
-		}
-		rc.Flush()
-	}
+	copyFrames(w, rpc, f, err, name, req.Path)
 }
 
 func openHTTPStream(ctx context.Context, client *sdk.Client, req *pluginv1.HTTPRequest) (pluginv1.Plugin_HTTPStreamClient, error) {
@@ -322,6 +310,54 @@ func writeHead(w http.ResponseWriter, name string, f *pluginv1.HTTPFrame, err er
 	w.WriteHeader(int(resp.Status))
 	w.Write(resp.Body)
 	return true
+}
+
+// maxInlineBody bounds a request body sent inline with its request.
+const maxInlineBody = 64 << 10
+
+// proxyInline is proxy for a small request body of known length: it goes
+// whole in the request frame, and the response comes back as frames.
+func (s *Server) proxyInline(w http.ResponseWriter, r *http.Request, client *sdk.Client, name string, req *pluginv1.HTTPRequest) {
+	req.Body = make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, req.Body); err != nil {
+		httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
+		return
+	}
+	req.BodyInline = true
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	rpc, err := openHTTPStream(ctx, client, req)
+	if err == nil {
+		err = rpc.CloseSend()
+	}
+	if err != nil {
+		httpjson.Error(w, http.StatusBadGateway, fmt.Errorf("plugin %q: %w", name, err))
+		return
+	}
+	f, err := rpc.Recv()
+	copyFrames(w, rpc, f, err, name, req.Path)
+}
+
+// copyFrames answers with the plugin's response as it comes in frames,
+// from the head (the first frame, f, or the error in its place) on.
+func copyFrames(w http.ResponseWriter, rpc pluginv1.Plugin_HTTPStreamClient, f *pluginv1.HTTPFrame, err error, name, path string) {
+	if !writeHead(w, name, f, err) {
+		return
+	}
+	rc := http.NewResponseController(w)
+	for {
+		f, err := rpc.Recv()
+		if err != nil {
+			if err != io.EOF {
+				slog.Warn("plugin response cut short", "plugin", name, "path", path, "err", err)
+			}
+			return
+		}
+		if _, err := w.Write(f.GetBody()); err != nil {
+			return // the client went away; cancel ends the plugin's side
+		}
+		rc.Flush()
+	}
 }
 
 // proxySocket is proxy with both bodies on the stream socket: gRPC carries

@@ -188,6 +188,14 @@ func (p *Plugin) BodySocket() bool {
 	return p.info != nil && p.info.HttpBodySocket
 }
 
+// BodyInline reports whether the running plugin takes small HTTP request
+// bodies inline in the request frame.
+func (p *Plugin) BodyInline() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.info != nil && p.info.HttpBodyInline
+}
+
 // Snapshot returns the plugin's current state.
 func (p *Plugin) Snapshot() Snapshot {
 	p.mu.Lock()
