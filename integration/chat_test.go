@@ -405,3 +405,40 @@ max_rooms = 3`}})
 		t.Errorf("chat plugin %s with %d restarts after bad input", st.State, st.Restarts)
 	}
 }
+
+// A replay is refused even when the message it copies has left the
+// history (the room keeps only 2 here) and the node restarted since: the
+// node remembers each author's last seq for as long as the age check could
+// let a copy through.
+func TestChatReplayRefusedAfterTrimAndRestart(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": roomyChat + "\nhistory = 2"}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	alice, bob := newChatter(t, n), newChatter(t, n)
+	old, err := alice.id.SignRoom("lobby", 1, time.Now(), "an old message")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postChat(t, n, "/rooms/lobby/messages", old); code != http.StatusAccepted {
+		t.Fatalf("first post: %d %s", code, body)
+	}
+	bob.say("lobby", "one")
+	bob.say("lobby", "two")
+	msgs, _ := readRoom(t, n, "lobby", 0, 0)
+	if len(msgs) != 2 {
+		t.Fatalf("history holds %d messages, want 2", len(msgs))
+	}
+	for _, m := range msgs {
+		if m.From == alice.addr() {
+			t.Fatalf("alice's message is still in a history of 2: %+v", m)
+		}
+	}
+
+	n.Stop()
+	n.Restart()
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	if code, body := postChat(t, n, "/rooms/lobby/messages", old); code != http.StatusConflict || !strings.Contains(body, "replayed") {
+		t.Fatalf("replay after trim and restart: %d %s, want 409 replayed", code, body)
+	}
+	alice.seq = 1
+	alice.say("lobby", "a new message") // seq 2: taken
+}

@@ -112,7 +112,10 @@ type room struct {
 	name    string
 	entries []entry // oldest first
 	next    uint64  // the next message's cursor
-	lastSeq map[string]uint64
+	// lastSeq is each author's last message here, kept (on disk too) for
+	// as long as a replay of it could pass the age check: long after the
+	// message itself may have left the history.
+	lastSeq map[string]seen
 	wake    chan struct{} // closed and replaced when a message arrives
 	joined  bool          // subscribed to the room's topic
 	out     outbox        // accepted here, to publish
@@ -124,6 +127,31 @@ type entry struct {
 	Received int64  `json:"received"` // Unix ms, on this node
 	wire.RoomBody
 	ID string `json:"id"`
+}
+
+// seen is the last message of an author in a room: its seq and time.
+type seen struct {
+	Seq uint64
+	TS  int64 // Unix ms, as the author wrote it
+}
+
+func (r *room) saw(author string, s seen) {
+	if last, ok := r.lastSeq[author]; !ok || s.Seq > last.Seq {
+		r.lastSeq[author] = s
+	}
+}
+
+// forgetSeen drops the authors whose last message is older than oldest (Unix
+// ms): anything of theirs a replay could bring is refused as stale by then.
+func (r *room) forgetSeen(oldest int64) []string {
+	var gone []string
+	for author, s := range r.lastSeq {
+		if s.TS < oldest {
+			delete(r.lastSeq, author)
+			gone = append(gone, author)
+		}
+	}
+	return gone
 }
 
 type mailbox struct {
@@ -172,11 +200,16 @@ func (c *chat) Start(context.Context) error {
 	c.db = d
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	now := time.Now()
+	if err := d.loadSeen(func(room, author string, last seen) {
+		c.roomLocked(room).saw(author, last)
+	}); err != nil {
+		return fmt.Errorf("load authors' last messages: %w", err)
+	}
 	bad, err := d.loadRooms(func(name string, cur uint64, recv time.Time, m *wire.RoomMessage) {
 		r := c.roomLocked(name)
 		r.entries = append(r.entries, entry{Cursor: cur, Received: recv.UnixMilli(), RoomBody: m.RoomBody, ID: m.ID})
 		r.next = cur + 1
-		r.lastSeq[m.From] = max(r.lastSeq[m.From], m.Seq)
+		r.saw(m.From, seen{m.Seq, m.TS})
 	})
 	if err != nil {
 		return fmt.Errorf("load history: %w", err)
@@ -255,7 +288,7 @@ func (c *chat) Status(context.Context) (sdk.Status, error) {
 func (c *chat) roomLocked(name string) *room {
 	r := c.rooms[name]
 	if r == nil {
-		r = &room{name: name, lastSeq: map[string]uint64{}, wake: make(chan struct{}), next: 1, out: outbox{kick: make(chan struct{}, 1)}}
+		r = &room{name: name, lastSeq: map[string]seen{}, wake: make(chan struct{}), next: 1, out: outbox{kick: make(chan struct{}, 1)}}
 		c.rooms[name] = r
 	}
 	return r
@@ -355,8 +388,8 @@ func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (entry, <-cha
 }
 
 func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, <-chan struct{}, error) {
-	if last, ok := r.lastSeq[m.From]; ok && m.Seq <= last {
-		return entry{}, nil, &refusal{http.StatusConflict, "replayed", fmt.Errorf("seq %d from this author was already seen here (last %d): a replay or a duplicate", m.Seq, last)}
+	if last, ok := r.lastSeq[m.From]; ok && m.Seq <= last.Seq {
+		return entry{}, nil, &refusal{http.StatusConflict, "replayed", fmt.Errorf("seq %d from this author was already seen here (last %d): a replay or a duplicate", m.Seq, last.Seq)}
 	}
 	rooms := c.authorRooms[m.From]
 	if !rooms[r.name] && len(rooms) >= c.cfg.RoomsPerClient {
@@ -372,7 +405,7 @@ func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, <-
 	rooms[r.name] = true
 	e := entry{Cursor: r.next, Received: now.UnixMilli(), RoomBody: m.RoomBody, ID: m.ID}
 	r.next++
-	r.lastSeq[m.From] = m.Seq
+	r.lastSeq[m.From] = seen{m.Seq, m.TS}
 	r.entries = append(r.entries, e)
 	if n := len(r.entries) - c.cfg.History; n > 0 {
 		r.entries = append(r.entries[:0:0], r.entries[n:]...)
@@ -381,7 +414,7 @@ func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, <-
 	r.wake = make(chan struct{})
 	c.accepted++
 	keepFrom := r.entries[0].Cursor
-	return e, c.db.write(saveRoom(r.name, e.Cursor, now, m.Raw, keepFrom)), nil
+	return e, c.db.write(saveRoom(r.name, e.Cursor, now, m, keepFrom)), nil
 }
 
 // consume hands handle each message others publish on sub's topic, for as
@@ -579,6 +612,9 @@ func (c *chat) expire(now time.Time) {
 	defer c.mu.Unlock()
 	oldest := now.Add(-c.cfg.HistoryAge).UnixMilli()
 	for _, r := range c.rooms {
+		if forgot := r.forgetSeen(now.Add(-c.cfg.HistoryAge).UnixMilli()); len(forgot) > 0 {
+			c.db.write(deleteSeen(r.name, forgot))
+		}
 		i := sort.Search(len(r.entries), func(i int) bool { return r.entries[i].Received >= oldest })
 		if i == 0 {
 			continue

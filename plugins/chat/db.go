@@ -20,8 +20,11 @@ import (
 //
 // Layout: bucket "rooms" holds a bucket per room, cursor (8 bytes, big
 // endian) -> stored record; bucket "mail" holds recipient + "/" + id ->
-// record. A record is the receive time (8 bytes, Unix ms) then the message
-// exactly as it travelled.
+// record; bucket "seen" holds room + "/" + author -> the seq and time (8
+// bytes each) of the author's last message in that room, which outlives the
+// message in the history so that a replay is refused even after a restart.
+// A record is the receive time (8 bytes, Unix ms) then the message exactly
+// as it travelled.
 type db struct {
 	b *bolt.DB
 
@@ -37,6 +40,7 @@ type db struct {
 var (
 	roomsBucket = []byte("rooms")
 	mailBucket  = []byte("mail")
+	seenBucket  = []byte("seen")
 )
 
 func openDB(path string) (*db, error) {
@@ -45,7 +49,7 @@ func openDB(path string) (*db, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{roomsBucket, mailBucket} {
+		for _, name := range [][]byte{roomsBucket, mailBucket, seenBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -140,18 +144,48 @@ func splitRecord(v []byte) (time.Time, []byte, bool) {
 	return time.UnixMilli(int64(binary.BigEndian.Uint64(v))), v[8:], true
 }
 
-// saveRoom stores m under cursor c and drops cursors below keepFrom.
-func saveRoom(room string, c uint64, recv time.Time, raw []byte, keepFrom uint64) func(*bolt.Tx) error {
+// saveRoom stores m under cursor c, notes it as its author's last, and
+// drops cursors below keepFrom.
+func saveRoom(room string, c uint64, recv time.Time, m *wire.RoomMessage, keepFrom uint64) func(*bolt.Tx) error {
 	return func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(roomsBucket).CreateBucketIfNotExists([]byte(room))
 		if err != nil {
 			return err
 		}
-		if err := b.Put(cursorKey(c), record(recv, raw)); err != nil {
+		if err := b.Put(cursorKey(c), record(recv, m.Raw)); err != nil {
+			return err
+		}
+		last := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, m.Seq), uint64(m.TS))
+		if err := tx.Bucket(seenBucket).Put([]byte(room+"/"+m.From), last); err != nil {
 			return err
 		}
 		return deleteBelow(b, keepFrom)
 	}
+}
+
+func deleteSeen(room string, authors []string) func(*bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		b := tx.Bucket(seenBucket)
+		for _, a := range authors {
+			if err := b.Delete([]byte(room + "/" + a)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// loadSeen reads every author's last message in every room.
+func (d *db) loadSeen(fn func(room, author string, last seen)) error {
+	return d.b.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(seenBucket).ForEach(func(k, v []byte) error {
+			room, author, ok := strings.Cut(string(k), "/")
+			if ok && len(v) == 16 {
+				fn(room, author, seen{binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:]))})
+			}
+			return nil
+		})
+	})
 }
 
 func pruneRoom(room string, keepFrom uint64) func(*bolt.Tx) error {
