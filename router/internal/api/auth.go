@@ -79,7 +79,14 @@ func (a *Auth) Guard(next http.Handler, public func(*http.Request) bool) http.Ha
 				break
 			}
 			if !a.Check(r) {
-				w.Header().Set("WWW-Authenticate", `Basic realm="vecino"`)
+				// A caller that sent a bearer token (a page's script) is
+				// told so in kind: a Basic challenge would make the browser
+				// put up its own password prompt over the page.
+				challenge := `Basic realm="vecino"`
+				if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") {
+					challenge = `Bearer realm="vecino"`
+				}
+				w.Header().Set("WWW-Authenticate", challenge)
 				httpjson.Error(w, http.StatusUnauthorized, errors.New("this request changes state: send the API password (basic auth) or token (Authorization: Bearer)"))
 				return
 			}
