@@ -102,12 +102,22 @@ func (wd *webDriver) text(css string) string {
 	return s
 }
 
-// waitText waits until the element's visible text contains want.
+func (wd *webDriver) attr(css, name string) string {
+	var s string
+	wd.call("GET", "/session/"+wd.session+"/element/"+wd.element(css)+"/property/"+name, nil, &s)
+	return s
+}
+
+// waitText waits until the element's visible text contains want; the
+// element may appear meanwhile (the page renders what it fetches).
 func (wd *webDriver) waitText(css, want string, timeout time.Duration) {
 	wd.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		got := wd.text(css)
+		var got string
+		wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
+			"script": "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", "args": []string{css},
+		}, &got)
 		if bytes.Contains([]byte(got), []byte(want)) {
 			return
 		}

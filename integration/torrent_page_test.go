@@ -1,0 +1,87 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTorrentPageInChromium: a person runs the seedbox from its page in a
+// real browser. The page shows what the node seeds, with its size,
+// progress, state and magnet link; adding asks for the API secret; a magnet
+// link and a .torrent file are added through it, a bad link gets its error,
+// and a torrent is removed with its data kept.
+func TestTorrentPageInChromium(t *testing.T) {
+	wd := startWebDriver(t)
+	n := torrentNode(t)
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	makeFiles(t, data, album)
+	req, _ := json.Marshal(map[string]any{"path": "album"})
+	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/create", req, true)
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("create: %d %v %s", code, err, body)
+	}
+	var v torrentView
+	json.Unmarshal(body, &v)
+	v = waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
+	_, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	albumTorrent := filepath.Join(t.TempDir(), "album.torrent")
+	os.WriteFile(albumTorrent, file, 0o644)
+
+	wd.open(n.API + "/api/v1/plugins/torrent/")
+	row := `tr[data-infohash="` + v.InfoHash + `"]`
+	wd.waitText(row, "album", 15*time.Second)
+	for _, want := range []string{fmt.Sprintf("%.1f MiB", float64(v.Size)/(1<<20)), "100.0 %", "seeding"} {
+		if got := wd.text(row); !strings.Contains(got, want) {
+			t.Errorf("album's row %q lacks %q", got, want)
+		}
+	}
+	if href := wd.attr(row+" a.magnet", "href"); href != v.Magnet {
+		t.Errorf("the page links magnet %q, the API says %q", href, v.Magnet)
+	}
+
+	// Adding needs the secret; the page says so, and adds once given it.
+	const wanted = "0123456789abcdef0123456789abcdef01234567"
+	wd.typeInto("#link", "magnet:?xt=urn:btih:"+wanted+"&dn=wanted")
+	wd.click("#add button")
+	wd.waitText("#result", "API password or token", 10*time.Second)
+	wd.typeInto("#secret", n.Token)
+	wd.click("#add button")
+	wd.waitText("#result", "Added", 10*time.Second)
+	wd.waitText(`tr[data-infohash="`+wanted+`"]`, wanted[:12], 10*time.Second)
+	if got := vecinoTorrent(t, n, wanted); got.InfoHash != wanted {
+		t.Errorf("the node does not hold the magnet the page added: %+v", got)
+	}
+
+	wd.typeInto("#link", "magnet:?xt=urn:btih:nothex")
+	wd.click("#add button")
+	wd.waitText("#result", "bad magnet link", 10*time.Second)
+	if cls := wd.attr("#result", "className"); cls != "err" {
+		t.Errorf("the error for a bad link is shown as %q, not as an error", cls)
+	}
+
+	// Remove album from the page: gone from the node, its files kept.
+	wd.click(row + " button.remove")
+	wd.waitText("#result", "Removed album", 10*time.Second)
+	if code, _, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash, nil, false); code != http.StatusNotFound {
+		t.Errorf("album still on the node after Remove: %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(data, "album", "02 song.flac")); err != nil {
+		t.Errorf("Remove took the data: %v", err)
+	}
+
+	// Add it back as a .torrent file: the node finds its data and seeds.
+	wd.typeInto("#file", albumTorrent)
+	wd.click("#add button")
+	wd.waitText("#result", "Added album", 10*time.Second)
+	waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
+	wd.waitText(row, "100.0 %", 15*time.Second)
+}
