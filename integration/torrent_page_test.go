@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -21,14 +20,7 @@ func TestTorrentPageInChromium(t *testing.T) {
 	n := torrentNode(t)
 	data := filepath.Join(n.State, "plugins", "torrent", "data")
 	makeFiles(t, data, album)
-	req, _ := json.Marshal(map[string]any{"path": "album"})
-	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/create", req, true)
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("create: %d %v %s", code, err, body)
-	}
-	var v torrentView
-	json.Unmarshal(body, &v)
-	v = waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
+	v := createTorrent(t, n, "album")
 	_, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
 	if err != nil {
 		t.Fatal(err)

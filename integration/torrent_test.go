@@ -213,7 +213,20 @@ func seedFromVecino(t *testing.T, n *testnet.Node, tr *tracker) (torrentView, []
 func seedFromVecinoIn(t *testing.T, n *testnet.Node, tr *tracker, data string) (torrentView, []byte, map[string]string) {
 	t.Helper()
 	sums := makeFiles(t, data, album)
-	req, _ := json.Marshal(map[string]any{"path": "album", "trackers": []string{tr.URL}})
+	v := createTorrent(t, n, "album", tr.URL)
+	tr.allow(t, v.InfoHash)
+	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("get .torrent: %d %v", code, err)
+	}
+	return v, file, sums
+}
+
+// createTorrent has the node make a torrent of name, a file or folder in
+// its data folder, announced to trackers, and waits until it seeds it.
+func createTorrent(t testing.TB, n *testnet.Node, name string, trackers ...string) torrentView {
+	t.Helper()
+	req, _ := json.Marshal(map[string]any{"path": name, "trackers": trackers})
 	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/create", req, true)
 	if err != nil || code != http.StatusCreated {
 		t.Fatalf("create: %d %v %s", code, err, body)
@@ -223,13 +236,7 @@ func seedFromVecinoIn(t *testing.T, n *testnet.Node, tr *tracker, data string) (
 	if !strings.HasPrefix(v.Magnet, "magnet:?xt=urn:btih:"+v.InfoHash) {
 		t.Errorf("create gave magnet %q", v.Magnet)
 	}
-	tr.allow(t, v.InfoHash)
-	v = waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
-	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("get .torrent: %d %v", code, err)
-	}
-	return v, file, sums
+	return waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
 }
 
 // addPeer tells the node's torrent plugin of a peer on loopback.

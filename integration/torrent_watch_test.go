@@ -21,14 +21,7 @@ func TestWatchFolder(t *testing.T) {
 	// A .torrent of album, made by the node, then forgotten by it: the
 	// data stays in the data folder.
 	makeFiles(t, data, album)
-	req, _ := json.Marshal(map[string]any{"path": "album"})
-	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/create", req, true)
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("create: %d %v %s", code, err, body)
-	}
-	var alb torrentView
-	json.Unmarshal(body, &alb)
-	waitVecino(t, n, alb.InfoHash, "seeding", time.Minute)
+	alb := createTorrent(t, n, "album")
 	_, file, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+alb.InfoHash+"/torrent", nil, false)
 	if code, _, _ := n.Do("DELETE", "/api/v1/plugins/torrent/torrents/"+alb.InfoHash, nil, true); code != http.StatusNoContent {
 		t.Fatalf("remove album: %d", code)
@@ -79,7 +72,7 @@ func TestWatchFolder(t *testing.T) {
 		t.Errorf("the magnet file's torrent is not on the node: %+v", v)
 	}
 	var list struct{ Torrents []torrentView }
-	_, body, _ = n.Do("GET", "/api/v1/plugins/torrent/torrents", nil, false)
+	_, body, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents", nil, false)
 	json.Unmarshal(body, &list)
 	var mix *torrentView
 	for i, v := range list.Torrents {
