@@ -76,4 +76,7 @@ func TestTorrentPageInChromium(t *testing.T) {
 	wd.waitText("#result", "Added album", 10*time.Second)
 	waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
 	wd.waitText(row, "100.0 %", 15*time.Second)
+	wd.click(row + " button.verify")
+	wd.waitText("#result", "Verifying album", 10*time.Second)
+	wd.waitText(row, "seeding", 30*time.Second)
 }

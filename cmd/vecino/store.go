@@ -107,13 +107,11 @@ func newMeter(what string, total int64) *meter {
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		tty := isTerminal(os.Stderr)
+		p := newProgress()
 		for {
 			select {
 			case <-m.stop:
-				if tty {
-					fmt.Fprintln(os.Stderr)
-				}
+				p.done()
 				return
 			case <-t.C:
 				n := m.n.Load()
@@ -122,11 +120,7 @@ func newMeter(what string, total int64) *meter {
 					line += fmt.Sprintf(" of %s (%.0f%%)", humanBytes(float64(m.total)), 100*float64(n)/float64(m.total))
 				}
 				line += fmt.Sprintf(", %s/s", humanBytes(float64(n)/time.Since(m.start).Seconds()))
-				if tty {
-					fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
-				} else {
-					fmt.Fprintln(os.Stderr, line)
-				}
+				p.show(line)
 			}
 		}
 	}()

@@ -28,12 +28,13 @@ type torrentView struct {
 	Peers    int     `json:"peers"`
 	Seeders  int     `json:"seeders"`
 	Magnet   string  `json:"magnet"`
+	Verified float64 `json:"verified"`
 	Error    string  `json:"error"`
 }
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, wait, rm or create")
+		return errors.New("torrent: say ls, add, show, wait, verify, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -54,6 +55,22 @@ func (c *client) torrent(args []string) error {
 			return errors.New("torrent wait INFOHASH")
 		}
 		return c.torrentWait(rest[0])
+	case "verify":
+		fs := flag.NewFlagSet("torrent verify", flag.ExitOnError)
+		wait := fs.Bool("wait", false, "show progress until the verify is done, then what it found")
+		fs.Parse(rest)
+		if fs.NArg() != 1 {
+			return errors.New("torrent verify [-wait] INFOHASH")
+		}
+		var v torrentView
+		if _, err := c.do("POST", torrentAPI+"/torrents/"+fs.Arg(0)+"/verify", nil, "", &v); err != nil {
+			return err
+		}
+		fmt.Printf("verifying %s %s\n", v.InfoHash, v.Name)
+		if *wait {
+			return c.torrentVerifyWait(v.InfoHash)
+		}
+		return nil
 	case "rm", "remove":
 		fs := flag.NewFlagSet("torrent rm", flag.ExitOnError)
 		del := fs.Bool("delete-data", false, "delete the downloaded files too")
@@ -85,7 +102,7 @@ func (c *client) torrent(args []string) error {
 		fmt.Printf("%s %s (%s)\n%s\n", v.InfoHash, v.Name, humanBytes(float64(v.Size)), v.Magnet)
 		return nil
 	default:
-		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, wait, rm or create)", cmd)
+		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, wait, verify, rm or create)", cmd)
 	}
 }
 
@@ -168,32 +185,20 @@ func (c *client) torrentAdd(args []string) error {
 // torrentWait redraws one progress line until the torrent is complete or
 // stops with an error.
 func (c *client) torrentWait(ih string) error {
-	tty := isTerminal(os.Stderr)
-	last := ""
+	p := newProgress()
 	for {
 		var v torrentView
 		if err := c.getJSON(torrentAPI+"/torrents/"+ih, &v); err != nil {
 			return err
 		}
-		line := fmt.Sprintf("%s: %s %5.1f%% of %s, %s/s down, %s/s up, %d peers", v.Name, v.State, v.Progress*100,
-			humanBytes(float64(v.Size)), humanBytes(v.DownRate), humanBytes(v.UpRate), v.Peers)
-		switch {
-		case tty:
-			fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
-		case line != last:
-			fmt.Fprintln(os.Stderr, line)
-		}
-		last = line
+		p.show(fmt.Sprintf("%s: %s %5.1f%% of %s, %s/s down, %s/s up, %d peers", v.Name, v.State, v.Progress*100,
+			humanBytes(float64(v.Size)), humanBytes(v.DownRate), humanBytes(v.UpRate), v.Peers))
 		switch {
 		case v.Error != "":
-			if tty {
-				fmt.Fprintln(os.Stderr)
-			}
+			p.done()
 			return fmt.Errorf("%s: %s", v.Name, v.Error)
 		case v.State == "seeding" || v.State == "finished":
-			if tty {
-				fmt.Fprintln(os.Stderr)
-			}
+			p.done()
 			fmt.Printf("complete %s %s\n", v.InfoHash, v.Name)
 			return nil
 		}
@@ -201,7 +206,25 @@ func (c *client) torrentWait(ih string) error {
 	}
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// torrentVerifyWait shows a verify's progress until it is done, then says
+// whether all the data was good.
+func (c *client) torrentVerifyWait(ih string) error {
+	p := newProgress()
+	for {
+		var v torrentView
+		if err := c.getJSON(torrentAPI+"/torrents/"+ih, &v); err != nil {
+			return err
+		}
+		if v.State == "verifying" {
+			p.show(fmt.Sprintf("%s: verifying, %5.1f%% of %s hashed", v.Name, v.Verified*100, humanBytes(float64(v.Size))))
+			time.Sleep(time.Second)
+			continue
+		}
+		p.done()
+		if v.Progress == 1 {
+			fmt.Printf("all good %s %s: every piece matches\n", v.InfoHash, v.Name)
+			return nil
+		}
+		return fmt.Errorf("%s: only %.1f%% of the data is good; the rest will be fetched again from peers", v.Name, v.Progress*100)
+	}
 }

@@ -192,6 +192,50 @@ func (s *seedbox) create(name string, trackers []string) (View, error) {
 }
 
 // torrentFile returns the kept .torrent of a torrent.
+// errBusy refuses a verify while one runs, or before there is metadata.
+var errBusy = errors.New("busy")
+
+// verify hashes every piece of ih's data again, in the background, one piece
+// after another: for a user who doubts the disk. Pieces that fail are
+// marked missing and fetched again from peers; the view shows how far it
+// has got.
+func (s *seedbox) verify(ih string) (View, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.torrents[ih]
+	switch {
+	case !ok:
+		return View{}, fmt.Errorf("no torrent %s", ih)
+	case !it.hasInfo():
+		return it.view(), fmt.Errorf("%s has no metadata yet, so no data to verify: %w", ih, errBusy)
+	case it.verifying:
+		return it.view(), fmt.Errorf("%s is being verified already: %w", ih, errBusy)
+	}
+	it.verifying, it.verified = true, 0
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		start, n := time.Now(), it.t.NumPieces()
+		var err error
+		for i := 0; i < n && err == nil; i++ {
+			if err = it.t.Piece(i).VerifyDataContext(s.bg); err == nil {
+				s.mu.Lock()
+				it.verified = i + 1
+				s.mu.Unlock()
+			}
+		}
+		s.mu.Lock()
+		it.verifying = false
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Warn("verify stopped", "torrent", ih, "pieces", it.verified, "of", n, "err", err)
+			return
+		}
+		s.log.Info("verified", "torrent", ih, "pieces", n, "missing_bytes", it.t.BytesMissing(), "took", time.Since(start).Round(time.Millisecond).String())
+	}()
+	return it.view(), nil
+}
+
 func (s *seedbox) torrentFile(ih string) ([]byte, error) {
 	if len(ih) != 40 || strings.Trim(ih, "0123456789abcdef") != "" {
 		return nil, fmt.Errorf("%q is not a hex info hash", ih)

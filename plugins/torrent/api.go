@@ -24,6 +24,7 @@ const maxTorrentFile = 16 << 20
 //	POST   /torrents                 body: a .torrent file or a magnet link
 //	GET    /torrents/{ih}            one torrent
 //	DELETE /torrents/{ih}[?delete_data=true]
+//	POST   /torrents/{ih}/verify     hash its data again (state "verifying", progress in "verified")
 //	GET    /torrents/{ih}/torrent    its .torrent file
 //	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to
 //	POST   /create                   body: {"path":"NAME","trackers":[...]}: seed NAME from the data folder
@@ -71,6 +72,17 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /torrents/{ih}/verify", func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.verify(strings.ToLower(r.PathValue("ih")))
+		switch {
+		case errors.Is(err, errBusy):
+			httpjson.Error(w, http.StatusConflict, err)
+		case err != nil:
+			httpjson.Error(w, http.StatusNotFound, err)
+		default:
+			httpjson.Write(w, http.StatusAccepted, v)
+		}
 	})
 	mux.HandleFunc("GET /torrents/{ih}/torrent", func(w http.ResponseWriter, r *http.Request) {
 		data, err := s.torrentFile(strings.ToLower(r.PathValue("ih")))

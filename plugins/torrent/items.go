@@ -75,6 +75,10 @@ type item struct {
 	// diskFull is set while downloading is paused for want of space; it is
 	// the torrent's error until space is back.
 	diskFull string
+	// verifying is set while a verify asked for runs; verified counts the
+	// pieces it has hashed.
+	verifying bool
+	verified  int
 }
 
 func (it *item) runBytes() (up, down int64) {
@@ -119,7 +123,7 @@ func (it *item) ratio() float64 {
 type View struct {
 	InfoHash   string  `json:"info_hash"`
 	Name       string  `json:"name"`
-	State      string  `json:"state"` // metadata, queued, checking, downloading, seeding, finished, error
+	State      string  `json:"state"` // metadata, queued, checking, verifying, downloading, seeding, finished, error
 	Size       int64   `json:"size"`
 	Done       int64   `json:"done"`
 	Progress   float64 `json:"progress"` // 0..1
@@ -132,8 +136,10 @@ type View struct {
 	Seeders    int     `json:"seeders"`
 	Files      int     `json:"files"`
 	Magnet     string  `json:"magnet"`
-	Error      string  `json:"error,omitempty"`
-	AddedAt    string  `json:"added_at"`
+	// Verified is how far a verify asked for has got, 0..1, while it runs.
+	Verified float64 `json:"verified,omitempty"`
+	Error    string  `json:"error,omitempty"`
+	AddedAt  string  `json:"added_at"`
 }
 
 func (it *item) view() View {
@@ -166,6 +172,10 @@ func (it *item) view() View {
 		mi := it.t.Metainfo()
 		h := it.t.InfoHash()
 		v.Magnet = mi.Magnet(&h, info).String()
+		if it.verifying && v.State == "" {
+			v.State = "verifying"
+			v.Verified = float64(it.verified) / float64(max(1, it.t.NumPieces()))
+		}
 		if v.State == "" {
 			switch {
 			case it.queued:

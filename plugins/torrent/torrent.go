@@ -97,6 +97,7 @@ type seedbox struct {
 
 	cl      *torrent.Client
 	storage storage.ClientImplCloser
+	bg      context.Context // ends at Stop: background work
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 
@@ -207,7 +208,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 		s.log.Error("resume torrents", "err", err)
 	}
 	bg, cancel := context.WithCancel(context.Background())
-	s.stop = cancel
+	s.bg, s.stop = bg, cancel
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.tick(bg) }()
 	go func() { defer s.wg.Done(); s.watch(bg) }()
