@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +22,19 @@ func TestChatPageInChromium(t *testing.T) {
 	neighbour := newChatter(t, n)
 	neighbour.say("lobby", "welcome to the lobby")
 
+	neighbour.say("garden", "the tomatoes are in")
 	wd.open(n.API + chatAPI + "/")
 	wd.waitText("#log", "welcome to the lobby", 15*time.Second)
+	// The room field offers the rooms the node carries.
+	var offered []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && len(offered) < 2; time.Sleep(100 * time.Millisecond) {
+		wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
+			"script": "return [...document.querySelectorAll('#rooms option')].map(o => o.value + ' ' + o.label)", "args": []any{},
+		}, &offered)
+	}
+	if !slices.Contains(offered, "lobby 1 message") || !slices.Contains(offered, "garden 1 message") {
+		t.Errorf("the room field offers %q, want lobby and garden with their counts", offered)
+	}
 	neighbour.say("lobby", "a message that came later")
 	wd.waitText("#log", "a message that came later", 15*time.Second)
 
