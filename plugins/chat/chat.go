@@ -612,7 +612,7 @@ func (c *chat) expire(now time.Time) {
 	defer c.mu.Unlock()
 	oldest := now.Add(-c.cfg.HistoryAge).UnixMilli()
 	for _, r := range c.rooms {
-		if forgot := r.forgetSeen(now.Add(-c.cfg.HistoryAge).UnixMilli()); len(forgot) > 0 {
+		if forgot := r.forgetSeen(oldest); len(forgot) > 0 {
 			c.db.write(deleteSeen(r.name, forgot))
 		}
 		i := sort.Search(len(r.entries), func(i int) bool { return r.entries[i].Received >= oldest })

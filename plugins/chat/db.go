@@ -156,18 +156,29 @@ func saveRoom(room string, c uint64, recv time.Time, m *wire.RoomMessage, keepFr
 			return err
 		}
 		last := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, m.Seq), uint64(m.TS))
-		if err := tx.Bucket(seenBucket).Put([]byte(room+"/"+m.From), last); err != nil {
+		if err := tx.Bucket(seenBucket).Put(seenKey(room, m.From), last); err != nil {
 			return err
 		}
 		return deleteBelow(b, keepFrom)
 	}
 }
 
+func seenKey(room, author string) []byte { return []byte(room + "/" + author) }
+
 func deleteSeen(room string, authors []string) func(*bolt.Tx) error {
+	keys := make([][]byte, len(authors))
+	for i, a := range authors {
+		keys[i] = seenKey(room, a)
+	}
+	return deleteKeys(seenBucket, keys)
+}
+
+// deleteKeys removes keys from a top-level bucket.
+func deleteKeys(bucket []byte, keys [][]byte) func(*bolt.Tx) error {
 	return func(tx *bolt.Tx) error {
-		b := tx.Bucket(seenBucket)
-		for _, a := range authors {
-			if err := b.Delete([]byte(room + "/" + a)); err != nil {
+		b := tx.Bucket(bucket)
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
 				return err
 			}
 		}
@@ -242,15 +253,11 @@ func saveMail(m *wire.Mail, recv time.Time, raw []byte) func(*bolt.Tx) error {
 }
 
 func deleteMail(to string, ids []string) func(*bolt.Tx) error {
-	return func(tx *bolt.Tx) error {
-		b := tx.Bucket(mailBucket)
-		for _, id := range ids {
-			if err := b.Delete(mailKey(to, id)); err != nil {
-				return err
-			}
-		}
-		return nil
+	keys := make([][]byte, len(ids))
+	for i, id := range ids {
+		keys[i] = mailKey(to, id)
 	}
+	return deleteKeys(mailBucket, keys)
 }
 
 func (d *db) loadMail(fn func(m *wire.Mail, recv time.Time, size int)) (bad int, err error) {
