@@ -210,6 +210,8 @@ func (s *seedbox) verify(ih string) (View, error) {
 		return it.view(), fmt.Errorf("%s has no metadata yet, so no data to verify: %w", ih, errBusy)
 	case it.verifying:
 		return it.view(), fmt.Errorf("%s is being verified already: %w", ih, errBusy)
+	case s.bg.Err() != nil:
+		return it.view(), fmt.Errorf("the plugin is stopping: %w", errBusy)
 	}
 	it.verifying, it.verified = true, 0
 	s.wg.Add(1)
@@ -217,18 +219,20 @@ func (s *seedbox) verify(ih string) (View, error) {
 		defer s.wg.Done()
 		start, n := time.Now(), it.t.NumPieces()
 		var err error
-		for i := 0; i < n && err == nil; i++ {
-			if err = it.t.Piece(i).VerifyDataContext(s.bg); err == nil {
-				s.mu.Lock()
-				it.verified = i + 1
-				s.mu.Unlock()
+		for i := range n {
+			if err = it.t.Piece(i).VerifyDataContext(s.bg); err != nil {
+				break
 			}
+			s.mu.Lock()
+			it.verified = i + 1
+			s.mu.Unlock()
 		}
 		s.mu.Lock()
 		it.verifying = false
+		verified := it.verified
 		s.mu.Unlock()
 		if err != nil {
-			s.log.Warn("verify stopped", "torrent", ih, "pieces", it.verified, "of", n, "err", err)
+			s.log.Warn("verify stopped", "torrent", ih, "pieces", verified, "of", n, "err", err)
 			return
 		}
 		s.log.Info("verified", "torrent", ih, "pieces", n, "missing_bytes", it.t.BytesMissing(), "took", time.Since(start).Round(time.Millisecond).String())
