@@ -86,16 +86,9 @@ type store struct {
 	// fetched for a pin that is not recorded yet.
 	gcMu sync.RWMutex
 
-	fetchMu  sync.Mutex
-	fetching map[cid.Cid]*fetchCall
+	fetching shared[cid.Cid, blocks.Block]
 
 	repaired, fetched, addErrors atomic.Int64
-}
-
-type fetchCall struct {
-	done chan struct{}
-	blk  blocks.Block
-	err  error
 }
 
 func (s *store) Info() sdk.Info {
@@ -126,7 +119,6 @@ func (s *store) Start(ctx context.Context) error {
 		return err
 	}
 	s.bs, s.pins = bs, pins
-	s.fetching = map[cid.Cid]*fetchCall{}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.bit = newBitswap(s.env.Host, bs, func(peer string) bool { return s.cfg.Bitswap || s.repl.isStorePeer(peer) })
 	bs.onCrpt = func(c cid.Cid) { go s.repairBlock(c) }
@@ -197,30 +189,14 @@ func (s *store) block(ctx context.Context, c cid.Cid, sess *session) (blocks.Blo
 
 // fetchAndPut gets c from the network once however many ask at a time.
 func (s *store) fetchAndPut(ctx context.Context, c cid.Cid, sess *session) (blocks.Block, error) {
-	s.fetchMu.Lock()
-	call := s.fetching[c]
-	if call == nil {
-		call = &fetchCall{done: make(chan struct{})}
-		s.fetching[c] = call
-		go func() {
-			call.blk, call.err = s.bit.fetchOne(ctx, c, sess)
-			if call.err == nil {
-				call.err = s.bs.Put(call.blk)
-				s.fetched.Add(1)
-			}
-			s.fetchMu.Lock()
-			delete(s.fetching, c)
-			s.fetchMu.Unlock()
-			close(call.done)
-		}()
-	}
-	s.fetchMu.Unlock()
-	select {
-	case <-call.done:
-		return call.blk, call.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return s.fetching.do(ctx, s.ctx, c, func(ctx context.Context) (blocks.Block, error) {
+		blk, err := s.bit.fetchOne(ctx, c, sess)
+		if err == nil {
+			err = s.bs.Put(blk)
+			s.fetched.Add(1)
+		}
+		return blk, err
+	})
 }
 
 // repairBlock fetches a good copy of a block found corrupt on disk.
