@@ -346,6 +346,27 @@ func TestStoreReplicatesAndRepairs(t *testing.T) {
 	if out := vecinoCLI(t, nodes[0], true, "store", "ls"); !strings.Contains(out, c) || !strings.Contains(out, "3/3") {
 		t.Errorf("store ls on the origin:\n%s", out)
 	}
+	// The stopped holder comes back with its copy: four hold it, one too
+	// many, and after a grace period one replica goes again.
+	nodes[gone].Restart()
+	nodes[gone].WaitPlugin("store", 30*time.Second, testnet.Running)
+	all[gone] = nodes[gone]
+	for deadline := time.Now().Add(15 * time.Second); len(holders(t, all, c)) != 4; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the returning holder's copy is not counted: %v", holders(t, all, c))
+		}
+	}
+	hs = waitHolders(t, all, c, 3, 30*time.Second)
+	if hs[0] != 0 {
+		t.Errorf("after the trim, holders %v do not include the origin", hs)
+	}
+	trimmed := 0.0
+	for _, n := range nodes {
+		trimmed += storeStatus(t, n)["replicas_trimmed"]
+	}
+	if trimmed != 1 {
+		t.Errorf("%v replicas trimmed in all, want 1", trimmed)
+	}
 	out := vecinoCLI(t, small, false, "store", "pin", c)
 	if !strings.Contains(out, "quota") {
 		t.Errorf("pin beyond the quota said:\n%s", out)

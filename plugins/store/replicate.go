@@ -88,13 +88,16 @@ type replicator struct {
 	// count as holders, or every round would ask for more.
 	pending map[string]int
 	busy    map[string]bool // roots being copied here
-	kickC   chan struct{}
+	// over is when each root held here was first seen on more live nodes
+	// than its factor.
+	over  map[string]time.Time
+	kickC chan struct{}
 
-	refused, taken atomic.Int64
+	refused, taken, trimmed atomic.Int64
 }
 
 func newReplicator(s *store) *replicator {
-	return &replicator{s: s, self: s.env.NodeID, peers: map[string]*peerState{}, asked: map[string]time.Time{}, pending: map[string]int{}, busy: map[string]bool{}, kickC: make(chan struct{}, 1)}
+	return &replicator{s: s, self: s.env.NodeID, peers: map[string]*peerState{}, asked: map[string]time.Time{}, pending: map[string]int{}, busy: map[string]bool{}, over: map[string]time.Time{}, kickC: make(chan struct{}, 1)}
 }
 
 func (r *replicator) start(ctx context.Context) error {
@@ -148,6 +151,7 @@ func (r *replicator) round(ctx context.Context) {
 	for _, p := range pins {
 		if p.Factor > 1 {
 			r.repair(ctx, p)
+			r.trim(p)
 		}
 	}
 }
@@ -300,11 +304,7 @@ func (r *replicator) repair(ctx context.Context, p pin) {
 			cands = append(cands, id)
 		}
 	}
-	rank := func(id string) [32]byte { return sha256.Sum256([]byte(p.Root + id)) }
-	slices.SortFunc(cands, func(a, b string) int {
-		ra, rb := rank(a), rank(b)
-		return slices.Compare(ra[:], rb[:])
-	})
+	byRank(p.Root, cands)
 	if len(cands) > need {
 		cands = cands[:need]
 	}
@@ -320,6 +320,66 @@ func (r *replicator) repair(ctx context.Context, p pin) {
 	for _, id := range cands {
 		go r.ask(ctx, id, replicateRequest{Root: p.Root, Factor: p.Factor, Size: p.Size, Origin: origin})
 	}
+}
+
+// byRank orders peers by rendezvous hash for root: the order in which
+// repair asks them to hold it, and in which trim keeps their copies.
+func byRank(root string, peers []string) {
+	rank := func(id string) [32]byte { return sha256.Sum256([]byte(root + id)) }
+	slices.SortFunc(peers, func(a, b string) int {
+		ra, rb := rank(a), rank(b)
+		return slices.Compare(ra[:], rb[:])
+	})
+}
+
+// trim drops this node's replica of p when more live nodes have held p
+// than its factor asks, steadily for a grace period: a holder came back
+// after the others had repaired around its absence. The copies kept are
+// the origin's, if it is live, then the first by rank; a replica outside
+// those goes. A pin a user made here never goes, and the kept holders keep
+// theirs, so the count does not fall below the factor.
+func (r *replicator) trim(p pin) {
+	if p.Origin == "" {
+		return // this node's user pinned it
+	}
+	hs := r.holders(p.Root, true)
+	r.mu.Lock()
+	if len(hs) <= p.Factor || r.pending[p.Root] > 0 {
+		delete(r.over, p.Root)
+		r.mu.Unlock()
+		return
+	}
+	since, ok := r.over[p.Root]
+	if !ok {
+		r.over[p.Root] = time.Now()
+	}
+	r.mu.Unlock()
+	if !ok || time.Since(since) < r.s.cfg.Grace || time.Since(p.Added) < r.s.cfg.Grace {
+		return
+	}
+	var keep []string
+	others := slices.DeleteFunc(slices.Clone(hs), func(id string) bool { return id == p.Origin })
+	if len(others) < len(hs) {
+		keep = append(keep, p.Origin)
+	}
+	byRank(p.Root, others)
+	keep = append(keep, others[:p.Factor-len(keep)]...)
+	if slices.Contains(keep, r.self) {
+		return
+	}
+	c, err := cid.Decode(p.Root)
+	if err != nil {
+		return
+	}
+	if err := r.s.pins.Delete(c); err != nil {
+		slog.Warn("extra replica not dropped", "cid", p.Root, "err", err)
+		return
+	}
+	r.mu.Lock()
+	delete(r.over, p.Root)
+	r.mu.Unlock()
+	r.trimmed.Add(1)
+	slog.Info("replica dropped: more nodes hold it than its factor asks", "cid", p.Root, "holders", len(hs), "replication", p.Factor)
 }
 
 // ask has peer take a copy and waits until it has.

@@ -160,7 +160,7 @@ func (s *store) Status(ctx context.Context) (sdk.Status, error) {
 			"corrupt_blocks": s.bs.bad.Load(), "repaired_blocks": s.repaired.Load(),
 			"fetched_blocks": s.fetched.Load(), "served_blocks": s.bit.blocksSent.Load(),
 			"unwanted_blocks": s.bit.unwanted.Load(), "bad_messages": s.bit.badMsgs.Load(),
-			"replicas_refused": s.repl.refused.Load(), "replicas_taken": s.repl.taken.Load(),
+			"replicas_refused": s.repl.refused.Load(), "replicas_taken": s.repl.taken.Load(), "replicas_trimmed": s.repl.trimmed.Load(),
 			"add_errors": s.addErrors.Load(),
 		},
 	}, nil
