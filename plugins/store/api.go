@@ -33,8 +33,10 @@ import (
 //	GET    /pins                       every pin, with its live holders
 //	GET    /stat/CID                   type, size, blocks here, pin, holders
 //	POST   /gc                         delete blocks no pin needs
+//	GET    /                           a page for all of the above
 func (s *store) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", servePage)
 	mux.HandleFunc("POST /add", s.apiAdd)
 	mux.HandleFunc("GET /cat/{cid}", s.apiCat)
 	mux.HandleFunc("GET /get/{cid}", s.apiGet)
