@@ -187,10 +187,15 @@ type Message struct {
 	ReceivedFrom string
 	Data         []byte
 	Local        bool
+	// validation is the router's ID for the answer a validating
+	// subscription owes; 0 when none is owed.
+	validation uint64
 }
 
 // Subscription delivers a topic's messages until its context ends.
 type Subscription struct {
+	ctx context.Context
+	c   pluginv1.HostClient
 	rpc pluginv1.Host_SubscribeClient
 }
 
@@ -200,19 +205,60 @@ func (s *Subscription) Next() (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	return Message{Topic: m.Topic, From: m.From, ReceivedFrom: m.ReceivedFrom, Data: m.Data, Local: m.Local}, nil
+	return Message{Topic: m.Topic, From: m.From, ReceivedFrom: m.ReceivedFrom, Data: m.Data, Local: m.Local, validation: m.ValidationId}, nil
+}
+
+// Verdict is what a validating subscription says of a message.
+type Verdict int
+
+const (
+	// Accept: valid and taken; the router passes it on.
+	Accept Verdict = iota + 1
+	// Reject: invalid (malformed, forged); dropped, and gossipsub holds it
+	// against the peer that sent it.
+	Reject
+	// Ignore: valid but not wanted here (a duplicate, a replay, over a
+	// limit); dropped without blame.
+	Ignore
+)
+
+// Judge answers m, from a subscription made with Validate; the router
+// holds m until then (2 s at most). For other messages it does nothing.
+func (s *Subscription) Judge(m Message, v Verdict) error {
+	if m.validation == 0 {
+		return nil
+	}
+	verdict := map[Verdict]pluginv1.Verdict{Accept: pluginv1.Verdict_VERDICT_ACCEPT, Reject: pluginv1.Verdict_VERDICT_REJECT}[v]
+	if verdict == pluginv1.Verdict_VERDICT_UNSPECIFIED {
+		verdict = pluginv1.Verdict_VERDICT_IGNORE
+	}
+	if _, err := s.c.Verdict(s.ctx, &pluginv1.VerdictRequest{ValidationId: m.validation, Verdict: verdict}); err != nil {
+		return fmt.Errorf("verdict on a %s message: %w", m.Topic, err)
+	}
+	return nil
 }
 
 // Subscribe joins topic; it returns once the router has subscribed.
 func (h *Host) Subscribe(ctx context.Context, topic string) (*Subscription, error) {
-	rpc, err := h.c.Subscribe(ctx, &pluginv1.SubscribeRequest{Topic: topic})
+	return h.subscribe(ctx, &pluginv1.SubscribeRequest{Topic: topic})
+}
+
+// Validate joins topic as its validator: Next delivers each message from a
+// peer before the router passes it on to anyone, and the router forwards it
+// only if Judge accepts it. What this node publishes is not delivered.
+func (h *Host) Validate(ctx context.Context, topic string) (*Subscription, error) {
+	return h.subscribe(ctx, &pluginv1.SubscribeRequest{Topic: topic, Validate: true})
+}
+
+func (h *Host) subscribe(ctx context.Context, req *pluginv1.SubscribeRequest) (*Subscription, error) {
+	rpc, err := h.c.Subscribe(ctx, req)
 	if err == nil {
 		err = waitRegistered(rpc)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to %s: %w", topic, err)
+		return nil, fmt.Errorf("subscribe to %s: %w", req.Topic, err)
 	}
-	return &Subscription{rpc: rpc}, nil
+	return &Subscription{ctx: ctx, c: h.c, rpc: rpc}, nil
 }
 
 // Provide announces on the DHT that this node has key.
@@ -230,4 +276,16 @@ func (h *Host) FindProviders(ctx context.Context, key string, limit int) ([]Peer
 		return nil, fmt.Errorf("find providers of %s: %w", key, err)
 	}
 	return peerInfos(r.Providers), nil
+}
+
+func (v Verdict) String() string {
+	switch v {
+	case Accept:
+		return "accept"
+	case Reject:
+		return "reject"
+	case Ignore:
+		return "ignore"
+	}
+	return fmt.Sprintf("Verdict(%d)", int(v))
 }

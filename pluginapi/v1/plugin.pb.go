@@ -33,6 +33,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Verdict int32
+
+const (
+	// Not said: taken as IGNORE.
+	Verdict_VERDICT_UNSPECIFIED Verdict = 0
+	// Valid and taken: forward it.
+	Verdict_VERDICT_ACCEPT Verdict = 1
+	// Invalid (malformed, forged): drop it and count it against its sender.
+	Verdict_VERDICT_REJECT Verdict = 2
+	// Valid but not wanted here (a duplicate, a replay, over a limit): drop
+	// it without blame.
+	Verdict_VERDICT_IGNORE Verdict = 3
+)
+
+// Enum value maps for Verdict.
+var (
+	Verdict_name = map[int32]string{
+		0: "VERDICT_UNSPECIFIED",
+		1: "VERDICT_ACCEPT",
+		2: "VERDICT_REJECT",
+		3: "VERDICT_IGNORE",
+	}
+	Verdict_value = map[string]int32{
+		"VERDICT_UNSPECIFIED": 0,
+		"VERDICT_ACCEPT":      1,
+		"VERDICT_REJECT":      2,
+		"VERDICT_IGNORE":      3,
+	}
+)
+
+func (x Verdict) Enum() *Verdict {
+	p := new(Verdict)
+	*p = x
+	return p
+}
+
+func (x Verdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Verdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_plugin_proto_enumTypes[0].Descriptor()
+}
+
+func (Verdict) Type() protoreflect.EnumType {
+	return &file_plugin_proto_enumTypes[0]
+}
+
+func (x Verdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Verdict.Descriptor instead.
+func (Verdict) EnumDescriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{0}
+}
+
 type InfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1898,8 +1955,15 @@ func (*PublishResponse) Descriptor() ([]byte, []int) {
 }
 
 type SubscribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The plugin validates the topic's messages: each message from a peer is
+	// delivered with a validation_id before the router forwards it to anyone,
+	// and goes on only if the plugin answers ACCEPT with Verdict (gossipsub's
+	// validation: REJECT also counts against the peer that sent it). What
+	// this node publishes itself is not delivered. One plugin may validate a
+	// topic; its messages reach no other subscriber here.
+	Validate      bool `protobuf:"varint,2,opt,name=validate,proto3" json:"validate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1941,16 +2005,26 @@ func (x *SubscribeRequest) GetTopic() string {
 	return ""
 }
 
+func (x *SubscribeRequest) GetValidate() bool {
+	if x != nil {
+		return x.Validate
+	}
+	return false
+}
+
 type PubsubMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
 	// The peer that authored the message (signed by gossipsub).
 	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	// The peer that forwarded it to us.
-	ReceivedFrom  string `protobuf:"bytes,3,opt,name=received_from,json=receivedFrom,proto3" json:"received_from,omitempty"`
-	Data          []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
-	Seqno         []byte `protobuf:"bytes,5,opt,name=seqno,proto3" json:"seqno,omitempty"`
-	Local         bool   `protobuf:"varint,6,opt,name=local,proto3" json:"local,omitempty"`
+	ReceivedFrom string `protobuf:"bytes,3,opt,name=received_from,json=receivedFrom,proto3" json:"received_from,omitempty"`
+	Data         []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	Seqno        []byte `protobuf:"bytes,5,opt,name=seqno,proto3" json:"seqno,omitempty"`
+	Local        bool   `protobuf:"varint,6,opt,name=local,proto3" json:"local,omitempty"`
+	// Set on a validating subscription: answer it with Verdict, within 2 s
+	// (no answer counts as IGNORE).
+	ValidationId  uint64 `protobuf:"varint,7,opt,name=validation_id,json=validationId,proto3" json:"validation_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2027,6 +2101,101 @@ func (x *PubsubMessage) GetLocal() bool {
 	return false
 }
 
+func (x *PubsubMessage) GetValidationId() uint64 {
+	if x != nil {
+		return x.ValidationId
+	}
+	return 0
+}
+
+type VerdictRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ValidationId  uint64                 `protobuf:"varint,1,opt,name=validation_id,json=validationId,proto3" json:"validation_id,omitempty"`
+	Verdict       Verdict                `protobuf:"varint,2,opt,name=verdict,proto3,enum=vecino.plugin.v1.Verdict" json:"verdict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerdictRequest) Reset() {
+	*x = VerdictRequest{}
+	mi := &file_plugin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerdictRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerdictRequest) ProtoMessage() {}
+
+func (x *VerdictRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerdictRequest.ProtoReflect.Descriptor instead.
+func (*VerdictRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *VerdictRequest) GetValidationId() uint64 {
+	if x != nil {
+		return x.ValidationId
+	}
+	return 0
+}
+
+func (x *VerdictRequest) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+type VerdictResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerdictResponse) Reset() {
+	*x = VerdictResponse{}
+	mi := &file_plugin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerdictResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerdictResponse) ProtoMessage() {}
+
+func (x *VerdictResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerdictResponse.ProtoReflect.Descriptor instead.
+func (*VerdictResponse) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{36}
+}
+
 type ProvideRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -2036,7 +2205,7 @@ type ProvideRequest struct {
 
 func (x *ProvideRequest) Reset() {
 	*x = ProvideRequest{}
-	mi := &file_plugin_proto_msgTypes[35]
+	mi := &file_plugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2217,7 @@ func (x *ProvideRequest) String() string {
 func (*ProvideRequest) ProtoMessage() {}
 
 func (x *ProvideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[35]
+	mi := &file_plugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2230,7 @@ func (x *ProvideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvideRequest.ProtoReflect.Descriptor instead.
 func (*ProvideRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{35}
+	return file_plugin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ProvideRequest) GetKey() string {
@@ -2079,7 +2248,7 @@ type ProvideResponse struct {
 
 func (x *ProvideResponse) Reset() {
 	*x = ProvideResponse{}
-	mi := &file_plugin_proto_msgTypes[36]
+	mi := &file_plugin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2260,7 @@ func (x *ProvideResponse) String() string {
 func (*ProvideResponse) ProtoMessage() {}
 
 func (x *ProvideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[36]
+	mi := &file_plugin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2273,7 @@ func (x *ProvideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvideResponse.ProtoReflect.Descriptor instead.
 func (*ProvideResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{36}
+	return file_plugin_proto_rawDescGZIP(), []int{38}
 }
 
 type FindProvidersRequest struct {
@@ -2117,7 +2286,7 @@ type FindProvidersRequest struct {
 
 func (x *FindProvidersRequest) Reset() {
 	*x = FindProvidersRequest{}
-	mi := &file_plugin_proto_msgTypes[37]
+	mi := &file_plugin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2298,7 @@ func (x *FindProvidersRequest) String() string {
 func (*FindProvidersRequest) ProtoMessage() {}
 
 func (x *FindProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[37]
+	mi := &file_plugin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2311,7 @@ func (x *FindProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindProvidersRequest.ProtoReflect.Descriptor instead.
 func (*FindProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{37}
+	return file_plugin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FindProvidersRequest) GetKey() string {
@@ -2168,7 +2337,7 @@ type FindProvidersResponse struct {
 
 func (x *FindProvidersResponse) Reset() {
 	*x = FindProvidersResponse{}
-	mi := &file_plugin_proto_msgTypes[38]
+	mi := &file_plugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2349,7 @@ func (x *FindProvidersResponse) String() string {
 func (*FindProvidersResponse) ProtoMessage() {}
 
 func (x *FindProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[38]
+	mi := &file_plugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2362,7 @@ func (x *FindProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindProvidersResponse.ProtoReflect.Descriptor instead.
 func (*FindProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{38}
+	return file_plugin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *FindProvidersResponse) GetProviders() []*PeerInfo {
@@ -2211,7 +2380,7 @@ type DataDirRequest struct {
 
 func (x *DataDirRequest) Reset() {
 	*x = DataDirRequest{}
-	mi := &file_plugin_proto_msgTypes[39]
+	mi := &file_plugin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2392,7 @@ func (x *DataDirRequest) String() string {
 func (*DataDirRequest) ProtoMessage() {}
 
 func (x *DataDirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[39]
+	mi := &file_plugin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2405,7 @@ func (x *DataDirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataDirRequest.ProtoReflect.Descriptor instead.
 func (*DataDirRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{39}
+	return file_plugin_proto_rawDescGZIP(), []int{41}
 }
 
 type DataDirResponse struct {
@@ -2248,7 +2417,7 @@ type DataDirResponse struct {
 
 func (x *DataDirResponse) Reset() {
 	*x = DataDirResponse{}
-	mi := &file_plugin_proto_msgTypes[40]
+	mi := &file_plugin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2429,7 @@ func (x *DataDirResponse) String() string {
 func (*DataDirResponse) ProtoMessage() {}
 
 func (x *DataDirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[40]
+	mi := &file_plugin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2442,7 @@ func (x *DataDirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataDirResponse.ProtoReflect.Descriptor instead.
 func (*DataDirResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{40}
+	return file_plugin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DataDirResponse) GetPath() string {
@@ -2396,16 +2565,22 @@ const file_plugin_proto_rawDesc = "" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"\x11\n" +
-	"\x0fPublishResponse\"(\n" +
+	"\x0fPublishResponse\"D\n" +
 	"\x10SubscribeRequest\x12\x14\n" +
-	"\x05topic\x18\x01 \x01(\tR\x05topic\"\x9e\x01\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1a\n" +
+	"\bvalidate\x18\x02 \x01(\bR\bvalidate\"\xc3\x01\n" +
 	"\rPubsubMessage\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12#\n" +
 	"\rreceived_from\x18\x03 \x01(\tR\freceivedFrom\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x14\n" +
 	"\x05seqno\x18\x05 \x01(\fR\x05seqno\x12\x14\n" +
-	"\x05local\x18\x06 \x01(\bR\x05local\"\"\n" +
+	"\x05local\x18\x06 \x01(\bR\x05local\x12#\n" +
+	"\rvalidation_id\x18\a \x01(\x04R\fvalidationId\"j\n" +
+	"\x0eVerdictRequest\x12#\n" +
+	"\rvalidation_id\x18\x01 \x01(\x04R\fvalidationId\x123\n" +
+	"\averdict\x18\x02 \x01(\x0e2\x19.vecino.plugin.v1.VerdictR\averdict\"\x11\n" +
+	"\x0fVerdictResponse\"\"\n" +
 	"\x0eProvideRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"\x11\n" +
 	"\x0fProvideResponse\">\n" +
@@ -2416,7 +2591,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\tproviders\x18\x01 \x03(\v2\x1a.vecino.plugin.v1.PeerInfoR\tproviders\"\x10\n" +
 	"\x0eDataDirRequest\"%\n" +
 	"\x0fDataDirResponse\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path2\xe3\x04\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path*^\n" +
+	"\aVerdict\x12\x17\n" +
+	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eVERDICT_ACCEPT\x10\x01\x12\x12\n" +
+	"\x0eVERDICT_REJECT\x10\x02\x12\x12\n" +
+	"\x0eVERDICT_IGNORE\x10\x032\xe3\x04\n" +
 	"\x06Plugin\x12E\n" +
 	"\x04Info\x12\x1d.vecino.plugin.v1.InfoRequest\x1a\x1e.vecino.plugin.v1.InfoResponse\x12T\n" +
 	"\tConfigure\x12\".vecino.plugin.v1.ConfigureRequest\x1a#.vecino.plugin.v1.ConfigureResponse\x12H\n" +
@@ -2426,7 +2606,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06Status\x12\x1f.vecino.plugin.v1.StatusRequest\x1a .vecino.plugin.v1.StatusResponse\x12E\n" +
 	"\x04HTTP\x12\x1d.vecino.plugin.v1.HTTPRequest\x1a\x1e.vecino.plugin.v1.HTTPResponse\x12J\n" +
 	"\n" +
-	"HTTPStream\x12\x1b.vecino.plugin.v1.HTTPFrame\x1a\x1b.vecino.plugin.v1.HTTPFrame(\x010\x012\xb8\x06\n" +
+	"HTTPStream\x12\x1b.vecino.plugin.v1.HTTPFrame\x1a\x1b.vecino.plugin.v1.HTTPFrame(\x010\x012\x88\a\n" +
 	"\x04Host\x12E\n" +
 	"\x04Self\x12\x1d.vecino.plugin.v1.SelfRequest\x1a\x1e.vecino.plugin.v1.SelfResponse\x12H\n" +
 	"\x05Peers\x12\x1e.vecino.plugin.v1.PeersRequest\x1a\x1f.vecino.plugin.v1.PeersResponse\x12N\n" +
@@ -2435,6 +2615,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06Stream\x12\x1d.vecino.plugin.v1.StreamFrame\x1a\x1d.vecino.plugin.v1.StreamFrame(\x010\x01\x12N\n" +
 	"\aPublish\x12 .vecino.plugin.v1.PublishRequest\x1a!.vecino.plugin.v1.PublishResponse\x12R\n" +
 	"\tSubscribe\x12\".vecino.plugin.v1.SubscribeRequest\x1a\x1f.vecino.plugin.v1.PubsubMessage0\x01\x12N\n" +
+	"\aVerdict\x12 .vecino.plugin.v1.VerdictRequest\x1a!.vecino.plugin.v1.VerdictResponse\x12N\n" +
 	"\aProvide\x12 .vecino.plugin.v1.ProvideRequest\x1a!.vecino.plugin.v1.ProvideResponse\x12`\n" +
 	"\rFindProviders\x12&.vecino.plugin.v1.FindProvidersRequest\x1a'.vecino.plugin.v1.FindProvidersResponse\x12N\n" +
 	"\aDataDir\x12 .vecino.plugin.v1.DataDirRequest\x1a!.vecino.plugin.v1.DataDirResponseB0Z.github.com/vecino/vecino/pluginapi/v1;pluginv1b\x06proto3"
@@ -2451,106 +2632,113 @@ func file_plugin_proto_rawDescGZIP() []byte {
 	return file_plugin_proto_rawDescData
 }
 
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_plugin_proto_goTypes = []any{
-	(*InfoRequest)(nil),           // 0: vecino.plugin.v1.InfoRequest
-	(*InfoResponse)(nil),          // 1: vecino.plugin.v1.InfoResponse
-	(*ConfigureRequest)(nil),      // 2: vecino.plugin.v1.ConfigureRequest
-	(*KeyError)(nil),              // 3: vecino.plugin.v1.KeyError
-	(*ConfigureResponse)(nil),     // 4: vecino.plugin.v1.ConfigureResponse
-	(*StartRequest)(nil),          // 5: vecino.plugin.v1.StartRequest
-	(*StartResponse)(nil),         // 6: vecino.plugin.v1.StartResponse
-	(*StopRequest)(nil),           // 7: vecino.plugin.v1.StopRequest
-	(*StopResponse)(nil),          // 8: vecino.plugin.v1.StopResponse
-	(*HealthRequest)(nil),         // 9: vecino.plugin.v1.HealthRequest
-	(*HealthResponse)(nil),        // 10: vecino.plugin.v1.HealthResponse
-	(*StatusRequest)(nil),         // 11: vecino.plugin.v1.StatusRequest
-	(*StatusResponse)(nil),        // 12: vecino.plugin.v1.StatusResponse
-	(*Header)(nil),                // 13: vecino.plugin.v1.Header
-	(*HTTPRequest)(nil),           // 14: vecino.plugin.v1.HTTPRequest
-	(*HTTPResponse)(nil),          // 15: vecino.plugin.v1.HTTPResponse
-	(*HTTPFrame)(nil),             // 16: vecino.plugin.v1.HTTPFrame
-	(*SelfRequest)(nil),           // 17: vecino.plugin.v1.SelfRequest
-	(*SelfResponse)(nil),          // 18: vecino.plugin.v1.SelfResponse
-	(*PeersRequest)(nil),          // 19: vecino.plugin.v1.PeersRequest
-	(*PeerInfo)(nil),              // 20: vecino.plugin.v1.PeerInfo
-	(*PeersResponse)(nil),         // 21: vecino.plugin.v1.PeersResponse
-	(*ConnectRequest)(nil),        // 22: vecino.plugin.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 23: vecino.plugin.v1.ConnectResponse
-	(*HandleProtocolRequest)(nil), // 24: vecino.plugin.v1.HandleProtocolRequest
-	(*IncomingStream)(nil),        // 25: vecino.plugin.v1.IncomingStream
-	(*OpenStream)(nil),            // 26: vecino.plugin.v1.OpenStream
-	(*AttachStream)(nil),          // 27: vecino.plugin.v1.AttachStream
-	(*StreamOpened)(nil),          // 28: vecino.plugin.v1.StreamOpened
-	(*CloseWrite)(nil),            // 29: vecino.plugin.v1.CloseWrite
-	(*StreamFrame)(nil),           // 30: vecino.plugin.v1.StreamFrame
-	(*PublishRequest)(nil),        // 31: vecino.plugin.v1.PublishRequest
-	(*PublishResponse)(nil),       // 32: vecino.plugin.v1.PublishResponse
-	(*SubscribeRequest)(nil),      // 33: vecino.plugin.v1.SubscribeRequest
-	(*PubsubMessage)(nil),         // 34: vecino.plugin.v1.PubsubMessage
-	(*ProvideRequest)(nil),        // 35: vecino.plugin.v1.ProvideRequest
-	(*ProvideResponse)(nil),       // 36: vecino.plugin.v1.ProvideResponse
-	(*FindProvidersRequest)(nil),  // 37: vecino.plugin.v1.FindProvidersRequest
-	(*FindProvidersResponse)(nil), // 38: vecino.plugin.v1.FindProvidersResponse
-	(*DataDirRequest)(nil),        // 39: vecino.plugin.v1.DataDirRequest
-	(*DataDirResponse)(nil),       // 40: vecino.plugin.v1.DataDirResponse
-	(*structpb.Struct)(nil),       // 41: google.protobuf.Struct
+	(Verdict)(0),                  // 0: vecino.plugin.v1.Verdict
+	(*InfoRequest)(nil),           // 1: vecino.plugin.v1.InfoRequest
+	(*InfoResponse)(nil),          // 2: vecino.plugin.v1.InfoResponse
+	(*ConfigureRequest)(nil),      // 3: vecino.plugin.v1.ConfigureRequest
+	(*KeyError)(nil),              // 4: vecino.plugin.v1.KeyError
+	(*ConfigureResponse)(nil),     // 5: vecino.plugin.v1.ConfigureResponse
+	(*StartRequest)(nil),          // 6: vecino.plugin.v1.StartRequest
+	(*StartResponse)(nil),         // 7: vecino.plugin.v1.StartResponse
+	(*StopRequest)(nil),           // 8: vecino.plugin.v1.StopRequest
+	(*StopResponse)(nil),          // 9: vecino.plugin.v1.StopResponse
+	(*HealthRequest)(nil),         // 10: vecino.plugin.v1.HealthRequest
+	(*HealthResponse)(nil),        // 11: vecino.plugin.v1.HealthResponse
+	(*StatusRequest)(nil),         // 12: vecino.plugin.v1.StatusRequest
+	(*StatusResponse)(nil),        // 13: vecino.plugin.v1.StatusResponse
+	(*Header)(nil),                // 14: vecino.plugin.v1.Header
+	(*HTTPRequest)(nil),           // 15: vecino.plugin.v1.HTTPRequest
+	(*HTTPResponse)(nil),          // 16: vecino.plugin.v1.HTTPResponse
+	(*HTTPFrame)(nil),             // 17: vecino.plugin.v1.HTTPFrame
+	(*SelfRequest)(nil),           // 18: vecino.plugin.v1.SelfRequest
+	(*SelfResponse)(nil),          // 19: vecino.plugin.v1.SelfResponse
+	(*PeersRequest)(nil),          // 20: vecino.plugin.v1.PeersRequest
+	(*PeerInfo)(nil),              // 21: vecino.plugin.v1.PeerInfo
+	(*PeersResponse)(nil),         // 22: vecino.plugin.v1.PeersResponse
+	(*ConnectRequest)(nil),        // 23: vecino.plugin.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 24: vecino.plugin.v1.ConnectResponse
+	(*HandleProtocolRequest)(nil), // 25: vecino.plugin.v1.HandleProtocolRequest
+	(*IncomingStream)(nil),        // 26: vecino.plugin.v1.IncomingStream
+	(*OpenStream)(nil),            // 27: vecino.plugin.v1.OpenStream
+	(*AttachStream)(nil),          // 28: vecino.plugin.v1.AttachStream
+	(*StreamOpened)(nil),          // 29: vecino.plugin.v1.StreamOpened
+	(*CloseWrite)(nil),            // 30: vecino.plugin.v1.CloseWrite
+	(*StreamFrame)(nil),           // 31: vecino.plugin.v1.StreamFrame
+	(*PublishRequest)(nil),        // 32: vecino.plugin.v1.PublishRequest
+	(*PublishResponse)(nil),       // 33: vecino.plugin.v1.PublishResponse
+	(*SubscribeRequest)(nil),      // 34: vecino.plugin.v1.SubscribeRequest
+	(*PubsubMessage)(nil),         // 35: vecino.plugin.v1.PubsubMessage
+	(*VerdictRequest)(nil),        // 36: vecino.plugin.v1.VerdictRequest
+	(*VerdictResponse)(nil),       // 37: vecino.plugin.v1.VerdictResponse
+	(*ProvideRequest)(nil),        // 38: vecino.plugin.v1.ProvideRequest
+	(*ProvideResponse)(nil),       // 39: vecino.plugin.v1.ProvideResponse
+	(*FindProvidersRequest)(nil),  // 40: vecino.plugin.v1.FindProvidersRequest
+	(*FindProvidersResponse)(nil), // 41: vecino.plugin.v1.FindProvidersResponse
+	(*DataDirRequest)(nil),        // 42: vecino.plugin.v1.DataDirRequest
+	(*DataDirResponse)(nil),       // 43: vecino.plugin.v1.DataDirResponse
+	(*structpb.Struct)(nil),       // 44: google.protobuf.Struct
 }
 var file_plugin_proto_depIdxs = []int32{
-	3,  // 0: vecino.plugin.v1.ConfigureResponse.errors:type_name -> vecino.plugin.v1.KeyError
-	41, // 1: vecino.plugin.v1.StatusResponse.details:type_name -> google.protobuf.Struct
-	13, // 2: vecino.plugin.v1.HTTPRequest.headers:type_name -> vecino.plugin.v1.Header
-	13, // 3: vecino.plugin.v1.HTTPResponse.headers:type_name -> vecino.plugin.v1.Header
-	14, // 4: vecino.plugin.v1.HTTPFrame.request:type_name -> vecino.plugin.v1.HTTPRequest
-	15, // 5: vecino.plugin.v1.HTTPFrame.response:type_name -> vecino.plugin.v1.HTTPResponse
-	29, // 6: vecino.plugin.v1.HTTPFrame.end:type_name -> vecino.plugin.v1.CloseWrite
-	20, // 7: vecino.plugin.v1.PeersResponse.peers:type_name -> vecino.plugin.v1.PeerInfo
-	26, // 8: vecino.plugin.v1.StreamFrame.open:type_name -> vecino.plugin.v1.OpenStream
-	27, // 9: vecino.plugin.v1.StreamFrame.attach:type_name -> vecino.plugin.v1.AttachStream
-	28, // 10: vecino.plugin.v1.StreamFrame.opened:type_name -> vecino.plugin.v1.StreamOpened
-	29, // 11: vecino.plugin.v1.StreamFrame.close_write:type_name -> vecino.plugin.v1.CloseWrite
-	20, // 12: vecino.plugin.v1.FindProvidersResponse.providers:type_name -> vecino.plugin.v1.PeerInfo
-	0,  // 13: vecino.plugin.v1.Plugin.Info:input_type -> vecino.plugin.v1.InfoRequest
-	2,  // 14: vecino.plugin.v1.Plugin.Configure:input_type -> vecino.plugin.v1.ConfigureRequest
-	5,  // 15: vecino.plugin.v1.Plugin.Start:input_type -> vecino.plugin.v1.StartRequest
-	7,  // 16: vecino.plugin.v1.Plugin.Stop:input_type -> vecino.plugin.v1.StopRequest
-	9,  // 17: vecino.plugin.v1.Plugin.Health:input_type -> vecino.plugin.v1.HealthRequest
-	11, // 18: vecino.plugin.v1.Plugin.Status:input_type -> vecino.plugin.v1.StatusRequest
-	14, // 19: vecino.plugin.v1.Plugin.HTTP:input_type -> vecino.plugin.v1.HTTPRequest
-	16, // 20: vecino.plugin.v1.Plugin.HTTPStream:input_type -> vecino.plugin.v1.HTTPFrame
-	17, // 21: vecino.plugin.v1.Host.Self:input_type -> vecino.plugin.v1.SelfRequest
-	19, // 22: vecino.plugin.v1.Host.Peers:input_type -> vecino.plugin.v1.PeersRequest
-	22, // 23: vecino.plugin.v1.Host.Connect:input_type -> vecino.plugin.v1.ConnectRequest
-	24, // 24: vecino.plugin.v1.Host.HandleProtocol:input_type -> vecino.plugin.v1.HandleProtocolRequest
-	30, // 25: vecino.plugin.v1.Host.Stream:input_type -> vecino.plugin.v1.StreamFrame
-	31, // 26: vecino.plugin.v1.Host.Publish:input_type -> vecino.plugin.v1.PublishRequest
-	33, // 27: vecino.plugin.v1.Host.Subscribe:input_type -> vecino.plugin.v1.SubscribeRequest
-	35, // 28: vecino.plugin.v1.Host.Provide:input_type -> vecino.plugin.v1.ProvideRequest
-	37, // 29: vecino.plugin.v1.Host.FindProviders:input_type -> vecino.plugin.v1.FindProvidersRequest
-	39, // 30: vecino.plugin.v1.Host.DataDir:input_type -> vecino.plugin.v1.DataDirRequest
-	1,  // 31: vecino.plugin.v1.Plugin.Info:output_type -> vecino.plugin.v1.InfoResponse
-	4,  // 32: vecino.plugin.v1.Plugin.Configure:output_type -> vecino.plugin.v1.ConfigureResponse
-	6,  // 33: vecino.plugin.v1.Plugin.Start:output_type -> vecino.plugin.v1.StartResponse
-	8,  // 34: vecino.plugin.v1.Plugin.Stop:output_type -> vecino.plugin.v1.StopResponse
-	10, // 35: vecino.plugin.v1.Plugin.Health:output_type -> vecino.plugin.v1.HealthResponse
-	12, // 36: vecino.plugin.v1.Plugin.Status:output_type -> vecino.plugin.v1.StatusResponse
-	15, // 37: vecino.plugin.v1.Plugin.HTTP:output_type -> vecino.plugin.v1.HTTPResponse
-	16, // 38: vecino.plugin.v1.Plugin.HTTPStream:output_type -> vecino.plugin.v1.HTTPFrame
-	18, // 39: vecino.plugin.v1.Host.Self:output_type -> vecino.plugin.v1.SelfResponse
-	21, // 40: vecino.plugin.v1.Host.Peers:output_type -> vecino.plugin.v1.PeersResponse
-	23, // 41: vecino.plugin.v1.Host.Connect:output_type -> vecino.plugin.v1.ConnectResponse
-	25, // 42: vecino.plugin.v1.Host.HandleProtocol:output_type -> vecino.plugin.v1.IncomingStream
-	30, // 43: vecino.plugin.v1.Host.Stream:output_type -> vecino.plugin.v1.StreamFrame
-	32, // 44: vecino.plugin.v1.Host.Publish:output_type -> vecino.plugin.v1.PublishResponse
-	34, // 45: vecino.plugin.v1.Host.Subscribe:output_type -> vecino.plugin.v1.PubsubMessage
-	36, // 46: vecino.plugin.v1.Host.Provide:output_type -> vecino.plugin.v1.ProvideResponse
-	38, // 47: vecino.plugin.v1.Host.FindProviders:output_type -> vecino.plugin.v1.FindProvidersResponse
-	40, // 48: vecino.plugin.v1.Host.DataDir:output_type -> vecino.plugin.v1.DataDirResponse
-	31, // [31:49] is the sub-list for method output_type
-	13, // [13:31] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	4,  // 0: vecino.plugin.v1.ConfigureResponse.errors:type_name -> vecino.plugin.v1.KeyError
+	44, // 1: vecino.plugin.v1.StatusResponse.details:type_name -> google.protobuf.Struct
+	14, // 2: vecino.plugin.v1.HTTPRequest.headers:type_name -> vecino.plugin.v1.Header
+	14, // 3: vecino.plugin.v1.HTTPResponse.headers:type_name -> vecino.plugin.v1.Header
+	15, // 4: vecino.plugin.v1.HTTPFrame.request:type_name -> vecino.plugin.v1.HTTPRequest
+	16, // 5: vecino.plugin.v1.HTTPFrame.response:type_name -> vecino.plugin.v1.HTTPResponse
+	30, // 6: vecino.plugin.v1.HTTPFrame.end:type_name -> vecino.plugin.v1.CloseWrite
+	21, // 7: vecino.plugin.v1.PeersResponse.peers:type_name -> vecino.plugin.v1.PeerInfo
+	27, // 8: vecino.plugin.v1.StreamFrame.open:type_name -> vecino.plugin.v1.OpenStream
+	28, // 9: vecino.plugin.v1.StreamFrame.attach:type_name -> vecino.plugin.v1.AttachStream
+	29, // 10: vecino.plugin.v1.StreamFrame.opened:type_name -> vecino.plugin.v1.StreamOpened
+	30, // 11: vecino.plugin.v1.StreamFrame.close_write:type_name -> vecino.plugin.v1.CloseWrite
+	0,  // 12: vecino.plugin.v1.VerdictRequest.verdict:type_name -> vecino.plugin.v1.Verdict
+	21, // 13: vecino.plugin.v1.FindProvidersResponse.providers:type_name -> vecino.plugin.v1.PeerInfo
+	1,  // 14: vecino.plugin.v1.Plugin.Info:input_type -> vecino.plugin.v1.InfoRequest
+	3,  // 15: vecino.plugin.v1.Plugin.Configure:input_type -> vecino.plugin.v1.ConfigureRequest
+	6,  // 16: vecino.plugin.v1.Plugin.Start:input_type -> vecino.plugin.v1.StartRequest
+	8,  // 17: vecino.plugin.v1.Plugin.Stop:input_type -> vecino.plugin.v1.StopRequest
+	10, // 18: vecino.plugin.v1.Plugin.Health:input_type -> vecino.plugin.v1.HealthRequest
+	12, // 19: vecino.plugin.v1.Plugin.Status:input_type -> vecino.plugin.v1.StatusRequest
+	15, // 20: vecino.plugin.v1.Plugin.HTTP:input_type -> vecino.plugin.v1.HTTPRequest
+	17, // 21: vecino.plugin.v1.Plugin.HTTPStream:input_type -> vecino.plugin.v1.HTTPFrame
+	18, // 22: vecino.plugin.v1.Host.Self:input_type -> vecino.plugin.v1.SelfRequest
+	20, // 23: vecino.plugin.v1.Host.Peers:input_type -> vecino.plugin.v1.PeersRequest
+	23, // 24: vecino.plugin.v1.Host.Connect:input_type -> vecino.plugin.v1.ConnectRequest
+	25, // 25: vecino.plugin.v1.Host.HandleProtocol:input_type -> vecino.plugin.v1.HandleProtocolRequest
+	31, // 26: vecino.plugin.v1.Host.Stream:input_type -> vecino.plugin.v1.StreamFrame
+	32, // 27: vecino.plugin.v1.Host.Publish:input_type -> vecino.plugin.v1.PublishRequest
+	34, // 28: vecino.plugin.v1.Host.Subscribe:input_type -> vecino.plugin.v1.SubscribeRequest
+	36, // 29: vecino.plugin.v1.Host.Verdict:input_type -> vecino.plugin.v1.VerdictRequest
+	38, // 30: vecino.plugin.v1.Host.Provide:input_type -> vecino.plugin.v1.ProvideRequest
+	40, // 31: vecino.plugin.v1.Host.FindProviders:input_type -> vecino.plugin.v1.FindProvidersRequest
+	42, // 32: vecino.plugin.v1.Host.DataDir:input_type -> vecino.plugin.v1.DataDirRequest
+	2,  // 33: vecino.plugin.v1.Plugin.Info:output_type -> vecino.plugin.v1.InfoResponse
+	5,  // 34: vecino.plugin.v1.Plugin.Configure:output_type -> vecino.plugin.v1.ConfigureResponse
+	7,  // 35: vecino.plugin.v1.Plugin.Start:output_type -> vecino.plugin.v1.StartResponse
+	9,  // 36: vecino.plugin.v1.Plugin.Stop:output_type -> vecino.plugin.v1.StopResponse
+	11, // 37: vecino.plugin.v1.Plugin.Health:output_type -> vecino.plugin.v1.HealthResponse
+	13, // 38: vecino.plugin.v1.Plugin.Status:output_type -> vecino.plugin.v1.StatusResponse
+	16, // 39: vecino.plugin.v1.Plugin.HTTP:output_type -> vecino.plugin.v1.HTTPResponse
+	17, // 40: vecino.plugin.v1.Plugin.HTTPStream:output_type -> vecino.plugin.v1.HTTPFrame
+	19, // 41: vecino.plugin.v1.Host.Self:output_type -> vecino.plugin.v1.SelfResponse
+	22, // 42: vecino.plugin.v1.Host.Peers:output_type -> vecino.plugin.v1.PeersResponse
+	24, // 43: vecino.plugin.v1.Host.Connect:output_type -> vecino.plugin.v1.ConnectResponse
+	26, // 44: vecino.plugin.v1.Host.HandleProtocol:output_type -> vecino.plugin.v1.IncomingStream
+	31, // 45: vecino.plugin.v1.Host.Stream:output_type -> vecino.plugin.v1.StreamFrame
+	33, // 46: vecino.plugin.v1.Host.Publish:output_type -> vecino.plugin.v1.PublishResponse
+	35, // 47: vecino.plugin.v1.Host.Subscribe:output_type -> vecino.plugin.v1.PubsubMessage
+	37, // 48: vecino.plugin.v1.Host.Verdict:output_type -> vecino.plugin.v1.VerdictResponse
+	39, // 49: vecino.plugin.v1.Host.Provide:output_type -> vecino.plugin.v1.ProvideResponse
+	41, // 50: vecino.plugin.v1.Host.FindProviders:output_type -> vecino.plugin.v1.FindProvidersResponse
+	43, // 51: vecino.plugin.v1.Host.DataDir:output_type -> vecino.plugin.v1.DataDirResponse
+	33, // [33:52] is the sub-list for method output_type
+	14, // [14:33] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -2576,13 +2764,14 @@ func file_plugin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   41,
+			NumEnums:      1,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_plugin_proto_goTypes,
 		DependencyIndexes: file_plugin_proto_depIdxs,
+		EnumInfos:         file_plugin_proto_enumTypes,
 		MessageInfos:      file_plugin_proto_msgTypes,
 	}.Build()
 	File_plugin_proto = out.File

@@ -422,6 +422,7 @@ const (
 	Host_Stream_FullMethodName         = "/vecino.plugin.v1.Host/Stream"
 	Host_Publish_FullMethodName        = "/vecino.plugin.v1.Host/Publish"
 	Host_Subscribe_FullMethodName      = "/vecino.plugin.v1.Host/Subscribe"
+	Host_Verdict_FullMethodName        = "/vecino.plugin.v1.Host/Verdict"
 	Host_Provide_FullMethodName        = "/vecino.plugin.v1.Host/Provide"
 	Host_FindProviders_FullMethodName  = "/vecino.plugin.v1.Host/FindProviders"
 	Host_DataDir_FullMethodName        = "/vecino.plugin.v1.Host/DataDir"
@@ -447,6 +448,9 @@ type HostClient interface {
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamFrame, StreamFrame], error)
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PubsubMessage], error)
+	// Verdict answers a message a validating subscription delivered (one
+	// with validation_id set): whether the router may pass it on.
+	Verdict(ctx context.Context, in *VerdictRequest, opts ...grpc.CallOption) (*VerdictResponse, error)
 	// Provide announces on the DHT that this node has key; FindProviders finds
 	// nodes that announced it. key is a CID string, or any other string, which
 	// is hashed into a CID.
@@ -554,6 +558,16 @@ func (c *hostClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts .
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Host_SubscribeClient = grpc.ServerStreamingClient[PubsubMessage]
 
+func (c *hostClient) Verdict(ctx context.Context, in *VerdictRequest, opts ...grpc.CallOption) (*VerdictResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerdictResponse)
+	err := c.cc.Invoke(ctx, Host_Verdict_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *hostClient) Provide(ctx context.Context, in *ProvideRequest, opts ...grpc.CallOption) (*ProvideResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ProvideResponse)
@@ -604,6 +618,9 @@ type HostServer interface {
 	Stream(grpc.BidiStreamingServer[StreamFrame, StreamFrame]) error
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[PubsubMessage]) error
+	// Verdict answers a message a validating subscription delivered (one
+	// with validation_id set): whether the router may pass it on.
+	Verdict(context.Context, *VerdictRequest) (*VerdictResponse, error)
 	// Provide announces on the DHT that this node has key; FindProviders finds
 	// nodes that announced it. key is a CID string, or any other string, which
 	// is hashed into a CID.
@@ -640,6 +657,9 @@ func (UnimplementedHostServer) Publish(context.Context, *PublishRequest) (*Publi
 }
 func (UnimplementedHostServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[PubsubMessage]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedHostServer) Verdict(context.Context, *VerdictRequest) (*VerdictResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Verdict not implemented")
 }
 func (UnimplementedHostServer) Provide(context.Context, *ProvideRequest) (*ProvideResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Provide not implemented")
@@ -772,6 +792,24 @@ func _Host_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Host_SubscribeServer = grpc.ServerStreamingServer[PubsubMessage]
 
+func _Host_Verdict_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerdictRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).Verdict(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_Verdict_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).Verdict(ctx, req.(*VerdictRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Host_Provide_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ProvideRequest)
 	if err := dec(in); err != nil {
@@ -848,6 +886,10 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Publish",
 			Handler:    _Host_Publish_Handler,
+		},
+		{
+			MethodName: "Verdict",
+			Handler:    _Host_Verdict_Handler,
 		},
 		{
 			MethodName: "Provide",

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -53,6 +54,8 @@ type Server struct {
 	nextID  atomic.Uint64
 	mu      sync.Mutex
 	pending map[uint64]network.Stream
+	// verdicts waits for the plugin's answer to each message it validates.
+	verdicts map[uint64]chan pluginv1.Verdict
 }
 
 // New returns the Host service for plugin, limited to the protocols and
@@ -62,7 +65,7 @@ func New(node *p2p.Node, plugin string, info *pluginv1.InfoResponse, dataDir str
 	return &Server{
 		node: node, plugin: plugin, protocols: info.Protocols, topics: info.Topics,
 		dataDir: dataDir, counters: counters, direct: direct, log: log,
-		pending: map[uint64]network.Stream{},
+		pending: map[uint64]network.Stream{}, verdicts: map[uint64]chan pluginv1.Verdict{},
 	}
 }
 
@@ -355,6 +358,9 @@ func (s *Server) Subscribe(req *pluginv1.SubscribeRequest, srv grpc.ServerStream
 		return status.Errorf(codes.Unavailable, "%v", err)
 	}
 	defer cancel()
+	if req.Validate {
+		return s.validate(req.Topic, sub, srv)
+	}
 	if err := srv.SendHeader(metadata.MD{}); err != nil {
 		return err
 	}
@@ -373,6 +379,84 @@ func (s *Server) Subscribe(req *pluginv1.SubscribeRequest, srv grpc.ServerStream
 			return err
 		}
 	}
+}
+
+// validate serves a validating subscription: every message from a peer
+// goes to the plugin with a validation ID, and gossipsub passes it on only
+// if the plugin accepts it. The plugin has had each message then, so the
+// subscription's own deliveries are dropped; the subscription stays, for
+// it is what keeps this node in the topic's mesh.
+func (s *Server) validate(topic string, sub *pubsub.Subscription, srv grpc.ServerStreamingServer[pluginv1.PubsubMessage]) error {
+	var sendMu sync.Mutex
+	self := s.node.Host.ID()
+	judge := func(ctx context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+		if m.ReceivedFrom == self {
+			return pubsub.ValidationAccept // the plugin published it
+		}
+		id := s.nextID.Add(1)
+		c := make(chan pluginv1.Verdict, 1)
+		s.mu.Lock()
+		s.verdicts[id] = c
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.verdicts, id)
+			s.mu.Unlock()
+		}()
+		s.counters.MessagesIn.Add(1)
+		sendMu.Lock()
+		err := srv.Send(&pluginv1.PubsubMessage{
+			Topic: topic, From: m.GetFrom().String(), ReceivedFrom: m.ReceivedFrom.String(),
+			Data: m.Data, Seqno: m.Seqno, ValidationId: id,
+		})
+		sendMu.Unlock()
+		if err != nil {
+			return pubsub.ValidationIgnore
+		}
+		select {
+		case v := <-c:
+			switch v {
+			case pluginv1.Verdict_VERDICT_ACCEPT:
+				return pubsub.ValidationAccept
+			case pluginv1.Verdict_VERDICT_REJECT:
+				return pubsub.ValidationReject
+			}
+		case <-ctx.Done():
+		case <-srv.Context().Done():
+		}
+		return pubsub.ValidationIgnore
+	}
+	unregister, err := s.node.Validate(topic, judge)
+	if err != nil {
+		return status.Errorf(codes.FailedPrecondition, "%v", err)
+	}
+	defer unregister()
+	sendMu.Lock()
+	err = srv.SendHeader(metadata.MD{})
+	sendMu.Unlock()
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := sub.Next(srv.Context()); err != nil {
+			return nil // the plugin went away or the node is stopping
+		}
+	}
+}
+
+// Verdict passes the plugin's answer on to the message waiting for it.
+func (s *Server) Verdict(_ context.Context, req *pluginv1.VerdictRequest) (*pluginv1.VerdictResponse, error) {
+	s.mu.Lock()
+	c := s.verdicts[req.ValidationId]
+	s.mu.Unlock()
+	if c == nil {
+		return nil, status.Errorf(codes.NotFound, "no message waits for verdict %d (answered already, or past its 2 s)", req.ValidationId)
+	}
+	select {
+	case c <- req.Verdict:
+	default:
+	}
+	return &pluginv1.VerdictResponse{}, nil
 }
 
 // keyCID accepts a CID, or hashes any other key into one.

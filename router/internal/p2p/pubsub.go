@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"fmt"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 )
@@ -86,3 +87,18 @@ func (n *Node) ReleaseProtocol(protocol string) {
 	defer n.mu.Unlock()
 	delete(n.handlers, protocol)
 }
+
+// Validate has fn judge every message on topic before gossipsub passes it
+// on or delivers it; unregister ends that. One validator per topic. fn runs
+// inline in the one validation worker, so messages are judged one at a
+// time in the order they came (as the worker's comment in New says, each
+// author's order matters).
+func (n *Node) Validate(topic string, fn pubsub.ValidatorEx) (unregister func(), err error) {
+	if err := n.PubSub.RegisterTopicValidator(topic, fn, pubsub.WithValidatorTimeout(validateTimeout), pubsub.WithValidatorInline(true)); err != nil {
+		return nil, fmt.Errorf("validate topic %s: %w", topic, err)
+	}
+	return func() { n.PubSub.UnregisterTopicValidator(topic) }, nil
+}
+
+// validateTimeout bounds how long a message waits for its validator.
+const validateTimeout = 2 * time.Second
