@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -233,12 +235,14 @@ func (c *chat) Start(context.Context) error {
 			return err
 		}
 	}
-	sub, err := c.env.Host.Subscribe(c.ctx, wire.MailTopic)
+	sub, err := c.env.Host.Validate(c.ctx, wire.MailTopic)
 	if err != nil {
 		return err
 	}
 	c.wg.Add(2)
-	go c.consume(sub, "mail message", c.mailOp)
+	go c.consume(sub, "mail message", func(data []byte, now time.Time) sdk.Verdict {
+		return c.verdict(c.mailOp(data, now))
+	})
 	go c.sweep()
 	return nil
 }
@@ -314,7 +318,7 @@ func (c *chat) join(name string) (*room, error) {
 	if joined {
 		return r, nil
 	}
-	sub, err := c.env.Host.Subscribe(c.ctx, wire.RoomTopicPrefix+name)
+	sub, err := c.env.Host.Validate(c.ctx, wire.RoomTopicPrefix+name)
 	if err != nil {
 		return nil, fmt.Errorf("join room %s: %w", name, err)
 	}
@@ -417,10 +421,11 @@ func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, <-
 	return e, c.db.write(saveRoom(r.name, e.Cursor, now, m, keepFrom)), nil
 }
 
-// consume hands handle each message others publish on sub's topic, for as
-// long as the node runs. Messages this node published were taken before
-// they left.
-func (c *chat) consume(sub *sdk.Subscription, what string, handle func(data []byte, now time.Time) error) {
+// consume has handle judge each message others publish on sub's topic, for
+// as long as the node runs. The topics are validated here: the router
+// passes a message on to other nodes only once handle accepts it, so what
+// does not verify goes no further than this node.
+func (c *chat) consume(sub *sdk.Subscription, what string, handle func(data []byte, now time.Time) sdk.Verdict) {
 	defer c.wg.Done()
 	for {
 		m, err := sub.Next()
@@ -430,33 +435,79 @@ func (c *chat) consume(sub *sdk.Subscription, what string, handle func(data []by
 		if m.Local {
 			continue
 		}
-		if err := handle(m.Data, time.Now()); err != nil {
-			c.count(err)
-			slog.Debug("dropped "+what, "topic", m.Topic, "via", m.ReceivedFrom, "err", err)
+		v := handle(m.Data, time.Now())
+		if v != sdk.Accept {
+			slog.Debug("not passed on: "+what, "topic", m.Topic, "via", m.ReceivedFrom, "verdict", v)
+		}
+		if err := sub.Judge(m, v); err != nil {
+			slog.Debug("verdict not given", "err", err)
 		}
 	}
 }
 
+// verdict counts err, if any, and says what becomes of the message that
+// caused it: forwarded if taken; dropped, with blame on the peer that sent
+// it, if it is malformed or forged; dropped without blame if it is valid
+// but not wanted here (a replay, over a limit of this node's).
+func (c *chat) verdict(err error) sdk.Verdict {
+	if err == nil {
+		return sdk.Accept
+	}
+	c.count(err)
+	var ref *refusal
+	if errors.As(err, &ref) {
+		switch ref.reason {
+		case "malformed", "unsigned", "bad_signature", "wrong_room":
+			return sdk.Reject
+		}
+	}
+	return sdk.Ignore
+}
+
 // receive takes a room message, or a bundle of them, from the network. A
-// member that is refused is counted alone; the others are kept.
-func (c *chat) receive(r *room) func([]byte, time.Time) error {
-	return func(data []byte, now time.Time) error {
+// member that is refused is counted alone; the others are kept. A bundle
+// with a malformed or forged member is not passed on.
+func (c *chat) receive(r *room) func([]byte, time.Time) sdk.Verdict {
+	return func(data []byte, now time.Time) sdk.Verdict {
 		envs, err := wire.SplitRoom(data)
 		if err != nil {
-			return parseRefusal(err)
+			return c.verdict(parseRefusal(err))
 		}
-		for _, env := range envs {
-			m, err := c.parse(env, now)
+		msgs, errs := c.parseAll(envs, now)
+		out := sdk.Ignore
+		for i, m := range msgs {
+			err := errs[i]
 			if err == nil {
 				_, _, err = c.accept(r, m, now)
 			}
-			if err != nil {
-				c.count(err)
-				slog.Debug("dropped room message", "room", r.name, "err", err)
+			switch v := c.verdict(err); {
+			case v == sdk.Reject:
+				out = sdk.Reject
+			case v == sdk.Accept && out == sdk.Ignore:
+				out = sdk.Accept
 			}
 		}
-		return nil
+		return out
 	}
+}
+
+// parseAll checks a bundle's members on every core at once: the router
+// holds the bundle, and every message behind it, until they are checked.
+func (c *chat) parseAll(envs [][]byte, now time.Time) ([]*wire.RoomMessage, []error) {
+	msgs, errs := make([]*wire.RoomMessage, len(envs)), make([]error, len(envs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(envs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(envs); i = int(next.Add(1) - 1) {
+				msgs[i], errs[i] = c.parse(envs[i], now)
+			}
+		}()
+	}
+	wg.Wait()
+	return msgs, errs
 }
 
 // post accepts a message from a local client, queues it to be published

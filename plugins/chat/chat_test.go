@@ -66,21 +66,29 @@ func TestBundleMembersStandAlone(t *testing.T) {
 	first, second := sign(1, "first"), sign(2, "second")
 	forged := bytes.Replace(sign(3, "third"), []byte("third"), []byte("THIRD"), 1)
 	r := c.roomLocked("lobby")
-	if err := c.receive(r)(wire.Bundle([][]byte{first, forged, second, first}), now); err != nil {
-		t.Fatal(err)
+	// The good members are kept, but a bundle carrying a forgery is not
+	// passed on, and its sender is blamed.
+	if v := c.receive(r)(wire.Bundle([][]byte{first, forged, second, first}), now); v != sdk.Reject {
+		t.Errorf("a bundle with a forged member: verdict %v, want Reject", v)
 	}
-	if err := c.receive(r)([]byte(`[{"body": 1}`), now); err == nil {
-		t.Error("a bundle that is not JSON was taken")
+	if v := c.receive(r)([]byte(`[{"body": 1}`), now); v != sdk.Reject {
+		t.Errorf("a bundle that is not JSON: verdict %v, want Reject", v)
+	}
+	if v := c.receive(r)(second, now); v != sdk.Ignore {
+		t.Errorf("a replay: verdict %v, want Ignore", v)
+	}
+	if v := c.receive(r)(sign(3, "third"), now); v != sdk.Accept {
+		t.Errorf("a new good message: verdict %v, want Accept", v)
 	}
 	var texts []string
 	for _, e := range r.entries {
 		texts = append(texts, e.Text)
 	}
-	if fmt.Sprint(texts) != "[first second]" {
-		t.Errorf("kept %q, want first and second", texts)
+	if fmt.Sprint(texts) != "[first second third]" {
+		t.Errorf("kept %q, want first, second and third", texts)
 	}
-	if c.dropped["bad_signature"] != 1 || c.dropped["replayed"] != 1 {
-		t.Errorf("dropped %v, want one bad_signature and one replayed", c.dropped)
+	if c.dropped["bad_signature"] != 1 || c.dropped["replayed"] != 2 || c.dropped["malformed"] != 1 {
+		t.Errorf("dropped %v, want one bad_signature, one malformed and two replayed", c.dropped)
 	}
 	path := d.b.Path()
 	if err := d.close(); err != nil {
@@ -95,7 +103,7 @@ func TestBundleMembersStandAlone(t *testing.T) {
 	if _, err := d.loadRooms(func(_ string, _ uint64, _ time.Time, m *wire.RoomMessage) { stored = append(stored, m.Text) }); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(stored) != "[first second]" {
-		t.Errorf("on disk %q, want first and second", stored)
+	if fmt.Sprint(stored) != "[first second third]" {
+		t.Errorf("on disk %q, want first, second and third", stored)
 	}
 }
