@@ -227,11 +227,8 @@ func TestChatRoomAcrossThreeNodes(t *testing.T) {
 // offline is held, sealed, through a kill -9 of the plugin and a restart of
 // the node, and delivered when they come; then it is gone everywhere.
 func TestChatMailboxSurvivesKillAndRestart(t *testing.T) {
-	b := testnet.Start(t, testnet.Options{Name: "b", Plugins: map[string]string{"chat": roomyChat}})
-	a := testnet.Start(t, testnet.Options{Name: "a", Plugins: map[string]string{"chat": roomyChat}, Bootstrap: []string{b.TCPAddr()}})
-	a.WaitPeers(1, 30*time.Second)
-	a.WaitPlugin("chat", 20*time.Second, testnet.Running)
-	b.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	nodes := startChatNodes(t, 2, roomyChat)
+	b, a := nodes[0], nodes[1]
 	waitMesh(t, "lobby", a, b)
 
 	alice := newChatter(t, a)

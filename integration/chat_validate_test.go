@@ -20,11 +20,8 @@ import (
 // same peer reaches both. The router passes on only what the chat plugin
 // has checked.
 func TestForgedMessagesGoNoFurther(t *testing.T) {
-	a := testnet.Start(t, testnet.Options{Name: "a", Plugins: map[string]string{"chat": roomyChat}})
-	b := testnet.Start(t, testnet.Options{Name: "b", Plugins: map[string]string{"chat": roomyChat}, Bootstrap: []string{a.TCPAddr()}})
-	b.WaitPeers(1, 30*time.Second)
-	a.WaitPlugin("chat", 20*time.Second, testnet.Running)
-	b.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	nodes := startChatNodes(t, 2, roomyChat)
+	a, b := nodes[0], nodes[1]
 	waitMesh(t, "lobby", a, b)
 
 	h := natted(t)
