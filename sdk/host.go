@@ -228,9 +228,12 @@ func (s *Subscription) Judge(m Message, v Verdict) error {
 	if m.validation == 0 {
 		return nil
 	}
-	verdict := map[Verdict]pluginv1.Verdict{Accept: pluginv1.Verdict_VERDICT_ACCEPT, Reject: pluginv1.Verdict_VERDICT_REJECT}[v]
-	if verdict == pluginv1.Verdict_VERDICT_UNSPECIFIED {
-		verdict = pluginv1.Verdict_VERDICT_IGNORE
+	verdict := pluginv1.Verdict_VERDICT_IGNORE
+	switch v {
+	case Accept:
+		verdict = pluginv1.Verdict_VERDICT_ACCEPT
+	case Reject:
+		verdict = pluginv1.Verdict_VERDICT_REJECT
 	}
 	if _, err := s.c.Verdict(s.ctx, &pluginv1.VerdictRequest{ValidationId: m.validation, Verdict: verdict}); err != nil {
 		return fmt.Errorf("verdict on a %s message: %w", m.Topic, err)

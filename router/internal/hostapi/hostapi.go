@@ -387,7 +387,10 @@ func (s *Server) Subscribe(req *pluginv1.SubscribeRequest, srv grpc.ServerStream
 // subscription's own deliveries are dropped; the subscription stays, for
 // it is what keeps this node in the topic's mesh.
 func (s *Server) validate(topic string, sub *pubsub.Subscription, srv grpc.ServerStreamingServer[pluginv1.PubsubMessage]) error {
+	// sendMu orders the stream's sends; the first message may come before
+	// the header is sent, and a send sends the header with it.
 	var sendMu sync.Mutex
+	headerSent := false
 	self := s.node.Host.ID()
 	judge := func(ctx context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 		if m.ReceivedFrom == self {
@@ -405,6 +408,7 @@ func (s *Server) validate(topic string, sub *pubsub.Subscription, srv grpc.Serve
 		}()
 		s.counters.MessagesIn.Add(1)
 		sendMu.Lock()
+		headerSent = true
 		err := srv.Send(&pluginv1.PubsubMessage{
 			Topic: topic, From: m.GetFrom().String(), ReceivedFrom: m.ReceivedFrom.String(),
 			Data: m.Data, Seqno: m.Seqno, ValidationId: id,
@@ -432,7 +436,10 @@ func (s *Server) validate(topic string, sub *pubsub.Subscription, srv grpc.Serve
 	}
 	defer unregister()
 	sendMu.Lock()
-	err = srv.SendHeader(metadata.MD{})
+	if !headerSent {
+		err = srv.SendHeader(metadata.MD{})
+		headerSent = true
+	}
 	sendMu.Unlock()
 	if err != nil {
 		return err
