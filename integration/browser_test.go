@@ -58,6 +58,10 @@ func TestStatusPageRendersInChromium(t *testing.T) {
 		`data-plugin="torrent" data-state="running"`,
 		"1 room, 0 messages kept",
 		"3 / 3",
+		// Each plugin's own page is a link away.
+		`href="/api/v1/plugins/chat/"`,
+		`href="/api/v1/plugins/store/"`,
+		`href="/api/v1/plugins/torrent/"`,
 	} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("rendered page lacks %q", want)

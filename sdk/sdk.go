@@ -77,6 +77,9 @@ type Info struct {
 	// PublicPaths take state-changing HTTP requests without the API secret;
 	// the plugin authenticates them itself. A trailing "*" is a prefix.
 	PublicPaths []string
+	// Page says the HTTP handler serves a page for people at "/"; the
+	// router's status page links to it.
+	Page bool
 }
 
 // Env is what the router hands a plugin at Configure.

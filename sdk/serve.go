@@ -76,7 +76,7 @@ func (s *pluginServer) Info(context.Context, *pluginv1.InfoRequest) (*pluginv1.I
 	return &pluginv1.InfoResponse{
 		Name: i.Name, Version: i.Version, Description: i.Description,
 		ApiVersion: APIVersion, Protocols: i.Protocols, Topics: i.Topics,
-		PublicPaths: i.PublicPaths, HttpBodySocket: true, HttpBodyInline: true,
+		PublicPaths: i.PublicPaths, HttpBodySocket: true, HttpBodyInline: true, Page: i.Page,
 	}, nil
 }
 

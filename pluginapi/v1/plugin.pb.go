@@ -148,8 +148,11 @@ type InfoResponse struct {
 	// The plugin takes small HTTPStream request bodies inline (see
 	// HTTPRequest.body_inline).
 	HttpBodyInline bool `protobuf:"varint,9,opt,name=http_body_inline,json=httpBodyInline,proto3" json:"http_body_inline,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The plugin serves a page for people at its mount point
+	// (/api/v1/plugins/NAME/); the status page links to it.
+	Page          bool `protobuf:"varint,10,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -241,6 +244,13 @@ func (x *InfoResponse) GetHttpBodySocket() bool {
 func (x *InfoResponse) GetHttpBodyInline() bool {
 	if x != nil {
 		return x.HttpBodyInline
+	}
+	return false
+}
+
+func (x *InfoResponse) GetPage() bool {
+	if x != nil {
+		return x.Page
 	}
 	return false
 }
@@ -2457,7 +2467,7 @@ var File_plugin_proto protoreflect.FileDescriptor
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\x10vecino.plugin.v1\x1a\x1cgoogle/protobuf/struct.proto\"\r\n" +
-	"\vInfoRequest\"\xac\x02\n" +
+	"\vInfoRequest\"\xc0\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
@@ -2468,7 +2478,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\vdescription\x18\x06 \x01(\tR\vdescription\x12!\n" +
 	"\fpublic_paths\x18\a \x03(\tR\vpublicPaths\x12(\n" +
 	"\x10http_body_socket\x18\b \x01(\bR\x0ehttpBodySocket\x12(\n" +
-	"\x10http_body_inline\x18\t \x01(\bR\x0ehttpBodyInline\"\xa5\x01\n" +
+	"\x10http_body_inline\x18\t \x01(\bR\x0ehttpBodyInline\x12\x12\n" +
+	"\x04page\x18\n" +
+	" \x01(\bR\x04page\"\xa5\x01\n" +
 	"\x10ConfigureRequest\x12\x12\n" +
 	"\x04toml\x18\x01 \x01(\tR\x04toml\x12\x19\n" +
 	"\bdata_dir\x18\x02 \x01(\tR\adataDir\x12$\n" +

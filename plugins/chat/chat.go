@@ -178,7 +178,7 @@ func (c *chat) Info() sdk.Info {
 	return sdk.Info{
 		Name: "chat", Version: "0.2.0", Description: "rooms with history and sealed mailboxes, over gossipsub",
 		Topics:      []string{wire.RoomTopicPrefix + "*", wire.MailTopic},
-		PublicPaths: []string{"/rooms/*", "/mail*"},
+		PublicPaths: []string{"/rooms/*", "/mail*"}, Page: true,
 	}
 }
 

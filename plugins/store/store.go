@@ -96,6 +96,7 @@ func (s *store) Info() sdk.Info {
 		Name: "store", Version: "0.2.0", Description: "content-addressed storage (IPFS-compatible), replicated among neighbours",
 		Protocols: append([]string{replicateProto}, bitswapProtocols...),
 		Topics:    []string{announceTopic},
+		Page:      true,
 	}
 }
 

@@ -107,7 +107,7 @@ type seedbox struct {
 }
 
 func (s *seedbox) Info() sdk.Info {
-	return sdk.Info{Name: "torrent", Version: "0.2.0", Description: "BitTorrent seedbox (anacrolix/torrent)"}
+	return sdk.Info{Name: "torrent", Version: "0.2.0", Description: "BitTorrent seedbox (anacrolix/torrent)", Page: true}
 }
 
 func (s *seedbox) Configure(_ context.Context, raw []byte, env sdk.Env) error {

@@ -79,17 +79,19 @@ type PeerStatus struct {
 }
 
 type PluginStatus struct {
-	Name      string         `json:"name"`
-	State     string         `json:"state"`
-	Restarts  int            `json:"restarts"`
-	PID       int            `json:"pid"`
-	UptimeS   int64          `json:"uptime_s"`
-	LastError string         `json:"last_error"`
-	Version   string         `json:"version,omitempty"`
-	Summary   string         `json:"summary,omitempty"`
-	Details   map[string]any `json:"details,omitempty"`
-	Network   NetworkUse     `json:"network"`
-	Logs      []string       `json:"logs"`
+	Name      string `json:"name"`
+	State     string `json:"state"`
+	Restarts  int    `json:"restarts"`
+	PID       int    `json:"pid"`
+	UptimeS   int64  `json:"uptime_s"`
+	LastError string `json:"last_error"`
+	Version   string `json:"version,omitempty"`
+	Summary   string `json:"summary,omitempty"`
+	// Page is where the plugin's own page is, if it has one.
+	Page    string         `json:"page,omitempty"`
+	Details map[string]any `json:"details,omitempty"`
+	Network NetworkUse     `json:"network"`
+	Logs    []string       `json:"logs"`
 }
 
 // NetworkUse is what a plugin did through the router.
@@ -181,6 +183,9 @@ func (s *Server) pluginStatus(ctx context.Context, p *supervisor.Plugin) PluginS
 		}
 	}
 	if client := p.Client(); client != nil {
+		if p.Info().GetPage() {
+			ps.Page = "/api/v1/plugins/" + snap.Name + "/"
+		}
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		if r, err := client.Status(cctx, &pluginv1.StatusRequest{}); err == nil {

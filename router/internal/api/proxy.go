@@ -61,11 +61,12 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 		req.Headers = append(req.Headers, &pluginv1.Header{Name: k, Values: v})
 	}
 	req.Headers = append(req.Headers, &pluginv1.Header{Name: sdk.RemoteAddrHeader, Values: []string{r.RemoteAddr}})
-	if r.ContentLength > 0 && r.ContentLength <= maxInlineBody && p.BodyInline() {
+	info := p.Info()
+	if r.ContentLength > 0 && r.ContentLength <= maxInlineBody && info.GetHttpBodyInline() {
 		s.proxyInline(w, r, client, name, req)
 		return
 	}
-	if s.Direct != nil && p.BodySocket() {
+	if s.Direct != nil && info.GetHttpBodySocket() {
 		s.proxySocket(w, r, client, name, req)
 		return
 	}

@@ -180,20 +180,11 @@ func (p *Plugin) PublicPath(path string) bool {
 	return false
 }
 
-// BodySocket reports whether the running plugin takes HTTP bodies on the
-// stream socket.
-func (p *Plugin) BodySocket() bool {
+// Info is what the running plugin said of itself, or nil before it ran.
+func (p *Plugin) Info() *pluginv1.InfoResponse {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.info != nil && p.info.HttpBodySocket
-}
-
-// BodyInline reports whether the running plugin takes small HTTP request
-// bodies inline in the request frame.
-func (p *Plugin) BodyInline() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.info != nil && p.info.HttpBodyInline
+	return p.info
 }
 
 // Snapshot returns the plugin's current state.
