@@ -30,13 +30,15 @@ func natted(t *testing.T) host.Host {
 
 // TestDeviceBehindNATIsReachableThroughRelay: a device that cannot be dialled
 // reserves a slot on the node (circuit relay v2) and another peer reaches
-// it through the node. The node grants at most the configured reservations
-// per IP address and refuses the next with an error the device sees.
+// it through the node. A circuit carries at most the configured data, and
+// the node grants at most the configured reservations per IP address,
+// refusing the next with an error the device sees.
 func TestDeviceBehindNATIsReachableThroughRelay(t *testing.T) {
 	n := testnet.Start(t, testnet.Options{Name: "relay", Plugins: map[string]string{"chat": ""}, Network: `relay_service = true
 
 [network.relay]
 max_reservations_per_ip = 2
+circuit_data_kib = 512
 `})
 	ai, err := peer.AddrInfoFromString(n.TCPAddr())
 	if err != nil {
@@ -56,6 +58,14 @@ max_reservations_per_ip = 2
 		s.Write([]byte("hello from behind the NAT"))
 		s.Close()
 	})
+	// bulk/1 sends as many KiB as the asker says (one byte: KiB / 64).
+	phone.SetStreamHandler("/vecino-test/bulk/1", func(s network.Stream) {
+		var kib [1]byte
+		if _, err := io.ReadFull(s, kib[:]); err == nil {
+			s.Write(make([]byte, int(kib[0])*64<<10))
+		}
+		s.Close()
+	})
 
 	friend := natted(t)
 	circuit := ma.StringCast(strings.Split(n.TCPAddr(), "/p2p/")[0] + "/p2p/" + n.ID + "/p2p-circuit")
@@ -69,6 +79,24 @@ max_reservations_per_ip = 2
 	got, err := io.ReadAll(s)
 	if err != nil || string(got) != "hello from behind the NAT" {
 		t.Fatalf("read through the relay: %q, %v", got, err)
+	}
+	// The relay carries at most circuit_data_kib (512 KiB here; 128 by
+	// default) each way on one circuit: 256 KiB come through, then a
+	// megabyte is cut off.
+	bulk := func(units byte) (int64, error) {
+		s, err := friend.NewStream(network.WithAllowLimitedConn(ctx, "relay test"), phone.ID(), "/vecino-test/bulk/1")
+		if err != nil {
+			return 0, err
+		}
+		defer s.Close()
+		s.Write([]byte{units})
+		return io.Copy(io.Discard, s)
+	}
+	if n, err := bulk(4); n != 256<<10 || err != nil {
+		t.Fatalf("256 KiB through a circuit allowed 512 KiB: got %d bytes, %v", n, err)
+	}
+	if n, err := bulk(16); n >= 1<<20 || err == nil {
+		t.Fatalf("a megabyte through a circuit allowed 512 KiB: got %d bytes, %v", n, err)
 	}
 
 	// Every peer here comes from 127.0.0.1: the second reservation is the
