@@ -172,6 +172,7 @@ func BenchmarkChatMemory(b *testing.B) {
 		}
 		wg.Wait()
 		idle, _ := readMemory(n.Status().Plugin("chat").PID)
+		routerIdle, _ := readMemory(n.PID())
 
 		var rooms []struct {
 			Last uint64 `json:"last_cursor"`
@@ -216,14 +217,23 @@ func BenchmarkChatMemory(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		// The router holds the 1,000 connections and proxies each poll.
+		rm, err := readMemory(n.PID())
+		if err != nil {
+			b.Fatal(err)
+		}
 		close(stop)
 		// One last message releases every long poll.
 		newChatter(b, n).say("lobby", "good night")
 		pollers.Wait()
 		b.ReportMetric(float64(m.rss)/(1<<20), "RSS-MiB")
 		b.ReportMetric(float64(m.pss)/(1<<20), "PSS-MiB")
+		b.ReportMetric(float64(rm.pss)/(1<<20), "router-PSS-MiB")
+		mib := func(v int64) float64 { return float64(v) / (1 << 20) }
 		b.Logf("chat plugin with %d stored 1 KiB messages: RSS %.1f (PSS %.1f) MiB with no client, %.1f (PSS %.1f) MiB with %d clients waiting (%d connected at the reading)",
-			stored, float64(idle.rss)/(1<<20), float64(idle.pss)/(1<<20), float64(m.rss)/(1<<20), float64(m.pss)/(1<<20), clients, connected)
+			stored, mib(idle.rss), mib(idle.pss), mib(m.rss), mib(m.pss), clients, connected)
+		b.Logf("router meanwhile: RSS %.1f (PSS %.1f) MiB with no client, %.1f (PSS %.1f) MiB with the clients waiting",
+			mib(routerIdle.rss), mib(routerIdle.pss), mib(rm.rss), mib(rm.pss))
 		n.Stop()
 	}
 }
