@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 
 	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
@@ -31,14 +32,20 @@ func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
 		})
 	}
 	w := &streamWriter{rpc: rpc, header: http.Header{}}
+	s.mu.Lock()
+	socket := s.socket
+	s.mu.Unlock()
 	var body io.ReadCloser
 	switch {
 	case req.BodyInline:
 		body = io.NopCloser(bytes.NewReader(req.Body))
+		if req.BodyToken != nil {
+			// The socket is there for a large response: claimed only if
+			// the response outgrows one frame before it ends or flushes.
+			w.claim = func() (*net.UnixConn, error) { return claimSocket(rpc.Context(), socket, req.BodyToken) }
+			defer w.closeClaimed()
+		}
 	case req.BodyToken != nil:
-		s.mu.Lock()
-		socket := s.socket
-		s.mu.Unlock()
 		conn, err := claimSocket(rpc.Context(), socket, req.BodyToken)
 		if err != nil {
 			return fmt.Errorf("http body: %w", err)
@@ -119,14 +126,22 @@ func feedBody(rpc pluginv1.Plugin_HTTPStreamServer, feed *io.PipeWriter) {
 
 // streamWriter sends a response as frames: the head at the first write or
 // WriteHeader, then the body in pieces of up to streamFrameN bytes. Flush
-// sends what is buffered (long polls and progress reports use it).
+// sends what is buffered (long polls and progress reports use it). With
+// claim set, the head waits: a response that ends or flushes within one
+// frame goes as frames; one that outgrows it claims the stream socket, and
+// the head says the body follows there.
 type streamWriter struct {
 	rpc    pluginv1.Plugin_HTTPStreamServer
 	direct io.Writer // the body goes here instead, when set
 	header http.Header
-	sent   bool
+	sent   bool // the status is decided
+	held   bool // ... but the head is not sent yet (claim is set)
+	status int
 	buf    []byte
 	err    error
+
+	claim   func() (*net.UnixConn, error)
+	claimed *net.UnixConn
 }
 
 func (w *streamWriter) Header() http.Header { return w.header }
@@ -135,8 +150,17 @@ func (w *streamWriter) WriteHeader(code int) {
 	if w.sent {
 		return
 	}
-	w.sent = true
-	resp := &pluginv1.HTTPResponse{Status: int32(code), Headers: headerList(w.header)}
+	w.sent, w.status = true, code
+	if w.claim != nil {
+		w.held = true
+		return
+	}
+	w.sendHead(false)
+}
+
+func (w *streamWriter) sendHead(onSocket bool) {
+	w.held = false
+	resp := &pluginv1.HTTPResponse{Status: int32(w.status), Headers: headerList(w.header), BodyOnSocket: onSocket}
 	w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}})
 }
 
@@ -158,6 +182,13 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
 		if len(w.buf) == streamFrameN {
+			if w.held {
+				w.toSocket()
+				if w.direct != nil { // the rest goes on the socket
+					m, err := w.Write(p)
+					return n - len(p) + m, err
+				}
+			}
 			w.Flush()
 		}
 	}
@@ -167,12 +198,40 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// toSocket claims the stream socket for a response that outgrew a frame,
+// sends the head saying so and moves what is buffered there. If the
+// socket cannot be had, the response goes on as frames.
+func (w *streamWriter) toSocket() {
+	conn, err := w.claim()
+	if err != nil {
+		w.sendHead(false)
+		return
+	}
+	w.claimed = conn
+	w.sendHead(true)
+	if w.err == nil {
+		_, w.err = conn.Write(w.buf)
+	}
+	w.buf, w.direct = nil, conn
+}
+
 func (w *streamWriter) Flush() {
+	if w.held {
+		w.sendHead(false)
+	}
 	if len(w.buf) == 0 {
 		return
 	}
 	w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Body{Body: w.buf}})
 	w.buf = nil // gRPC may hold on to the slice until it is sent
+}
+
+// closeClaimed ends a response sent on a claimed socket: the router reads
+// it to EOF.
+func (w *streamWriter) closeClaimed() {
+	if w.claimed != nil {
+		w.claimed.Close()
+	}
 }
 
 func (w *streamWriter) send(f *pluginv1.HTTPFrame) {

@@ -825,9 +825,12 @@ type HTTPRequest struct {
 	// the body was cut short.
 	BodyToken []byte `protobuf:"bytes,7,opt,name=body_token,json=bodyToken,proto3" json:"body_token,omitempty"`
 	// Set (HTTPStream only, for plugins that said http_body_inline) when body
-	// holds the whole request body, a small one of known length: no body
-	// frames, no end frame and no body token follow, and the response comes
-	// back as frames. A message posted costs one stream, not a socket too.
+	// holds the whole request body, a small one of known length, or there is
+	// none: no body frames and no end frame follow. The response comes back
+	// as frames; or, if body_token is set too and the response turns out
+	// large, the plugin may connect with the token and send the head with
+	// body_on_socket, then the body on the socket. A message posted or a long
+	// poll costs one stream, not a socket too; a download still gets one.
 	BodyInline    bool `protobuf:"varint,8,opt,name=body_inline,json=bodyInline,proto3" json:"body_inline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -920,10 +923,13 @@ func (x *HTTPRequest) GetBodyInline() bool {
 }
 
 type HTTPResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
-	Headers       []*Header              `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
-	Body          []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Status  int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	Headers []*Header              `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
+	Body    []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	// The body follows on the stream socket, not as frames (an inline
+	// request that came with a body_token; see HTTPRequest.body_inline).
+	BodyOnSocket  bool `protobuf:"varint,4,opt,name=body_on_socket,json=bodyOnSocket,proto3" json:"body_on_socket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -977,6 +983,13 @@ func (x *HTTPResponse) GetBody() []byte {
 		return x.Body
 	}
 	return nil
+}
+
+func (x *HTTPResponse) GetBodyOnSocket() bool {
+	if x != nil {
+		return x.BodyOnSocket
+	}
+	return false
 }
 
 type HTTPFrame struct {
@@ -2517,11 +2530,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"body_token\x18\a \x01(\fR\tbodyToken\x12\x1f\n" +
 	"\vbody_inline\x18\b \x01(\bR\n" +
-	"bodyInline\"n\n" +
+	"bodyInline\"\x94\x01\n" +
 	"\fHTTPResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x122\n" +
 	"\aheaders\x18\x02 \x03(\v2\x18.vecino.plugin.v1.HeaderR\aheaders\x12\x12\n" +
-	"\x04body\x18\x03 \x01(\fR\x04body\"\xd5\x01\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\x12$\n" +
+	"\x0ebody_on_socket\x18\x04 \x01(\bR\fbodyOnSocket\"\xd5\x01\n" +
 	"\tHTTPFrame\x129\n" +
 	"\arequest\x18\x01 \x01(\v2\x1d.vecino.plugin.v1.HTTPRequestH\x00R\arequest\x12<\n" +
 	"\bresponse\x18\x02 \x01(\v2\x1e.vecino.plugin.v1.HTTPResponseH\x00R\bresponse\x12\x14\n" +

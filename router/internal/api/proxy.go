@@ -62,8 +62,8 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Headers = append(req.Headers, &pluginv1.Header{Name: sdk.RemoteAddrHeader, Values: []string{r.RemoteAddr}})
 	info := p.Info()
-	if r.ContentLength > 0 && r.ContentLength <= maxInlineBody && info.GetHttpBodyInline() {
-		s.proxyInline(w, r, client, name, req)
+	if r.ContentLength >= 0 && r.ContentLength <= maxInlineBody && info.GetHttpBodyInline() {
+		s.proxyInline(w, r, client, name, req, s.Direct != nil && info.GetHttpBodySocket())
 		return
 	}
 	if s.Direct != nil && info.GetHttpBodySocket() {
@@ -126,9 +126,11 @@ func writeHead(w http.ResponseWriter, name string, f *pluginv1.HTTPFrame, err er
 // maxInlineBody bounds a request body sent inline with its request.
 const maxInlineBody = 64 << 10
 
-// proxyInline is proxy for a small request body of known length: it goes
-// whole in the request frame, and the response comes back as frames.
-func (s *Server) proxyInline(w http.ResponseWriter, r *http.Request, client *sdk.Client, name string, req *pluginv1.HTTPRequest) {
+// proxyInline is proxy for a small request body of known length, or none:
+// it goes whole in the request frame, and the response comes back as
+// frames, or, when socket is set and the plugin finds the response large,
+// on the stream socket.
+func (s *Server) proxyInline(w http.ResponseWriter, r *http.Request, client *sdk.Client, name string, req *pluginv1.HTTPRequest, socket bool) {
 	req.Body = make([]byte, r.ContentLength)
 	if _, err := io.ReadFull(r.Body, req.Body); err != nil {
 		httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
@@ -137,6 +139,41 @@ func (s *Server) proxyInline(w http.ResponseWriter, r *http.Request, client *sdk
 	req.BodyInline = true
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	var connc chan *net.UnixConn
+	if socket {
+		// A socket that arrives once this request is over is closed, so the
+		// plugin's writes on it fail rather than wait.
+		var mu sync.Mutex
+		over := false
+		connc = make(chan *net.UnixConn, 1)
+		tok, err := s.Direct.Park(func(c *net.UnixConn) {
+			mu.Lock()
+			defer mu.Unlock()
+			if over {
+				c.Close()
+				return
+			}
+			connc <- c
+		}, func() { close(connc) })
+		if err != nil {
+			httpjson.Error(w, http.StatusInternalServerError, err)
+			return
+		}
+		req.BodyToken = tok
+		defer func() {
+			s.Direct.Forget(tok) // most responses never claim it
+			mu.Lock()
+			over = true
+			select {
+			case c, ok := <-connc:
+				if ok {
+					c.Close()
+				}
+			default:
+			}
+			mu.Unlock()
+		}()
+	}
 	rpc, err := openHTTPStream(ctx, client, req)
 	if err == nil {
 		err = rpc.CloseSend()
@@ -146,7 +183,23 @@ func (s *Server) proxyInline(w http.ResponseWriter, r *http.Request, client *sdk
 		return
 	}
 	f, err := rpc.Recv()
-	copyFrames(w, rpc, f, err, name, req.Path)
+	if !f.GetResponse().GetBodyOnSocket() {
+		copyFrames(w, rpc, f, err, name, req.Path)
+		return
+	}
+	if !writeHead(w, name, f, err) {
+		return
+	}
+	select {
+	case conn, ok := <-connc:
+		if ok {
+			defer conn.Close()
+			stop := context.AfterFunc(ctx, func() { conn.Close() })
+			defer stop()
+			copyResponse(w, conn)
+		}
+	case <-ctx.Done():
+	}
 }
 
 // copyFrames answers with the plugin's response as it comes in frames,

@@ -103,6 +103,13 @@ func (d *Direct) Park(attach func(*net.UnixConn), expire func()) ([]byte, error)
 	return tok[:], nil
 }
 
+// Forget drops a parked token nobody claimed, before its time is up.
+func (d *Direct) Forget(tok []byte) {
+	var t [tokenLen]byte
+	copy(t[:], tok)
+	d.claim(t)
+}
+
 func (d *Direct) claim(tok [tokenLen]byte) *parked {
 	d.mu.Lock()
 	defer d.mu.Unlock()
