@@ -139,40 +139,15 @@ func (s *Server) proxyInline(w http.ResponseWriter, r *http.Request, client *sdk
 	req.BodyInline = true
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	var connc chan *net.UnixConn
+	var connc <-chan *net.UnixConn
 	if socket {
-		// A socket that arrives once this request is over is closed, so the
-		// plugin's writes on it fail rather than wait.
-		var mu sync.Mutex
-		over := false
-		connc = make(chan *net.UnixConn, 1)
-		tok, err := s.Direct.Park(func(c *net.UnixConn) {
-			mu.Lock()
-			defer mu.Unlock()
-			if over {
-				c.Close()
-				return
-			}
-			connc <- c
-		}, func() { close(connc) })
+		tok, c, release, err := s.parkConn()
 		if err != nil {
 			httpjson.Error(w, http.StatusInternalServerError, err)
 			return
 		}
-		req.BodyToken = tok
-		defer func() {
-			s.Direct.Forget(tok) // most responses never claim it
-			mu.Lock()
-			over = true
-			select {
-			case c, ok := <-connc:
-				if ok {
-					c.Close()
-				}
-			default:
-			}
-			mu.Unlock()
-		}()
+		defer release()
+		req.BodyToken, connc = tok, c
 	}
 	rpc, err := openHTTPStream(ctx, client, req)
 	if err == nil {
@@ -200,6 +175,43 @@ func (s *Server) proxyInline(w http.ResponseWriter, r *http.Request, client *sdk
 		}
 	case <-ctx.Done():
 	}
+}
+
+// parkConn parks a token for the stream socket: the plugin's connection
+// comes on the channel, which is closed if the token expires unclaimed.
+// release, once the request is over, drops the token and closes a
+// connection that came (or comes) too late, so that the plugin's writes on
+// it fail rather than wait.
+func (s *Server) parkConn() (tok []byte, connc <-chan *net.UnixConn, release func(), err error) {
+	var mu sync.Mutex
+	over := false
+	c := make(chan *net.UnixConn, 1)
+	tok, err = s.Direct.Park(func(conn *net.UnixConn) {
+		mu.Lock()
+		defer mu.Unlock()
+		if over {
+			conn.Close()
+			return
+		}
+		c <- conn
+	}, func() { close(c) })
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	release = func() {
+		s.Direct.Forget(tok)
+		mu.Lock()
+		defer mu.Unlock()
+		over = true
+		select {
+		case conn, ok := <-c:
+			if ok {
+				conn.Close()
+			}
+		default:
+		}
+	}
+	return tok, c, release, nil
 }
 
 // copyFrames answers with the plugin's response as it comes in frames,
@@ -230,19 +242,12 @@ func copyFrames(w http.ResponseWriter, rpc pluginv1.Plugin_HTTPStreamClient, f *
 func (s *Server) proxySocket(w http.ResponseWriter, r *http.Request, client *sdk.Client, name string, req *pluginv1.HTTPRequest) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	connc := make(chan *net.UnixConn, 1)
-	attach := func(c *net.UnixConn) {
-		if ctx.Err() != nil {
-			c.Close()
-			return
-		}
-		connc <- c
-	}
-	tok, err := s.Direct.Park(attach, func() { close(connc) })
+	tok, connc, release, err := s.parkConn()
 	if err != nil {
 		httpjson.Error(w, http.StatusInternalServerError, err)
 		return
 	}
+	defer release()
 	req.BodyToken = tok
 	rpc, err := openHTTPStream(ctx, client, req)
 	if err != nil {
