@@ -495,6 +495,10 @@ func (c *chat) receive(r *room) func([]byte, time.Time) sdk.Verdict {
 // holds the bundle, and every message behind it, until they are checked.
 func (c *chat) parseAll(envs [][]byte, now time.Time) ([]*wire.RoomMessage, []error) {
 	msgs, errs := make([]*wire.RoomMessage, len(envs)), make([]error, len(envs))
+	if len(envs) == 1 { // a lone message, as in a quiet room: no goroutine
+		msgs[0], errs[0] = c.parse(envs[0], now)
+		return msgs, errs
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(envs)) {
