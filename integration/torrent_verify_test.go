@@ -2,12 +2,9 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/vecino/vecino/internal/testnet"
 )
 
 // TestVerifyFindsDamagedData: a user who doubts the disk asks the node to
@@ -19,14 +16,8 @@ func TestVerifyFindsDamagedData(t *testing.T) {
 	data := filepath.Join(n.State, "plugins", "torrent", "data")
 	makeFiles(t, data, album)
 	v := createTorrent(t, n, "album")
-	vecino := func(args ...string) (string, error) {
-		cmd := exec.Command(filepath.Join(testnet.Binaries(t), "vecino"), append([]string{"-api", n.API}, args...)...)
-		cmd.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	if out, err := vecino("torrent", "verify", "-wait", v.InfoHash); err != nil || !strings.Contains(out, "all good") {
-		t.Fatalf("verify of whole data: %v\n%s", err, out)
+	if out := vecinoCLI(t, n, true, "torrent", "verify", "-wait", v.InfoHash); !strings.Contains(out, "all good") {
+		t.Fatalf("verify of whole data said:\n%s", out)
 	}
 
 	song := filepath.Join(data, "album", "02 song.flac")
@@ -41,9 +32,8 @@ func TestVerifyFindsDamagedData(t *testing.T) {
 	if err := os.WriteFile(song, damaged, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := vecino("torrent", "verify", "-wait", v.InfoHash)
-	if err == nil || !strings.Contains(out, "of the data is good") {
-		t.Fatalf("verify of damaged data passed: %v\n%s", err, out)
+	if out := vecinoCLI(t, n, false, "torrent", "verify", "-wait", v.InfoHash); !strings.Contains(out, "of the data is good") {
+		t.Fatalf("verify of damaged data said:\n%s", out)
 	}
 	if got := vecinoTorrent(t, n, v.InfoHash); got.Progress >= 1 || got.State != "downloading" {
 		t.Errorf("after the damage was found: %s, want downloading, less than 100%%", got)
@@ -52,13 +42,13 @@ func TestVerifyFindsDamagedData(t *testing.T) {
 	if err := os.WriteFile(song, orig, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := vecino("torrent", "verify", "-wait", v.InfoHash); err != nil || !strings.Contains(out, "all good") {
-		t.Fatalf("verify after repair: %v\n%s", err, out)
+	if out := vecinoCLI(t, n, true, "torrent", "verify", "-wait", v.InfoHash); !strings.Contains(out, "all good") {
+		t.Fatalf("verify after repair said:\n%s", out)
 	}
 	if got := vecinoTorrent(t, n, v.InfoHash); got.State != "seeding" {
 		t.Errorf("after repair: %s, want seeding", got)
 	}
-	if out, err := vecino("torrent", "verify", strings.Repeat("0", 40)); err == nil || !strings.Contains(out, "404") {
-		t.Errorf("verify of an unknown torrent: %v\n%s", err, out)
+	if out := vecinoCLI(t, n, false, "torrent", "verify", strings.Repeat("0", 40)); !strings.Contains(out, "404") {
+		t.Errorf("verify of an unknown torrent said:\n%s", out)
 	}
 }
