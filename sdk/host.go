@@ -8,6 +8,8 @@ import (
 	"net"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
 )
@@ -264,10 +266,23 @@ func (h *Host) subscribe(ctx context.Context, req *pluginv1.SubscribeRequest) (*
 	return &Subscription{ctx: ctx, c: h.c, rpc: rpc}, nil
 }
 
-// Provide announces on the DHT that this node has key.
+// ErrNoDHT is what Provide and FindProviders fail with when the router
+// runs no DHT ([network] dht = "off").
+var ErrNoDHT = errors.New("the router runs no DHT")
+
+// dhtError marks the router's "no DHT" refusal so callers can tell it
+// from a lookup that failed.
+func dhtError(err error) error {
+	if status.Code(err) == codes.FailedPrecondition {
+		return fmt.Errorf("%w: %w", ErrNoDHT, err)
+	}
+	return err
+}
+
+// Provide announces on the DHT that this node has key (a CID).
 func (h *Host) Provide(ctx context.Context, key string) error {
 	if _, err := h.c.Provide(ctx, &pluginv1.ProvideRequest{Key: key}); err != nil {
-		return fmt.Errorf("provide %s: %w", key, err)
+		return fmt.Errorf("provide %s: %w", key, dhtError(err))
 	}
 	return nil
 }
@@ -276,7 +291,7 @@ func (h *Host) Provide(ctx context.Context, key string) error {
 func (h *Host) FindProviders(ctx context.Context, key string, limit int) ([]PeerInfo, error) {
 	r, err := h.c.FindProviders(ctx, &pluginv1.FindProvidersRequest{Key: key, Limit: uint32(limit)})
 	if err != nil {
-		return nil, fmt.Errorf("find providers of %s: %w", key, err)
+		return nil, fmt.Errorf("find providers of %s: %w", key, dhtError(err))
 	}
 	return peerInfos(r.Providers), nil
 }
