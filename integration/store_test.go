@@ -379,6 +379,49 @@ func TestStoreReplicatesAndRepairs(t *testing.T) {
 	waitHolders(t, all, c, 0, 15*time.Second)
 }
 
+// TestStoreFindsHoldersOnDHT: a node gets content from a node it is not
+// connected to, found through the DHT. b is the DHT server both know; a is
+// a DHT client (so that c's searches never learn of it and dial it), and
+// c, started after a's DHT has settled, announces the root of what it adds.
+// a, connected to b alone, asks b, hears "don't have", looks up the root's
+// holders on the DHT, connects to c and fetches from it.
+func TestStoreFindsHoldersOnDHT(t *testing.T) {
+	b := storeNode(t, "dht-b", storeConf)
+	a := testnet.Start(t, testnet.Options{Name: "dht-a", Plugins: map[string]string{"store": storeConf}, Bootstrap: []string{b.TCPAddr()}, DHT: "client"})
+	a.WaitPlugin("store", 30*time.Second, testnet.Running)
+	a.WaitPeers(1, 30*time.Second)
+	c := storeNode(t, "dht-c", storeConf, b.TCPAddr())
+	c.WaitPeers(1, 30*time.Second)
+
+	path := filepath.Join(t.TempDir(), "film.bin")
+	data := randomFile(t, path, 1<<20+3)
+	root := storeAdd(t, c, path, "-r", "1")
+	for deadline := time.Now().Add(60 * time.Second); storeStatus(t, c)["dht_provided"] < 1; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("c never announced %s on the DHT: %v", root, storeStatus(t, c))
+		}
+	}
+	if p := a.Status().Peers; p != 1 {
+		t.Fatalf("a has %d peers before the get, want only b: the test would not show a DHT lookup", p)
+	}
+	out := filepath.Join(t.TempDir(), "got")
+	vecinoCLI(t, a, true, "store", "get", "-o", out, root)
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+		t.Errorf("a got %d bytes (sha %s), want %d (sha %s)", len(got), sum(got), len(data), sum(data))
+	}
+	if st := storeStatus(t, a); st["dht_holders_found"] < 1 {
+		t.Errorf("a fetched without finding a holder on the DHT: %v", st)
+	}
+	// With the DHT off, a store node says plainly that nobody it can reach
+	// has the content.
+	lone := testnet.Start(t, testnet.Options{Name: "dht-off", Plugins: map[string]string{"store": storeConf}, Bootstrap: []string{b.TCPAddr()}, DHT: "off"})
+	lone.WaitPlugin("store", 30*time.Second, testnet.Running)
+	lone.WaitPeers(1, 30*time.Second)
+	if msg := vecinoCLI(t, lone, false, "store", "get", "-o", out+"2", root); !strings.Contains(msg, "no reachable peer has it") {
+		t.Errorf("get of content no reachable peer has, without DHT, said:\n%s", msg)
+	}
+}
+
 // TestStoreRepairsCorruptBlock: a block file damaged on disk is caught on
 // read, moved aside, and fetched again from a neighbour; the reader gets
 // the right bytes.

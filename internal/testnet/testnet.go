@@ -71,6 +71,8 @@ type Options struct {
 	Bootstrap []string
 	// Network is extra [network] lines.
 	Network string
+	// DHT is the [network] dht mode; "server" if empty.
+	DHT string
 }
 
 // Node is one running router.
@@ -115,11 +117,15 @@ func configText(o Options) string {
 	if o.Bootstrap == nil {
 		boot = []byte("[]")
 	}
+	dht := o.DHT
+	if dht == "" {
+		dht = "server"
+	}
 	fmt.Fprintf(&b, `[network]
 listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"]
 bootstrap = %s
 public_bootstrap = false
-dht = "server"
+dht = %q
 reachability = "public"
 port_mapping = false
 mdns = false
@@ -127,7 +133,7 @@ hole_punching = false
 %s
 [api]
 listen = "127.0.0.1:0"
-`, boot, o.Network)
+`, boot, dht, o.Network)
 	for name, body := range o.Plugins {
 		fmt.Fprintf(&b, "\n[plugins.%s]\n%s\n", name, body)
 	}

@@ -49,6 +49,9 @@ type bitswap struct {
 	bs   *blockstore
 	// serves says whether to answer a peer's wants.
 	serves func(peer string) bool
+	// find, when set, looks up and connects to nodes that hold one of
+	// keys, for content no connected peer has.
+	find func(ctx context.Context, keys ...cid.Cid) []string
 
 	mu     sync.Mutex
 	queues map[string]*peerQueue
@@ -318,7 +321,9 @@ func (b *bitswap) fetchOne(ctx context.Context, c cid.Cid, sess *session) (block
 		}
 	}()
 	lacking := 0
-	ask := func() bool {
+	sess.begin(c)
+	var ask func() bool
+	ask = func() bool {
 		if p, ok := sess.next(asked); ok {
 			asked[p] = true
 			b.sendWant(p, c, pb.Message_Wantlist_Block)
@@ -332,10 +337,11 @@ func (b *bitswap) fetchOne(ctx context.Context, c cid.Cid, sess *session) (block
 				b.sendWant(p, c, pb.Message_Wantlist_Block)
 			}
 		}
-		return any
+		// Nobody connected has it: look for holders on the DHT, once.
+		return any || sess.discover(ctx, c) && ask()
 	}
 	if !ask() {
-		return nil, fmt.Errorf("fetch %s: %w (no bitswap peers connected)", c, errNoProvider)
+		return nil, fmt.Errorf("fetch %s: %w (no bitswap peer connected, none found on the DHT)", c, errNoProvider)
 	}
 	timer := time.NewTimer(sess.timeout)
 	defer timer.Stop()
@@ -376,6 +382,40 @@ type session struct {
 	rr      int
 	peers   []string
 	listed  time.Time
+	root    cid.Cid // the first block asked for: the DAG's root
+	looked  bool    // the DHT was searched for holders
+}
+
+// begin notes the session's first block as the root of what it fetches.
+func (s *session) begin(c cid.Cid) {
+	s.mu.Lock()
+	if !s.root.Defined() {
+		s.root = c
+	}
+	s.mu.Unlock()
+}
+
+// discover searches the DHT, once per session, for nodes announcing the
+// DAG's root (or else c), connects to them and has them asked first. It
+// says whether it found any.
+func (s *session) discover(ctx context.Context, c cid.Cid) bool {
+	s.mu.Lock()
+	if s.looked || s.b.find == nil {
+		s.mu.Unlock()
+		return false
+	}
+	s.looked = true
+	root := s.root
+	s.mu.Unlock()
+	found := s.b.find(ctx, root, c)
+	if len(found) == 0 {
+		return false
+	}
+	s.mu.Lock()
+	s.prefer = append(s.prefer, found...)
+	s.listed = time.Time{}
+	s.mu.Unlock()
+	return true
 }
 
 func (b *bitswap) newSession(timeout time.Duration, prefer ...string) *session {

@@ -33,10 +33,16 @@ type settings struct {
 	// Bitswap serves this node's blocks to any peer that asks, IPFS nodes
 	// included. Off, it answers only the neighbourhood's store nodes.
 	Bitswap bool `toml:"bitswap"`
+	// Provide announces pinned roots on the router's DHT, again every
+	// ReprovideInterval, and fetches look there for holders no connected
+	// peer is.
+	Provide           bool          `toml:"provide"`
+	ReprovideInterval time.Duration `toml:"reprovide_interval"`
 }
 
 func defaults() settings {
-	return settings{QuotaMiB: 10240, Replication: 3, Grace: 10 * time.Minute, AnnounceInterval: 30 * time.Second, FetchTimeout: 20 * time.Second, Bitswap: true}
+	return settings{QuotaMiB: 10240, Replication: 3, Grace: 10 * time.Minute, AnnounceInterval: 30 * time.Second, FetchTimeout: 20 * time.Second, Bitswap: true,
+		Provide: true, ReprovideInterval: 12 * time.Hour}
 }
 
 func (c settings) check() sdk.ConfigErrors {
@@ -59,6 +65,9 @@ func (c settings) check() sdk.ConfigErrors {
 	if c.FetchTimeout < 100*time.Millisecond {
 		bad("fetch_timeout", "must be at least 100ms, not %s", c.FetchTimeout)
 	}
+	if c.ReprovideInterval < time.Minute || c.ReprovideInterval > 24*time.Hour {
+		bad("reprovide_interval", "must be 1m to 24h (DHT records last 48h), not %s", c.ReprovideInterval)
+	}
 	return errs
 }
 
@@ -78,6 +87,7 @@ type store struct {
 	pins *pinDB
 	bit  *bitswap
 	repl *replicator
+	prov *provider
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -124,6 +134,11 @@ func (s *store) Start(ctx context.Context) error {
 	s.bit = newBitswap(s.env.Host, bs, func(peer string) bool { return s.cfg.Bitswap || s.repl.isStorePeer(peer) })
 	bs.onCrpt = func(c cid.Cid) { go s.repairBlock(c) }
 	s.repl = newReplicator(s)
+	s.prov = newProvider(s)
+	if s.cfg.Provide {
+		s.bit.find = s.prov.find
+		go s.prov.loop(s.ctx)
+	}
 	if err := s.bit.start(s.ctx); err != nil {
 		return err
 	}
@@ -162,7 +177,8 @@ func (s *store) Status(ctx context.Context) (sdk.Status, error) {
 			"fetched_blocks": s.fetched.Load(), "served_blocks": s.bit.blocksSent.Load(),
 			"unwanted_blocks": s.bit.unwanted.Load(), "bad_messages": s.bit.badMsgs.Load(),
 			"replicas_refused": s.repl.refused.Load(), "replicas_taken": s.repl.taken.Load(), "replicas_trimmed": s.repl.trimmed.Load(),
-			"add_errors": s.addErrors.Load(),
+			"add_errors":   s.addErrors.Load(),
+			"dht_provided": s.prov.provided.Load(), "dht_provide_errors": s.prov.failed.Load(), "dht_holders_found": s.prov.found.Load(),
 		},
 	}, nil
 }
@@ -305,6 +321,7 @@ func (s *store) pinLocked(ctx context.Context, c cid.Cid, sess *session, report 
 		return pin{}, err
 	}
 	s.repl.kick()
+	s.prov.kick()
 	return p, nil
 }
 
