@@ -245,6 +245,46 @@ func TestKuboAndVecinoFetchFromEachOther(t *testing.T) {
 	}
 }
 
+// TestKuboGetsWhatVecinoStoresLater: kubo asks a Vecino node for content
+// it does not have yet; the node answers DONT_HAVE and keeps the want, and
+// when the content is added there the blocks go to kubo without kubo
+// asking again.
+func TestKuboGetsWhatVecinoStoresLater(t *testing.T) {
+	k := startKubo(t)
+	n := storeNode(t, "kept-wants", storeConf)
+	k.run("swarm", "connect", n.TCPAddr())
+	path := filepath.Join(t.TempDir(), "later.bin")
+	data := randomFile(t, path, 600<<10)
+	c := k.run("add", "-Q", "--cid-version=1", "--only-hash", path)
+
+	got := filepath.Join(t.TempDir(), "got")
+	cat := exec.Command("ipfs", "get", "--timeout=60s", "-o", got, c)
+	cat.Env = k.env
+	done := make(chan error, 1)
+	if err := cat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cat.Wait() }()
+	t.Cleanup(func() { cat.Process.Kill() })
+	for deadline := time.Now().Add(30 * time.Second); storeStatus(t, n)["wants_kept"] < 1; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kubo's want was not kept: %v", storeStatus(t, n))
+		}
+	}
+	if c2 := storeAdd(t, n, path); c2 != c {
+		t.Fatalf("vecino added %s, kubo computed %s", c2, c)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("ipfs get: %v", err)
+	}
+	if b, _ := os.ReadFile(got); !bytes.Equal(b, data) {
+		t.Errorf("kubo got %d bytes (sha %s), want %d (sha %s)", len(b), sum(b), len(data), sum(data))
+	}
+	if st := storeStatus(t, n); st["kept_wants_served"] < 1 {
+		t.Errorf("no kept want was served: %v", st)
+	}
+}
+
 func storeStatus(t testing.TB, n *testnet.Node) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}

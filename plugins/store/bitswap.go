@@ -37,6 +37,12 @@ const (
 	inlineHave = 1024
 	// peerIdle closes an outgoing stream nobody used for this long.
 	peerIdle = time.Minute
+	// keptPerPeer bounds the wants kept for one peer: blocks it asked for
+	// that this node did not have, sent to it if they arrive.
+	keptPerPeer = 1024
+	// keepFor is how long such a want is kept; peers that still want a
+	// block say so again well within it (kubo every 30 s).
+	keepFor = 5 * time.Minute
 )
 
 // bitswap speaks the IPFS block exchange through the router: it serves the
@@ -56,8 +62,9 @@ type bitswap struct {
 	mu     sync.Mutex
 	queues map[string]*peerQueue
 	wants  map[cid.Cid][]*want
+	kept   ledger
 
-	blocksSent, blocksRecv, unwanted, badMsgs, dontHaves atomic.Int64
+	blocksSent, blocksRecv, unwanted, badMsgs, dontHaves, keptSent atomic.Int64
 }
 
 // presence is a peer's answer about one block.
@@ -73,7 +80,8 @@ type want struct {
 }
 
 func newBitswap(host *sdk.Host, bs *blockstore, serves func(string) bool) *bitswap {
-	return &bitswap{host: host, bs: bs, serves: serves, queues: map[string]*peerQueue{}, wants: map[cid.Cid][]*want{}}
+	return &bitswap{host: host, bs: bs, serves: serves, queues: map[string]*peerQueue{}, wants: map[cid.Cid][]*want{},
+		kept: ledger{byCID: map[cid.Cid]map[string]keptWant{}, perPeer: map[string]int{}}}
 }
 
 // start registers the protocols with the router.
@@ -83,6 +91,18 @@ func (b *bitswap) start(ctx context.Context) error {
 			return err
 		}
 	}
+	go func() {
+		t := time.NewTicker(keepFor)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				b.kept.expire(now)
+			}
+		}
+	}()
 	return nil
 }
 
@@ -124,28 +144,32 @@ func (b *bitswap) receive(peer string, m bsmsg.BitSwapMessage) {
 		entries = entries[:maxEntries]
 	}
 	q := b.queue(peer)
+	if m.Full() {
+		b.kept.dropPeer(peer)
+	}
 	for _, e := range entries {
 		if e.Cancel {
-			continue // wants are answered at once, never kept
+			b.kept.drop(e.Cid, peer)
+			continue
 		}
 		b.answer(q, e)
 	}
 }
 
+// answer sends the peer the block it wants, or HAVE; if this node does not
+// have it, DONT_HAVE when asked for, and the want is kept: the block goes
+// to the peer if it arrives here later (see sendKept).
 func (b *bitswap) answer(q *peerQueue, e bsmsg.Entry) {
-	if e.WantType == pb.Message_Wantlist_Have {
-		if size := b.bs.Size(e.Cid); size > inlineHave {
-			q.add(64, func(m bsmsg.BitSwapMessage) { m.AddHave(e.Cid) })
-			return
-		} else if size < 0 {
-			if e.SendDontHave {
-				q.add(64, func(m bsmsg.BitSwapMessage) { m.AddDontHave(e.Cid) })
-			}
-			return
-		}
+	var blk blocks.Block
+	err := errNotFound
+	if size := b.bs.Size(e.Cid); size > inlineHave && e.WantType == pb.Message_Wantlist_Have {
+		q.add(64, func(m bsmsg.BitSwapMessage) { m.AddHave(e.Cid) })
+		return
+	} else if size >= 0 {
+		blk, err = b.bs.Get(e.Cid)
 	}
-	blk, err := b.bs.Get(e.Cid)
 	if err != nil {
+		b.kept.keep(e.Cid, q.peer, e.WantType, time.Now())
 		if e.SendDontHave {
 			q.add(64, func(m bsmsg.BitSwapMessage) { m.AddDontHave(e.Cid) })
 		}
@@ -153,6 +177,143 @@ func (b *bitswap) answer(q *peerQueue, e bsmsg.Entry) {
 	}
 	b.blocksSent.Add(1)
 	q.add(len(blk.RawData()), func(m bsmsg.BitSwapMessage) { m.AddBlock(blk) })
+}
+
+// sendKept sends a block just stored to the peers that asked for it
+// while this node did not have it. It does not wait for slow peers: it is
+// called on the path that stores blocks.
+func (b *bitswap) sendKept(blk blocks.Block) {
+	if ws := b.kept.take(blk.Cid(), time.Now()); len(ws) > 0 {
+		go b.send(blk, ws)
+	}
+}
+
+func (b *bitswap) send(blk blocks.Block, ws map[string]pb.Message_Wantlist_WantType) {
+	for peer, w := range ws {
+		if !b.serves(peer) {
+			continue
+		}
+		q := b.queue(peer)
+		if w == pb.Message_Wantlist_Have && len(blk.RawData()) > inlineHave {
+			q.add(64, func(m bsmsg.BitSwapMessage) { m.AddHave(blk.Cid()) })
+			continue
+		}
+		b.blocksSent.Add(1)
+		b.keptSent.Add(1)
+		q.add(len(blk.RawData()), func(m bsmsg.BitSwapMessage) { m.AddBlock(blk) })
+	}
+}
+
+// ledger keeps the wants this node could not answer, by block and peer,
+// at most keptPerPeer a peer and each for keepFor.
+type ledger struct {
+	mu      sync.Mutex
+	byCID   map[cid.Cid]map[string]keptWant
+	perPeer map[string]int
+}
+
+type keptWant struct {
+	wantType pb.Message_Wantlist_WantType
+	at       time.Time
+}
+
+func (l *ledger) keep(c cid.Cid, peer string, wt pb.Message_Wantlist_WantType, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ws := l.byCID[c]
+	if _, ok := ws[peer]; !ok {
+		if l.perPeer[peer] >= keptPerPeer {
+			return
+		}
+		if ws == nil {
+			ws = map[string]keptWant{}
+			l.byCID[c] = ws
+		}
+		l.perPeer[peer]++
+	}
+	ws[peer] = keptWant{wt, now}
+}
+
+// take removes and returns the live wants for c.
+func (l *ledger) take(c cid.Cid, now time.Time) map[string]pb.Message_Wantlist_WantType {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ws := l.byCID[c]
+	if ws == nil {
+		return nil
+	}
+	out := map[string]pb.Message_Wantlist_WantType{}
+	for peer, w := range ws {
+		if now.Sub(w.at) < keepFor {
+			out[peer] = w.wantType
+		}
+		l.release(peer)
+	}
+	delete(l.byCID, c)
+	return out
+}
+
+func (l *ledger) drop(c cid.Cid, peer string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.byCID[c][peer]; ok {
+		delete(l.byCID[c], peer)
+		if len(l.byCID[c]) == 0 {
+			delete(l.byCID, c)
+		}
+		l.release(peer)
+	}
+}
+
+// dropPeer forgets every want of peer (it sent its full wantlist anew).
+func (l *ledger) dropPeer(peer string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perPeer[peer] == 0 {
+		return
+	}
+	for c, ws := range l.byCID {
+		if _, ok := ws[peer]; ok {
+			delete(ws, peer)
+			if len(ws) == 0 {
+				delete(l.byCID, c)
+			}
+		}
+	}
+	delete(l.perPeer, peer)
+}
+
+// expire forgets the wants older than keepFor.
+func (l *ledger) expire(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c, ws := range l.byCID {
+		for peer, w := range ws {
+			if now.Sub(w.at) >= keepFor {
+				delete(ws, peer)
+				l.release(peer)
+			}
+		}
+		if len(ws) == 0 {
+			delete(l.byCID, c)
+		}
+	}
+}
+
+func (l *ledger) release(peer string) {
+	if l.perPeer[peer]--; l.perPeer[peer] <= 0 {
+		delete(l.perPeer, peer)
+	}
+}
+
+// size is the number of wants kept.
+func (l *ledger) size() (n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range l.perPeer {
+		n += k
+	}
+	return n
 }
 
 func (b *bitswap) deliver(c cid.Cid, p presence) bool {

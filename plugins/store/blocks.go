@@ -32,7 +32,8 @@ type blockstore struct {
 	count   atomic.Int64
 	bad     atomic.Int64 // corrupt blocks found on read
 	onCrpt  func(cid.Cid)
-	dirOnce sync.Map // shard folders known to exist
+	onPut   func(blocks.Block) // called for each block newly stored
+	dirOnce sync.Map           // shard folders known to exist
 }
 
 // errNotFound is returned for blocks the store does not hold.
@@ -177,6 +178,9 @@ func (bs *blockstore) Put(b blocks.Block) error {
 	}
 	bs.used.Add(n)
 	bs.count.Add(1)
+	if bs.onPut != nil {
+		bs.onPut(b)
+	}
 	return nil
 }
 

@@ -133,6 +133,7 @@ func (s *store) Start(ctx context.Context) error {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.bit = newBitswap(s.env.Host, bs, func(peer string) bool { return s.cfg.Bitswap || s.repl.isStorePeer(peer) })
 	bs.onCrpt = func(c cid.Cid) { go s.repairBlock(c) }
+	bs.onPut = s.bit.sendKept
 	s.repl = newReplicator(s)
 	s.prov = newProvider(s)
 	if s.cfg.Provide {
@@ -176,6 +177,7 @@ func (s *store) Status(ctx context.Context) (sdk.Status, error) {
 			"corrupt_blocks": s.bs.bad.Load(), "repaired_blocks": s.repaired.Load(),
 			"fetched_blocks": s.fetched.Load(), "served_blocks": s.bit.blocksSent.Load(),
 			"unwanted_blocks": s.bit.unwanted.Load(), "bad_messages": s.bit.badMsgs.Load(),
+			"wants_kept": s.bit.kept.size(), "kept_wants_served": s.bit.keptSent.Load(),
 			"replicas_refused": s.repl.refused.Load(), "replicas_taken": s.repl.taken.Load(), "replicas_trimmed": s.repl.trimmed.Load(),
 			"add_errors":   s.addErrors.Load(),
 			"dht_provided": s.prov.provided.Load(), "dht_provide_errors": s.prov.failed.Load(), "dht_holders_found": s.prov.found.Load(),
