@@ -127,6 +127,8 @@ type torrentView struct {
 	Error    string  `json:"error"`
 	Magnet   string  `json:"magnet"`
 	Uploaded int64   `json:"uploaded"`
+	Ratio    float64 `json:"ratio"`
+	Note     string  `json:"note"`
 }
 
 func (tv torrentView) String() string {
@@ -226,6 +228,13 @@ func seedFromVecinoIn(t *testing.T, n *testnet.Node, tr *tracker, data string) (
 // its data folder, announced to trackers, and waits until it seeds it.
 func createTorrent(t testing.TB, n *testnet.Node, name string, trackers ...string) torrentView {
 	t.Helper()
+	v := postCreate(t, n, name, trackers...)
+	return waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
+}
+
+// postCreate asks the node to make a torrent and returns it as made.
+func postCreate(t testing.TB, n *testnet.Node, name string, trackers ...string) torrentView {
+	t.Helper()
 	req, _ := json.Marshal(map[string]any{"path": name, "trackers": trackers})
 	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/create", req, true)
 	if err != nil || code != http.StatusCreated {
@@ -236,7 +245,7 @@ func createTorrent(t testing.TB, n *testnet.Node, name string, trackers ...strin
 	if !strings.HasPrefix(v.Magnet, "magnet:?xt=urn:btih:"+v.InfoHash) {
 		t.Errorf("create gave magnet %q", v.Magnet)
 	}
-	return waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
+	return v
 }
 
 // addPeer tells the node's torrent plugin of a peer on loopback.
@@ -448,12 +457,21 @@ func TestAria2DownloadsFromVecino(t *testing.T) {
 	tracker := startTracker(t)
 	n := torrentNode(t)
 	v, file, sums := seedFromVecino(t, n, tracker)
+	out, _ := aria2From(t, n, v.InfoHash, file, 3*time.Minute)
+	checkFiles(t, "aria2", out, sums)
+}
+
+// aria2From has aria2c download a torrent (its .torrent file) from n alone,
+// told of n's torrent plugin as a peer, and returns the folder it wrote
+// and how long it took from that moment.
+func aria2From(t *testing.T, n *testnet.Node, ih string, torrentFile []byte, timeout time.Duration) (string, time.Duration) {
+	t.Helper()
 	dir := t.TempDir()
-	ariaPort := testnet.FreePort(t)
-	tfile := filepath.Join(dir, "album.torrent")
-	os.WriteFile(tfile, file, 0o644)
+	port := testnet.FreePort(t)
+	tfile := filepath.Join(dir, ih+".torrent")
+	os.WriteFile(tfile, torrentFile, 0o644)
 	out := filepath.Join(dir, "out")
-	cmd := aria2c(tfile, out, ariaPort)
+	cmd := aria2c(tfile, out, port)
 	done := make(chan error, 1)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
@@ -461,18 +479,19 @@ func TestAria2DownloadsFromVecino(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { done <- cmd.Wait() }()
-	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", ariaPort))
-	addPeer(t, n, v.InfoHash, ariaPort)
+	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port))
+	start := time.Now()
+	addPeer(t, n, ih, port)
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("aria2c: %v\n%s", err, log.String())
 		}
-	case <-time.After(3 * time.Minute):
+	case <-time.After(timeout):
 		cmd.Process.Kill()
-		t.Fatalf("aria2c not done in 3 min\n%s", log.String())
+		t.Fatalf("aria2c not done in %s\n%s", timeout, log.String())
 	}
-	checkFiles(t, "aria2", out, sums)
+	return out, time.Since(start)
 }
 
 // TestKilledMidDownloadResumes kills the torrent plugin with SIGKILL halfway

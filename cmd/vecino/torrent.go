@@ -30,11 +30,12 @@ type torrentView struct {
 	Magnet   string  `json:"magnet"`
 	Verified float64 `json:"verified"`
 	Error    string  `json:"error"`
+	Note     string  `json:"note"`
 }
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, wait, verify, rm or create")
+		return errors.New("torrent: say ls, add, show, wait, verify, start, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -71,6 +72,16 @@ func (c *client) torrent(args []string) error {
 			return c.torrentVerifyWait(v.InfoHash)
 		}
 		return nil
+	case "start":
+		if len(rest) != 1 {
+			return errors.New("torrent start INFOHASH (seed again a torrent a ratio or idle limit finished)")
+		}
+		var v torrentView
+		if _, err := c.do("POST", torrentAPI+"/torrents/"+rest[0]+"/start", nil, "", &v); err != nil {
+			return err
+		}
+		fmt.Printf("seeding again %s %s\n", v.InfoHash, v.Name)
+		return nil
 	case "rm", "remove":
 		fs := flag.NewFlagSet("torrent rm", flag.ExitOnError)
 		del := fs.Bool("delete-data", false, "delete the downloaded files too")
@@ -102,7 +113,7 @@ func (c *client) torrent(args []string) error {
 		fmt.Printf("%s %s (%s)\n%s\n", v.InfoHash, v.Name, humanBytes(float64(v.Size)), v.Magnet)
 		return nil
 	default:
-		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, wait, verify, rm or create)", cmd)
+		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, wait, verify, start, rm or create)", cmd)
 	}
 }
 
@@ -124,6 +135,8 @@ func (c *client) torrentList() error {
 		state := v.State
 		if v.Error != "" {
 			state += ": " + v.Error
+		} else if v.Note != "" {
+			state += " (" + v.Note + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\t%d\t%.2f\n", v.InfoHash, v.Name, state, v.Progress*100,
 			humanBytes(float64(v.Size)), humanBytes(v.DownRate), humanBytes(v.UpRate), v.Peers, v.Ratio)

@@ -195,6 +195,28 @@ func (s *seedbox) create(name string, trackers []string) (View, error) {
 // errBusy refuses a verify while one runs, or before there is metadata.
 var errBusy = errors.New("busy")
 
+// seedAgain has a torrent that a ratio or idle limit finished seed again;
+// the limits count afresh from now.
+func (s *seedbox) seedAgain(ih string) (View, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.torrents[ih]
+	switch {
+	case !ok:
+		return View{}, fmt.Errorf("no torrent %s", ih)
+	case !it.rec.Finished:
+		return it.view(), fmt.Errorf("%s is not finished: it seeds or downloads already: %w", ih, errBusy)
+	}
+	up, _ := it.runBytes()
+	it.rec.Finished, it.rec.FinishedWhy, it.rec.LimitFrom = false, "", it.rec.Uploaded+up
+	it.lastUpload = time.Now()
+	it.t.AllowDataUpload()
+	s.schedule()
+	s.saveListLocked()
+	s.log.Info("seeding again", "torrent", it.rec.Name)
+	return it.view(), nil
+}
+
 // verify hashes every piece of ih's data again, in the background, one piece
 // after another: for a user who doubts the disk. Pieces that fail are
 // marked missing and fetched again from peers; the view shows how far it

@@ -73,17 +73,8 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("POST /torrents/{ih}/verify", func(w http.ResponseWriter, r *http.Request) {
-		v, err := s.verify(strings.ToLower(r.PathValue("ih")))
-		switch {
-		case errors.Is(err, errBusy):
-			httpjson.Error(w, http.StatusConflict, err)
-		case err != nil:
-			httpjson.Error(w, http.StatusNotFound, err)
-		default:
-			httpjson.Write(w, http.StatusAccepted, v)
-		}
-	})
+	mux.HandleFunc("POST /torrents/{ih}/verify", s.action(s.verify))
+	mux.HandleFunc("POST /torrents/{ih}/start", s.action(s.seedAgain))
 	mux.HandleFunc("GET /torrents/{ih}/torrent", func(w http.ResponseWriter, r *http.Request) {
 		data, err := s.torrentFile(strings.ToLower(r.PathValue("ih")))
 		if err != nil {
@@ -149,5 +140,21 @@ func writeAdded(w http.ResponseWriter, v View, err error) {
 		httpjson.Error(w, http.StatusBadRequest, err)
 	default:
 		httpjson.Write(w, http.StatusCreated, v)
+	}
+}
+
+// action serves a POST that does something to one torrent: 202 and its
+// view, 409 if it cannot be done now, 404 if there is no such torrent.
+func (s *seedbox) action(do func(ih string) (View, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := do(strings.ToLower(r.PathValue("ih")))
+		switch {
+		case errors.Is(err, errBusy):
+			httpjson.Error(w, http.StatusConflict, err)
+		case err != nil:
+			httpjson.Error(w, http.StatusNotFound, err)
+		default:
+			httpjson.Write(w, http.StatusAccepted, v)
+		}
 	}
 }

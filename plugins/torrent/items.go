@@ -31,9 +31,14 @@ type record struct {
 	// Uploaded and Downloaded count data bytes of earlier runs, for the ratio.
 	Uploaded   int64 `json:"uploaded"`
 	Downloaded int64 `json:"downloaded"`
-	// Finished is set when the ratio or idle limit stopped seeding.
-	Finished bool   `json:"finished,omitempty"`
-	Error    string `json:"error,omitempty"`
+	// Finished is set when the ratio or idle limit stopped seeding;
+	// FinishedWhy says which.
+	Finished    bool   `json:"finished,omitempty"`
+	FinishedWhy string `json:"finished_why,omitempty"`
+	// LimitFrom is the upload count when the user last had a finished
+	// torrent seed again: the ratio limit counts from there.
+	LimitFrom int64  `json:"limit_from,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 type torrentList struct {
@@ -111,12 +116,14 @@ func (it *item) downloading() bool {
 	return !it.queued && !it.rec.Finished && it.hasInfo() && it.t.BytesMissing() > 0
 }
 
-func (it *item) ratio() float64 {
+// ratio is the data uploaded over the torrent's size, since from (bytes
+// uploaded in all).
+func (it *item) ratio(from int64) float64 {
 	if !it.hasInfo() || it.t.Length() == 0 {
 		return 0
 	}
 	up, _ := it.runBytes()
-	return float64(it.rec.Uploaded+up) / float64(it.t.Length())
+	return float64(it.rec.Uploaded+up-from) / float64(it.t.Length())
 }
 
 // View is a torrent as the API shows it.
@@ -139,7 +146,9 @@ type View struct {
 	// Verified is how far a verify asked for has got, 0..1, while it runs.
 	Verified float64 `json:"verified,omitempty"`
 	Error    string  `json:"error,omitempty"`
-	AddedAt  string  `json:"added_at"`
+	// Note says why a finished torrent stopped seeding.
+	Note    string `json:"note,omitempty"`
+	AddedAt string `json:"added_at"`
 }
 
 func (it *item) view() View {
@@ -168,7 +177,7 @@ func (it *item) view() View {
 		if v.Size > 0 {
 			v.Progress = float64(v.Done) / float64(v.Size)
 		}
-		v.Ratio = it.ratio()
+		v.Ratio = it.ratio(0)
 		mi := it.t.Metainfo()
 		h := it.t.InfoHash()
 		v.Magnet = mi.Magnet(&h, info).String()
@@ -182,6 +191,7 @@ func (it *item) view() View {
 				v.State = "queued"
 			case it.rec.Finished:
 				v.State = "finished"
+				v.Note = "stopped seeding: " + it.rec.FinishedWhy
 			case v.Done == v.Size:
 				v.State = "seeding"
 			case it.checking():
@@ -225,14 +235,14 @@ func (s *seedbox) applyLimits(it *item, now time.Time) {
 	}
 	var why string
 	switch {
-	case s.cfg.RatioLimit > 0 && it.ratio() >= s.cfg.RatioLimit:
-		why = fmt.Sprintf("ratio %.2f reached the limit %.2f", it.ratio(), s.cfg.RatioLimit)
+	case s.cfg.RatioLimit > 0 && it.ratio(it.rec.LimitFrom) >= s.cfg.RatioLimit:
+		why = fmt.Sprintf("ratio %.2f reached the limit %.2f", it.ratio(it.rec.LimitFrom), s.cfg.RatioLimit)
 	case s.cfg.idle > 0 && now.Sub(it.lastUpload) >= s.cfg.idle:
 		why = fmt.Sprintf("idle for %s", s.cfg.idle)
 	default:
 		return
 	}
-	it.rec.Finished = true
+	it.rec.Finished, it.rec.FinishedWhy = true, why
 	it.t.DisallowDataUpload()
 	s.log.Info("stopped seeding", "torrent", it.rec.Name, "why", why)
 }

@@ -1,0 +1,67 @@
+package integration
+
+import (
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// TestSeedboxLimits: the limits a seedbox's owner sets in [plugins.torrent]
+// hold against a real client. With max_active = 1 a second torrent waits,
+// queued; with upload_kib_per_s = 1024, aria2c's 12 MiB download takes at
+// least the time that rate allows; with ratio_limit = 1, seeding stops once
+// a whole copy has gone out, which lets the queued torrent go; and the
+// owner can have a finished torrent seed again from the page.
+func TestSeedboxLimits(t *testing.T) {
+	testnet.NeedTools(t, "opentracker", "aria2c")
+	tracker := startTracker(t)
+	n := torrentNode(t, "ratio_limit = 1.0", "max_active = 1", "upload_kib_per_s = 1024")
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	sums := makeFiles(t, data, map[string]int{"first/big.bin": 12 << 20})
+	makeFiles(t, data, map[string]int{"second/small.bin": 1 << 20})
+	first := createTorrent(t, n, "first", tracker.URL)
+	tracker.allow(t, first.InfoHash)
+	second := postCreate(t, n, "second", tracker.URL)
+	waitVecino(t, n, second.InfoHash, "queued", 30*time.Second)
+
+	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+first.InfoHash+"/torrent", nil, false)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("get .torrent: %d %v", code, err)
+	}
+	out, took := aria2From(t, n, first.InfoHash, file, 2*time.Minute)
+	checkFiles(t, "aria2", out, sums)
+	// 12 MiB at 1 MiB/s, with a burst of 1 MiB allowed: 11 s at the
+	// least (3 s without the limit, here).
+	if took < 9*time.Second {
+		t.Errorf("aria2c had 12 MiB in %s: faster than the 1 MiB/s upload limit allows", took.Round(time.Millisecond))
+	}
+	t.Logf("12 MiB under a 1 MiB/s upload limit took %s", took.Round(time.Millisecond))
+
+	v := waitVecino(t, n, first.InfoHash, "finished", 30*time.Second)
+	if v.Ratio < 1 || !strings.Contains(v.Note, "ratio") {
+		t.Errorf("finished at ratio %.2f with note %q; want ratio >= 1 and the reason", v.Ratio, v.Note)
+	}
+	waitVecino(t, n, second.InfoHash, "seeding", 30*time.Second)
+	if out := vecinoCLI(t, n, true, "torrent", "ls"); !strings.Contains(out, "stopped seeding: ratio") {
+		t.Errorf("torrent ls does not say why the first stopped:\n%s", out)
+	}
+
+	// The owner has it seed again from the page, in a real browser: the
+	// oldest torrent takes the one slot back, the ratio limit counts afresh.
+	wd := startWebDriver(t)
+	wd.open(n.API + "/api/v1/plugins/torrent/")
+	wd.typeInto("#secret", n.Token)
+	row := `tr[data-infohash="` + first.InfoHash + `"]`
+	wd.waitText(row, "stopped seeding: ratio", 15*time.Second)
+	wd.click(row + " button.start")
+	wd.waitText("#result", "Seeding first again", 10*time.Second)
+	waitVecino(t, n, first.InfoHash, "seeding", 30*time.Second)
+	waitVecino(t, n, second.InfoHash, "queued", 30*time.Second)
+	if msg := vecinoCLI(t, n, false, "torrent", "start", second.InfoHash); !strings.Contains(msg, "not finished") {
+		t.Errorf("start of a torrent that is not finished said:\n%s", msg)
+	}
+}
