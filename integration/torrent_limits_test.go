@@ -65,3 +65,15 @@ func TestSeedboxLimits(t *testing.T) {
 		t.Errorf("start of a torrent that is not finished said:\n%s", msg)
 	}
 }
+
+// TestIdleLimitStopsSeeding: a complete torrent nobody has downloaded from
+// for idle_limit stops seeding and says so.
+func TestIdleLimitStopsSeeding(t *testing.T) {
+	n := torrentNode(t, `idle_limit = "2s"`)
+	makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), map[string]int{"quiet/file.bin": 300 << 10})
+	v := postCreate(t, n, "quiet")
+	v = waitVecino(t, n, v.InfoHash, "finished", 30*time.Second)
+	if !strings.Contains(v.Note, "idle for 2s") {
+		t.Errorf("finished with note %q, want the idle limit named", v.Note)
+	}
+}
