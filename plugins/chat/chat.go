@@ -39,6 +39,9 @@ type settings struct {
 	MailboxMessages int           `toml:"mailbox_messages"`
 	MailboxKiB      int           `toml:"mailbox_kib"`
 	MailboxTTL      time.Duration `toml:"mailbox_ttl"`
+	// BundleInterval is the least time between two publishes of one busy
+	// room: what arrives meanwhile leaves as one bundle.
+	BundleInterval time.Duration `toml:"bundle_interval"`
 }
 
 func defaults() settings {
@@ -46,6 +49,7 @@ func defaults() settings {
 		Rooms: []string{"lobby"}, History: 1000, HistoryAge: 7 * 24 * time.Hour,
 		MaxRooms: 64, RoomsPerClient: 16, Rate: 5, Burst: 20, IPRate: 50, IPBurst: 200,
 		MaxMessageBytes: 8 << 10, MailboxMessages: 200, MailboxKiB: 1024, MailboxTTL: 14 * 24 * time.Hour,
+		BundleInterval: 5 * time.Millisecond,
 	}
 }
 
@@ -82,6 +86,9 @@ func (s *settings) check() sdk.ConfigErrors {
 	}
 	if s.HistoryAge < time.Minute || s.MailboxTTL < time.Minute {
 		bad("history_age", "history_age and mailbox_ttl must be at least 1m")
+	}
+	if s.BundleInterval < 0 || s.BundleInterval > time.Second {
+		bad("bundle_interval", "must be from 0 to 1s, not %s", s.BundleInterval)
 	}
 	return errs
 }

