@@ -44,7 +44,10 @@ var (
 )
 
 func openDB(path string) (*db, error) {
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	// The freelist is not written at each commit (it is rebuilt by a scan
+	// when the file is opened after a crash): with a long history trimmed
+	// as it grows, writing it was much of every commit's page writes.
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
