@@ -245,6 +245,29 @@ func TestKuboAndVecinoFetchFromEachOther(t *testing.T) {
 	}
 }
 
+// TestStoreServeRateCap: with serve_kib_per_s set, kubo fetching from the
+// node gets the data whole, no faster than the cap allows.
+func TestStoreServeRateCap(t *testing.T) {
+	k := startKubo(t)
+	n := storeNode(t, "capped", storeConf+"\nserve_kib_per_s = 1024")
+	k.run("swarm", "connect", n.TCPAddr())
+	path := filepath.Join(t.TempDir(), "capped.bin")
+	data := randomFile(t, path, 6<<20)
+	c := storeAdd(t, n, path)
+	got := filepath.Join(t.TempDir(), "got")
+	start := time.Now()
+	k.run("get", "--timeout=60s", "-o", got, c)
+	took := time.Since(start)
+	if b, _ := os.ReadFile(got); !bytes.Equal(b, data) {
+		t.Fatalf("kubo got %d bytes (sha %s), want %d (sha %s)", len(b), sum(b), len(data), sum(data))
+	}
+	// 6 MiB at 1 MiB/s, less one block of burst: 5.7 s at the least.
+	if took < 4500*time.Millisecond {
+		t.Errorf("kubo had 6 MiB in %s: faster than the 1 MiB/s cap allows", took.Round(time.Millisecond))
+	}
+	t.Logf("6 MiB under a 1 MiB/s cap took %s", took.Round(time.Millisecond))
+}
+
 // TestKuboGetsWhatVecinoStoresLater: kubo asks a Vecino node for content
 // it does not have yet; the node answers DONT_HAVE and keeps the want, and
 // when the content is added there the blocks go to kubo without kubo

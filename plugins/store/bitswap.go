@@ -17,6 +17,8 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-msgio"
 
+	"golang.org/x/time/rate"
+
 	"github.com/vecino/vecino/sdk"
 )
 
@@ -52,6 +54,8 @@ type bitswap struct {
 	// find, when set, looks up and connects to nodes that hold one of
 	// keys, for content no connected peer has.
 	find func(ctx context.Context, keys ...cid.Cid) []string
+	// limit, when set, bounds the bytes sent to all peers together.
+	limit *rate.Limiter
 
 	mu     sync.Mutex
 	queues map[string]*peerQueue
@@ -307,11 +311,12 @@ func (q *peerQueue) run() {
 			q.mu.Unlock()
 			return
 		}
-		m := q.msg
+		m, size := q.msg, q.pending
 		q.msg, q.pending = bsmsg.New(false), 0
 		q.cond.Broadcast()
 		q.mu.Unlock()
 		idle.Reset(peerIdle)
+		q.b.pace(size)
 		var err error
 		for attempt := 0; attempt < 2; attempt++ {
 			if s == nil {
@@ -332,6 +337,18 @@ func (q *peerQueue) run() {
 		if err != nil {
 			slog.Debug("bitswap send failed", "peer", q.peer, "err", err)
 		}
+	}
+}
+
+// pace waits until the serve rate limit, if any, lets n more bytes go.
+func (b *bitswap) pace(n int) {
+	if b.limit == nil {
+		return
+	}
+	for n > 0 {
+		k := min(n, b.limit.Burst())
+		b.limit.WaitN(context.Background(), k)
+		n -= k
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	"golang.org/x/time/rate"
 
 	"github.com/vecino/vecino/sdk"
 )
@@ -38,6 +39,9 @@ type settings struct {
 	// peer is.
 	Provide           bool          `toml:"provide"`
 	ReprovideInterval time.Duration `toml:"reprovide_interval"`
+	// ServeKiBps caps what bitswap sends, to all peers together, in KiB/s;
+	// 0 is no cap.
+	ServeKiBps int64 `toml:"serve_kib_per_s"`
 }
 
 func defaults() settings {
@@ -64,6 +68,9 @@ func (c settings) check() sdk.ConfigErrors {
 	}
 	if c.FetchTimeout < 100*time.Millisecond {
 		bad("fetch_timeout", "must be at least 100ms, not %s", c.FetchTimeout)
+	}
+	if c.ServeKiBps < 0 {
+		bad("serve_kib_per_s", "must be 0 (no cap) or more, not %d", c.ServeKiBps)
 	}
 	if c.ReprovideInterval < time.Minute || c.ReprovideInterval > 24*time.Hour {
 		bad("reprovide_interval", "must be 1m to 24h (DHT records last 48h), not %s", c.ReprovideInterval)
@@ -132,6 +139,9 @@ func (s *store) Start(ctx context.Context) error {
 	s.bs, s.pins = bs, pins
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.bit = newBitswap(s.env.Host, bs, func(peer string) bool { return s.cfg.Bitswap || s.repl.isStorePeer(peer) })
+	if s.cfg.ServeKiBps > 0 {
+		s.bit.limit = rate.NewLimiter(rate.Limit(s.cfg.ServeKiBps<<10), 256<<10+1024)
+	}
 	bs.onCrpt = func(c cid.Cid) { go s.repairBlock(c) }
 	bs.onPut = s.bit.sendKept
 	s.repl = newReplicator(s)
