@@ -268,6 +268,40 @@ func TestStoreServeRateCap(t *testing.T) {
 	t.Logf("6 MiB under a 1 MiB/s cap took %s", took.Round(time.Millisecond))
 }
 
+// TestStoreCollectsGarbageOnItsOwn: what was unpinned stays until the
+// store passes gc_watermark of its quota; then it goes on its own, and
+// what is pinned stays whole.
+func TestStoreCollectsGarbageOnItsOwn(t *testing.T) {
+	n := storeNode(t, "auto-gc", storeConf+"\nquota_mib = 8\ngc_watermark = 50\ngc_interval = \"1s\"")
+	dir := t.TempDir()
+	randomFile(t, filepath.Join(dir, "old"), 3<<20)
+	old := storeAdd(t, n, filepath.Join(dir, "old"))
+	vecinoCLI(t, n, true, "store", "unpin", old)
+	time.Sleep(2500 * time.Millisecond) // two checks: 3 of 8 MiB is under the watermark
+	if st := storeStatus(t, n); st["gc_runs"] != 0 || st["used_bytes"] < 3<<20 {
+		t.Fatalf("collected below the watermark: %v", st)
+	}
+	keep := randomFile(t, filepath.Join(dir, "keep"), 2<<20)
+	kept := storeAdd(t, n, filepath.Join(dir, "keep"))
+	var st map[string]float64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if st = storeStatus(t, n); st["gc_runs"] >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5 of 8 MiB used, past the 50%% watermark, and nothing collected: %v", st)
+		}
+	}
+	if st["gc_freed_bytes"] < 3<<20 || st["used_bytes"] > 2<<20+4096 {
+		t.Errorf("after the automatic gc: freed %v bytes, %v used; want the unpinned 3 MiB gone, 2 MiB left", st["gc_freed_bytes"], st["used_bytes"])
+	}
+	out := filepath.Join(dir, "got")
+	vecinoCLI(t, n, true, "store", "get", "-o", out, kept)
+	if b, _ := os.ReadFile(out); !bytes.Equal(b, keep) {
+		t.Errorf("the pinned file came back as %d bytes (sha %s), want sha %s", len(b), sum(b), sum(keep))
+	}
+}
+
 // TestKuboGetsWhatVecinoStoresLater: kubo asks a Vecino node for content
 // it does not have yet; the node answers DONT_HAVE and keeps the want, and
 // when the content is added there the blocks go to kubo without kubo

@@ -42,11 +42,16 @@ type settings struct {
 	// ServeKiBps caps what bitswap sends, to all peers together, in KiB/s;
 	// 0 is no cap.
 	ServeKiBps int64 `toml:"serve_kib_per_s"`
+	// GCWatermark is the share of the quota, in percent, past which blocks
+	// no pin keeps are collected on their own (checked every GCInterval);
+	// 0 leaves it to `vecino store gc`.
+	GCWatermark int           `toml:"gc_watermark"`
+	GCInterval  time.Duration `toml:"gc_interval"`
 }
 
 func defaults() settings {
 	return settings{QuotaMiB: 10240, Replication: 3, Grace: 10 * time.Minute, AnnounceInterval: 30 * time.Second, FetchTimeout: 20 * time.Second, Bitswap: true,
-		Provide: true, ReprovideInterval: 12 * time.Hour}
+		Provide: true, ReprovideInterval: 12 * time.Hour, GCWatermark: 90, GCInterval: time.Minute}
 }
 
 func (c settings) check() sdk.ConfigErrors {
@@ -68,6 +73,12 @@ func (c settings) check() sdk.ConfigErrors {
 	}
 	if c.FetchTimeout < 100*time.Millisecond {
 		bad("fetch_timeout", "must be at least 100ms, not %s", c.FetchTimeout)
+	}
+	if c.GCWatermark < 0 || c.GCWatermark > 100 {
+		bad("gc_watermark", "must be a percentage of quota_mib, 0 (off) to 100, not %d", c.GCWatermark)
+	}
+	if c.GCInterval < time.Second {
+		bad("gc_interval", "must be at least 1s, not %s", c.GCInterval)
 	}
 	if c.ServeKiBps < 0 {
 		bad("serve_kib_per_s", "must be 0 (no cap) or more, not %d", c.ServeKiBps)
@@ -106,6 +117,10 @@ type store struct {
 	fetching shared[cid.Cid, blocks.Block]
 
 	repaired, fetched, addErrors atomic.Int64
+	// garbage is set when blocks may have become unpinned (an unpin, a
+	// fetch for get or cat, an add cut short) since the last collection.
+	garbage         atomic.Bool
+	gcRuns, gcFreed atomic.Int64
 }
 
 func (s *store) Info() sdk.Info {
@@ -150,6 +165,10 @@ func (s *store) Start(ctx context.Context) error {
 		s.bit.find = s.prov.find
 		go s.prov.loop(s.ctx)
 	}
+	if s.cfg.GCWatermark > 0 {
+		s.garbage.Store(true) // what an earlier run left
+		go s.autoGC(s.ctx)
+	}
 	if err := s.bit.start(s.ctx); err != nil {
 		return err
 	}
@@ -189,7 +208,7 @@ func (s *store) Status(ctx context.Context) (sdk.Status, error) {
 			"unwanted_blocks": s.bit.unwanted.Load(), "bad_messages": s.bit.badMsgs.Load(),
 			"wants_kept": s.bit.kept.size(), "kept_wants_served": s.bit.keptSent.Load(),
 			"replicas_refused": s.repl.refused.Load(), "replicas_taken": s.repl.taken.Load(), "replicas_trimmed": s.repl.trimmed.Load(),
-			"add_errors":   s.addErrors.Load(),
+			"add_errors": s.addErrors.Load(), "gc_runs": s.gcRuns.Load(), "gc_freed_bytes": s.gcFreed.Load(),
 			"dht_provided": s.prov.provided.Load(), "dht_provide_errors": s.prov.failed.Load(), "dht_holders_found": s.prov.found.Load(),
 		},
 	}, nil
@@ -223,6 +242,7 @@ func (s *store) fetchAndPut(ctx context.Context, c cid.Cid, sess *session) (bloc
 		if err == nil {
 			err = s.bs.Put(blk)
 			s.fetched.Add(1)
+			s.garbage.Store(true)
 		}
 		return blk, err
 	})
@@ -293,6 +313,7 @@ func (s *store) add(ctx context.Context, r io.Reader, dir bool, p pin) (pin, err
 	}
 	if err != nil {
 		s.addErrors.Add(1)
+		s.garbage.Store(true)
 		slog.Error("add failed; blocks written so far are unpinned until gc", "err", err)
 		return pin{}, err
 	}
@@ -347,6 +368,7 @@ func (s *store) unpin(ctx context.Context, c cid.Cid) (pin, error) {
 	if err := s.pins.Delete(c); err != nil {
 		return pin{}, err
 	}
+	s.garbage.Store(true)
 	if p.Origin == "" && p.Factor > 1 {
 		s.repl.announceUnpin(ctx, c)
 	}
@@ -395,5 +417,30 @@ func (s *store) gc(ctx context.Context) (int, int64, error) {
 		}
 	})
 	slog.Info("garbage collected", "blocks", n, "bytes", freed)
+	s.gcRuns.Add(1)
+	s.gcFreed.Add(freed)
 	return n, freed, err
+}
+
+// autoGC collects garbage on its own once the blocks take more than
+// gc_watermark percent of the quota, if anything may have become garbage
+// since the last collection: an always-on node nobody logs in to would
+// otherwise fill with what was unpinned until adds are refused.
+func (s *store) autoGC(ctx context.Context) {
+	t := time.NewTicker(s.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.bs.used.Load()*100 <= s.bs.quota*int64(s.cfg.GCWatermark) || !s.garbage.Swap(false) {
+			continue
+		}
+		slog.Info("store past its gc watermark: collecting garbage", "used_bytes", s.bs.used.Load(), "watermark_pct", s.cfg.GCWatermark)
+		if _, _, err := s.gc(ctx); err != nil {
+			slog.Error("automatic gc", "err", err)
+		}
+	}
 }
