@@ -52,16 +52,10 @@ func TestSeedboxLimits(t *testing.T) {
 
 	// The owner has it seed again from the page, in a real browser: the
 	// oldest torrent takes the one slot back, the ratio limit counts afresh.
-	wd := startWebDriver(t)
-	wd.open(n.API + "/api/v1/plugins/torrent/")
-	wd.typeInto("#secret", n.Token)
-	row := `tr[data-infohash="` + first.InfoHash + `"]`
-	wd.waitText(row, "stopped seeding: ratio", 15*time.Second)
-	wd.click(row + " button.start")
-	wd.waitText("#result", "Seeding first again", 10*time.Second)
+	onTorrentPage(t, n, first.InfoHash, "stopped seeding: ratio", "button.start", "Seeding again first")
 	waitVecino(t, n, first.InfoHash, "seeding", 30*time.Second)
 	waitVecino(t, n, second.InfoHash, "queued", 30*time.Second)
-	if msg := vecinoCLI(t, n, false, "torrent", "start", second.InfoHash); !strings.Contains(msg, "not finished") {
+	if msg := vecinoCLI(t, n, false, "torrent", "start", second.InfoHash); !strings.Contains(msg, "neither paused nor finished") {
 		t.Errorf("start of a torrent that is not finished said:\n%s", msg)
 	}
 }
@@ -76,4 +70,49 @@ func TestIdleLimitStopsSeeding(t *testing.T) {
 	if !strings.Contains(v.Note, "idle for 2s") {
 		t.Errorf("finished with note %q, want the idle limit named", v.Note)
 	}
+}
+
+// TestPauseAndResume: a download from Transmission is paused from the
+// CLI: it takes in nothing more, says "paused", and stays paused across a
+// restart of the node. Resumed from the page in a real browser, it
+// completes, whole.
+func TestPauseAndResume(t *testing.T) {
+	tr, n, v, sums := slowDownload(t, "serial", map[string]int{"serial/ep1.mkv": 12 << 20, "serial/ep2.mkv": 4<<20 + 9})
+	waitProgress(t, n, v.InfoHash, 0.2)
+	if out := vecinoCLI(t, n, true, "torrent", "stop", v.InfoHash); !strings.Contains(out, "paused") {
+		t.Errorf("torrent stop printed %q", out)
+	}
+	time.Sleep(time.Second) // what was in flight lands
+	before := vecinoTorrent(t, n, v.InfoHash)
+	time.Sleep(3 * time.Second) // 6 MiB at Transmission's 2 MiB/s, were it running
+	after := vecinoTorrent(t, n, v.InfoHash)
+	if after.State != "paused" || after.Done-before.Done > 512<<10 {
+		t.Errorf("paused, it went from %d to %d bytes (%s)", before.Done, after.Done, after.State)
+	}
+
+	n.Stop()
+	n.Restart()
+	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
+	if again := vecinoTorrent(t, n, v.InfoHash); again.State != "paused" {
+		t.Fatalf("after a restart the torrent is %s, not paused", again)
+	}
+
+	onTorrentPage(t, n, v.InfoHash, "paused", "button.start", "Resumed serial")
+	addPeer(t, n, v.InfoHash, tr.peerPort)
+	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
+	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+}
+
+// onTorrentPage opens the torrent page in Chromium with the API secret
+// given, waits for torrent ih's row to show rowText, clicks its button and
+// waits for the page to report result.
+func onTorrentPage(t *testing.T, n *testnet.Node, ih, rowText, button, result string) {
+	t.Helper()
+	wd := startWebDriver(t)
+	wd.open(n.API + "/api/v1/plugins/torrent/")
+	wd.typeInto("#secret", n.Token)
+	row := `tr[data-infohash="` + ih + `"]`
+	wd.waitText(row, rowText, 15*time.Second)
+	wd.click(row + " " + button)
+	wd.waitText("#result", result, 10*time.Second)
 }

@@ -494,29 +494,41 @@ func aria2From(t *testing.T, n *testnet.Node, ih string, torrentFile []byte, tim
 	return out, time.Since(start)
 }
 
+// slowDownload has Transmission seed a multi-file torrent of sizes under
+// name at 2 MiB/s, and a new node download it.
+func slowDownload(t *testing.T, name string, sizes map[string]int) (*transmission, *testnet.Node, torrentView, map[string]string) {
+	t.Helper()
+	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
+	tracker := startTracker(t)
+	tr := startTransmission(t)
+	sums, file := tr.seed(t, tracker, name, sizes)
+	tr.call("session-set", map[string]any{"speed-limit-up": 2048, "speed-limit-up-enabled": true})
+	n := torrentNode(t)
+	return tr, n, addFromTransmission(t, n, tracker, tr, file), sums
+}
+
+// waitProgress waits, a minute at most, until torrent ih is at least p done.
+func waitProgress(t *testing.T, n *testnet.Node, ih string, p float64) torrentView {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		v := vecinoTorrent(t, n, ih)
+		if v.Progress >= p {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("download did not reach %.0f%%: %s", p*100, v)
+		}
+	}
+}
+
 // TestKilledMidDownloadResumes kills the torrent plugin with SIGKILL halfway
 // through a download from Transmission: the router restarts it, it picks
 // the torrent up where it was (no full recheck, nothing lost), and the
 // result is whole.
 func TestKilledMidDownloadResumes(t *testing.T) {
-	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
-	tracker := startTracker(t)
-	tr := startTransmission(t)
-	sums, file := tr.seed(t, tracker, "big", map[string]int{"big/one.bin": 24 << 20, "big/two.bin": 8<<20 + 5})
-	// Transmission sends at 2 MiB/s: 16 s for the whole, time enough to
-	// kill the plugin halfway.
-	tr.call("session-set", map[string]any{"speed-limit-up": 2048, "speed-limit-up-enabled": true})
-	n := torrentNode(t)
-	v := addFromTransmission(t, n, tracker, tr, file)
-	var before torrentView
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		if before = vecinoTorrent(t, n, v.InfoHash); before.Progress >= 0.3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("download did not reach 30%%: %s", before)
-		}
-	}
+	// 16 s for the whole at 2 MiB/s: time enough to kill the plugin halfway.
+	tr, n, v, sums := slowDownload(t, "big", map[string]int{"big/one.bin": 24 << 20, "big/two.bin": 8<<20 + 5})
+	before := waitProgress(t, n, v.InfoHash, 0.3)
 	pid := n.Status().Plugin("torrent").PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

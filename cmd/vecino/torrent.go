@@ -35,7 +35,7 @@ type torrentView struct {
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, wait, verify, start, rm or create")
+		return errors.New("torrent: say ls, add, show, wait, verify, start, stop, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -72,15 +72,15 @@ func (c *client) torrent(args []string) error {
 			return c.torrentVerifyWait(v.InfoHash)
 		}
 		return nil
-	case "start":
+	case "start", "stop":
 		if len(rest) != 1 {
-			return errors.New("torrent start INFOHASH (seed again a torrent a ratio or idle limit finished)")
+			return fmt.Errorf("torrent %s INFOHASH (stop pauses a torrent; start resumes it, or has one a ratio or idle limit finished seed again)", cmd)
 		}
 		var v torrentView
-		if _, err := c.do("POST", torrentAPI+"/torrents/"+rest[0]+"/start", nil, "", &v); err != nil {
+		if _, err := c.do("POST", torrentAPI+"/torrents/"+rest[0]+"/"+cmd, nil, "", &v); err != nil {
 			return err
 		}
-		fmt.Printf("seeding again %s %s\n", v.InfoHash, v.Name)
+		fmt.Printf("%s %s: %s\n", v.InfoHash, v.Name, v.State)
 		return nil
 	case "rm", "remove":
 		fs := flag.NewFlagSet("torrent rm", flag.ExitOnError)
@@ -113,7 +113,7 @@ func (c *client) torrent(args []string) error {
 		fmt.Printf("%s %s (%s)\n%s\n", v.InfoHash, v.Name, humanBytes(float64(v.Size)), v.Magnet)
 		return nil
 	default:
-		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, wait, verify, start, rm or create)", cmd)
+		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, wait, verify, start, stop, rm or create)", cmd)
 	}
 }
 

@@ -70,8 +70,8 @@ func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error))
 	}
 	it := &item{rec: rec, t: t}
 	s.torrents[rec.InfoHash] = it
-	if rec.Finished {
-		t.DisallowDataUpload()
+	if rec.Finished || rec.Paused {
+		it.applyState()
 	}
 	go func() {
 		select {
@@ -195,25 +195,54 @@ func (s *seedbox) create(name string, trackers []string) (View, error) {
 // errBusy refuses a verify while one runs, or before there is metadata.
 var errBusy = errors.New("busy")
 
-// seedAgain has a torrent that a ratio or idle limit finished seed again;
-// the limits count afresh from now.
-func (s *seedbox) seedAgain(ih string) (View, error) {
+// start resumes a paused torrent, or has one that a ratio or idle limit
+// finished seed again, the limits counting afresh from now.
+func (s *seedbox) start(ih string) (View, error) {
+	return s.change(ih, func(it *item) error {
+		switch {
+		case it.rec.Paused:
+			it.rec.Paused = false
+			s.log.Info("resumed", "torrent", it.rec.Name)
+		case it.rec.Finished:
+			up, _ := it.runBytes()
+			it.rec.Finished, it.rec.FinishedWhy, it.rec.LimitFrom = false, "", it.rec.Uploaded+up
+			s.log.Info("seeding again", "torrent", it.rec.Name)
+		default:
+			return fmt.Errorf("%s is neither paused nor finished: it runs already: %w", ih, errBusy)
+		}
+		it.lastUpload = time.Now()
+		return nil
+	})
+}
+
+// pause stops a torrent's downloading and seeding until it is started
+// again, across restarts; what it has stays.
+func (s *seedbox) pause(ih string) (View, error) {
+	return s.change(ih, func(it *item) error {
+		if it.rec.Paused {
+			return fmt.Errorf("%s is paused already: %w", ih, errBusy)
+		}
+		it.rec.Paused = true
+		s.log.Info("paused", "torrent", it.rec.Name)
+		return nil
+	})
+}
+
+// change applies fn to torrent ih under the lock; then the engine and the
+// queue follow, and the list is saved.
+func (s *seedbox) change(ih string, fn func(*item) error) (View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it, ok := s.torrents[ih]
-	switch {
-	case !ok:
+	if !ok {
 		return View{}, fmt.Errorf("no torrent %s", ih)
-	case !it.rec.Finished:
-		return it.view(), fmt.Errorf("%s is not finished: it seeds or downloads already: %w", ih, errBusy)
 	}
-	up, _ := it.runBytes()
-	it.rec.Finished, it.rec.FinishedWhy, it.rec.LimitFrom = false, "", it.rec.Uploaded+up
-	it.lastUpload = time.Now()
-	it.t.AllowDataUpload()
+	if err := fn(it); err != nil {
+		return it.view(), err
+	}
+	it.applyState()
 	s.schedule()
 	s.saveListLocked()
-	s.log.Info("seeding again", "torrent", it.rec.Name)
 	return it.view(), nil
 }
 

@@ -74,7 +74,8 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /torrents/{ih}/verify", s.action(s.verify))
-	mux.HandleFunc("POST /torrents/{ih}/start", s.action(s.seedAgain))
+	mux.HandleFunc("POST /torrents/{ih}/start", s.action(s.start))
+	mux.HandleFunc("POST /torrents/{ih}/stop", s.action(s.pause))
 	mux.HandleFunc("GET /torrents/{ih}/torrent", func(w http.ResponseWriter, r *http.Request) {
 		data, err := s.torrentFile(strings.ToLower(r.PathValue("ih")))
 		if err != nil {

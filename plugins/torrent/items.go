@@ -37,8 +37,10 @@ type record struct {
 	FinishedWhy string `json:"finished_why,omitempty"`
 	// LimitFrom is the upload count when the user last had a finished
 	// torrent seed again: the ratio limit counts from there.
-	LimitFrom int64  `json:"limit_from,omitempty"`
-	Error     string `json:"error,omitempty"`
+	LimitFrom int64 `json:"limit_from,omitempty"`
+	// Paused is set while the user has the torrent stopped.
+	Paused bool   `json:"paused,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 type torrentList struct {
@@ -113,7 +115,24 @@ func (it *item) hasInfo() bool { return it.t.Info() != nil }
 // its metadata is in, data is missing, and it is neither queued nor
 // finished.
 func (it *item) downloading() bool {
-	return !it.queued && !it.rec.Finished && it.hasInfo() && it.t.BytesMissing() > 0
+	return !it.queued && !it.rec.Paused && !it.rec.Finished && it.hasInfo() && it.t.BytesMissing() > 0
+}
+
+// applyState tells the engine what the torrent may do now: download
+// unless it is queued, paused or out of disk space; upload unless it is
+// queued, paused or finished by a ratio or idle limit.
+func (it *item) applyState() {
+	held := it.queued || it.rec.Paused
+	if held || it.diskFull != "" {
+		it.t.DisallowDataDownload()
+	} else {
+		it.t.AllowDataDownload()
+	}
+	if held || it.rec.Finished {
+		it.t.DisallowDataUpload()
+	} else {
+		it.t.AllowDataUpload()
+	}
 }
 
 // ratio is the data uploaded over the torrent's size, since from (bytes
@@ -130,7 +149,7 @@ func (it *item) ratio(from int64) float64 {
 type View struct {
 	InfoHash   string  `json:"info_hash"`
 	Name       string  `json:"name"`
-	State      string  `json:"state"` // metadata, queued, checking, verifying, downloading, seeding, finished, error
+	State      string  `json:"state"` // metadata, paused, queued, checking, verifying, downloading, seeding, finished, error
 	Size       int64   `json:"size"`
 	Done       int64   `json:"done"`
 	Progress   float64 `json:"progress"` // 0..1
@@ -187,6 +206,8 @@ func (it *item) view() View {
 		}
 		if v.State == "" {
 			switch {
+			case it.rec.Paused:
+				v.State = "paused"
 			case it.queued:
 				v.State = "queued"
 			case it.rec.Finished:
@@ -230,7 +251,7 @@ func (s *seedbox) views() []View {
 
 // applyLimits stops seeding a complete torrent at the ratio or idle limit.
 func (s *seedbox) applyLimits(it *item, now time.Time) {
-	if it.rec.Finished || !it.hasInfo() || it.t.BytesMissing() > 0 {
+	if it.rec.Finished || it.rec.Paused || !it.hasInfo() || it.t.BytesMissing() > 0 {
 		return
 	}
 	var why string
@@ -243,7 +264,7 @@ func (s *seedbox) applyLimits(it *item, now time.Time) {
 		return
 	}
 	it.rec.Finished, it.rec.FinishedWhy = true, why
-	it.t.DisallowDataUpload()
+	it.applyState()
 	s.log.Info("stopped seeding", "torrent", it.rec.Name, "why", why)
 }
 
@@ -300,42 +321,35 @@ func (s *seedbox) watchDisk() {
 		switch {
 		case it.diskFull == "" && it.downloading() && free < diskLow:
 			it.diskFull = fmt.Sprintf("data folder %s is full (%d MiB free): downloading paused until there is space", s.cfg.DataDir, free>>20)
-			it.t.DisallowDataDownload()
+			it.applyState()
 			s.log.Error("disk full: download paused", "torrent", it.rec.Name, "free_mib", free>>20, "dir", s.cfg.DataDir)
 		case it.diskFull != "" && free >= diskResume:
 			it.diskFull = ""
-			if !it.queued {
-				it.t.AllowDataDownload()
-			}
+			it.applyState()
 			s.log.Info("disk space back: download resumed", "torrent", it.rec.Name, "free_mib", free>>20)
 		}
 	}
 }
 
-// schedule lets the oldest max_active unfinished torrents transfer and
-// queues the rest.
+// schedule lets the oldest max_active torrents that are neither finished,
+// paused nor broken transfer, and queues the rest.
 func (s *seedbox) schedule() {
 	var active []*item
 	for _, it := range s.torrents {
-		if !it.rec.Finished && it.rec.Error == "" {
-			active = append(active, it)
+		if it.rec.Finished || it.rec.Paused || it.rec.Error != "" {
+			if it.queued { // out of the queue's reckoning
+				it.queued = false
+				it.applyState()
+			}
+			continue
 		}
+		active = append(active, it)
 	}
 	sort.Slice(active, func(i, j int) bool { return active[i].rec.AddedAt.Before(active[j].rec.AddedAt) })
 	for i, it := range active {
-		queue := i >= s.cfg.MaxActive
-		if queue == it.queued {
-			continue
-		}
-		it.queued = queue
-		if queue {
-			it.t.DisallowDataDownload()
-			it.t.DisallowDataUpload()
-		} else {
-			if it.diskFull == "" {
-				it.t.AllowDataDownload()
-			}
-			it.t.AllowDataUpload()
+		if queue := i >= s.cfg.MaxActive; queue != it.queued {
+			it.queued = queue
+			it.applyState()
 		}
 	}
 }
