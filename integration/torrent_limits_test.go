@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -115,4 +116,55 @@ func onTorrentPage(t *testing.T, n *testnet.Node, ih, rowText, button, result st
 	wd.waitText(row, rowText, 15*time.Second)
 	wd.click(row + " " + button)
 	wd.waitText("#result", result, 10*time.Second)
+}
+
+// TestSkippedFilesAreNotDownloaded: the owner leaves one episode of a
+// season out: the node fetches the rest from Transmission, whole, calls
+// the torrent complete without the skipped file, and says which files it
+// holds; a path the torrent lacks is refused by name.
+func TestSkippedFilesAreNotDownloaded(t *testing.T) {
+	_, n, v, sums := slowDownload(t, "season", map[string]int{"season/ep1.mkv": 4<<20 + 3, "season/ep2.mkv": 10 << 20, "season/notes.txt": 1000})
+	var list struct{ Files []struct{ Path string } }
+	code, body, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/files", nil, false)
+	if err != nil || code != http.StatusOK || json.Unmarshal(body, &list) != nil {
+		t.Fatalf("files: %d %v %s", code, err, body)
+	}
+	skip := ""
+	for _, f := range list.Files {
+		if strings.HasSuffix(f.Path, "ep2.mkv") {
+			skip = f.Path
+		}
+	}
+	if out := vecinoCLI(t, n, true, "torrent", "skip", v.InfoHash, skip); !strings.Contains(out, "skip") {
+		t.Errorf("torrent skip printed:\n%s", out)
+	}
+	if msg := vecinoCLI(t, n, false, "torrent", "skip", v.InfoHash, "season/ep9.mkv"); !strings.Contains(msg, `"season/ep9.mkv": no such file`) {
+		t.Errorf("skipping a file the torrent lacks said:\n%s", msg)
+	}
+	done := waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	delete(sums, "season/ep2.mkv")
+	checkFiles(t, "vecino", data, sums)
+	if want := int64(4<<20 + 3 + 1000); done.Size != want {
+		t.Errorf("the torrent counts %d bytes wanted, want %d (ep2 left out)", done.Size, want)
+	}
+	// Transmission would send ep2's 10 MiB in 5 s; give it 2 more.
+	time.Sleep(2 * time.Second)
+	var files struct {
+		Files []struct {
+			Path       string
+			Size, Done int64
+			Wanted     bool
+		}
+	}
+	_, body, _ = n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/files", nil, false)
+	json.Unmarshal(body, &files)
+	for _, f := range files.Files {
+		if f.Path == skip && (f.Wanted || f.Done > f.Size/2) {
+			t.Errorf("ep2, skipped: wanted %v, %d of %d bytes here", f.Wanted, f.Done, f.Size)
+		}
+	}
+	if out := vecinoCLI(t, n, true, "torrent", "files", v.InfoHash); !strings.Contains(out, "skip") || !strings.Contains(out, "ep1.mkv") {
+		t.Errorf("torrent files printed:\n%s", out)
+	}
 }

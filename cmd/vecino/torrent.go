@@ -35,7 +35,7 @@ type torrentView struct {
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, wait, verify, start, stop, rm or create")
+		return errors.New("torrent: say ls, add, show, files, skip, want, wait, verify, start, stop, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -72,6 +72,24 @@ func (c *client) torrent(args []string) error {
 			return c.torrentVerifyWait(v.InfoHash)
 		}
 		return nil
+	case "files":
+		if len(rest) != 1 {
+			return errors.New("torrent files INFOHASH")
+		}
+		var out struct{ Files []torrentFile }
+		if err := c.getJSON(torrentAPI+"/torrents/"+rest[0]+"/files", &out); err != nil {
+			return err
+		}
+		return printFiles(out.Files)
+	case "skip", "want":
+		if len(rest) < 2 {
+			return fmt.Errorf("torrent %s INFOHASH PATH... (paths as 'torrent files' lists them)", cmd)
+		}
+		var out struct{ Files []torrentFile }
+		if _, err := c.postJSON(torrentAPI+"/torrents/"+rest[0]+"/files", map[string][]string{cmd: rest[1:]}, &out); err != nil {
+			return err
+		}
+		return printFiles(out.Files)
 	case "start", "stop":
 		if len(rest) != 1 {
 			return fmt.Errorf("torrent %s INFOHASH (stop pauses a torrent; start resumes it, or has one a ratio or idle limit finished seed again)", cmd)
@@ -113,7 +131,7 @@ func (c *client) torrent(args []string) error {
 		fmt.Printf("%s %s (%s)\n%s\n", v.InfoHash, v.Name, humanBytes(float64(v.Size)), v.Magnet)
 		return nil
 	default:
-		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, wait, verify, start, stop, rm or create)", cmd)
+		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, files, skip, want, wait, verify, start, stop, rm or create)", cmd)
 	}
 }
 
@@ -140,6 +158,31 @@ func (c *client) torrentList() error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\t%d\t%.2f\n", v.InfoHash, v.Name, state, v.Progress*100,
 			humanBytes(float64(v.Size)), humanBytes(v.DownRate), humanBytes(v.UpRate), v.Peers, v.Ratio)
+	}
+	return tw.Flush()
+}
+
+// torrentFile is one file of a torrent as the API shows it.
+type torrentFile struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	Done   int64  `json:"done"`
+	Wanted bool   `json:"wanted"`
+}
+
+func printFiles(files []torrentFile) error {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WANTED\tDONE\tSIZE\tPATH")
+	for _, f := range files {
+		wanted := "yes"
+		if !f.Wanted {
+			wanted = "skip"
+		}
+		done := 100.0
+		if f.Size > 0 {
+			done = float64(f.Done) / float64(f.Size) * 100
+		}
+		fmt.Fprintf(tw, "%s\t%.1f%%\t%s\t%s\n", wanted, done, humanBytes(float64(f.Size)), f.Path)
 	}
 	return tw.Flush()
 }

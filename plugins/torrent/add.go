@@ -88,7 +88,9 @@ func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error))
 				}
 			}
 		}
-		t.DownloadAll()
+		s.mu.Lock()
+		it.applyWanted()
+		s.mu.Unlock()
 	}()
 	return it, nil
 }

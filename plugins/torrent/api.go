@@ -76,6 +76,20 @@ func (s *seedbox) HTTPHandler() http.Handler {
 	mux.HandleFunc("POST /torrents/{ih}/verify", s.action(s.verify))
 	mux.HandleFunc("POST /torrents/{ih}/start", s.action(s.start))
 	mux.HandleFunc("POST /torrents/{ih}/stop", s.action(s.pause))
+	mux.HandleFunc("GET /torrents/{ih}/files", func(w http.ResponseWriter, r *http.Request) {
+		fs, err := s.files(strings.ToLower(r.PathValue("ih")))
+		writeFiles(w, fs, err)
+	})
+	// Body: {"skip": [paths], "want": [paths]}.
+	mux.HandleFunc("POST /torrents/{ih}/files", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Skip, Want []string }
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"skip\": [paths], \"want\": [paths]}: %w", err))
+			return
+		}
+		fs, err := s.setFiles(strings.ToLower(r.PathValue("ih")), req.Skip, req.Want)
+		writeFiles(w, fs, err)
+	})
 	mux.HandleFunc("GET /torrents/{ih}/torrent", func(w http.ResponseWriter, r *http.Request) {
 		data, err := s.torrentFile(strings.ToLower(r.PathValue("ih")))
 		if err != nil {
@@ -149,13 +163,31 @@ func writeAdded(w http.ResponseWriter, v View, err error) {
 func (s *seedbox) action(do func(ih string) (View, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v, err := do(strings.ToLower(r.PathValue("ih")))
-		switch {
-		case errors.Is(err, errBusy):
-			httpjson.Error(w, http.StatusConflict, err)
-		case err != nil:
-			httpjson.Error(w, http.StatusNotFound, err)
-		default:
-			httpjson.Write(w, http.StatusAccepted, v)
+		if err != nil {
+			httpjson.Error(w, errStatus(err), err)
+			return
 		}
+		httpjson.Write(w, http.StatusAccepted, v)
 	}
+}
+
+// errStatus is the HTTP status for what a change to one torrent failed
+// with: 409 if it cannot be done now, 400 for a file the torrent lacks,
+// else 404 (no such torrent).
+func errStatus(err error) int {
+	switch {
+	case errors.Is(err, errBusy):
+		return http.StatusConflict
+	case errors.Is(err, errNoFile):
+		return http.StatusBadRequest
+	}
+	return http.StatusNotFound
+}
+
+func writeFiles(w http.ResponseWriter, fs []FileView, err error) {
+	if err != nil {
+		httpjson.Error(w, errStatus(err), err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"files": fs})
 }

@@ -39,8 +39,11 @@ type record struct {
 	// torrent seed again: the ratio limit counts from there.
 	LimitFrom int64 `json:"limit_from,omitempty"`
 	// Paused is set while the user has the torrent stopped.
-	Paused bool   `json:"paused,omitempty"`
-	Error  string `json:"error,omitempty"`
+	Paused bool `json:"paused,omitempty"`
+	// Skip lists the files (paths as in the torrent) left out of the
+	// download.
+	Skip  []string `json:"skip,omitempty"`
+	Error string   `json:"error,omitempty"`
 }
 
 type torrentList struct {
@@ -115,7 +118,7 @@ func (it *item) hasInfo() bool { return it.t.Info() != nil }
 // its metadata is in, data is missing, and it is neither queued nor
 // finished.
 func (it *item) downloading() bool {
-	return !it.queued && !it.rec.Paused && !it.rec.Finished && it.hasInfo() && it.t.BytesMissing() > 0
+	return !it.queued && !it.rec.Paused && !it.rec.Finished && it.hasInfo() && it.missing() > 0
 }
 
 // applyState tells the engine what the torrent may do now: download
@@ -161,7 +164,10 @@ type View struct {
 	Peers      int     `json:"peers"`
 	Seeders    int     `json:"seeders"`
 	Files      int     `json:"files"`
-	Magnet     string  `json:"magnet"`
+	// Skipped counts the files left out; Size and Done are then of the
+	// files wanted.
+	Skipped int    `json:"skipped,omitempty"`
+	Magnet  string `json:"magnet"`
 	// Verified is how far a verify asked for has got, 0..1, while it runs.
 	Verified float64 `json:"verified,omitempty"`
 	Error    string  `json:"error,omitempty"`
@@ -190,9 +196,8 @@ func (it *item) view() View {
 	if it.hasInfo() {
 		info := it.t.Info()
 		v.Name = it.t.Name()
-		v.Size = it.t.Length()
-		v.Done = it.t.BytesCompleted()
-		v.Files = max(1, len(info.Files))
+		v.Size, v.Done = it.wanted()
+		v.Files, v.Skipped = max(1, len(info.Files)), len(it.rec.Skip)
 		if v.Size > 0 {
 			v.Progress = float64(v.Done) / float64(v.Size)
 		}
@@ -251,7 +256,7 @@ func (s *seedbox) views() []View {
 
 // applyLimits stops seeding a complete torrent at the ratio or idle limit.
 func (s *seedbox) applyLimits(it *item, now time.Time) {
-	if it.rec.Finished || it.rec.Paused || !it.hasInfo() || it.t.BytesMissing() > 0 {
+	if it.rec.Finished || it.rec.Paused || !it.hasInfo() || it.missing() > 0 {
 		return
 	}
 	var why string

@@ -1,0 +1,123 @@
+package torrent
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/anacrolix/torrent"
+)
+
+// FileView is one file of a torrent as the API shows it.
+type FileView struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	Done   int64  `json:"done"`
+	Wanted bool   `json:"wanted"`
+}
+
+// errNoFile says a path names no file of the torrent.
+var errNoFile = errors.New("no such file in the torrent")
+
+func (it *item) skipped(path string) bool { return slices.Contains(it.rec.Skip, path) }
+
+// applyWanted has the engine fetch the files the user wants and leave the
+// others; a piece shared with a wanted file still comes whole.
+func (it *item) applyWanted() {
+	for _, f := range it.t.Files() {
+		if it.skipped(f.DisplayPath()) {
+			f.SetPriority(torrent.PiecePriorityNone)
+		} else {
+			f.SetPriority(torrent.PiecePriorityNormal)
+		}
+	}
+}
+
+// wanted returns the size of the files the user wants and how much of them
+// is here: the whole torrent unless some files are skipped.
+func (it *item) wanted() (size, done int64) {
+	if len(it.rec.Skip) == 0 {
+		return it.t.Length(), it.t.BytesCompleted()
+	}
+	for _, f := range it.t.Files() {
+		if !it.skipped(f.DisplayPath()) {
+			size += f.Length()
+			done += f.BytesCompleted()
+		}
+	}
+	return size, done
+}
+
+// missing is how much of what the user wants is still to come.
+func (it *item) missing() int64 {
+	if len(it.rec.Skip) == 0 {
+		return it.t.BytesMissing()
+	}
+	size, done := it.wanted()
+	return size - done
+}
+
+func (it *item) fileViews() []FileView {
+	var out []FileView
+	for _, f := range it.t.Files() {
+		out = append(out, FileView{Path: f.DisplayPath(), Size: f.Length(), Done: f.BytesCompleted(), Wanted: !it.skipped(f.DisplayPath())})
+	}
+	return out
+}
+
+// files lists torrent ih's files.
+func (s *seedbox) files(ih string) ([]FileView, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, err := s.withInfoLocked(ih, "no file list")
+	if err != nil {
+		return nil, err
+	}
+	return it.fileViews(), nil
+}
+
+// withInfoLocked finds torrent ih, which must have its metadata for what
+// is asked (why not, in the error).
+func (s *seedbox) withInfoLocked(ih, why string) (*item, error) {
+	it, ok := s.torrents[ih]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("no torrent %s", ih)
+	case !it.hasInfo():
+		return nil, fmt.Errorf("%s has no metadata yet, so %s: %w", ih, why, errBusy)
+	}
+	return it, nil
+}
+
+// setFiles leaves the files skip names out of torrent ih's download and
+// takes those want names back in; what was downloaded stays on disk. An
+// unknown path changes nothing.
+func (s *seedbox) setFiles(ih string, skip, want []string) ([]FileView, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, err := s.withInfoLocked(ih, "no files to choose from")
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, f := range it.t.Files() {
+		known[f.DisplayPath()] = true
+	}
+	for _, p := range append(slices.Clone(skip), want...) {
+		if !known[p] {
+			return nil, fmt.Errorf("%q: %w %s", p, errNoFile, ih)
+		}
+	}
+	next := slices.DeleteFunc(slices.Clone(it.rec.Skip), func(p string) bool { return slices.Contains(want, p) })
+	for _, p := range skip {
+		if !slices.Contains(next, p) {
+			next = append(next, p)
+		}
+	}
+	slices.Sort(next)
+	it.rec.Skip = next
+	it.applyWanted()
+	s.saveListLocked()
+	s.log.Info("files chosen", "torrent", it.rec.Name, "skipped", len(next))
+	return it.fileViews(), nil
+}
