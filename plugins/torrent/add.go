@@ -70,9 +70,7 @@ func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error))
 	}
 	it := &item{rec: rec, t: t}
 	s.torrents[rec.InfoHash] = it
-	if rec.Finished || rec.Paused {
-		it.applyState()
-	}
+	it.applyState()
 	go func() {
 		select {
 		case <-t.GotInfo():
@@ -89,7 +87,7 @@ func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error))
 			}
 		}
 		s.mu.Lock()
-		it.applyWanted()
+		it.setFetching(it.fetching)
 		s.mu.Unlock()
 	}()
 	return it, nil

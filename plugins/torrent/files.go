@@ -21,15 +21,24 @@ var errNoFile = errors.New("no such file in the torrent")
 
 func (it *item) skipped(path string) bool { return slices.Contains(it.rec.Skip, path) }
 
-// applyWanted has the engine fetch the files the user wants and leave the
-// others; a piece shared with a wanted file still comes whole.
-func (it *item) applyWanted() {
+// setFetching has the engine fetch the files the user wants (a piece
+// shared with a wanted file comes whole), or, with on false, nothing.
+// Holding a download back is done with priorities, not with the engine's
+// DisallowDataDownload: anacrolix v1.61 then keeps pieces pending that it
+// drops from its request order, and an internal check panics the process
+// when pieces change meanwhile (a file skipped, a piece verified). v1.62
+// fixes it, but needs modules the proxy here does not serve.
+func (it *item) setFetching(on bool) {
+	it.fetching = on
+	if !it.hasInfo() {
+		return // applied when the metadata comes
+	}
 	for _, f := range it.t.Files() {
-		if it.skipped(f.DisplayPath()) {
-			f.SetPriority(torrent.PiecePriorityNone)
-		} else {
-			f.SetPriority(torrent.PiecePriorityNormal)
+		prio := torrent.PiecePriorityNone
+		if on && !it.skipped(f.DisplayPath()) {
+			prio = torrent.PiecePriorityNormal
 		}
+		f.SetPriority(prio)
 	}
 }
 
@@ -116,7 +125,7 @@ func (s *seedbox) setFiles(ih string, skip, want []string) ([]FileView, error) {
 	}
 	slices.Sort(next)
 	it.rec.Skip = next
-	it.applyWanted()
+	it.setFetching(it.fetching)
 	s.saveListLocked()
 	s.log.Info("files chosen", "torrent", it.rec.Name, "skipped", len(next))
 	return it.fileViews(), nil

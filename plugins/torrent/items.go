@@ -75,6 +75,7 @@ type item struct {
 	t   *torrent.Torrent
 
 	queued     bool
+	fetching   bool // the engine is told to fetch the wanted files (setFetching)
 	at         time.Time
 	up, down   int64 // this run's data bytes at the last sample
 	upRate     float64
@@ -126,10 +127,8 @@ func (it *item) downloading() bool {
 // queued, paused or finished by a ratio or idle limit.
 func (it *item) applyState() {
 	held := it.queued || it.rec.Paused
-	if held || it.diskFull != "" {
-		it.t.DisallowDataDownload()
-	} else {
-		it.t.AllowDataDownload()
+	if fetch := !held && it.diskFull == ""; fetch != it.fetching {
+		it.setFetching(fetch)
 	}
 	if held || it.rec.Finished {
 		it.t.DisallowDataUpload()
@@ -301,8 +300,8 @@ func (s *seedbox) unstall(it *item, now time.Time) {
 		return
 	}
 	s.log.Info("download stalled with peers connected; requesting again", "torrent", it.rec.Name, "idle", now.Sub(it.lastDown).Round(time.Second).String())
-	it.t.DisallowDataDownload()
-	it.t.AllowDataDownload()
+	it.setFetching(false)
+	it.setFetching(true)
 	it.lastDown = now
 }
 
