@@ -116,8 +116,8 @@ func (it *item) sample(now time.Time) {
 func (it *item) hasInfo() bool { return it.t.Info() != nil }
 
 // downloading reports whether the torrent is meant to be fetching data now:
-// its metadata is in, data is missing, and it is neither queued nor
-// finished.
+// its metadata is in, data of the files wanted is missing, and it is
+// neither queued, paused nor finished.
 func (it *item) downloading() bool {
 	return !it.queued && !it.rec.Paused && !it.rec.Finished && it.hasInfo() && it.missing() > 0
 }
