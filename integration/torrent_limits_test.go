@@ -176,4 +176,11 @@ func TestSkippedFilesAreNotDownloaded(t *testing.T) {
 	if out := vecinoCLI(t, n, true, "torrent", "files", v.InfoHash); !strings.Contains(out, "skip") || !strings.Contains(out, "ep1.mkv") {
 		t.Errorf("torrent files printed:\n%s", out)
 	}
+	// The choice outlives a restart: complete without ep2, which stays out.
+	n.Stop()
+	n.Restart()
+	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
+	if again := waitVecino(t, n, v.InfoHash, "seeding", time.Minute); again.Skipped != 1 {
+		t.Errorf("after a restart %d files are skipped, want 1", again.Skipped)
+	}
 }

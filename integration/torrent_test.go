@@ -129,6 +129,7 @@ type torrentView struct {
 	Uploaded int64   `json:"uploaded"`
 	Ratio    float64 `json:"ratio"`
 	Note     string  `json:"note"`
+	Skipped  int     `json:"skipped"`
 }
 
 func (tv torrentView) String() string {
