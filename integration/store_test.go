@@ -509,6 +509,9 @@ func TestStoreFindsHoldersOnDHT(t *testing.T) {
 	if st := storeStatus(t, a); st["dht_holders_found"] < 1 {
 		t.Errorf("a fetched without finding a holder on the DHT: %v", st)
 	}
+	if out := vecinoCLI(t, a, true, "store", "providers", root); !strings.Contains(out, c.Status().Node.ID) {
+		t.Errorf("store providers on a does not list c (%s):\n%s", c.Status().Node.ID, out)
+	}
 	// With the DHT off, a store node says plainly that nobody it can reach
 	// has the content.
 	lone := testnet.Start(t, testnet.Options{Name: "dht-off", Plugins: map[string]string{"store": storeConf}, Bootstrap: []string{b.TCPAddr()}, DHT: "off"})
@@ -516,6 +519,9 @@ func TestStoreFindsHoldersOnDHT(t *testing.T) {
 	lone.WaitPeers(1, 30*time.Second)
 	if msg := vecinoCLI(t, lone, false, "store", "get", "-o", out+"2", root); !strings.Contains(msg, "no reachable peer has it") {
 		t.Errorf("get of content no reachable peer has, without DHT, said:\n%s", msg)
+	}
+	if msg := vecinoCLI(t, lone, false, "store", "providers", root); !strings.Contains(msg, "runs no DHT") {
+		t.Errorf("providers without a DHT said:\n%s", msg)
 	}
 }
 

@@ -89,6 +89,23 @@ func (c *client) store(args []string) error {
 			return err
 		}
 		return printJSON(raw)
+	case "providers":
+		var out struct {
+			Providers []struct {
+				ID    string
+				Addrs []string
+			}
+		}
+		if err := c.getJSON(storeAPI+"/providers/"+url.PathEscape(arg), &out); err != nil {
+			return err
+		}
+		if len(out.Providers) == 0 {
+			fmt.Println("no node announces", arg, "on the DHT")
+		}
+		for _, p := range out.Providers {
+			fmt.Println(p.ID, strings.Join(p.Addrs, " "))
+		}
+		return nil
 	}
 	return fmt.Errorf("store: unknown command %q", cmd)
 }

@@ -20,9 +20,10 @@ import (
 	ipld "github.com/ipfs/go-ipld-format"
 
 	"github.com/vecino/vecino/internal/httpjson"
+	"github.com/vecino/vecino/sdk"
 )
 
-// The store's HTTP API, under /api/v1/plugins/store/ (docs/store-api.md):
+// The store's HTTP API, under /api/v1/plugins/store/ (docs/store.md):
 //
 //	POST   /add?name=N&replication=R   body: the file, or a tar of a directory
 //	                                   (Content-Type: application/x-tar)
@@ -33,6 +34,7 @@ import (
 //	GET    /pins                       every pin, with its live holders
 //	GET    /stat/CID                   type, size, blocks here, pin, holders
 //	POST   /gc                         delete blocks no pin needs
+//	GET    /providers/CID              the nodes announcing CID on the DHT
 //	GET    /                           a page for all of the above
 func (s *store) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -45,6 +47,7 @@ func (s *store) HTTPHandler() http.Handler {
 	mux.HandleFunc("GET /pins", s.apiPins)
 	mux.HandleFunc("GET /stat/{cid}", s.apiStat)
 	mux.HandleFunc("POST /gc", s.apiGC)
+	mux.HandleFunc("GET /providers/{cid}", s.apiProviders)
 	return mux
 }
 
@@ -285,4 +288,26 @@ func (s *store) apiGC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.Write(w, http.StatusOK, map[string]int64{"blocks": int64(n), "bytes": freed})
+}
+
+// apiProviders lists the nodes that announce a CID on the DHT: who holds
+// it, beyond this node's neighbours.
+func (s *store) apiProviders(w http.ResponseWriter, r *http.Request) {
+	c, err := pathCID(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), lookupTimeout)
+	defer cancel()
+	found, err := s.env.Host.FindProviders(ctx, c.String(), lookupLimit)
+	if errors.Is(err, sdk.ErrNoDHT) {
+		httpjson.Error(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"cid": c.String(), "providers": found})
 }
