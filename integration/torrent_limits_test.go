@@ -145,6 +145,7 @@ func TestSkippedFilesAreNotDownloaded(t *testing.T) {
 	wd.waitText("#file-list", "ep1.mkv", 10*time.Second)
 	wd.click(box)
 	wd.waitText("#result", "Skipping "+skip, 10*time.Second)
+	wd.waitText(`tr[data-infohash="`+v.InfoHash+`"]`, "1 of 3 files skipped", 10*time.Second)
 	if msg := vecinoCLI(t, n, false, "torrent", "skip", v.InfoHash, "season/ep9.mkv"); !strings.Contains(msg, `"season/ep9.mkv": no such file`) {
 		t.Errorf("skipping a file the torrent lacks said:\n%s", msg)
 	}
