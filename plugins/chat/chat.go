@@ -657,16 +657,7 @@ const mailAuthWindow = 5 * time.Minute
 // minute.
 func (c *chat) sweep() {
 	defer c.wg.Done()
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case now := <-t.C:
-			c.expire(now)
-		}
-	}
+	sdk.Every(c.ctx, time.Minute, c.expire)
 }
 
 func (c *chat) expire(now time.Time) {

@@ -89,18 +89,7 @@ func (b *bitswap) start(ctx context.Context) error {
 			return err
 		}
 	}
-	go func() {
-		t := time.NewTicker(keepFor)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				b.kept.expire(now)
-			}
-		}
-	}()
+	go sdk.Every(ctx, keepFor, b.kept.expire)
 	return nil
 }
 

@@ -427,20 +427,13 @@ func (s *store) gc(ctx context.Context) (int, int64, error) {
 // since the last collection: an always-on node nobody logs in to would
 // otherwise fill with what was unpinned until adds are refused.
 func (s *store) autoGC(ctx context.Context) {
-	t := time.NewTicker(s.cfg.GCInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	sdk.Every(ctx, s.cfg.GCInterval, func(time.Time) {
 		if s.bs.used.Load()*100 <= s.bs.quota*int64(s.cfg.GCWatermark) || !s.garbage.Swap(false) {
-			continue
+			return
 		}
 		slog.Info("store past its gc watermark: collecting garbage", "used_bytes", s.bs.used.Load(), "watermark_pct", s.cfg.GCWatermark)
 		if _, _, err := s.gc(ctx); err != nil {
 			slog.Error("automatic gc", "err", err)
 		}
-	}
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/vecino/vecino/internal/atomicfile"
+	"github.com/vecino/vecino/sdk"
 )
 
 // errExists is returned when a torrent is added twice.
@@ -303,66 +304,62 @@ func (s *seedbox) torrentFile(ih string) ([]byte, error) {
 // What was added is renamed NAME.added; what failed, NAME.invalid, with the
 // reason in the log, so nothing is lost and nothing is retried in a loop.
 func (s *seedbox) watch(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		entries, err := os.ReadDir(s.cfg.WatchDir)
-		if err != nil {
+	sdk.Every(ctx, 2*time.Second, func(time.Time) { s.scanWatchDir() })
+}
+
+// scanWatchDir takes what is in the watch folder now.
+func (s *seedbox) scanWatchDir() {
+	entries, err := os.ReadDir(s.cfg.WatchDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".added") || strings.HasSuffix(name, ".invalid") {
 			continue
 		}
-		for _, e := range entries {
-			name := e.Name()
-			if strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".added") || strings.HasSuffix(name, ".invalid") {
-				continue
-			}
-			path := filepath.Join(s.cfg.WatchDir, name)
-			if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < 2*time.Second {
-				continue // still being written
-			}
-			var addErr error
-			switch {
-			case strings.HasSuffix(name, ".torrent") && !e.IsDir():
-				data, err := os.ReadFile(path)
-				if err == nil {
-					_, err = s.addMetainfo(data)
-				}
-				addErr = err
-			case strings.HasSuffix(name, ".magnet") && !e.IsDir():
-				data, err := os.ReadFile(path)
-				if err == nil {
-					_, err = s.addMagnet(string(data))
-				}
-				addErr = err
-			default:
-				dst := filepath.Join(s.cfg.DataDir, name)
-				if _, err := os.Stat(dst); err == nil {
-					addErr = fmt.Errorf("%s already exists in the data folder", name)
-					break
-				}
-				if err := os.Rename(path, dst); err != nil {
-					addErr = err
-					break
-				}
-				if _, err := s.create(name, nil); err != nil && !errors.Is(err, errExists) {
-					s.log.Error("watch folder: seed", "file", name, "err", err)
-				} else {
-					s.log.Info("watch folder: seeding", "file", name)
-				}
-				continue
-			}
-			suffix := ".added"
-			if addErr != nil && !errors.Is(addErr, errExists) {
-				suffix = ".invalid"
-				s.log.Error("watch folder: not added", "file", name, "err", addErr)
-			} else {
-				s.log.Info("watch folder: added", "file", name)
-			}
-			os.Rename(path, path+suffix)
+		path := filepath.Join(s.cfg.WatchDir, name)
+		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < 2*time.Second {
+			continue // still being written
 		}
+		var addErr error
+		switch {
+		case strings.HasSuffix(name, ".torrent") && !e.IsDir():
+			data, err := os.ReadFile(path)
+			if err == nil {
+				_, err = s.addMetainfo(data)
+			}
+			addErr = err
+		case strings.HasSuffix(name, ".magnet") && !e.IsDir():
+			data, err := os.ReadFile(path)
+			if err == nil {
+				_, err = s.addMagnet(string(data))
+			}
+			addErr = err
+		default:
+			dst := filepath.Join(s.cfg.DataDir, name)
+			if _, err := os.Stat(dst); err == nil {
+				addErr = fmt.Errorf("%s already exists in the data folder", name)
+				break
+			}
+			if err := os.Rename(path, dst); err != nil {
+				addErr = err
+				break
+			}
+			if _, err := s.create(name, nil); err != nil && !errors.Is(err, errExists) {
+				s.log.Error("watch folder: seed", "file", name, "err", err)
+			} else {
+				s.log.Info("watch folder: seeding", "file", name)
+			}
+			continue
+		}
+		suffix := ".added"
+		if addErr != nil && !errors.Is(addErr, errExists) {
+			suffix = ".invalid"
+			s.log.Error("watch folder: not added", "file", name, "err", addErr)
+		} else {
+			s.log.Info("watch folder: added", "file", name)
+		}
+		os.Rename(path, path+suffix)
 	}
 }

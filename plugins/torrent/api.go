@@ -12,6 +12,7 @@ import (
 	"github.com/anacrolix/torrent"
 
 	"github.com/vecino/vecino/internal/httpjson"
+	"github.com/vecino/vecino/sdk"
 )
 
 // maxTorrentFile bounds an uploaded .torrent.
@@ -32,10 +33,7 @@ const maxTorrentFile = 16 << 20
 //	GET    /                         a page with every torrent and its progress
 func (s *seedbox) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(page)
-	})
+	mux.HandleFunc("GET /{$}", sdk.PageHandler(page))
 	mux.HandleFunc("GET /torrents", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views()})
 	})

@@ -273,27 +273,20 @@ func (s *seedbox) port() int {
 
 // tick samples rates and applies ratio, idle and active limits once a second.
 func (s *seedbox) tick(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
 	saved := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			s.mu.Lock()
-			for _, it := range s.torrents {
-				it.sample(now)
-				s.applyLimits(it, now)
-				s.unstall(it, now)
-			}
-			s.watchDisk()
-			s.schedule()
-			if now.Sub(saved) > 30*time.Second {
-				s.saveListLocked()
-				saved = now
-			}
-			s.mu.Unlock()
+	sdk.Every(ctx, time.Second, func(now time.Time) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, it := range s.torrents {
+			it.sample(now)
+			s.applyLimits(it, now)
+			s.unstall(it, now)
 		}
-	}
+		s.watchDisk()
+		s.schedule()
+		if now.Sub(saved) > 30*time.Second {
+			s.saveListLocked()
+			saved = now
+		}
+	})
 }
