@@ -192,8 +192,8 @@ func (s *seedbox) create(name string, trackers []string) (View, error) {
 	return s.addMetainfo(data)
 }
 
-// torrentFile returns the kept .torrent of a torrent.
-// errBusy refuses a verify while one runs, or before there is metadata.
+// errBusy refuses what cannot be done to a torrent now: a verify while one
+// runs, anything that needs metadata before it came, a pause of a paused one.
 var errBusy = errors.New("busy")
 
 // start resumes a paused torrent, or has one that a ratio or idle limit
@@ -234,9 +234,9 @@ func (s *seedbox) pause(ih string) (View, error) {
 func (s *seedbox) change(ih string, fn func(*item) error) (View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, ok := s.torrents[ih]
-	if !ok {
-		return View{}, fmt.Errorf("no torrent %s", ih)
+	it, err := s.itemLocked(ih)
+	if err != nil {
+		return View{}, err
 	}
 	if err := fn(it); err != nil {
 		return it.view(), err
@@ -247,6 +247,25 @@ func (s *seedbox) change(ih string, fn func(*item) error) (View, error) {
 	return it.view(), nil
 }
 
+// itemLocked finds torrent ih.
+func (s *seedbox) itemLocked(ih string) (*item, error) {
+	it, ok := s.torrents[ih]
+	if !ok {
+		return nil, fmt.Errorf("no torrent %s", ih)
+	}
+	return it, nil
+}
+
+// withInfoLocked finds torrent ih, which must have its metadata for what
+// is asked (why not, in the error).
+func (s *seedbox) withInfoLocked(ih, why string) (*item, error) {
+	it, err := s.itemLocked(ih)
+	if err == nil && !it.hasInfo() {
+		err = fmt.Errorf("%s has no metadata yet, so %s: %w", ih, why, errBusy)
+	}
+	return it, err
+}
+
 // verify hashes every piece of ih's data again, in the background, one piece
 // after another: for a user who doubts the disk. Pieces that fail are
 // marked missing and fetched again from peers; the view shows how far it
@@ -254,12 +273,10 @@ func (s *seedbox) change(ih string, fn func(*item) error) (View, error) {
 func (s *seedbox) verify(ih string) (View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, ok := s.torrents[ih]
+	it, err := s.withInfoLocked(ih, "no data to verify")
 	switch {
-	case !ok:
-		return View{}, fmt.Errorf("no torrent %s", ih)
-	case !it.hasInfo():
-		return it.view(), fmt.Errorf("%s has no metadata yet, so no data to verify: %w", ih, errBusy)
+	case err != nil:
+		return View{}, err
 	case it.verifying:
 		return it.view(), fmt.Errorf("%s is being verified already: %w", ih, errBusy)
 	case s.bg.Err() != nil:
@@ -292,6 +309,7 @@ func (s *seedbox) verify(ih string) (View, error) {
 	return it.view(), nil
 }
 
+// torrentFile returns the kept .torrent of a torrent.
 func (s *seedbox) torrentFile(ih string) ([]byte, error) {
 	if len(ih) != 40 || strings.Trim(ih, "0123456789abcdef") != "" {
 		return nil, fmt.Errorf("%q is not a hex info hash", ih)

@@ -85,19 +85,6 @@ func (s *seedbox) files(ih string) ([]FileView, error) {
 	return it.fileViews(), nil
 }
 
-// withInfoLocked finds torrent ih, which must have its metadata for what
-// is asked (why not, in the error).
-func (s *seedbox) withInfoLocked(ih, why string) (*item, error) {
-	it, ok := s.torrents[ih]
-	switch {
-	case !ok:
-		return nil, fmt.Errorf("no torrent %s", ih)
-	case !it.hasInfo():
-		return nil, fmt.Errorf("%s has no metadata yet, so %s: %w", ih, why, errBusy)
-	}
-	return it, nil
-}
-
 // setFiles leaves the files skip names out of torrent ih's download and
 // takes those want names back in; what was downloaded stays on disk. An
 // unknown path changes nothing.
