@@ -322,7 +322,7 @@ func verify(from Address, domain string, env Envelope) error {
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return fmt.Errorf("sig is not 64 bytes of base64: %w", ErrBadSignature)
 	}
-	if !ed25519.Verify(from.Sign, signed(domain, []byte(env.Body)), sig) {
+	if !checkSig(from.Sign, signed(domain, []byte(env.Body)), sig) {
 		return fmt.Errorf("sig: %w", ErrBadSignature)
 	}
 	return nil
