@@ -38,7 +38,7 @@ import (
 //	GET    /                           a page for all of the above
 func (s *store) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", sdk.PageHandler(page))
+	sdk.ServePage(mux, page)
 	mux.HandleFunc("POST /add", s.apiAdd)
 	mux.HandleFunc("GET /cat/{cid}", s.apiCat)
 	mux.HandleFunc("GET /get/{cid}", s.apiGet)

@@ -33,7 +33,7 @@ const maxTorrentFile = 16 << 20
 //	GET    /                         a page with every torrent and its progress
 func (s *seedbox) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", sdk.PageHandler(page))
+	sdk.ServePage(mux, page)
 	mux.HandleFunc("GET /torrents", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views()})
 	})
