@@ -149,7 +149,7 @@ func (b *bitswap) receive(peer string, m bsmsg.BitSwapMessage) {
 func (b *bitswap) answer(q *peerQueue, e bsmsg.Entry) {
 	var blk blocks.Block
 	err := errNotFound
-	if size := b.bs.Size(e.Cid); size > inlineHave && e.WantType == pb.Message_Wantlist_Have {
+	if size := b.bs.Size(e.Cid); haveOnly(e.WantType, size) {
 		q.add(64, func(m bsmsg.BitSwapMessage) { m.AddHave(e.Cid) })
 		return
 	} else if size >= 0 {
@@ -162,6 +162,18 @@ func (b *bitswap) answer(q *peerQueue, e bsmsg.Entry) {
 		}
 		return
 	}
+	b.give(q, blk)
+}
+
+// haveOnly reports whether a want of type w for a stored block of size
+// bytes is answered with HAVE rather than the block itself: a want-have
+// for anything but a tiny block (the answer then needs no disk read).
+func haveOnly(w pb.Message_Wantlist_WantType, size int64) bool {
+	return w == pb.Message_Wantlist_Have && size > inlineHave
+}
+
+// give queues blk for q's peer.
+func (b *bitswap) give(q *peerQueue, blk blocks.Block) {
 	b.blocksSent.Add(1)
 	q.add(len(blk.RawData()), func(m bsmsg.BitSwapMessage) { m.AddBlock(blk) })
 }
@@ -181,13 +193,12 @@ func (b *bitswap) send(blk blocks.Block, ws map[string]pb.Message_Wantlist_WantT
 			continue
 		}
 		q := b.queue(peer)
-		if w == pb.Message_Wantlist_Have && len(blk.RawData()) > inlineHave {
+		if haveOnly(w, int64(len(blk.RawData()))) {
 			q.add(64, func(m bsmsg.BitSwapMessage) { m.AddHave(blk.Cid()) })
 			continue
 		}
-		b.blocksSent.Add(1)
 		b.keptSent.Add(1)
-		q.add(len(blk.RawData()), func(m bsmsg.BitSwapMessage) { m.AddBlock(blk) })
+		b.give(q, blk)
 	}
 }
 
