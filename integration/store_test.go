@@ -50,10 +50,10 @@ func startKuboWith(t testing.TB, config ...string) *kubo {
 	k := &kubo{t: t, repo: t.TempDir()}
 	k.env = append(os.Environ(), "IPFS_PATH="+k.repo, "IPFS_TELEMETRY=off")
 	k.run("init", "--profile=test", "--empty-repo")
+	k.run("config", "Routing.Type", "none")
 	for i := 0; i+1 < len(config); i += 2 {
 		k.run("config", "--json", config[i], config[i+1])
 	}
-	k.run("config", "Routing.Type", "none")
 	k.run("config", "--json", "Swarm.RelayClient.Enabled", "false")
 	k.run("config", "--json", "Swarm.Transports.Network.QUIC", "false")
 	k.run("config", "--json", "Swarm.Transports.Network.WebTransport", "false")
@@ -493,11 +493,7 @@ func TestStoreFindsHoldersOnDHT(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "film.bin")
 	data := randomFile(t, path, 1<<20+3)
 	root := storeAdd(t, c, path, "-r", "1")
-	for deadline := time.Now().Add(60 * time.Second); storeStatus(t, c)["dht_provided"] < 1; time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("c never announced %s on the DHT: %v", root, storeStatus(t, c))
-		}
-	}
+	waitAnnounced(t, c, root)
 	if p := a.Status().Peers; p != 1 {
 		t.Fatalf("a has %d peers before the get, want only b: the test would not show a DHT lookup", p)
 	}
@@ -522,6 +518,62 @@ func TestStoreFindsHoldersOnDHT(t *testing.T) {
 	}
 	if msg := vecinoCLI(t, lone, false, "store", "providers", root); !strings.Contains(msg, "runs no DHT") {
 		t.Errorf("providers without a DHT said:\n%s", msg)
+	}
+}
+
+// kuboLanDHT has kubo run its DHTs, WAN and LAN, as a desktop IPFS node
+// does, with no bootstrap peers and no delegated routers; loopback
+// addresses are kept on the LAN DHT, the one place they are usable here.
+var kuboLanDHT = []string{"Routing.Type", `"dht"`, "Routing.LoopbackAddressesOnLanDHT", "true"}
+
+// TestKuboAndVecinoFindEachOtherOnLanDHT: an IPFS node and Vecino nodes
+// share the LAN DHT (/ipfs/lan/kad/1.0.0), as kubo nodes on one network
+// do. kubo, told of Vecino node a alone, finds the holder of what Vecino
+// node c stores through the DHT, and fetches it; c finds kubo as the
+// holder of what kubo stores, and fetches it.
+func TestKuboAndVecinoFindEachOtherOnLanDHT(t *testing.T) {
+	a := storeNode(t, "lan-a", storeConf)
+	c := storeNode(t, "lan-c", storeConf, a.TCPAddr())
+	c.WaitPeers(1, 30*time.Second)
+	k := startKuboWith(t, kuboLanDHT...)
+	k.run("swarm", "connect", a.TCPAddr())
+
+	path := filepath.Join(t.TempDir(), "vecino.bin")
+	data := randomFile(t, path, 1<<20+7)
+	root := storeAdd(t, c, path, "-r", "1")
+	waitAnnounced(t, c, root)
+	cID := c.Status().Node.ID
+	if out := k.run("routing", "findprovs", "--num-providers=1", root); !strings.Contains(out, cID) {
+		t.Errorf("kubo's findprovs %s does not list c (%s):\n%s", root, cID, out)
+	}
+	got := k.run("cat", "--timeout=60s", root)
+	if got != strings.TrimSpace(string(data)) {
+		t.Errorf("kubo got %d bytes (sha %s) of c's file, want %d (sha %s)", len(got), sum([]byte(got)), len(data), sum(data))
+	}
+
+	// The other way: kubo adds and announces; c looks up the holders and
+	// fetches from kubo.
+	kpath := filepath.Join(t.TempDir(), "kubo.bin")
+	kdata := randomFile(t, kpath, 1<<20+11)
+	kroot := k.run("add", "-Q", "--cid-version=1", kpath)
+	k.run("routing", "provide", kroot)
+	if out := vecinoCLI(t, c, true, "store", "providers", kroot); !strings.Contains(out, k.ID) {
+		t.Errorf("store providers on c does not list kubo (%s):\n%s", k.ID, out)
+	}
+	out := filepath.Join(t.TempDir(), "from-kubo")
+	vecinoCLI(t, c, true, "store", "get", "-o", out, kroot)
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, kdata) {
+		t.Errorf("c got %d bytes (sha %s) of kubo's file, want %d (sha %s)", len(got), sum(got), len(kdata), sum(kdata))
+	}
+}
+
+// waitAnnounced waits until n has announced a root (root) on the DHT.
+func waitAnnounced(t testing.TB, n *testnet.Node, root string) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); storeStatus(t, n)["dht_provided"] < 1; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never announced %s on the DHT: %v", n.Status().Node.ID, root, storeStatus(t, n))
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p-kad-dht/dual"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -24,6 +25,8 @@ import (
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/vecino/vecino/config"
 )
@@ -32,8 +35,11 @@ import (
 type Node struct {
 	Host   host.Host
 	PubSub *pubsub.PubSub
-	// DHT is nil when [network] dht = "off".
-	DHT *dht.IpfsDHT
+	// DHT is nil when [network] dht = "off". It is two, as in kubo: the
+	// public IPFS DHT, with peers on public addresses only, and the LAN
+	// DHT (/ipfs/lan/kad/1.0.0) of the peers on private networks, the
+	// neighbourhood's, where IPFS nodes nearby look for content too.
+	DHT *dual.DHT
 
 	log       *slog.Logger
 	bootstrap []peer.AddrInfo
@@ -131,8 +137,15 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.DHT != "off" {
 		mode := map[string]dht.ModeOpt{"auto": dht.ModeAuto, "server": dht.ModeServer, "client": dht.ModeClient}[cfg.DHT]
+		dopts := []dual.Option{dual.DHTOption(dht.Mode(mode), dht.BootstrapPeers(dhtPeers...))}
+		if loopbackOnly(cfg.Listen) {
+			// The LAN DHT leaves loopback addresses out of what it tells
+			// others; a node that listens on loopback alone (a test, a
+			// demo on one machine) has no other address to tell.
+			dopts = append(dopts, dual.LanDHTOption(dht.AddressFilter(nil)))
+		}
 		opts = append(opts, libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
-			d, err := dht.New(h, dht.Mode(mode), dht.BootstrapPeers(dhtPeers...))
+			d, err := dual.New(h, dopts...)
 			n.DHT = d
 			return d, err
 		}))
@@ -250,4 +263,15 @@ func loadPSK(path string) (pnet.PSK, error) {
 		return nil, fmt.Errorf("private network key %s: %w", path, err)
 	}
 	return psk, nil
+}
+
+// loopbackOnly reports whether every listen address is a loopback one.
+func loopbackOnly(listen []string) bool {
+	for _, l := range listen {
+		a, err := ma.NewMultiaddr(l)
+		if err != nil || !manet.IsIPLoopback(a) {
+			return false
+		}
+	}
+	return len(listen) > 0
 }
