@@ -58,6 +58,7 @@ func TestStatusPageRendersInChromium(t *testing.T) {
 		`data-plugin="torrent" data-state="running"`,
 		"1 room, 0 messages kept",
 		"3 / 3",
+		`<b id="dht">0 / 0</b>`, // a lone node's DHTs know nobody
 		// Each plugin's own page is a link away.
 		`href="/api/v1/plugins/chat/"`,
 		`href="/api/v1/plugins/store/"`,

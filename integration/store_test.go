@@ -543,6 +543,21 @@ func TestKuboAndVecinoFindEachOtherOnLanDHT(t *testing.T) {
 	root := storeAdd(t, c, path, "-r", "1")
 	waitAnnounced(t, c, root)
 	cID := c.Status().Node.ID
+	// a's LAN DHT holds c and kubo; its public one none, as loopback
+	// peers are not public. The metrics say the same.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		d := a.Status().Node.DHTPeers
+		if d["lan"] >= 2 && d["wan"] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("a's DHT routing tables: %v, want lan >= 2 (c, kubo) and wan 0", d)
+			break
+		}
+	}
+	if _, m, _ := a.Do("GET", "/metrics", nil, false); !strings.Contains(string(m), `vecino_dht_routing_table_peers{dht="wan"} 0`) {
+		t.Errorf("metrics lack the DHT routing table sizes:\n%s", m)
+	}
 	if out := k.run("routing", "findprovs", "--num-providers=1", root); !strings.Contains(out, cID) {
 		t.Errorf("kubo's findprovs %s does not list c (%s):\n%s", root, cID, out)
 	}

@@ -245,6 +245,8 @@ type Status struct {
 		ID    string   `json:"id"`
 		Name  string   `json:"name"`
 		Addrs []string `json:"addrs"`
+		// DHTPeers: routing table sizes, "wan" and "lan".
+		DHTPeers map[string]int `json:"dht_peers"`
 	} `json:"node"`
 	Peers  int `json:"peers"`
 	Config struct {

@@ -71,6 +71,9 @@ type NodeStatus struct {
 	Addrs   []string `json:"addrs"`
 	UptimeS int64    `json:"uptime_s"`
 	DHT     bool     `json:"dht"`
+	// DHTPeers is the size of each DHT's routing table: "wan", the public
+	// IPFS DHT, and "lan", the peers on private networks.
+	DHTPeers map[string]int `json:"dht_peers,omitempty"`
 }
 
 type PeerStatus struct {
@@ -142,6 +145,7 @@ func (s *Server) Status(ctx context.Context) Status {
 		Node: NodeStatus{
 			ID: h.ID().String(), Name: s.Name, Version: s.Version,
 			UptimeS: int64(time.Since(s.StartedAt).Seconds()), DHT: s.Node.DHT != nil,
+			DHTPeers: s.Node.DHTPeers(),
 		},
 		Config:   s.Config,
 		System:   readSystem(),

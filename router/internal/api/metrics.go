@@ -6,6 +6,7 @@ import (
 
 var (
 	descPeers    = prometheus.NewDesc("vecino_peers", "Connected libp2p peers.", nil, nil)
+	descDHT      = prometheus.NewDesc("vecino_dht_routing_table_peers", "Peers in a DHT's routing table (dht: wan, the public IPFS DHT; lan, private networks).", []string{"dht"}, nil)
 	descConfig   = prometheus.NewDesc("vecino_config_last_good", "1 when the configuration file was refused and the last good copy runs.", nil, nil)
 	descUp       = prometheus.NewDesc("vecino_plugin_up", "1 when the plugin is running.", []string{"plugin"}, nil)
 	descRestarts = prometheus.NewDesc("vecino_plugin_restarts_total", "Times the supervisor restarted the plugin.", []string{"plugin"}, nil)
@@ -19,7 +20,7 @@ var (
 type collector struct{ s *Server }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeers, descConfig, descUp, descRestarts, descBytes, descStreams, descMessages, descRefused} {
+	for _, d := range []*prometheus.Desc{descPeers, descDHT, descConfig, descUp, descRestarts, descBytes, descStreams, descMessages, descRefused} {
 		ch <- d
 	}
 }
@@ -33,6 +34,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge(descPeers, float64(len(s.Node.Host.Network().Peers())))
+	for name, n := range s.Node.DHTPeers() {
+		gauge(descDHT, float64(n), name)
+	}
 	lastGood := 0.0
 	if s.Config.UsingLastGood {
 		lastGood = 1

@@ -265,6 +265,15 @@ func loadPSK(path string) (pnet.PSK, error) {
 	return psk, nil
 }
 
+// DHTPeers returns the size of each DHT's routing table, by name ("wan",
+// "lan"); nil when the DHT is off.
+func (n *Node) DHTPeers() map[string]int {
+	if n.DHT == nil {
+		return nil
+	}
+	return map[string]int{"wan": n.DHT.WAN.RoutingTable().Size(), "lan": n.DHT.LAN.RoutingTable().Size()}
+}
+
 // loopbackOnly reports whether every listen address is a loopback one.
 func loopbackOnly(listen []string) bool {
 	for _, l := range listen {
