@@ -64,10 +64,7 @@ func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
 		return rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}})
 	}
 	h.ServeHTTP(w, hr)
-	if !w.sent {
-		w.WriteHeader(http.StatusOK)
-	}
-	w.Flush()
+	w.finish()
 	return w.err
 }
 
@@ -124,18 +121,22 @@ func feedBody(rpc pluginv1.Plugin_HTTPStreamServer, feed *io.PipeWriter) {
 	}
 }
 
-// streamWriter sends a response as frames: the head at the first write or
-// WriteHeader, then the body in pieces of up to streamFrameN bytes. Flush
-// sends what is buffered (long polls and progress reports use it). With
-// claim set, the head waits: a response that ends or flushes within one
-// frame goes as frames; one that outgrows it claims the stream socket, and
-// the head says the body follows there.
+// streamWriter sends a response as frames. The head waits for the first
+// flush, for a frame's worth of body (streamFrameN bytes) or for the end,
+// and carries what is buffered by then: a small response is one frame,
+// marked complete. Then the body goes in pieces of up to streamFrameN
+// bytes; Flush sends what is buffered (long polls and progress reports use
+// it). With claim set, a response that outgrows one frame claims the
+// stream socket and the head says the body follows there. With direct set
+// (the request came on the socket) the head goes at once and the body
+// straight to the socket: the router reads the socket only once it has
+// the head.
 type streamWriter struct {
 	rpc    pluginv1.Plugin_HTTPStreamServer
 	direct io.Writer // the body goes here instead, when set
 	header http.Header
 	sent   bool // the status is decided
-	held   bool // ... but the head is not sent yet (claim is set)
+	held   bool // ... but the head is not sent yet
 	status int
 	buf    []byte
 	err    error
@@ -151,16 +152,18 @@ func (w *streamWriter) WriteHeader(code int) {
 		return
 	}
 	w.sent, w.status = true, code
-	if w.claim != nil {
-		w.held = true
+	if w.direct != nil {
+		w.sendHead(nil, false)
 		return
 	}
-	w.sendHead(false)
+	w.held = true
 }
 
-func (w *streamWriter) sendHead(onSocket bool) {
+// sendHead sends the response head with body (the first of it, or all of
+// it when complete).
+func (w *streamWriter) sendHead(body []byte, complete bool) {
 	w.held = false
-	resp := &pluginv1.HTTPResponse{Status: int32(w.status), Headers: headerList(w.header), BodyOnSocket: onSocket}
+	resp := &pluginv1.HTTPResponse{Status: int32(w.status), Headers: headerList(w.header), Body: body, Complete: complete}
 	w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}})
 }
 
@@ -182,7 +185,7 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
 		if len(w.buf) == streamFrameN {
-			if w.held {
+			if w.held && w.claim != nil {
 				w.toSocket()
 				if w.direct != nil { // the rest goes on the socket
 					m, err := w.Write(p)
@@ -204,11 +207,12 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 func (w *streamWriter) toSocket() {
 	conn, err := w.claim()
 	if err != nil {
-		w.sendHead(false)
 		return
 	}
 	w.claimed = conn
-	w.sendHead(true)
+	w.held = false
+	resp := &pluginv1.HTTPResponse{Status: int32(w.status), Headers: headerList(w.header), BodyOnSocket: true}
+	w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}})
 	if w.err == nil {
 		_, w.err = conn.Write(w.buf)
 	}
@@ -216,14 +220,32 @@ func (w *streamWriter) toSocket() {
 }
 
 func (w *streamWriter) Flush() {
-	if w.held {
-		w.sendHead(false)
+	if !w.sent {
+		w.WriteHeader(http.StatusOK)
 	}
-	if len(w.buf) == 0 {
+	body := w.buf
+	w.buf = nil // gRPC may hold on to the slice until it is sent
+	switch {
+	case w.held:
+		w.sendHead(body, false)
+	case len(body) > 0:
+		w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Body{Body: body}})
+	}
+}
+
+// finish ends the response once the handler returns: a head still held
+// goes with the whole body, marked complete.
+func (w *streamWriter) finish() {
+	if !w.sent {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.held {
+		body := w.buf
+		w.buf = nil
+		w.sendHead(body, true)
 		return
 	}
-	w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Body{Body: w.buf}})
-	w.buf = nil // gRPC may hold on to the slice until it is sent
+	w.Flush()
 }
 
 // closeClaimed ends a response sent on a claimed socket: the router reads

@@ -929,7 +929,13 @@ type HTTPResponse struct {
 	Body    []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
 	// The body follows on the stream socket, not as frames (an inline
 	// request that came with a body_token; see HTTPRequest.body_inline).
-	BodyOnSocket  bool `protobuf:"varint,4,opt,name=body_on_socket,json=bodyOnSocket,proto3" json:"body_on_socket,omitempty"`
+	BodyOnSocket bool `protobuf:"varint,4,opt,name=body_on_socket,json=bodyOnSocket,proto3" json:"body_on_socket,omitempty"`
+	// body is the whole response body: no body frames follow. A small
+	// response (a message posted, a status) goes as this one frame, and the
+	// router answers it in one write, with its length, instead of chunks.
+	// Without it, body is the first piece of a response that goes on, and
+	// the router sends it to the client at once.
+	Complete      bool `protobuf:"varint,5,opt,name=complete,proto3" json:"complete,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -988,6 +994,13 @@ func (x *HTTPResponse) GetBody() []byte {
 func (x *HTTPResponse) GetBodyOnSocket() bool {
 	if x != nil {
 		return x.BodyOnSocket
+	}
+	return false
+}
+
+func (x *HTTPResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
 	}
 	return false
 }
@@ -2530,12 +2543,13 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"body_token\x18\a \x01(\fR\tbodyToken\x12\x1f\n" +
 	"\vbody_inline\x18\b \x01(\bR\n" +
-	"bodyInline\"\x94\x01\n" +
+	"bodyInline\"\xb0\x01\n" +
 	"\fHTTPResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x122\n" +
 	"\aheaders\x18\x02 \x03(\v2\x18.vecino.plugin.v1.HeaderR\aheaders\x12\x12\n" +
 	"\x04body\x18\x03 \x01(\fR\x04body\x12$\n" +
-	"\x0ebody_on_socket\x18\x04 \x01(\bR\fbodyOnSocket\"\xd5\x01\n" +
+	"\x0ebody_on_socket\x18\x04 \x01(\bR\fbodyOnSocket\x12\x1a\n" +
+	"\bcomplete\x18\x05 \x01(\bR\bcomplete\"\xd5\x01\n" +
 	"\tHTTPFrame\x129\n" +
 	"\arequest\x18\x01 \x01(\v2\x1d.vecino.plugin.v1.HTTPRequestH\x00R\arequest\x12<\n" +
 	"\bresponse\x18\x02 \x01(\v2\x1e.vecino.plugin.v1.HTTPResponseH\x00R\bresponse\x12\x14\n" +

@@ -220,7 +220,14 @@ func copyFrames(w http.ResponseWriter, rpc pluginv1.Plugin_HTTPStreamClient, f *
 	if !writeHead(w, name, f, err) {
 		return
 	}
+	resp := f.GetResponse()
+	if resp.GetComplete() {
+		return // whole: net/http sends it with its length, in one write
+	}
 	rc := http.NewResponseController(w)
+	if len(resp.GetBody()) > 0 {
+		rc.Flush() // the first piece of a response that goes on
+	}
 	for {
 		f, err := rpc.Recv()
 		if err != nil {
