@@ -107,6 +107,36 @@ func TestSIGTERMStopsPluginsFirst(t *testing.T) {
 	}
 }
 
+// TestSIGTERMToTheGroupLeavesStoppingToTheRouter: systemd (its default
+// KillMode) and timeout(1) send SIGTERM to every process of the node at
+// once. The plugins leave their stopping to the router, which stops them
+// in order: none dies of the signal.
+func TestSIGTERMToTheGroupLeavesStoppingToTheRouter(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Group: true, Plugins: map[string]string{"chat": "", "store": "", "torrent": ""}})
+	var pids []int
+	for _, name := range []string{"chat", "store", "torrent"} {
+		pids = append(pids, n.WaitPlugin(name, 20*time.Second, testnet.Running).PID)
+	}
+	n.StopGroup()
+	log := n.Log()
+	if got := strings.Count(log, "SIGTERM: waiting for the router"); got != 3 {
+		t.Errorf("%d plugins said they got SIGTERM, want 3: the signal did not reach them all", got)
+	}
+	for _, bad := range []string{"signal: terminated", "level=ERROR", "stopping without the router"} {
+		if strings.Contains(log, bad) {
+			t.Errorf("router log has %q: a plugin did not wait to be stopped", bad)
+		}
+	}
+	for _, pid := range pids {
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
+			t.Errorf("plugin pid %d still exists after the router stopped", pid)
+		}
+	}
+	if t.Failed() {
+		t.Logf("router log:\n%s", log)
+	}
+}
+
 // TestBuiltinAndSeparatePlugins: by default the chat plugin runs from the
 // router's own binary (`router plugin chat`); with a path it runs that
 // binary instead. Both serve.

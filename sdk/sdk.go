@@ -122,10 +122,11 @@ type HTTPPlugin interface {
 type grpcPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	impl Plugin
+	stop *stopper
 }
 
 func (p *grpcPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
-	pluginv1.RegisterPluginServer(s, &pluginServer{impl: p.impl, broker: broker})
+	pluginv1.RegisterPluginServer(s, &pluginServer{impl: p.impl, stop: p.stop, broker: broker})
 	return nil
 }
 

@@ -32,11 +32,13 @@ func Serve(p Plugin) {
 func ServeVersion(p Plugin, version uint) {
 	slog.SetDefault(NewLogger(os.Stderr, slog.LevelDebug))
 	TuneGRPC()
+	stop := newStopper(p)
+	handleSIGTERM(stop)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: HandshakeFor(version),
 		// go-plugin's own chatter stays out of the router's log.
 		Logger:  hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr, JSONFormat: true}),
-		Plugins: plugin.PluginSet{PluginKey: &grpcPlugin{impl: p}},
+		Plugins: plugin.PluginSet{PluginKey: &grpcPlugin{impl: p, stop: stop}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(serverOptions(opts)...)
 		},
@@ -63,6 +65,7 @@ func (e ConfigErrors) Error() string {
 type pluginServer struct {
 	pluginv1.UnimplementedPluginServer
 	impl   Plugin
+	stop   *stopper
 	broker *plugin.GRPCBroker
 
 	mu     sync.Mutex
@@ -116,7 +119,7 @@ func (s *pluginServer) Start(ctx context.Context, _ *pluginv1.StartRequest) (*pl
 }
 
 func (s *pluginServer) Stop(ctx context.Context, _ *pluginv1.StopRequest) (*pluginv1.StopResponse, error) {
-	return &pluginv1.StopResponse{}, s.impl.Stop(ctx)
+	return &pluginv1.StopResponse{}, s.stop.stop(ctx)
 }
 
 func (s *pluginServer) Health(ctx context.Context, _ *pluginv1.HealthRequest) (*pluginv1.HealthResponse, error) {

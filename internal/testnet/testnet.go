@@ -73,6 +73,9 @@ type Options struct {
 	Network string
 	// DHT is the [network] dht mode; "server" if empty.
 	DHT string
+	// Group runs the router as the leader of its own process group, with
+	// its plugins in it, so that StopGroup can signal them all at once.
+	Group bool
 }
 
 // Node is one running router.
@@ -87,6 +90,7 @@ type Node struct {
 	ID      string
 	Addrs   []string
 	LogPath string
+	group   bool
 	cmd     *exec.Cmd
 	done    chan struct{}
 }
@@ -96,7 +100,7 @@ func Start(t testing.TB, o Options) *Node {
 	t.Helper()
 	bin := Binaries(t)
 	dir := t.TempDir()
-	n := &Node{t: t, Dir: dir, Config: filepath.Join(dir, "vecino.toml"), State: filepath.Join(dir, "state"), Bin: bin}
+	n := &Node{t: t, Dir: dir, Config: filepath.Join(dir, "vecino.toml"), State: filepath.Join(dir, "state"), Bin: bin, group: o.Group}
 	if err := os.WriteFile(n.Config, []byte(configText(o)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +156,7 @@ func (n *Node) Restart() {
 	}
 	n.cmd = exec.Command(filepath.Join(n.Bin, "router"), "-config", n.Config, "-plugin-dir", n.Bin)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: n.group}
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +195,14 @@ func (n *Node) Restart() {
 
 // Stop sends SIGTERM and waits for the router to exit (killing it after
 // 15 s). It is safe to call twice.
-func (n *Node) Stop() {
+func (n *Node) Stop() { n.stop(n.cmd.Process.Pid) }
+
+// StopGroup sends SIGTERM to the router and its plugins at once, as
+// systemd and timeout(1) do (the node must have been started with Group),
+// and waits for the router to exit.
+func (n *Node) StopGroup() { n.stop(-n.cmd.Process.Pid) }
+
+func (n *Node) stop(pid int) {
 	if n.cmd == nil || n.cmd.Process == nil {
 		return
 	}
@@ -199,7 +211,7 @@ func (n *Node) Stop() {
 		return
 	default:
 	}
-	n.cmd.Process.Signal(syscall.SIGTERM)
+	syscall.Kill(pid, syscall.SIGTERM)
 	select {
 	case <-n.done:
 	case <-time.After(15 * time.Second):
