@@ -41,6 +41,9 @@ listen = ":8734"
 password = "vm-test-password"
 
 [plugins.torrent]
+dht = false
+pex = false
+port_mapping = false
 [plugins.chat]
 rooms = ["lobby"]
 [plugins.store]

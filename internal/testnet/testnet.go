@@ -140,8 +140,30 @@ listen = "127.0.0.1:0"
 `, boot, dht, o.Network)
 	for name, body := range o.Plugins {
 		fmt.Fprintf(&b, "\n[plugins.%s]\n%s\n", name, body)
+		for _, kv := range loopbackKeys[name] {
+			if key, _, _ := strings.Cut(kv, " ="); !setsKey(body, key) {
+				fmt.Fprintln(&b, kv)
+			}
+		}
 	}
 	return b.String()
+}
+
+// loopbackKeys keep on loopback the plugins that have ways out of their
+// own (the torrent engine's DHT, peer exchange, UPnP and a fixed port),
+// for every key a test's table leaves unset.
+var loopbackKeys = map[string][]string{
+	"torrent": {`listen_host = "127.0.0.1"`, "listen_port = 0", "dht = false", "pex = false", "port_mapping = false"},
+}
+
+// setsKey reports whether a TOML table body sets key.
+func setsKey(body, key string) bool {
+	for _, line := range strings.Split(body, "\n") {
+		if k, _, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == key {
+			return true
+		}
+	}
+	return false
 }
 
 // Restart starts the router again on the same configuration and state.
