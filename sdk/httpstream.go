@@ -64,7 +64,7 @@ func (s *pluginServer) HTTPStream(rpc pluginv1.Plugin_HTTPStreamServer) error {
 		return rpc.Send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}})
 	}
 	h.ServeHTTP(w, hr)
-	w.finish()
+	w.flush(true)
 	return w.err
 }
 
@@ -153,17 +153,17 @@ func (w *streamWriter) WriteHeader(code int) {
 	}
 	w.sent, w.status = true, code
 	if w.direct != nil {
-		w.sendHead(nil, false)
+		w.sendHead(nil, false, false)
 		return
 	}
 	w.held = true
 }
 
-// sendHead sends the response head with body (the first of it, or all of
-// it when complete).
-func (w *streamWriter) sendHead(body []byte, complete bool) {
+// sendHead sends the response head: with body (the first of it, or all
+// of it when complete), or saying the body follows on the socket.
+func (w *streamWriter) sendHead(body []byte, complete, onSocket bool) {
 	w.held = false
-	resp := &pluginv1.HTTPResponse{Status: int32(w.status), Headers: headerList(w.header), Body: body, Complete: complete}
+	resp := &pluginv1.HTTPResponse{Status: int32(w.status), Headers: headerList(w.header), Body: body, Complete: complete, BodyOnSocket: onSocket}
 	w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}})
 }
 
@@ -210,16 +210,18 @@ func (w *streamWriter) toSocket() {
 		return
 	}
 	w.claimed = conn
-	w.held = false
-	resp := &pluginv1.HTTPResponse{Status: int32(w.status), Headers: headerList(w.header), BodyOnSocket: true}
-	w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Response{Response: resp}})
+	w.sendHead(nil, false, true)
 	if w.err == nil {
 		_, w.err = conn.Write(w.buf)
 	}
 	w.buf, w.direct = nil, conn
 }
 
-func (w *streamWriter) Flush() {
+func (w *streamWriter) Flush() { w.flush(false) }
+
+// flush sends what is buffered. last says the handler is done: a head
+// still held then goes with the whole body, marked complete.
+func (w *streamWriter) flush(last bool) {
 	if !w.sent {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -227,25 +229,10 @@ func (w *streamWriter) Flush() {
 	w.buf = nil // gRPC may hold on to the slice until it is sent
 	switch {
 	case w.held:
-		w.sendHead(body, false)
+		w.sendHead(body, last, false)
 	case len(body) > 0:
 		w.send(&pluginv1.HTTPFrame{Frame: &pluginv1.HTTPFrame_Body{Body: body}})
 	}
-}
-
-// finish ends the response once the handler returns: a head still held
-// goes with the whole body, marked complete.
-func (w *streamWriter) finish() {
-	if !w.sent {
-		w.WriteHeader(http.StatusOK)
-	}
-	if w.held {
-		body := w.buf
-		w.buf = nil
-		w.sendHead(body, true)
-		return
-	}
-	w.Flush()
 }
 
 // closeClaimed ends a response sent on a claimed socket: the router reads
