@@ -558,6 +558,9 @@ func TestKuboAndVecinoFindEachOtherOnLanDHT(t *testing.T) {
 	if _, m, _ := a.Do("GET", "/metrics", nil, false); !strings.Contains(string(m), `vecino_dht_routing_table_peers{dht="wan"} 0`) {
 		t.Errorf("metrics lack the DHT routing table sizes:\n%s", m)
 	}
+	if out := vecinoCLI(t, a, true, "status"); !strings.Contains(out, "on the LAN DHT, 0 on the public IPFS DHT") {
+		t.Errorf("vecino status does not show the DHTs:\n%s", out)
+	}
 	if out := k.run("routing", "findprovs", "--num-providers=1", root); !strings.Contains(out, cID) {
 		t.Errorf("kubo's findprovs %s does not list c (%s):\n%s", root, cID, out)
 	}

@@ -223,7 +223,8 @@ func (c *client) status() error {
 		Node struct {
 			ID, Name, Version string
 			Addrs             []string
-			UptimeS           int64 `json:"uptime_s"`
+			UptimeS           int64          `json:"uptime_s"`
+			DHTPeers          map[string]int `json:"dht_peers"`
 		}
 		Peers  int
 		Config struct {
@@ -246,6 +247,11 @@ func (c *client) status() error {
 		fmt.Printf("address  %s\n", a)
 	}
 	fmt.Printf("peers    %d\n", st.Peers)
+	if d := st.Node.DHTPeers; d != nil {
+		fmt.Printf("dht      %d on the LAN DHT, %d on the public IPFS DHT\n", d["lan"], d["wan"])
+	} else {
+		fmt.Printf("dht      off\n")
+	}
 	fmt.Printf("config   %s\n", st.Config.File)
 	if st.Config.UsingLastGood {
 		fmt.Printf("         REFUSED, running on the last good copy: %s\n", st.Config.Error)
