@@ -137,7 +137,11 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.DHT != "off" {
 		mode := map[string]dht.ModeOpt{"auto": dht.ModeAuto, "server": dht.ModeServer, "client": dht.ModeClient}[cfg.DHT]
-		dopts := []dual.Option{dual.DHTOption(dht.Mode(mode), dht.BootstrapPeers(dhtPeers...))}
+		dopts := []dual.Option{
+			dual.DHTOption(dht.Mode(mode), dht.BootstrapPeers(n.bootstrap...)),
+			// The public bootstrap peers seed the public DHT only.
+			dual.WanDHTOption(dht.BootstrapPeers(dhtPeers...)),
+		}
 		if loopbackOnly(cfg.Listen) {
 			// The LAN DHT leaves loopback addresses out of what it tells
 			// others; a node that listens on loopback alone (a test, a
