@@ -62,7 +62,7 @@ type replicateRequest struct {
 type replicateAnswer struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
-	// Reason is "quota", "bad_request" or "fetch".
+	// Reason is "quota", "bad_request", "fetch" or "unpinned".
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -300,7 +300,9 @@ func (r *replicator) repair(ctx context.Context, p pin) {
 	r.mu.Lock()
 	var cands []string
 	for id, ps := range r.peers {
-		if r.live(ps) && !ps.roots[p.Root] && ps.free >= p.Size && time.Since(r.asked[p.Root+id]) > askBackoff {
+		// The origin is never asked: if it does not hold its own pin,
+		// its user unpinned it (the news may just not be here yet).
+		if id != p.Origin && r.live(ps) && !ps.roots[p.Root] && ps.free >= p.Size && time.Since(r.asked[p.Root+id]) > askBackoff {
 			cands = append(cands, id)
 		}
 	}
@@ -462,6 +464,12 @@ func (r *replicator) serve(st *sdk.Stream) {
 	}
 	if _, ok := r.s.pins.Get(c); ok {
 		answer(replicateAnswer{OK: true})
+		return
+	}
+	if req.Origin == r.self {
+		// A copy of this node's own pin, which it no longer has: its
+		// user unpinned it, and the asker has not heard yet.
+		answer(replicateAnswer{Error: "this node is the pin's origin and no longer pins it", Reason: "unpinned"})
 		return
 	}
 	if free := r.free(); req.Size > free {
