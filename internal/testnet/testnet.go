@@ -217,16 +217,20 @@ func (n *Node) Restart() {
 
 // Stop sends SIGTERM and waits for the router to exit (killing it after
 // 15 s). It is safe to call twice.
-func (n *Node) Stop() { n.stop(n.cmd.Process.Pid) }
+func (n *Node) Stop() { n.stop(false) }
 
 // StopGroup sends SIGTERM to the router and its plugins at once, as
 // systemd and timeout(1) do (the node must have been started with Group),
 // and waits for the router to exit.
-func (n *Node) StopGroup() { n.stop(-n.cmd.Process.Pid) }
+func (n *Node) StopGroup() { n.stop(true) }
 
-func (n *Node) stop(pid int) {
+func (n *Node) stop(group bool) {
 	if n.cmd == nil || n.cmd.Process == nil {
 		return
+	}
+	pid := n.cmd.Process.Pid
+	if group {
+		pid = -pid
 	}
 	select {
 	case <-n.done:
