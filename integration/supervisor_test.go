@@ -88,20 +88,35 @@ func TestChecksumMismatchIsRefused(t *testing.T) {
 	}
 }
 
-// TestSIGTERMStopsPluginsFirst checks that a clean shutdown leaves no plugin
-// process behind.
-func TestSIGTERMStopsPluginsFirst(t *testing.T) {
-	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": "", "store": "", "torrent": ""}})
+// runningPluginPIDs waits for n's chat, store and torrent plugins to run
+// and returns their process ids.
+func runningPluginPIDs(t *testing.T, n *testnet.Node) []int {
+	t.Helper()
 	var pids []int
 	for _, name := range []string{"chat", "store", "torrent"} {
 		pids = append(pids, n.WaitPlugin(name, 20*time.Second, testnet.Running).PID)
 	}
-	n.Stop()
+	return pids
+}
+
+// checkGone fails the test for each plugin process still there after its
+// router stopped.
+func checkGone(t *testing.T, pids []int) {
+	t.Helper()
 	for _, pid := range pids {
 		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
 			t.Errorf("plugin pid %d still exists after the router stopped", pid)
 		}
 	}
+}
+
+// TestSIGTERMStopsPluginsFirst checks that a clean shutdown leaves no plugin
+// process behind.
+func TestSIGTERMStopsPluginsFirst(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": "", "store": "", "torrent": ""}})
+	pids := runningPluginPIDs(t, n)
+	n.Stop()
+	checkGone(t, pids)
 	if !strings.Contains(n.Log(), "stopping plugins") {
 		t.Errorf("router log does not show an orderly stop:\n%s", n.Log())
 	}
@@ -113,10 +128,7 @@ func TestSIGTERMStopsPluginsFirst(t *testing.T) {
 // in order: none dies of the signal.
 func TestSIGTERMToTheGroupLeavesStoppingToTheRouter(t *testing.T) {
 	n := testnet.Start(t, testnet.Options{Group: true, Plugins: map[string]string{"chat": "", "store": "", "torrent": ""}})
-	var pids []int
-	for _, name := range []string{"chat", "store", "torrent"} {
-		pids = append(pids, n.WaitPlugin(name, 20*time.Second, testnet.Running).PID)
-	}
+	pids := runningPluginPIDs(t, n)
 	n.StopGroup()
 	log := n.Log()
 	if got := strings.Count(log, "SIGTERM: waiting for the router"); got != 3 {
@@ -127,11 +139,7 @@ func TestSIGTERMToTheGroupLeavesStoppingToTheRouter(t *testing.T) {
 			t.Errorf("router log has %q: a plugin did not wait to be stopped", bad)
 		}
 	}
-	for _, pid := range pids {
-		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
-			t.Errorf("plugin pid %d still exists after the router stopped", pid)
-		}
-	}
+	checkGone(t, pids)
 	if t.Failed() {
 		t.Logf("router log:\n%s", log)
 	}
