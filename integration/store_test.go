@@ -283,15 +283,7 @@ func TestStoreCollectsGarbageOnItsOwn(t *testing.T) {
 	}
 	keep := randomFile(t, filepath.Join(dir, "keep"), 2<<20)
 	kept := storeAdd(t, n, filepath.Join(dir, "keep"))
-	var st map[string]float64
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if st = storeStatus(t, n); st["gc_runs"] >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("5 of 8 MiB used, past the 50%% watermark, and nothing collected: %v", st)
-		}
-	}
+	st := waitCounter(t, n, "gc_runs", 30*time.Second, "5 of 8 MiB used, past the 50% watermark, and nothing collected")
 	if st["gc_freed_bytes"] < 3<<20 || st["used_bytes"] > 2<<20+4096 {
 		t.Errorf("after the automatic gc: freed %v bytes, %v used; want the unpinned 3 MiB gone, 2 MiB left", st["gc_freed_bytes"], st["used_bytes"])
 	}
@@ -323,11 +315,7 @@ func TestKuboGetsWhatVecinoStoresLater(t *testing.T) {
 	}
 	go func() { done <- cat.Wait() }()
 	t.Cleanup(func() { cat.Process.Kill() })
-	for deadline := time.Now().Add(30 * time.Second); storeStatus(t, n)["wants_kept"] < 1; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("kubo's want was not kept: %v", storeStatus(t, n))
-		}
-	}
+	waitCounter(t, n, "wants_kept", 30*time.Second, "kubo's want was not kept")
 	if c2 := storeAdd(t, n, path); c2 != c {
 		t.Fatalf("vecino added %s, kubo computed %s", c2, c)
 	}
@@ -588,10 +576,24 @@ func TestKuboAndVecinoFindEachOtherOnLanDHT(t *testing.T) {
 // waitAnnounced waits until n has announced a root (root) on the DHT.
 func waitAnnounced(t testing.TB, n *testnet.Node, root string) {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); storeStatus(t, n)["dht_provided"] < 1; time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never announced %s on the DHT: %v", n.Status().Node.ID, root, storeStatus(t, n))
+	waitCounter(t, n, "dht_provided", 60*time.Second, fmt.Sprintf("%s never announced %s on the DHT", n.Status().Node.ID, root))
+}
+
+// waitCounter waits until n's store counts at least one of key, and
+// returns its figures then; after within, it fails the test with failure
+// and the figures.
+func waitCounter(t testing.TB, n *testnet.Node, key string, within time.Duration, failure string) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st := storeStatus(t, n)
+		if st[key] >= 1 {
+			return st
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", failure, st)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
