@@ -34,7 +34,7 @@ bench: build
 FUZZTIME ?= 60s
 FUZZ := ./config:FuzzParse ./plugins/chat/wire:FuzzParseRoom ./plugins/chat/wire:FuzzParseMail \
 	./plugins/torrent:FuzzParseMetainfo ./plugins/torrent:FuzzParsePeer \
-	./plugins/store:FuzzParseTar ./plugins/store:FuzzParseBitswap
+	./plugins/store:FuzzParseTar ./plugins/store:FuzzParseBitswap ./plugins/store:FuzzReadRecord
 fuzz:
 	set -e; for f in $(FUZZ); do \
 		$(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) "$${f%%:*}"; \

@@ -597,8 +597,24 @@ func waitCounter(t testing.TB, n *testnet.Node, key string, within time.Duration
 	}
 }
 
-// TestStoreRepairsCorruptBlock: a block file damaged on disk is caught on
-// read, moved aside, and fetched again from a neighbour; the reader gets
+// findInPacks says which of n's pack files holds want, and where.
+func findInPacks(t *testing.T, n *testnet.Node, want []byte) (string, int64) {
+	t.Helper()
+	packs, _ := filepath.Glob(filepath.Join(n.State, "plugins", "store", "packs", "*.pack"))
+	for _, p := range packs {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(raw, want); i >= 0 {
+			return p, int64(i)
+		}
+	}
+	return "", 0
+}
+
+// TestStoreRepairsCorruptBlock: a block damaged on disk is caught on
+// read, kept aside, and fetched again from a neighbour; the reader gets
 // the right bytes.
 func TestStoreRepairsCorruptBlock(t *testing.T) {
 	a := storeNode(t, "corrupt-a", storeConf)
@@ -609,20 +625,18 @@ func TestStoreRepairsCorruptBlock(t *testing.T) {
 	c := storeAdd(t, a, path, "-r", "2")
 	waitHolders(t, []*testnet.Node{a, b}, c, 2, 30*time.Second)
 
-	// Flip a byte in the middle of one 256 KiB leaf on a.
-	var victim string
-	filepath.WalkDir(filepath.Join(a.State, "plugins", "store", "blocks"), func(p string, d fs.DirEntry, err error) error {
-		if info, err := d.Info(); err == nil && !d.IsDir() && info.Size() == 256<<10 && victim == "" {
-			victim = p
-		}
-		return nil
-	})
-	if victim == "" {
-		t.Fatal("no 256 KiB block file on disk")
+	// Flip a byte in the middle of the first 256 KiB leaf, in a's pack.
+	leaf := data[:256<<10]
+	pack, at := findInPacks(t, a, leaf)
+	if pack == "" {
+		t.Fatal("the first leaf is not in a's packs")
 	}
-	raw, _ := os.ReadFile(victim)
-	raw[len(raw)/2] ^= 0xff
-	os.WriteFile(victim, raw, 0o600)
+	f, err := os.OpenFile(pack, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{leaf[len(leaf)/2] ^ 0xff}, at+int64(len(leaf)/2))
+	f.Close()
 
 	_, got, err := a.Do("GET", "/api/v1/plugins/store/cat/"+c, nil, false)
 	if err != nil || !bytes.Equal(got, data) {
@@ -632,12 +646,13 @@ func TestStoreRepairsCorruptBlock(t *testing.T) {
 	if st["corrupt_blocks"] != 1 {
 		t.Errorf("corrupt_blocks = %v, want 1", st["corrupt_blocks"])
 	}
-	fixed, err := os.ReadFile(victim)
-	if err != nil || bytes.Equal(fixed, raw) || len(fixed) != 256<<10 {
-		t.Errorf("the block file was not replaced with a good copy (err %v)", err)
+	if p, _ := findInPacks(t, a, leaf); p == "" {
+		t.Error("no good copy of the leaf was stored again")
 	}
-	if _, err := os.Stat(filepath.Join(a.State, "plugins", "store", "corrupt", filepath.Base(victim))); err != nil {
-		t.Errorf("the bad copy was not kept aside: %v", err)
+	leafCID, _ := gocid.NewPrefixV1(gocid.Raw, mh.SHA2_256).Sum(leaf)
+	bad, err := os.ReadFile(filepath.Join(a.State, "plugins", "store", "corrupt", leafCID.String()))
+	if err != nil || len(bad) != len(leaf) || bytes.Equal(bad, leaf) {
+		t.Errorf("the bad copy was not kept aside (err %v, %d bytes)", err, len(bad))
 	}
 	// A bad CID gets a clear error, and the plugin keeps serving.
 	code, body, _ := a.Do("GET", "/api/v1/plugins/store/cat/not-a-cid", nil, false)
@@ -722,12 +737,12 @@ func TestStoreSurvivesHostilePeers(t *testing.T) {
 	if _, got, err := n.Do("GET", "/api/v1/plugins/store/cat/"+c, nil, false); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("cat after the attacks: %d bytes, %v", len(got), err)
 	}
-	if _, err := os.Stat(filepath.Join(n.State, "plugins", "store", "blocks")); err != nil {
+	if _, err := os.Stat(filepath.Join(n.State, "plugins", "store", "packs")); err != nil {
 		t.Error(err)
 	}
 }
 
-// TestStoreFullDisk: the block folder is a 6 MiB tmpfs. An add that does
+// TestStoreFullDisk: the folder of packs is a 6 MiB tmpfs. An add that does
 // not fit fails with a clear error (507, "no space left on device") and is
 // counted; what was stored before is still there and readable, and after
 // gc the node takes a file that fits.
@@ -737,11 +752,11 @@ func TestStoreFullDisk(t *testing.T) {
 	}
 	n := storeNode(t, "full", storeConf)
 	n.Stop()
-	blocks := filepath.Join(n.State, "plugins", "store", "blocks")
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", blocks).CombinedOutput(); err != nil {
+	packs := filepath.Join(n.State, "plugins", "store", "packs")
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", packs).CombinedOutput(); err != nil {
 		t.Skipf("mount tmpfs: %v %s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("umount", "-l", blocks).Run() })
+	t.Cleanup(func() { exec.Command("umount", "-l", packs).Run() })
 	n.Restart()
 	n.WaitPlugin("store", 30*time.Second, testnet.Running)
 

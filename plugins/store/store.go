@@ -183,10 +183,14 @@ func (s *store) Stop(context.Context) error {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	var err error
 	if s.pins != nil {
-		return s.pins.Close()
+		err = s.pins.Close()
 	}
-	return nil
+	if s.bs != nil {
+		err = errors.Join(err, s.bs.Close())
+	}
+	return err
 }
 
 func (s *store) Health(context.Context) error {
@@ -405,17 +409,7 @@ func (s *store) gc(ctx context.Context) (int, int64, error) {
 			return ls, nil
 		})
 	}
-	var n int
-	var freed int64
-	err = s.bs.walk(func(c cid.Cid, path string, size int64) {
-		if c.Defined() && keep[c] {
-			return
-		}
-		if s.bs.remove(path, size) {
-			n++
-			freed += size
-		}
-	})
+	n, freed, err := s.bs.keepOnly(func(c cid.Cid) bool { return keep[c] })
 	slog.Info("garbage collected", "blocks", n, "bytes", freed)
 	s.gcRuns.Add(1)
 	s.gcFreed.Add(freed)
