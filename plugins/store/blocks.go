@@ -59,6 +59,7 @@ type blockstore struct {
 	appMu   sync.Mutex
 	cur     uint32 // the pack appended to
 	curEnd  int64
+	dirty   map[uint32]bool // packs appended to since the last Sync
 	pendMu  sync.Mutex
 	pending map[string]loc // appended, not yet in the index
 	syncMu  sync.Mutex
@@ -94,6 +95,7 @@ const (
 	maxCIDSize     = 1024
 	recordMagic    = "VB"
 	pendingFlush   = 4096 // blocks appended before a background Sync
+	migrateBatch   = 256
 )
 
 var (
@@ -122,7 +124,7 @@ func (e *corruptError) Error() string {
 }
 
 func openBlockstore(dir string, quota int64) (*blockstore, error) {
-	bs := &blockstore{dir: filepath.Join(dir, "packs"), corrupt: filepath.Join(dir, "corrupt"), quota: quota, packMax: defaultPackMax, pending: map[string]loc{}}
+	bs := &blockstore{dir: filepath.Join(dir, "packs"), corrupt: filepath.Join(dir, "corrupt"), quota: quota, packMax: defaultPackMax, pending: map[string]loc{}, dirty: map[uint32]bool{}}
 	for _, d := range []string{bs.dir, bs.corrupt} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", d, err)
@@ -230,6 +232,9 @@ func (bs *blockstore) recover(id uint32, f *os.File, from int64) (int64, error) 
 		return 0, fmt.Errorf("pack %d: %w", id, err)
 	}
 	off := from
+	if off < info.Size() {
+		bs.dirty[id] = true
+	}
 	for off < info.Size() {
 		c, data, next, err := readRecord(f, off)
 		if err != nil {
@@ -300,36 +305,58 @@ func hashMatches(c cid.Cid, data []byte) bool {
 }
 
 // migrate moves blocks kept one file each (blocks/XX/CID, before packs)
-// into packs, then removes the files.
+// into packs. The files go once a Sync has the blocks, every migrateBatch
+// blocks, so that the move needs little more room than the blocks take.
+// A file that does not match its CID goes to corrupt/.
 func (bs *blockstore) migrate(old string) error {
 	if _, err := os.Stat(old); err != nil {
 		return nil
 	}
-	var moved, skipped int
+	var moved, bad int
+	var done []string
+	commit := func() error {
+		if err := bs.Sync(); err != nil {
+			return err
+		}
+		for _, p := range done {
+			os.Remove(p)
+		}
+		done = done[:0]
+		return nil
+	}
 	err := filepath.WalkDir(old, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		c, cerr := cid.Decode(d.Name())
-		data, rerr := os.ReadFile(path)
-		if cerr != nil || rerr != nil || !hashMatches(c, data) {
-			skipped++ // a write cut short, or rot: not a block to keep
-			return nil
+		c, err := cid.Decode(d.Name())
+		if err != nil {
+			return nil // a write cut short (CID.tmp): nothing to keep
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if !hashMatches(c, data) {
+			bad++
+			return os.Rename(path, filepath.Join(bs.corrupt, d.Name()))
 		}
 		b, _ := blocks.NewBlockWithCid(data, c)
-		if err := bs.Put(b); err != nil {
+		if err := bs.put(b, false); err != nil {
 			return err
 		}
 		moved++
+		if done = append(done, path); len(done) == migrateBatch {
+			return commit()
+		}
 		return nil
 	})
 	if err == nil {
-		err = bs.Sync()
+		err = commit()
 	}
 	if err != nil {
-		return fmt.Errorf("move blocks from %s into packs: %w", old, err)
+		return fmt.Errorf("move blocks from %s into packs (%d moved): %w", old, moved, err)
 	}
-	slog.Info("blocks moved from one file each into packs", "blocks", moved, "skipped", skipped)
+	slog.Info("blocks moved from one file each into packs", "blocks", moved, "corrupt", bad)
 	if err := os.RemoveAll(old); err != nil {
 		return fmt.Errorf("remove %s: %w", old, err)
 	}
@@ -430,7 +457,10 @@ func (bs *blockstore) quarantine(c cid.Cid, l loc, data []byte) bool {
 // Put stores b unless it is there already. The caller has checked that
 // b's data matches its CID (blocks built here, or blocks whose CID was
 // computed from the data received).
-func (bs *blockstore) Put(b blocks.Block) error {
+func (bs *blockstore) Put(b blocks.Block) error { return bs.put(b, true) }
+
+// put is Put; quota says whether the quota applies.
+func (bs *blockstore) put(b blocks.Block, quota bool) error {
 	if bs.Has(b.Cid()) {
 		return nil
 	}
@@ -439,7 +469,7 @@ func (bs *blockstore) Put(b blocks.Block) error {
 	if n > maxBlockSize || b.Cid().ByteLen() > maxCIDSize {
 		return fmt.Errorf("block %s: %d bytes, more than the %d a block may have, or a CID longer than %d", b.Cid(), n, maxBlockSize, maxCIDSize)
 	}
-	if used := bs.used.Load(); used+n > bs.quota {
+	if used := bs.used.Load(); quota && used+n > bs.quota {
 		return &quotaError{need: n, free: bs.quota - used, quota: bs.quota}
 	}
 	head := recordHead(b.Cid(), n)
@@ -501,6 +531,7 @@ func (bs *blockstore) reserve(size int64) (*os.File, uint32, int64, error) {
 	}
 	off := bs.curEnd
 	bs.curEnd += size
+	bs.dirty[bs.cur] = true
 	return f.(*os.File), bs.cur, off, nil
 }
 
@@ -542,22 +573,42 @@ func (bs *blockstore) Sync() error {
 		cut[k] = l
 	}
 	bs.pendMu.Unlock()
+	bs.appMu.Lock()
+	dirty := bs.dirty
+	bs.dirty = map[uint32]bool{}
+	bs.appMu.Unlock()
 	ends := map[uint32]int64{}
-	bs.packs.Range(func(id, f any) bool {
-		if info, err := f.(*os.File).Stat(); err == nil {
-			ends[id.(uint32)] = info.Size()
+	var err error
+	for id := range dirty {
+		if f, ok := bs.packs.Load(id); ok {
+			var info os.FileInfo
+			if info, err = f.(*os.File).Stat(); err != nil {
+				break
+			}
+			ends[id] = info.Size()
 		}
-		return true
-	})
+	}
 	bs.mu.Unlock()
 
-	var err error
-	bs.packs.Range(func(_, f any) bool {
-		err = unix.Fdatasync(int(f.(*os.File).Fd()))
-		return err == nil
-	})
+	defer func() {
+		if err != nil { // the next Sync tries them again
+			bs.appMu.Lock()
+			for id := range dirty {
+				bs.dirty[id] = true
+			}
+			bs.appMu.Unlock()
+		}
+	}()
+	for id := range ends {
+		if f, ok := bs.packs.Load(id); ok && err == nil {
+			err = unix.Fdatasync(int(f.(*os.File).Fd()))
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("sync packs: %w", err)
+	}
+	if len(cut) == 0 && len(ends) == 0 {
+		return nil
 	}
 	err = bs.db.Update(func(tx *bolt.Tx) error {
 		idx, pb := tx.Bucket(indexBucket), tx.Bucket(packBucket)
@@ -671,10 +722,19 @@ func (bs *blockstore) keepOnly(keep func(cid.Cid) bool) (int, int64, error) {
 	return n, freed, nil
 }
 
-// removePack deletes a pack no block of the index is in.
+// removePack deletes a pack no block of the index is in, unless a block
+// appended since the index was read is.
 func (bs *blockstore) removePack(id uint32) error {
-	bs.mu.Lock() // no read of it in flight
+	bs.mu.Lock() // no read or append in flight
 	defer bs.mu.Unlock()
+	bs.pendMu.Lock()
+	for _, l := range bs.pending {
+		if l.pack == id {
+			bs.pendMu.Unlock()
+			return nil
+		}
+	}
+	bs.pendMu.Unlock()
 	if f, ok := bs.packs.LoadAndDelete(id); ok {
 		f.(*os.File).Close()
 	}

@@ -210,7 +210,7 @@ func diskUse(t *testing.T, dir string) int64 {
 }
 
 // A store from before packs (a file per block) is moved into packs when
-// opened; half-written and rotten files are not.
+// opened; a half-written file is dropped, a rotten one kept aside.
 func TestBlockstoreMigratesBlockFiles(t *testing.T) {
 	dir := t.TempDir()
 	bl := testBlocks(t, 0, 4, 10<<10)
@@ -225,11 +225,18 @@ func TestBlockstoreMigratesBlockFiles(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "blocks", s[len(s)-2:], s), make([]byte, 10<<10), 0o600)
 	os.WriteFile(filepath.Join(dir, "blocks", s[len(s)-2:], s+".tmp"), rot.RawData()[:10], 0o600)
 
-	bs := openTestStore(t, dir)
+	// A quota lowered below what the old store held loses nothing.
+	bs, err := openBlockstore(dir, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer bs.Close()
 	wantBlocks(t, bs, bl, []blocks.Block{rot})
 	if _, err := os.Stat(filepath.Join(dir, "blocks")); !os.IsNotExist(err) {
 		t.Errorf("the old block folder is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "corrupt", s)); err != nil {
+		t.Errorf("the rotten block file was not kept aside: %v", err)
 	}
 }
 
