@@ -412,13 +412,26 @@ func (bs *blockstore) Size(c cid.Cid) int64 {
 
 // Get reads c and checks it against its hash.
 func (bs *blockstore) Get(c cid.Cid) (blocks.Block, error) {
+	data, err := bs.read(c, nil)
+	if err != nil {
+		return nil, err
+	}
+	return blocks.NewBlockWithCid(data, c)
+}
+
+// read reads c into buf (or new memory, if buf is too small) and checks
+// it against its hash.
+func (bs *blockstore) read(c cid.Cid, buf []byte) ([]byte, error) {
 	bs.mu.RLock()
 	l, ok := bs.lookup(c)
 	if !ok {
 		bs.mu.RUnlock()
 		return nil, fmt.Errorf("%s: %w", c, errNotFound)
 	}
-	data := make([]byte, l.n)
+	if cap(buf) < int(l.n) {
+		buf = make([]byte, l.n)
+	}
+	data := buf[:l.n]
 	var err error
 	if f, ok := bs.packs.Load(l.pack); ok {
 		_, err = f.(*os.File).ReadAt(data, l.off)
@@ -435,7 +448,7 @@ func (bs *blockstore) Get(c cid.Cid) (blocks.Block, error) {
 		}
 		return nil, &corruptError{c: c, where: fmt.Sprintf("%s at %d", bs.packPath(l.pack), l.off)}
 	}
-	return blocks.NewBlockWithCid(data, c)
+	return data, nil
 }
 
 // quarantine takes a corrupt block out of the index, keeps a copy aside

@@ -115,7 +115,7 @@ type asyncAdder struct {
 }
 
 func newAsyncAdder(s *store) *asyncAdder {
-	a := &asyncAdder{dagServ: dagServ{s: s}, work: make(chan blocks.Block, 16)}
+	a := &asyncAdder{dagServ: dagServ{s: s}, work: make(chan blocks.Block, writers)}
 	for range writers {
 		a.workers.Add(1)
 		go func() {
@@ -359,7 +359,7 @@ func walkDAG(ctx context.Context, root cid.Cid, window int, visit func(context.C
 var errNotUnixFS = errors.New("not a UnixFS file or directory")
 
 // writeTar writes the file or directory at n as a tar stream rooted at name.
-func writeTar(ctx context.Context, ds ipld.DAGService, n ipld.Node, name string, tw *tar.Writer) error {
+func writeTar(ctx context.Context, ds dagServ, n ipld.Node, name string, tw *tar.Writer) error {
 	if _, ok := n.(*merkledag.RawNode); ok {
 		return tarFile(ctx, ds, n, name, tw)
 	}
@@ -399,14 +399,13 @@ func writeTar(ctx context.Context, ds ipld.DAGService, n ipld.Node, name string,
 	}
 }
 
-func tarFile(ctx context.Context, ds ipld.DAGService, n ipld.Node, name string, tw *tar.Writer) error {
-	r, err := uio.NewDagReader(ctx, n, ds)
+func tarFile(ctx context.Context, ds dagServ, n ipld.Node, name string, tw *tar.Writer) error {
+	size, err := fileSize(n)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(r.Size())}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(size)}); err != nil {
 		return err
 	}
-	_, err = io.Copy(tw, r)
-	return err
+	return ds.writeFile(ctx, tw, n)
 }
