@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,6 +144,13 @@ func (s *store) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 }
 
 func (s *store) Start(ctx context.Context) error {
+	// An add or a get makes garbage of every 256 KiB block it passes on.
+	// Collecting at half the usual heap growth keeps the plugin's peak
+	// memory about 4 MiB lower, at no throughput cost measured (see
+	// bench/README.md). GOGC set in the environment wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	bs, err := openBlockstore(s.env.DataDir, s.cfg.QuotaMiB<<20)
 	if err != nil {
 		return err
