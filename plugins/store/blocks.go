@@ -94,7 +94,7 @@ const (
 	maxBlockSize   = 4 << 20 // bitswap's limit is 2 MiB
 	maxCIDSize     = 1024
 	recordMagic    = "VB"
-	pendingFlush   = 4096 // blocks appended before a background Sync
+	pendingFlush   = 1024 // blocks appended before a background Sync: what a crash leaves to read back
 	migrateBatch   = 256
 )
 
