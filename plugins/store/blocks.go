@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -95,7 +94,6 @@ const (
 	maxCIDSize     = 1024
 	recordMagic    = "VB"
 	pendingFlush   = 1024 // blocks appended before a background Sync: what a crash leaves to read back
-	migrateBatch   = 256
 )
 
 var (
@@ -130,10 +128,9 @@ func openBlockstore(dir string, quota int64) (*blockstore, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	path := filepath.Join(dir, "blocks.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * 1e9})
+	db, err := openDB(filepath.Join(dir, "blocks.db"), indexBucket, packBucket)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, err
 	}
 	bs.db = db
 	if err := bs.load(); err != nil {
@@ -151,15 +148,8 @@ func openBlockstore(dir string, quota int64) (*blockstore, error) {
 // and counts what the index holds.
 func (bs *blockstore) load() error {
 	ends := map[uint32]int64{}
-	err := bs.db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(indexBucket); err != nil {
-			return err
-		}
-		b, err := tx.CreateBucketIfNotExists(packBucket)
-		if err != nil {
-			return err
-		}
-		return b.ForEach(func(k, v []byte) error {
+	err := bs.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(packBucket).ForEach(func(k, v []byte) error {
 			if len(k) == 4 && len(v) == 8 {
 				ends[binary.BigEndian.Uint32(k)] = int64(binary.BigEndian.Uint64(v))
 			}
@@ -302,65 +292,6 @@ func readRecord(f io.ReaderAt, off int64) (cid.Cid, []byte, int64, error) {
 func hashMatches(c cid.Cid, data []byte) bool {
 	sum, err := c.Prefix().Sum(data)
 	return err == nil && bytes.Equal(sum.Hash(), c.Hash())
-}
-
-// migrate moves blocks kept one file each (blocks/XX/CID, before packs)
-// into packs. The files go once a Sync has the blocks, every migrateBatch
-// blocks, so that the move needs little more room than the blocks take.
-// A file that does not match its CID goes to corrupt/.
-func (bs *blockstore) migrate(old string) error {
-	if _, err := os.Stat(old); err != nil {
-		return nil
-	}
-	var moved, bad int
-	var done []string
-	commit := func() error {
-		if err := bs.Sync(); err != nil {
-			return err
-		}
-		for _, p := range done {
-			os.Remove(p)
-		}
-		done = done[:0]
-		return nil
-	}
-	err := filepath.WalkDir(old, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		c, err := cid.Decode(d.Name())
-		if err != nil {
-			return nil // a write cut short (CID.tmp): nothing to keep
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if !hashMatches(c, data) {
-			bad++
-			return os.Rename(path, filepath.Join(bs.corrupt, d.Name()))
-		}
-		b, _ := blocks.NewBlockWithCid(data, c)
-		if err := bs.put(b, false); err != nil {
-			return err
-		}
-		moved++
-		if done = append(done, path); len(done) == migrateBatch {
-			return commit()
-		}
-		return nil
-	})
-	if err == nil {
-		err = commit()
-	}
-	if err != nil {
-		return fmt.Errorf("move blocks from %s into packs (%d moved): %w", old, moved, err)
-	}
-	slog.Info("blocks moved from one file each into packs", "blocks", moved, "corrupt", bad)
-	if err := os.RemoveAll(old); err != nil {
-		return fmt.Errorf("remove %s: %w", old, err)
-	}
-	return nil
 }
 
 // Close closes the packs and the index; call it once nothing else runs.
@@ -578,8 +509,34 @@ func pwritev(f *os.File, head, data []byte, off int64) error {
 func (bs *blockstore) Sync() error {
 	bs.syncMu.Lock()
 	defer bs.syncMu.Unlock()
-	// A cut with no append in flight: every reserved byte is written.
+	cut, dirty, ends, err := bs.cut()
+	if err == nil {
+		err = bs.commit(cut, ends)
+	}
+	if err != nil { // the next Sync tries these packs again
+		bs.appMu.Lock()
+		for id := range dirty {
+			bs.dirty[id] = true
+		}
+		bs.appMu.Unlock()
+		return err
+	}
+	bs.pendMu.Lock()
+	for k, l := range cut {
+		if bs.pending[k] == l {
+			delete(bs.pending, k)
+		}
+	}
+	bs.pendMu.Unlock()
+	return nil
+}
+
+// cut takes, with no append in flight (so every reserved byte is
+// written), the blocks pending, the packs appended to since the last
+// Sync and how long those are.
+func (bs *blockstore) cut() (map[string]loc, map[uint32]bool, map[uint32]int64, error) {
 	bs.mu.Lock()
+	defer bs.mu.Unlock()
 	bs.pendMu.Lock()
 	cut := make(map[string]loc, len(bs.pending))
 	for k, l := range bs.pending {
@@ -591,39 +548,32 @@ func (bs *blockstore) Sync() error {
 	bs.dirty = map[uint32]bool{}
 	bs.appMu.Unlock()
 	ends := map[uint32]int64{}
-	var err error
 	for id := range dirty {
 		if f, ok := bs.packs.Load(id); ok {
-			var info os.FileInfo
-			if info, err = f.(*os.File).Stat(); err != nil {
-				break
+			info, err := f.(*os.File).Stat()
+			if err != nil {
+				return nil, dirty, nil, fmt.Errorf("sync packs: %w", err)
 			}
 			ends[id] = info.Size()
 		}
 	}
-	bs.mu.Unlock()
+	return cut, dirty, ends, nil
+}
 
-	defer func() {
-		if err != nil { // the next Sync tries them again
-			bs.appMu.Lock()
-			for id := range dirty {
-				bs.dirty[id] = true
-			}
-			bs.appMu.Unlock()
-		}
-	}()
+// commit makes the packs durable up to ends, then indexes cut and
+// records the ends, in one transaction.
+func (bs *blockstore) commit(cut map[string]loc, ends map[uint32]int64) error {
 	for id := range ends {
-		if f, ok := bs.packs.Load(id); ok && err == nil {
-			err = unix.Fdatasync(int(f.(*os.File).Fd()))
+		if f, ok := bs.packs.Load(id); ok {
+			if err := unix.Fdatasync(int(f.(*os.File).Fd())); err != nil {
+				return fmt.Errorf("sync packs: %w", err)
+			}
 		}
-	}
-	if err != nil {
-		return fmt.Errorf("sync packs: %w", err)
 	}
 	if len(cut) == 0 && len(ends) == 0 {
 		return nil
 	}
-	err = bs.db.Update(func(tx *bolt.Tx) error {
+	err := bs.db.Update(func(tx *bolt.Tx) error {
 		idx, pb := tx.Bucket(indexBucket), tx.Bucket(packBucket)
 		for k, l := range cut {
 			if err := idx.Put([]byte(k), l.bytes()); err != nil {
@@ -640,13 +590,6 @@ func (bs *blockstore) Sync() error {
 	if err != nil {
 		return fmt.Errorf("index blocks: %w", err)
 	}
-	bs.pendMu.Lock()
-	for k, l := range cut {
-		if bs.pending[k] == l {
-			delete(bs.pending, k)
-		}
-	}
-	bs.pendMu.Unlock()
 	return nil
 }
 

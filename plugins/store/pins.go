@@ -30,20 +30,32 @@ type pinDB struct{ db *bolt.DB }
 var pinBucket = []byte("pins")
 
 func openPins(dir string) (*pinDB, error) {
-	path := filepath.Join(dir, "pins.db")
+	db, err := openDB(filepath.Join(dir, "pins.db"), pinBucket)
+	if err != nil {
+		return nil, err
+	}
+	return &pinDB{db: db}, nil
+}
+
+// openDB opens a bbolt file with the buckets given.
+func openDB(path string, buckets ...[]byte) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(pinBucket)
-		return err
+		for _, b := range buckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &pinDB{db: db}, nil
+	return db, nil
 }
 
 func (p *pinDB) Close() error { return p.db.Close() }
