@@ -613,9 +613,27 @@ func findInPacks(t *testing.T, n *testnet.Node, want []byte) (string, int64) {
 	return "", 0
 }
 
+// flipInPack flips a byte in the middle of the block with data leaf in
+// n's packs, as rot would.
+func flipInPack(t *testing.T, n *testnet.Node, leaf []byte) {
+	t.Helper()
+	pack, at := findInPacks(t, n, leaf)
+	if pack == "" {
+		t.Fatal("the leaf is not in the node's packs")
+	}
+	f, err := os.OpenFile(pack, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{leaf[len(leaf)/2] ^ 0xff}, at+int64(len(leaf)/2)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestStoreRepairsCorruptBlock: a block damaged on disk is caught on
 // read, kept aside, and fetched again from a neighbour; the reader gets
-// the right bytes.
+// the right bytes. One nobody reads is caught by vecino store verify.
 func TestStoreRepairsCorruptBlock(t *testing.T) {
 	a := storeNode(t, "corrupt-a", storeConf)
 	b := storeNode(t, "corrupt-b", storeConf, a.TCPAddr())
@@ -627,16 +645,7 @@ func TestStoreRepairsCorruptBlock(t *testing.T) {
 
 	// Flip a byte in the middle of the first 256 KiB leaf, in a's pack.
 	leaf := data[:256<<10]
-	pack, at := findInPacks(t, a, leaf)
-	if pack == "" {
-		t.Fatal("the first leaf is not in a's packs")
-	}
-	f, err := os.OpenFile(pack, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt([]byte{leaf[len(leaf)/2] ^ 0xff}, at+int64(len(leaf)/2))
-	f.Close()
+	flipInPack(t, a, leaf)
 
 	_, got, err := a.Do("GET", "/api/v1/plugins/store/cat/"+c, nil, false)
 	if err != nil || !bytes.Equal(got, data) {
@@ -654,6 +663,28 @@ func TestStoreRepairsCorruptBlock(t *testing.T) {
 	if err != nil || len(bad) != len(leaf) || bytes.Equal(bad, leaf) {
 		t.Errorf("the bad copy was not kept aside (err %v, %d bytes)", err, len(bad))
 	}
+
+	// Rot in a block nobody reads is found by verify, and repaired too.
+	leaf = data[256<<10 : 512<<10]
+	flipInPack(t, a, leaf)
+	out := vecinoCLI(t, a, true, "store", "verify")
+	if !strings.Contains(out, "verified 9 blocks") || !strings.Contains(out, ": 1 corrupt") {
+		t.Errorf("vecino store verify said: %s", out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for p, _ := findInPacks(t, a, leaf); p == ""; p, _ = findInPacks(t, a, leaf) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the block verify found corrupt was not fetched again: %v", storeStatus(t, a))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := storeStatus(t, a); st["corrupt_blocks"] != 2 || st["verify_runs"] != 1 {
+		t.Errorf("after verify: corrupt_blocks %v (want 2), verify_runs %v (want 1)", st["corrupt_blocks"], st["verify_runs"])
+	}
+	if out := vecinoCLI(t, a, true, "store", "verify"); !strings.Contains(out, ": 0 corrupt") {
+		t.Errorf("a second verify said: %s", out)
+	}
+
 	// A bad CID gets a clear error, and the plugin keeps serving.
 	code, body, _ := a.Do("GET", "/api/v1/plugins/store/cat/not-a-cid", nil, false)
 	if code != 400 || !strings.Contains(string(body), `CID \"not-a-cid\"`) {

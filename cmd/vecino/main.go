@@ -50,6 +50,7 @@ commands:
   store ls                            pins, with the nodes holding each
   store stat CID                      type, size, blocks here, holders
   store gc                            delete blocks no pin needs
+  store verify                        read back and check every block held here
 
 flags:
 `

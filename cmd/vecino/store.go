@@ -33,7 +33,7 @@ type storePin struct {
 
 func (c *client) store(args []string) error {
 	if len(args) == 0 {
-		return errors.New("store: say add, get, cat, pin, unpin, ls, stat or gc")
+		return errors.New("store: say add, get, cat, pin, unpin, ls, stat, gc or verify")
 	}
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("store "+cmd, flag.ExitOnError)
@@ -51,6 +51,8 @@ func (c *client) store(args []string) error {
 	switch cmd {
 	case "ls", "list":
 		return c.storeList()
+	case "verify":
+		return c.storeVerify()
 	case "gc":
 		var res map[string]int64
 		if _, err := c.do("POST", storeAPI+"/gc", nil, "", &res); err != nil {
@@ -300,6 +302,43 @@ func (c *client) storePin(id string, factor int) error {
 	if factor > 0 {
 		path += fmt.Sprintf("?replication=%d", factor)
 	}
+	var last struct {
+		Pin *storePin `json:"pin"`
+	}
+	if err := c.progressLines(path, "pin "+id, &last, func() bool { return last.Pin != nil }); err != nil {
+		return err
+	}
+	p := last.Pin
+	fmt.Printf("pinned %s (%d blocks, %s, replication %d)\n", p.CID, p.Blocks, humanBytes(float64(p.Size)), p.Replication)
+	return nil
+}
+
+// storeVerify has the node read back and check every block it holds.
+func (c *client) storeVerify() error {
+	var last struct {
+		Verified *struct {
+			Blocks  int   `json:"blocks"`
+			Bytes   int64 `json:"bytes"`
+			Corrupt int   `json:"corrupt"`
+		} `json:"verified"`
+	}
+	if err := c.progressLines(storeAPI+"/verify", "verify", &last, func() bool { return last.Verified != nil }); err != nil {
+		return err
+	}
+	v := last.Verified
+	fmt.Printf("verified %d blocks, %s: %d corrupt", v.Blocks, humanBytes(float64(v.Bytes)), v.Corrupt)
+	if v.Corrupt > 0 {
+		fmt.Print(" (kept aside and fetched again from neighbours; see repaired_blocks in vecino status)")
+	}
+	fmt.Println()
+	return nil
+}
+
+// progressLines POSTs to path and reads its NDJSON answer: progress lines
+// ({"blocks", "bytes"}) go to stderr, an error line ends it with that
+// error, and every line is decoded into last too, until done says it held
+// the answer.
+func (c *client) progressLines(path, what string, last any, done func() bool) error {
 	resp, err := c.send("POST", path, nil, "", 0)
 	if err != nil {
 		return err
@@ -308,25 +347,25 @@ func (c *client) storePin(id string, factor int) error {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		var line struct {
-			Blocks int       `json:"blocks"`
-			Bytes  int64     `json:"bytes"`
-			Error  string    `json:"error"`
-			Pin    *storePin `json:"pin"`
+			Blocks int    `json:"blocks"`
+			Bytes  int64  `json:"bytes"`
+			Error  string `json:"error"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			return fmt.Errorf("pin %s: bad answer: %w", id, err)
+			return fmt.Errorf("%s: bad answer: %w", what, err)
 		}
-		switch {
-		case line.Error != "":
+		if line.Error != "" {
 			return errors.New(line.Error)
-		case line.Pin != nil:
-			fmt.Printf("pinned %s (%d blocks, %s, replication %d)\n", line.Pin.CID, line.Pin.Blocks, humanBytes(float64(line.Pin.Size)), line.Pin.Replication)
-			return nil
-		default:
-			fmt.Fprintf(os.Stderr, "%d blocks, %s\n", line.Blocks, humanBytes(float64(line.Bytes)))
 		}
+		if err := json.Unmarshal(sc.Bytes(), last); err != nil {
+			return fmt.Errorf("%s: bad answer: %w", what, err)
+		}
+		if done() {
+			return nil
+		}
+		fmt.Fprintf(os.Stderr, "%d blocks, %s\n", line.Blocks, humanBytes(float64(line.Bytes)))
 	}
-	return fmt.Errorf("pin %s: answer ended early: %v", id, sc.Err())
+	return fmt.Errorf("%s: answer ended early: %v", what, sc.Err())
 }
 
 func (c *client) storeList() error {

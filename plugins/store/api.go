@@ -32,6 +32,7 @@ import (
 //	GET    /pins                       every pin, with its live holders
 //	GET    /stat/CID                   type, size, blocks here, pin, holders
 //	POST   /gc                         delete blocks no pin needs
+//	POST   /verify                     read back and check every block; NDJSON progress
 //	GET    /providers/CID              the nodes announcing CID on the DHT
 //	GET    /                           a page for all of the above
 func (s *store) HTTPHandler() http.Handler {
@@ -45,6 +46,7 @@ func (s *store) HTTPHandler() http.Handler {
 	mux.HandleFunc("GET /pins", s.apiPins)
 	mux.HandleFunc("GET /stat/{cid}", s.apiStat)
 	mux.HandleFunc("POST /gc", s.apiGC)
+	mux.HandleFunc("POST /verify", s.apiVerify)
 	mux.HandleFunc("GET /providers/{cid}", s.apiProviders)
 	return mux
 }
@@ -177,19 +179,39 @@ func (s *store) apiPin(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	enc := json.NewEncoder(w)
-	rc := http.NewResponseController(w)
-	report := func(n int, size int64) {
-		enc.Encode(map[string]any{"blocks": n, "bytes": size})
-		rc.Flush()
-	}
+	enc, report := progressLines(w)
 	p, err := s.pin(r.Context(), c, s.bit.newSession(s.cfg.FetchTimeout), report, pin{Name: r.URL.Query().Get("name"), Factor: factor})
 	if err != nil {
 		enc.Encode(map[string]string{"error": err.Error()})
 		return
 	}
 	enc.Encode(map[string]any{"pin": p})
+}
+
+// progressLines starts an NDJSON answer: report writes a progress line
+// {"blocks", "bytes"} and flushes it; enc writes the last line.
+func progressLines(w http.ResponseWriter) (*json.Encoder, progress) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	rc := http.NewResponseController(w)
+	return enc, func(n int, size int64) {
+		enc.Encode(map[string]any{"blocks": n, "bytes": size})
+		rc.Flush()
+	}
+}
+
+// apiVerify reads every block back and checks it, writing a progress line
+// every 256 blocks and then {"verified": {"blocks", "bytes", "corrupt"}}
+// (or the error). Corrupt blocks are fetched again from neighbours, as on
+// any read; repaired_blocks on the status counts them.
+func (s *store) apiVerify(w http.ResponseWriter, r *http.Request) {
+	enc, report := progressLines(w)
+	res, err := s.verify(r.Context(), nil, report)
+	if err != nil {
+		enc.Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	enc.Encode(map[string]any{"verified": res})
 }
 
 func (s *store) apiUnpin(w http.ResponseWriter, r *http.Request) {

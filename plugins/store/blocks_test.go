@@ -128,6 +128,25 @@ func TestBlockstoreRecoversAfterCrash(t *testing.T) {
 	wantBlocks(t, bs, append(synced, append(unsynced, torn)...), nil)
 }
 
+// rot flips the byte at offset at of b's data where bs keeps it.
+func rot(t *testing.T, bs *blockstore, b blocks.Block, at int64) {
+	t.Helper()
+	l, ok := bs.lookup(b.Cid())
+	f, err := os.OpenFile(bs.packPath(l.pack), os.O_RDWR, 0)
+	if !ok || err != nil {
+		t.Fatalf("block %s: %v", b.Cid(), err)
+	}
+	defer f.Close()
+	f.WriteAt([]byte{b.RawData()[at] ^ 1}, l.off+at)
+}
+
+// watchCorrupt collects the blocks bs reports corrupt.
+func watchCorrupt(bs *blockstore) *[]cid.Cid {
+	var reported []cid.Cid
+	bs.onCrpt = func(c cid.Cid) { reported = append(reported, c) }
+	return &reported
+}
+
 // A flipped byte is caught on read: the block leaves the index, a copy
 // goes aside, the store reports it, and the block can be stored again.
 func TestBlockstoreCorruptBlock(t *testing.T) {
@@ -137,19 +156,15 @@ func TestBlockstoreCorruptBlock(t *testing.T) {
 	bl := testBlocks(t, 0, 3, 64<<10)
 	putAll(t, bs, bl)
 	bs.Sync()
-	var reported []cid.Cid
-	bs.onCrpt = func(c cid.Cid) { reported = append(reported, c) }
-	l, _ := bs.lookup(bl[1].Cid())
-	f, _ := os.OpenFile(bs.packPath(l.pack), os.O_RDWR, 0)
-	f.WriteAt([]byte{bl[1].RawData()[100] ^ 1}, l.off+100)
-	f.Close()
+	reported := watchCorrupt(bs)
+	rot(t, bs, bl[1], 100)
 
 	var ce *corruptError
 	if _, err := bs.Get(bl[1].Cid()); !errors.As(err, &ce) {
 		t.Fatalf("Get of a corrupt block: %v", err)
 	}
-	if len(reported) != 1 || bs.bad.Load() != 1 {
-		t.Errorf("reported %v, counted %d", reported, bs.bad.Load())
+	if len(*reported) != 1 || bs.bad.Load() != 1 {
+		t.Errorf("reported %v, counted %d", *reported, bs.bad.Load())
 	}
 	kept, err := os.ReadFile(filepath.Join(dir, "corrupt", bl[1].Cid().String()))
 	if err != nil || len(kept) != 64<<10 || bytes.Equal(kept, bl[1].RawData()) {

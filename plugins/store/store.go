@@ -48,11 +48,17 @@ type settings struct {
 	// 0 leaves it to `vecino store gc`.
 	GCWatermark int           `toml:"gc_watermark"`
 	GCInterval  time.Duration `toml:"gc_interval"`
+	// VerifyInterval is how often every block is read back and checked
+	// against its hash, reading at most VerifyMiBps; 0 leaves it to
+	// `vecino store verify`.
+	VerifyInterval time.Duration `toml:"verify_interval"`
+	VerifyMiBps    int64         `toml:"verify_mib_per_s"`
 }
 
 func defaults() settings {
 	return settings{QuotaMiB: 10240, Replication: 3, Grace: 10 * time.Minute, AnnounceInterval: 30 * time.Second, FetchTimeout: 20 * time.Second, Bitswap: true,
-		Provide: true, ReprovideInterval: 12 * time.Hour, GCWatermark: 90, GCInterval: time.Minute}
+		Provide: true, ReprovideInterval: 12 * time.Hour, GCWatermark: 90, GCInterval: time.Minute,
+		VerifyInterval: 7 * 24 * time.Hour, VerifyMiBps: 32}
 }
 
 func (c settings) check() sdk.ConfigErrors {
@@ -80,6 +86,12 @@ func (c settings) check() sdk.ConfigErrors {
 	}
 	if c.GCInterval < time.Second {
 		bad("gc_interval", "must be at least 1s, not %s", c.GCInterval)
+	}
+	if c.VerifyInterval != 0 && c.VerifyInterval < time.Minute {
+		bad("verify_interval", "must be 0 (off) or at least 1m, not %s", c.VerifyInterval)
+	}
+	if c.VerifyMiBps < 1 {
+		bad("verify_mib_per_s", "must be at least 1, not %d", c.VerifyMiBps)
 	}
 	if c.ServeKiBps < 0 {
 		bad("serve_kib_per_s", "must be 0 (no cap) or more, not %d", c.ServeKiBps)
@@ -122,6 +134,9 @@ type store struct {
 	// fetch for get or cat, an add cut short) since the last collection.
 	garbage         atomic.Bool
 	gcRuns, gcFreed atomic.Int64
+	// verifies counts whole-store verifications; lastVerify is when the
+	// last began (Unix seconds).
+	verifies, lastVerify atomic.Int64
 }
 
 func (s *store) Info() sdk.Info {
@@ -177,6 +192,9 @@ func (s *store) Start(ctx context.Context) error {
 		s.garbage.Store(true) // what an earlier run left
 		go s.autoGC(s.ctx)
 	}
+	if s.cfg.VerifyInterval > 0 {
+		go s.autoVerify(s.ctx)
+	}
 	if err := s.bit.start(s.ctx); err != nil {
 		return err
 	}
@@ -221,9 +239,18 @@ func (s *store) Status(ctx context.Context) (sdk.Status, error) {
 			"wants_kept": s.bit.kept.size(), "kept_wants_served": s.bit.keptSent.Load(),
 			"replicas_refused": s.repl.refused.Load(), "replicas_taken": s.repl.taken.Load(), "replicas_trimmed": s.repl.trimmed.Load(),
 			"add_errors": s.addErrors.Load(), "gc_runs": s.gcRuns.Load(), "gc_freed_bytes": s.gcFreed.Load(),
+			"verify_runs": s.verifies.Load(), "last_verify": unixOrEmpty(s.lastVerify.Load()),
 			"dht_provided": s.prov.provided.Load(), "dht_provide_errors": s.prov.failed.Load(), "dht_holders_found": s.prov.found.Load(),
 		},
 	}, nil
+}
+
+// unixOrEmpty is t (Unix seconds) as RFC 3339, or "" for never.
+func unixOrEmpty(t int64) string {
+	if t == 0 {
+		return ""
+	}
+	return time.Unix(t, 0).UTC().Format(time.RFC3339)
 }
 
 // block reads c from disk; with a session, a block that is missing or
