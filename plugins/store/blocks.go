@@ -222,6 +222,10 @@ func (bs *blockstore) recover(id uint32, f *os.File, from int64) (int64, error) 
 		return 0, fmt.Errorf("pack %d: %w", id, err)
 	}
 	off := from
+	if off > info.Size() {
+		slog.Error("pack shorter than its index says: blocks past its end are lost", "pack", f.Name(), "bytes", info.Size(), "indexed", off)
+		off = info.Size() // appends go on from its end, with no hole
+	}
 	if off < info.Size() {
 		bs.dirty[id] = true
 	}
@@ -363,17 +367,22 @@ func (bs *blockstore) read(c cid.Cid, buf []byte) ([]byte, error) {
 		buf = make([]byte, l.n)
 	}
 	data := buf[:l.n]
+	// A pack gone, or shorter than the index says, lost the block: that
+	// is handled as rot is.
 	var err error
+	lost := true
 	if f, ok := bs.packs.Load(l.pack); ok {
-		_, err = f.(*os.File).ReadAt(data, l.off)
-	} else {
-		err = fmt.Errorf("pack %d is missing", l.pack)
+		if _, err = f.(*os.File).ReadAt(data, l.off); errors.Is(err, io.EOF) {
+			err = nil
+		} else {
+			lost = false
+		}
 	}
 	bs.mu.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("read block %s: %w", c, err)
 	}
-	if !hashMatches(c, data) {
+	if lost || !hashMatches(c, data) {
 		if !bs.quarantine(c, l, data) {
 			return nil, fmt.Errorf("%s: %w", c, errNotFound)
 		}

@@ -293,3 +293,39 @@ func TestBlockstoreConcurrentPuts(t *testing.T) {
 		t.Errorf("reopened store counts %d blocks, want %d", bs.count.Load(), len(bl))
 	}
 }
+
+// A pack cut short or gone (a disk fault, a slip by hand) loses its
+// blocks, and each is reported corrupt when read, to be fetched again;
+// the rest of the store goes on, and so do appends.
+func TestBlockstoreLostPack(t *testing.T) {
+	dir := t.TempDir()
+	bs := openTestStore(t, dir)
+	bl := testBlocks(t, 0, 9, 256<<10) // 3 a pack
+	putAll(t, bs, bl)
+	bs.Sync()
+	bs.Close()
+	os.Remove(filepath.Join(dir, "packs", "00000001.pack"))
+	last := filepath.Join(dir, "packs", "00000003.pack")
+	info, _ := os.Stat(last)
+	os.Truncate(last, info.Size()-1000)
+
+	bs = openTestStore(t, dir)
+	reported := watchCorrupt(bs)
+	lost := append(append([]blocks.Block{}, bl[:3]...), bl[8])
+	for _, b := range lost {
+		var ce *corruptError
+		if _, err := bs.Get(b.Cid()); !errors.As(err, &ce) {
+			t.Errorf("block %s of a lost pack: %v", b.Cid(), err)
+		}
+	}
+	if len(*reported) != 4 {
+		t.Errorf("%d blocks reported, want 4", len(*reported))
+	}
+	wantBlocks(t, bs, bl[3:8], lost)
+	putAll(t, bs, lost)
+	bs.Sync()
+	bs.Close()
+	bs = openTestStore(t, dir)
+	defer bs.Close()
+	wantBlocks(t, bs, bl, nil)
+}
