@@ -54,6 +54,16 @@ func Binaries(t testing.TB) string {
 	return buildDir
 }
 
+// Main runs a package's tests, then removes what Binaries built (187 MB
+// a run, which piled up in the temp folder). Call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
 func moduleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {

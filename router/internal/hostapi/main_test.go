@@ -1,0 +1,9 @@
+package hostapi_test
+
+import (
+	"testing"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+func TestMain(m *testing.M) { testnet.Main(m) }
