@@ -453,18 +453,28 @@ func (bs *blockstore) put(b blocks.Block, quota bool) error {
 		bs.used.Add(n)
 		bs.count.Add(1)
 	}
-	if flush && bs.syncing.CompareAndSwap(false, true) {
-		go func() {
-			defer bs.syncing.Store(false)
-			if err := bs.Sync(); err != nil {
-				slog.Error("sync blocks", "err", err)
-			}
-		}()
+	if flush {
+		bs.syncSoon()
 	}
 	if bs.onPut != nil {
 		bs.onPut(b)
 	}
 	return nil
+}
+
+// syncSoon starts a Sync in the background, unless one it started runs:
+// blocks appended outside an add or a pin (fetched to be read) get
+// indexed too, and a crash leaves little to read back.
+func (bs *blockstore) syncSoon() {
+	if !bs.syncing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer bs.syncing.Store(false)
+		if err := bs.Sync(); err != nil {
+			slog.Error("sync blocks", "err", err)
+		}
+	}()
 }
 
 // reserve sets aside size bytes at the end of the current pack, starting
