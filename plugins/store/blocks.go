@@ -134,11 +134,11 @@ func openBlockstore(dir string, quota int64) (*blockstore, error) {
 	}
 	bs.db = db
 	if err := bs.load(); err != nil {
-		bs.Close()
+		bs.closeFiles()
 		return nil, fmt.Errorf("open blocks in %s: %w", dir, err)
 	}
 	if err := bs.migrate(filepath.Join(dir, "blocks")); err != nil {
-		bs.Close()
+		bs.closeFiles()
 		return nil, err
 	}
 	return bs, nil
@@ -298,8 +298,14 @@ func hashMatches(c cid.Cid, data []byte) bool {
 	return err == nil && bytes.Equal(sum.Hash(), c.Hash())
 }
 
-// Close closes the packs and the index; call it once nothing else runs.
+// Close indexes what is pending, so that the next open has nothing to
+// read back, and closes the packs and the index; call it once nothing
+// else runs.
 func (bs *blockstore) Close() error {
+	return errors.Join(bs.Sync(), bs.closeFiles())
+}
+
+func (bs *blockstore) closeFiles() error {
 	bs.packs.Range(func(_, f any) bool {
 		f.(*os.File).Close()
 		return true

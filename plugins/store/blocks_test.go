@@ -113,7 +113,7 @@ func TestBlockstoreRecoversAfterCrash(t *testing.T) {
 	putAll(t, bs, unsynced)
 	torn := rawBlock(t, 200, 100<<10)
 	putAll(t, bs, []blocks.Block{torn})
-	bs.Close() // no Sync: as if killed
+	bs.closeFiles() // no Sync: as if killed
 	pack := filepath.Join(dir, "packs", "00000001.pack")
 	info, _ := os.Stat(pack)
 	os.Truncate(pack, info.Size()-1000)
