@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -161,6 +162,20 @@ func (bs *blockstore) load() error {
 	}
 	ids, err := bs.packIDs()
 	if err != nil {
+		return err
+	}
+	// A pack removed just before a crash may have left its row: a new
+	// pack of that number must not inherit its committed end.
+	if err := bs.db.Update(func(tx *bolt.Tx) error {
+		for id := range ends {
+			if !slices.Contains(ids, id) {
+				if err := tx.Bucket(packBucket).Delete(binary.BigEndian.AppendUint32(nil, id)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	for _, id := range ids {

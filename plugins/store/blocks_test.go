@@ -329,3 +329,27 @@ func TestBlockstoreLostPack(t *testing.T) {
 	defer bs.Close()
 	wantBlocks(t, bs, bl, nil)
 }
+
+// A pack removed by gc just before a crash leaves no committed end behind
+// for a new pack of the same number to inherit.
+func TestBlockstoreForgetsRemovedPacks(t *testing.T) {
+	dir := t.TempDir()
+	bs := openTestStore(t, dir)
+	bl := testBlocks(t, 0, 3, 256<<10) // pack 1
+	putAll(t, bs, bl)
+	bs.Sync()
+	bs.closeFiles()
+	os.Remove(filepath.Join(dir, "packs", "00000001.pack")) // its row stays, as after a crash
+
+	bs = openTestStore(t, dir)
+	fresh := testBlocks(t, 10, 2, 100<<10) // into a new pack 1
+	putAll(t, bs, fresh)
+	bs.closeFiles() // crash before any Sync
+	bs = openTestStore(t, dir)
+	defer bs.Close()
+	for _, b := range fresh {
+		if !bs.Has(b.Cid()) {
+			t.Errorf("block %s, appended to the new pack 1 before a crash, was not recovered", b.Cid())
+		}
+	}
+}
