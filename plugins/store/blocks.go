@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -639,23 +640,29 @@ func (bs *blockstore) commit(cut map[string]loc, ends map[uint32]int64) error {
 func (bs *blockstore) drop(cs []cid.Cid, match func(loc) bool) int {
 	bs.syncMu.Lock() // a Sync in progress would put them back
 	defer bs.syncMu.Unlock()
-	var gone []loc
+	type dropped struct {
+		key       string
+		pend, idx *loc // where it was, pending and indexed
+	}
+	var gone []dropped
 	err := bs.db.Update(func(tx *bolt.Tx) error {
 		gone = gone[:0]
 		idx := tx.Bucket(indexBucket)
 		bs.pendMu.Lock()
 		defer bs.pendMu.Unlock()
 		for _, c := range cs {
-			k := c.Bytes()
-			if l, ok := bs.pending[string(k)]; ok && (match == nil || match(l)) {
-				delete(bs.pending, string(k))
-				gone = append(gone, l)
+			d := dropped{key: string(c.Bytes())}
+			if l, ok := bs.pending[d.key]; ok && (match == nil || match(l)) {
+				d.pend = &l
 			}
-			if l, ok := parseLoc(idx.Get(k)); ok && (match == nil || match(l)) {
-				if err := idx.Delete(k); err != nil {
+			if l, ok := parseLoc(idx.Get(c.Bytes())); ok && (match == nil || match(l)) {
+				if err := idx.Delete(c.Bytes()); err != nil {
 					return err
 				}
-				gone = append(gone, l)
+				d.idx = &l
+			}
+			if d.pend != nil || d.idx != nil {
+				gone = append(gone, d)
 			}
 		}
 		return nil
@@ -664,9 +671,20 @@ func (bs *blockstore) drop(cs []cid.Cid, match func(loc) bool) int {
 		slog.Error("drop blocks from the index", "err", err)
 		return 0
 	}
-	for _, l := range gone {
-		bs.punch(l)
-		bs.used.Add(-int64(l.n))
+	bs.pendMu.Lock() // now that the index agrees
+	for _, d := range gone {
+		if d.pend != nil && bs.pending[d.key] == *d.pend {
+			delete(bs.pending, d.key)
+		}
+	}
+	bs.pendMu.Unlock()
+	for _, d := range gone {
+		for _, l := range []*loc{d.pend, d.idx} {
+			if l != nil {
+				bs.punch(*l)
+			}
+		}
+		bs.used.Add(-int64(cmp.Or(d.pend, d.idx).n))
 		bs.count.Add(-1)
 	}
 	return len(gone)
