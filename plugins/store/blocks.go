@@ -718,7 +718,10 @@ func (bs *blockstore) keepOnly(keep func(cid.Cid) bool) (int, int64, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("list blocks: %w", err)
 	}
-	n := bs.drop(victims, nil)
+	var n int
+	for chunk := range slices.Chunk(victims, 4096) { // transactions of a bounded size
+		n += bs.drop(chunk, nil)
+	}
 	ids, err := bs.packIDs()
 	if err != nil {
 		return n, freed, err
