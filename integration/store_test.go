@@ -387,7 +387,8 @@ func waitHolders(t testing.TB, nodes []*testnet.Node, c string, want int, within
 // TestStoreReplicatesAndRepairs: five nodes, replication 3. After a pin,
 // three nodes hold every block; when one holder stops, another takes a
 // copy once the grace period is over; every remaining node can get it.
-// A node refuses, with a clear error, to pin beyond its quota.
+// A node refuses, with a clear error, to pin beyond its quota. When the
+// origin unpins, every copy goes, including one on a node away just then.
 func TestStoreReplicatesAndRepairs(t *testing.T) {
 	var nodes []*testnet.Node
 	var boot []string
@@ -459,8 +460,19 @@ func TestStoreReplicatesAndRepairs(t *testing.T) {
 	if hs := holders(t, []*testnet.Node{small}, c); len(hs) != 0 {
 		t.Errorf("the small node holds the pin it had no room for")
 	}
-	// The origin's user unpins: the copies it asked for go too.
+	// The origin's user unpins: the copies it asked for go too, and a
+	// holder that was away then drops its copy when it is back.
+	away := hs[len(hs)-1]
+	nodes[away].Stop()
+	all[away] = nil
 	vecinoCLI(t, nodes[0], true, "store", "unpin", c)
+	waitHolders(t, all, c, 0, 15*time.Second)
+	// Away for longer than gossipsub keeps a message to gossip about (5
+	// heartbeats of 1 s): the unpin itself never reaches it.
+	time.Sleep(6 * time.Second)
+	nodes[away].Restart()
+	nodes[away].WaitPlugin("store", 30*time.Second, testnet.Running)
+	all[away] = nodes[away]
 	waitHolders(t, all, c, 0, 15*time.Second)
 }
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -27,10 +28,15 @@ type pin struct {
 // transaction, so pins survive a kill -9 and a power cut.
 type pinDB struct{ db *bolt.DB }
 
-var pinBucket = []byte("pins")
+var (
+	pinBucket = []byte("pins")
+	// unpinnedBucket holds root -> when this node's user unpinned it
+	// (Unix seconds), for the announcements that tell replicas.
+	unpinnedBucket = []byte("unpinned")
+)
 
 func openPins(dir string) (*pinDB, error) {
-	db, err := openDB(filepath.Join(dir, "pins.db"), pinBucket)
+	db, err := openDB(filepath.Join(dir, "pins.db"), pinBucket, unpinnedBucket)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +75,55 @@ func (p *pinDB) Put(pn pin) error {
 	if err != nil {
 		return err
 	}
-	return p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(pinBucket).Put(c.Bytes(), v) })
+	return p.db.Update(func(tx *bolt.Tx) error {
+		if pn.Origin == "" { // pinned again by the user: no longer unpinned
+			if err := tx.Bucket(unpinnedBucket).Delete(c.Bytes()); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(pinBucket).Put(c.Bytes(), v)
+	})
+}
+
+// Unpin deletes the user's pin of c and remembers when, so that
+// announcements tell the replicas for a while.
+func (p *pinDB) Unpin(c cid.Cid, at time.Time) error {
+	return p.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(pinBucket).Delete(c.Bytes()); err != nil {
+			return err
+		}
+		return tx.Bucket(unpinnedBucket).Put(c.Bytes(), binary.BigEndian.AppendUint64(nil, uint64(at.Unix())))
+	})
+}
+
+// Unpinned lists the roots the user unpinned since then, and forgets
+// older ones.
+func (p *pinDB) Unpinned(since time.Time) ([]string, error) {
+	var out []string
+	var old [][]byte
+	err := p.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(unpinnedBucket).ForEach(func(k, v []byte) error {
+			c, err := cid.Cast(k)
+			switch {
+			case err != nil || len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < since.Unix():
+				old = append(old, k)
+			default:
+				out = append(out, c.String())
+			}
+			return nil
+		})
+	})
+	if err == nil && len(old) > 0 {
+		err = p.db.Update(func(tx *bolt.Tx) error {
+			for _, k := range old {
+				if err := tx.Bucket(unpinnedBucket).Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return out, err
 }
 
 func (p *pinDB) Get(c cid.Cid) (pin, bool) {

@@ -29,6 +29,9 @@ const (
 	// askBackoff is how long a node that refused or failed is not asked
 	// again for the same DAG.
 	askBackoff = time.Minute
+	// unpinnedFor is how long a node's announcements list what its user
+	// unpinned.
+	unpinnedFor = 7 * 24 * time.Hour
 	// replicateTimeout bounds how long a holder may take to copy a DAG.
 	replicateTimeout = 30 * time.Minute
 )
@@ -37,10 +40,14 @@ const (
 // (signed by gossipsub with its peer key), or once when its user unpins a
 // replicated DAG.
 type announcement struct {
-	Free   int64  `json:"free"`
-	Pins   []held `json:"pins,omitempty"`
-	Unpin  string `json:"unpin,omitempty"`
-	Origin string `json:"-"`
+	Free  int64  `json:"free"`
+	Pins  []held `json:"pins,omitempty"`
+	Unpin string `json:"unpin,omitempty"`
+	// Unpinned lists the roots this node's user unpinned in the last
+	// unpinnedFor, so that replicas which missed the unpin (offline then,
+	// or made by a repair that had not heard) drop theirs too.
+	Unpinned []string `json:"unpinned,omitempty"`
+	Origin   string   `json:"-"`
 }
 
 type held struct {
@@ -142,6 +149,9 @@ func (r *replicator) round(ctx context.Context) {
 		return
 	}
 	a := announcement{Free: r.free()}
+	if a.Unpinned, err = r.s.pins.Unpinned(time.Now().Add(-unpinnedFor)); err != nil {
+		slog.Error("list unpinned roots", "err", err)
+	}
 	for _, p := range pins {
 		if p.Factor > 1 {
 			a.Pins = append(a.Pins, held{Root: p.Root, Factor: p.Factor, Size: p.Size})
@@ -208,17 +218,17 @@ func (r *replicator) heard(ctx context.Context, from string, a announcement) {
 		}
 	}
 	r.mu.Unlock()
-	if a.Unpin == "" {
-		return
-	}
 	// Only the node whose user pinned a DAG may drop its replicas.
-	c, err := cid.Decode(a.Unpin)
-	if err != nil {
-		return
-	}
-	if p, ok := r.s.pins.Get(c); ok && p.Origin == from {
-		if err := r.s.pins.Delete(c); err == nil {
-			slog.Info("replica dropped: its origin unpinned it", "cid", a.Unpin, "origin", from)
+	for _, root := range append(a.Unpinned, a.Unpin) {
+		c, err := cid.Decode(root)
+		if err != nil {
+			continue
+		}
+		if p, ok := r.s.pins.Get(c); ok && p.Origin == from {
+			if err := r.s.pins.Delete(c); err == nil {
+				r.s.garbage.Store(true)
+				slog.Info("replica dropped: its origin unpinned it", "cid", root, "origin", from)
+			}
 		}
 	}
 }

@@ -404,13 +404,15 @@ func (s *store) unpin(ctx context.Context, c cid.Cid) (pin, error) {
 	if !ok {
 		return pin{}, fmt.Errorf("%s: not pinned", c)
 	}
-	if err := s.pins.Delete(c); err != nil {
+	if p.Origin == "" && p.Factor > 1 {
+		if err := s.pins.Unpin(c, time.Now()); err != nil {
+			return pin{}, err
+		}
+		s.repl.announceUnpin(ctx, c)
+	} else if err := s.pins.Delete(c); err != nil {
 		return pin{}, err
 	}
 	s.garbage.Store(true)
-	if p.Origin == "" && p.Factor > 1 {
-		s.repl.announceUnpin(ctx, c)
-	}
 	return p, nil
 }
 
