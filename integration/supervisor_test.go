@@ -131,8 +131,13 @@ func TestSIGTERMToTheGroupLeavesStoppingToTheRouter(t *testing.T) {
 	pids := runningPluginPIDs(t, n)
 	n.StopGroup()
 	log := n.Log()
-	if got := strings.Count(log, "SIGTERM: waiting for the router"); got != 3 {
-		t.Errorf("%d plugins said they got SIGTERM, want 3: the signal did not reach them all", got)
+	// kill(-pgid) signals every process of the group at once, so one
+	// plugin saying it got SIGTERM shows the group got it. Not every one
+	// may say so: the router can stop a plugin, and it exit, before its
+	// handler's goroutine has logged (seen once in a fresh-clone check,
+	// 11 ms after the signal). That none died of it is checked below.
+	if got := strings.Count(log, "SIGTERM: waiting for the router"); got == 0 {
+		t.Error("no plugin said it got SIGTERM: the signal did not reach the group")
 	}
 	for _, bad := range []string{"signal: terminated", "level=ERROR", "stopping without the router"} {
 		if strings.Contains(log, bad) {
