@@ -35,7 +35,17 @@ func openTestStore(t *testing.T, dir string) *blockstore {
 		t.Fatal(err)
 	}
 	bs.packMax = 1 << 20
+	t.Cleanup(func() { bs.closeFiles() }) // closing twice is harmless
 	return bs
+}
+
+// reopen closes bs, as a clean stop does, and opens dir again.
+func reopen(t *testing.T, bs *blockstore, dir string) *blockstore {
+	t.Helper()
+	if err := bs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return openTestStore(t, dir)
 }
 
 func putAll(t *testing.T, bs *blockstore, bl []blocks.Block) {
@@ -95,7 +105,6 @@ func TestBlockstoreReopen(t *testing.T) {
 		t.Errorf("%d packs for 2.5 MiB at 1 MiB a pack", len(packs))
 	}
 	bs = openTestStore(t, dir)
-	defer bs.Close()
 	wantBlocks(t, bs, bl, nil)
 }
 
@@ -120,9 +129,7 @@ func TestBlockstoreRecoversAfterCrash(t *testing.T) {
 
 	bs = openTestStore(t, dir)
 	wantBlocks(t, bs, append(synced, unsynced...), []blocks.Block{torn})
-	bs.Close()
-	bs = openTestStore(t, dir) // what was recovered is in the index now
-	defer bs.Close()
+	bs = reopen(t, bs, dir) // what was recovered is in the index now
 	wantBlocks(t, bs, append(synced, unsynced...), []blocks.Block{torn})
 	putAll(t, bs, []blocks.Block{torn})
 	wantBlocks(t, bs, append(synced, append(unsynced, torn)...), nil)
@@ -152,7 +159,6 @@ func watchCorrupt(bs *blockstore) *[]cid.Cid {
 func TestBlockstoreCorruptBlock(t *testing.T) {
 	dir := t.TempDir()
 	bs := openTestStore(t, dir)
-	defer bs.Close()
 	bl := testBlocks(t, 0, 3, 64<<10)
 	putAll(t, bs, bl)
 	bs.Sync()
@@ -180,7 +186,6 @@ func TestBlockstoreCorruptBlock(t *testing.T) {
 func TestBlockstoreKeepOnly(t *testing.T) {
 	dir := t.TempDir()
 	bs := openTestStore(t, dir)
-	defer bs.Close()
 	bl := testBlocks(t, 0, 12, 256<<10) // 3 a pack: 4 packs
 	putAll(t, bs, bl)
 	keep := map[cid.Cid]bool{}
@@ -206,8 +211,7 @@ func TestBlockstoreKeepOnly(t *testing.T) {
 	if after := diskUse(t, dir); before-after < freed*9/10 {
 		t.Errorf("disk use went from %d to %d bytes; %d were freed", before, after, freed)
 	}
-	bs.Close()
-	bs = openTestStore(t, dir)
+	bs = reopen(t, bs, dir)
 	wantBlocks(t, bs, kept, dropped)
 }
 
@@ -245,7 +249,6 @@ func TestBlockstoreMigratesBlockFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bs.Close()
 	wantBlocks(t, bs, bl, []blocks.Block{rot})
 	if _, err := os.Stat(filepath.Join(dir, "blocks")); !os.IsNotExist(err) {
 		t.Errorf("the old block folder is still there: %v", err)
@@ -286,9 +289,7 @@ func TestBlockstoreConcurrentPuts(t *testing.T) {
 	}
 	bs.Sync()
 	wantBlocks(t, bs, bl, nil)
-	bs.Close()
-	bs = openTestStore(t, dir)
-	defer bs.Close()
+	bs = reopen(t, bs, dir)
 	if bs.count.Load() != int64(len(bl)) {
 		t.Errorf("reopened store counts %d blocks, want %d", bs.count.Load(), len(bl))
 	}
@@ -323,10 +324,7 @@ func TestBlockstoreLostPack(t *testing.T) {
 	}
 	wantBlocks(t, bs, bl[3:8], lost)
 	putAll(t, bs, lost)
-	bs.Sync()
-	bs.Close()
-	bs = openTestStore(t, dir)
-	defer bs.Close()
+	bs = reopen(t, bs, dir)
 	wantBlocks(t, bs, bl, nil)
 }
 
@@ -346,7 +344,6 @@ func TestBlockstoreForgetsRemovedPacks(t *testing.T) {
 	putAll(t, bs, fresh)
 	bs.closeFiles() // crash before any Sync
 	bs = openTestStore(t, dir)
-	defer bs.Close()
 	for _, b := range fresh {
 		if !bs.Has(b.Cid()) {
 			t.Errorf("block %s, appended to the new pack 1 before a crash, was not recovered", b.Cid())

@@ -16,7 +16,6 @@ import (
 // rotted; it is handled as on a read.
 func TestBlockstoreVerify(t *testing.T) {
 	bs := openTestStore(t, t.TempDir())
-	defer bs.Close()
 	bl := testBlocks(t, 0, 2000, 1<<10) // more than one batch of the index
 	putAll(t, bs, bl[:1990])
 	bs.Sync()
@@ -40,7 +39,6 @@ func TestBlockstoreVerify(t *testing.T) {
 func TestAutoVerifyKeepsItsClock(t *testing.T) {
 	dir := t.TempDir()
 	bs := openTestStore(t, dir)
-	defer bs.Close()
 	s := &store{bs: bs, env: sdk.Env{DataDir: dir}, cfg: defaults()}
 	s.cfg.VerifyInterval = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
