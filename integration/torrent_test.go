@@ -361,6 +361,13 @@ func (tr *transmission) seed(t testing.TB, tracker *tracker, name string, sizes 
 // it and points the node at Transmission.
 func addFromTransmission(t testing.TB, n *testnet.Node, tracker *tracker, tr *transmission, file []byte) torrentView {
 	t.Helper()
+	return addFromPeer(t, n, tracker, tr.peerPort, file)
+}
+
+// addFromPeer adds the .torrent to the node, lets the tracker serve it and
+// points the node at the client listening on loopback port.
+func addFromPeer(t testing.TB, n *testnet.Node, tracker *tracker, port int, file []byte) torrentView {
+	t.Helper()
 	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/torrents", file, true)
 	if err != nil || code != http.StatusCreated {
 		t.Fatalf("add: %d %v %s", code, err, body)
@@ -370,7 +377,7 @@ func addFromTransmission(t testing.TB, n *testnet.Node, tracker *tracker, tr *tr
 		t.Fatalf("add: %v: %s", err, body)
 	}
 	tracker.allow(t, v.InfoHash)
-	addPeer(t, n, v.InfoHash, tr.peerPort)
+	addPeer(t, n, v.InfoHash, port)
 	return v
 }
 
@@ -393,10 +400,19 @@ func makeTorrent(t testing.TB, tracker *tracker, dir string) []byte {
 // port, with DHT, local peer discovery, PEX and IPv6 off; it stops when the
 // download is complete.
 func aria2c(tfile, out string, port int, extra ...string) *exec.Cmd {
-	args := []string{"--dir=" + out, "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",
+	return aria2cCmd(tfile, out, port, append([]string{"--seed-time=0", "--bt-stop-timeout=120"}, extra...)...)
+}
+
+// aria2cSeed is an aria2c command that checks the files of tfile under dir
+// and seeds them until it is killed, with the same discovery kept off.
+func aria2cSeed(tfile, dir string, port int) *exec.Cmd {
+	return aria2cCmd(tfile, dir, port, "--check-integrity=true", "--seed-ratio=0.0")
+}
+
+func aria2cCmd(tfile, dir string, port int, extra ...string) *exec.Cmd {
+	args := []string{"--dir=" + dir, "--enable-dht=false", "--enable-dht6=false",
 		"--bt-enable-lpd=false", "--enable-peer-exchange=false", "--disable-ipv6=true",
-		fmt.Sprintf("--listen-port=%d", port), "--bt-stop-timeout=120", "--summary-interval=0",
-		"--console-log-level=warn"}
+		fmt.Sprintf("--listen-port=%d", port), "--summary-interval=0", "--console-log-level=warn"}
 	return exec.Command("aria2c", append(append(args, extra...), tfile)...)
 }
 
@@ -460,6 +476,41 @@ func TestAria2DownloadsFromVecino(t *testing.T) {
 	v, file, sums := seedFromVecino(t, n, tracker)
 	out, _ := aria2From(t, n, v.InfoHash, file, 3*time.Minute)
 	checkFiles(t, "aria2", out, sums)
+}
+
+// TestVecinoDownloadsFromAria2: aria2c seeds a multi-file torrent made by
+// transmission-create; Vecino, given the .torrent, downloads every file
+// whole from aria2c alone.
+func TestVecinoDownloadsFromAria2(t *testing.T) {
+	testnet.NeedTools(t, "opentracker", "aria2c", "transmission-create")
+	tracker := startTracker(t)
+	seedDir := t.TempDir()
+	sums := makeFiles(t, seedDir, album)
+	file := makeTorrent(t, tracker, filepath.Join(seedDir, "album"))
+	tfile := filepath.Join(t.TempDir(), "album.torrent")
+	if err := os.WriteFile(tfile, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := testnet.FreePort(t)
+	cmd := aria2cSeed(tfile, seedDir, port)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("aria2c output:\n%s", log.String())
+		}
+	})
+	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port)) // aria2c listens once its check is done
+
+	n := torrentNode(t)
+	v := addFromPeer(t, n, tracker, port, file)
+	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
+	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
 }
 
 // aria2From has aria2c download a torrent (its .torrent file) from n alone,
