@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/vecino/vecino/internal/testnet"
 )
@@ -368,6 +371,15 @@ func addFromTransmission(t testing.TB, n *testnet.Node, tracker *tracker, tr *tr
 // points the node at the client listening on loopback port.
 func addFromPeer(t testing.TB, n *testnet.Node, tracker *tracker, port int, file []byte) torrentView {
 	t.Helper()
+	v := addTorrent(t, n, file)
+	tracker.allow(t, v.InfoHash)
+	addPeer(t, n, v.InfoHash, port)
+	return v
+}
+
+// addTorrent adds a .torrent file or a magnet link to the node.
+func addTorrent(t testing.TB, n *testnet.Node, file []byte) torrentView {
+	t.Helper()
 	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/torrents", file, true)
 	if err != nil || code != http.StatusCreated {
 		t.Fatalf("add: %d %v %s", code, err, body)
@@ -376,8 +388,6 @@ func addFromPeer(t testing.TB, n *testnet.Node, tracker *tracker, port int, file
 	if err := json.Unmarshal(body, &v); err != nil {
 		t.Fatalf("add: %v: %s", err, body)
 	}
-	tracker.allow(t, v.InfoHash)
-	addPeer(t, n, v.InfoHash, port)
 	return v
 }
 
@@ -414,6 +424,24 @@ func aria2cCmd(tfile, dir string, port int, extra ...string) *exec.Cmd {
 		"--bt-enable-lpd=false", "--enable-peer-exchange=false", "--disable-ipv6=true",
 		fmt.Sprintf("--listen-port=%d", port), "--summary-interval=0", "--console-log-level=warn"}
 	return exec.Command("aria2c", append(append(args, extra...), tfile)...)
+}
+
+// waitMetadata polls until the only torrent, added as a magnet link, has
+// its metadata.
+func (tr *transmission) waitMetadata(timeout time.Duration) {
+	tr.t.Helper()
+	var last any
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		got := tr.call("torrent-get", map[string]any{"fields": []string{"metadataPercentComplete", "status"}})
+		if list, _ := got["torrents"].([]any); len(list) == 1 {
+			m := list[0].(map[string]any)
+			last = m
+			if m["metadataPercentComplete"] == 1.0 {
+				return
+			}
+		}
+	}
+	tr.t.Fatalf("transmission has no metadata within %s: %v", timeout, last)
 }
 
 // wait polls until the only torrent is complete (percentDone 1 and, with
@@ -466,6 +494,68 @@ func TestVecinoDownloadsFromTransmission(t *testing.T) {
 	v := addFromTransmission(t, n, tracker, tr, file)
 	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
 	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+}
+
+// TestMagnetLinksBothWays: a magnet link is all either side is given.
+// Vecino fetches the metadata (BEP 9) from transmission-daemon and then
+// the files; transmission-daemon fetches both from Vecino.
+func TestMagnetLinksBothWays(t *testing.T) {
+	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
+	magnet := func(ih, name string, tracker *tracker) string {
+		return fmt.Sprintf("magnet:?xt=urn:btih:%s&dn=%s&tr=%s", ih, name, url.QueryEscape(tracker.URL))
+	}
+	t.Run("from transmission", func(t *testing.T) {
+		tracker := startTracker(t)
+		tr := startTransmission(t)
+		sums, file := tr.seed(t, tracker, "album", album)
+		n := torrentNode(t)
+		v := addFromPeer(t, n, tracker, tr.peerPort, []byte(magnet(infoHash(t, file), "album", tracker)))
+		waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
+		checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+		if got := vecinoTorrent(t, n, v.InfoHash); got.Name != "album" || got.Size != int64(sumSizes(album)) {
+			t.Errorf("after the metadata came: %s, size %d", got, got.Size)
+		}
+	})
+	t.Run("to transmission", func(t *testing.T) {
+		tracker := startTracker(t)
+		n := torrentNode(t)
+		data := filepath.Join(n.State, "plugins", "torrent", "data")
+		sums := makeFiles(t, data, album)
+		file := makeTorrent(t, tracker, filepath.Join(data, "album"))
+		ih := infoHash(t, file)
+		tracker.allow(t, ih)
+		addTorrent(t, n, file)
+		waitVecino(t, n, ih, "seeding", time.Minute)
+		// Transmission is given the magnet link alone. It takes no peer
+		// on 127/8 from a tracker (a "martian" address to it), only
+		// connections that come in, so the node dials it; and once it has
+		// the metadata it restarts the torrent, dropping every connection,
+		// so the node dials it again then (off loopback, Transmission would
+		// dial the node itself).
+		tr := startTransmission(t)
+		tr.call("torrent-add", map[string]any{"filename": magnet(ih, "album", tracker), "download-dir": tr.dir})
+		addPeer(t, n, ih, tr.peerPort)
+		tr.waitMetadata(time.Minute)
+		addPeer(t, n, ih, tr.peerPort)
+		tr.wait(false, 2*time.Minute)
+		checkFiles(t, "transmission", tr.dir, sums)
+	})
+}
+
+func infoHash(t testing.TB, torrentFile []byte) string {
+	t.Helper()
+	mi, err := metainfo.Load(bytes.NewReader(torrentFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mi.HashInfoBytes().HexString()
+}
+
+func sumSizes(sizes map[string]int) (n int) {
+	for _, s := range sizes {
+		n += s
+	}
+	return n
 }
 
 // TestAria2DownloadsFromVecino: aria2c downloads what Vecino seeds.
