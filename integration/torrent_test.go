@@ -426,6 +426,14 @@ func aria2cCmd(tfile, dir string, port int, extra ...string) *exec.Cmd {
 	return exec.Command("aria2c", append(append(args, extra...), tfile)...)
 }
 
+// started reports whether the only torrent has data.
+func (tr *transmission) started() bool {
+	tr.t.Helper()
+	got := tr.call("torrent-get", map[string]any{"fields": []string{"percentDone"}})
+	list, _ := got["torrents"].([]any)
+	return len(list) == 1 && list[0].(map[string]any)["percentDone"] != 0.0
+}
+
 // waitMetadata polls until the only torrent, added as a magnet link, has
 // its metadata.
 func (tr *transmission) waitMetadata(timeout time.Duration) {
@@ -528,15 +536,21 @@ func TestMagnetLinksBothWays(t *testing.T) {
 		waitVecino(t, n, ih, "seeding", time.Minute)
 		// Transmission is given the magnet link alone. It takes no peer
 		// on 127/8 from a tracker (a "martian" address to it), only
-		// connections that come in, so the node dials it; and once it has
-		// the metadata it restarts the torrent, dropping every connection,
-		// so the node dials it again then (off loopback, Transmission would
-		// dial the node itself).
+		// connections that come in, so the node dials it. Once it has the
+		// metadata it restarts the torrent, dropping every connection and
+		// refusing new ones until it runs again, so the node dials it
+		// until data flows (off loopback, Transmission would dial the node
+		// itself).
 		tr := startTransmission(t)
 		tr.call("torrent-add", map[string]any{"filename": magnet(ih, "album", tracker), "download-dir": tr.dir})
 		addPeer(t, n, ih, tr.peerPort)
 		tr.waitMetadata(time.Minute)
-		addPeer(t, n, ih, tr.peerPort)
+		for deadline := time.Now().Add(time.Minute); !tr.started(); time.Sleep(3 * time.Second) {
+			if time.Now().After(deadline) {
+				t.Fatal("transmission got no data from the node in a minute")
+			}
+			addPeer(t, n, ih, tr.peerPort)
+		}
 		tr.wait(false, 2*time.Minute)
 		checkFiles(t, "transmission", tr.dir, sums)
 	})
@@ -574,15 +588,28 @@ func TestAria2DownloadsFromVecino(t *testing.T) {
 func TestVecinoDownloadsFromAria2(t *testing.T) {
 	testnet.NeedTools(t, "opentracker", "aria2c", "transmission-create")
 	tracker := startTracker(t)
-	seedDir := t.TempDir()
-	sums := makeFiles(t, seedDir, album)
-	file := makeTorrent(t, tracker, filepath.Join(seedDir, "album"))
-	tfile := filepath.Join(t.TempDir(), "album.torrent")
+	sums, file, port := seedWithAria2(t, tracker, "album", album)
+	n := torrentNode(t)
+	v := addFromPeer(t, n, tracker, port, file)
+	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
+	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+}
+
+// seedWithAria2 makes the files under a folder NAME, a .torrent of them
+// with transmission-create, and has aria2c check and seed them for the
+// length of the test; it returns the files' sums, the .torrent and
+// aria2c's port.
+func seedWithAria2(t testing.TB, tracker *tracker, name string, sizes map[string]int) (map[string]string, []byte, int) {
+	t.Helper()
+	dir := t.TempDir()
+	sums := makeFiles(t, dir, sizes)
+	file := makeTorrent(t, tracker, filepath.Join(dir, name))
+	tfile := filepath.Join(t.TempDir(), name+".torrent")
 	if err := os.WriteFile(tfile, file, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	port := testnet.FreePort(t)
-	cmd := aria2cSeed(tfile, seedDir, port)
+	cmd := aria2cSeed(tfile, dir, port)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
@@ -596,11 +623,7 @@ func TestVecinoDownloadsFromAria2(t *testing.T) {
 		}
 	})
 	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port)) // aria2c listens once its check is done
-
-	n := torrentNode(t)
-	v := addFromPeer(t, n, tracker, port, file)
-	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
-	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+	return sums, file, port
 }
 
 // aria2From has aria2c download a torrent (its .torrent file) from n alone,
