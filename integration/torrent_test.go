@@ -586,13 +586,21 @@ func TestAria2DownloadsFromVecino(t *testing.T) {
 // transmission-create; Vecino, given the .torrent, downloads every file
 // whole from aria2c alone.
 func TestVecinoDownloadsFromAria2(t *testing.T) {
+	n, _, sums, _ := albumFromAria2(t)
+	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+}
+
+// albumFromAria2 has a new node download album from aria2c alone and
+// returns the node, the torrent, the files' sums and aria2c's port.
+func albumFromAria2(t *testing.T) (*testnet.Node, torrentView, map[string]string, int) {
+	t.Helper()
 	testnet.NeedTools(t, "opentracker", "aria2c", "transmission-create")
 	tracker := startTracker(t)
 	sums, file, port := seedWithAria2(t, tracker, "album", album)
 	n := torrentNode(t)
 	v := addFromPeer(t, n, tracker, port, file)
 	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
-	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+	return n, v, sums, port
 }
 
 // seedWithAria2 makes the files under a folder NAME, a .torrent of them

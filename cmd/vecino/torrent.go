@@ -92,7 +92,7 @@ func (c *client) torrent(args []string) error {
 		return printFiles(out.Files)
 	case "start", "stop":
 		if len(rest) != 1 {
-			return fmt.Errorf("torrent %s INFOHASH (stop pauses a torrent; start resumes it, or has one a ratio or idle limit finished seed again)", cmd)
+			return fmt.Errorf("torrent %s INFOHASH (stop pauses a torrent; start resumes it, has one a ratio or idle limit finished seed again, or downloads anew one whose data went missing)", cmd)
 		}
 		var v torrentView
 		if _, err := c.do("POST", torrentAPI+"/torrents/"+rest[0]+"/"+cmd, nil, "", &v); err != nil {

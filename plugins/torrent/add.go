@@ -71,6 +71,7 @@ func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error))
 	}
 	it := &item{rec: rec, t: t}
 	s.torrents[rec.InfoHash] = it
+	s.watchData(it) // before the engine may fetch: the data's disk may be missing
 	it.applyState()
 	go func() {
 		select {
@@ -201,6 +202,14 @@ var errBusy = errors.New("busy")
 func (s *seedbox) start(ih string) (View, error) {
 	return s.change(ih, func(it *item) error {
 		switch {
+		case it.gone != "":
+			// The engine still counts the pieces it had: a verify finds
+			// them gone, and they are downloaded.
+			s.log.Info("data missing: downloading it anew, as asked", "torrent", it.rec.Name)
+			it.gone, it.rec.Had = "", 0
+			if _, err := s.verifyLocked(it.rec.InfoHash); err != nil {
+				return err
+			}
 		case it.rec.Paused:
 			it.rec.Paused = false
 			s.log.Info("resumed", "torrent", it.rec.Name)
@@ -273,6 +282,10 @@ func (s *seedbox) withInfoLocked(ih, why string) (*item, error) {
 func (s *seedbox) verify(ih string) (View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.verifyLocked(ih)
+}
+
+func (s *seedbox) verifyLocked(ih string) (View, error) {
 	it, err := s.withInfoLocked(ih, "no data to verify")
 	switch {
 	case err != nil:

@@ -44,6 +44,11 @@ type record struct {
 	// download.
 	Skip  []string `json:"skip,omitempty"`
 	Error string   `json:"error,omitempty"`
+	// Had is the most bytes of the wanted data seen here (until the user
+	// has the torrent downloaded anew). Data that was here and is gone
+	// whole (a disk not mounted) holds the torrent instead of downloading
+	// it all again.
+	Had int64 `json:"had,omitempty"`
 }
 
 type torrentList struct {
@@ -86,6 +91,9 @@ type item struct {
 	// diskFull is set while downloading is paused for want of space; it is
 	// the torrent's error until space is back.
 	diskFull string
+	// gone is set while the data that was here cannot be found; it is
+	// the torrent's error until the data is back or the user starts it.
+	gone string
 	// verifying is set while a verify asked for runs; verified counts the
 	// pieces it has hashed.
 	verifying bool
@@ -117,16 +125,16 @@ func (it *item) hasInfo() bool { return it.t.Info() != nil }
 
 // downloading reports whether the torrent is meant to be fetching data now:
 // its metadata is in, data of the files wanted is missing, and it is
-// neither queued, paused nor finished.
+// neither queued, paused, finished nor held for its data gone missing.
 func (it *item) downloading() bool {
-	return !it.queued && !it.rec.Paused && !it.rec.Finished && it.hasInfo() && it.missing() > 0
+	return !it.queued && !it.rec.Paused && !it.rec.Finished && it.gone == "" && it.hasInfo() && it.missing() > 0
 }
 
 // applyState tells the engine what the torrent may do now: download
 // unless it is queued, paused or out of disk space; upload unless it is
 // queued, paused or finished by a ratio or idle limit.
 func (it *item) applyState() {
-	held := it.queued || it.rec.Paused
+	held := it.queued || it.rec.Paused || it.gone != ""
 	if fetch := !held && it.diskFull == ""; fetch != it.fetching {
 		it.setFetching(fetch)
 	}
@@ -186,6 +194,9 @@ func (it *item) view() View {
 	switch {
 	case it.rec.Error != "":
 		v.State = "error"
+	case it.gone != "":
+		v.State = "error"
+		v.Error = it.gone
 	case it.diskFull != "":
 		v.State = "error"
 		v.Error = it.diskFull
@@ -335,12 +346,43 @@ func (s *seedbox) watchDisk() {
 	}
 }
 
+// watchData holds a torrent whose data was here and is now gone whole:
+// its file or folder is missing from the data folder, as when the disk
+// that holds it is not mounted. The engine would otherwise take every
+// piece as lost and download it all again, into whatever the data folder
+// now is. When the data is back it is verified, and the torrent goes on.
+func (s *seedbox) watchData(it *item) {
+	if !it.hasInfo() {
+		return
+	}
+	root := filepath.Join(s.cfg.DataDir, it.t.Info().BestName())
+	_, err := os.Stat(root)
+	missing := errors.Is(err, fs.ErrNotExist)
+	switch {
+	case it.gone != "" && !missing:
+		it.gone = ""
+		it.applyState()
+		s.log.Info("data back: verifying it", "torrent", it.rec.Name, "path", root)
+		if _, err := s.verifyLocked(it.rec.InfoHash); err != nil {
+			s.log.Warn("verify after the data came back", "torrent", it.rec.Name, "err", err)
+		}
+	case it.gone != "":
+	case !missing:
+		_, done := it.wanted()
+		it.rec.Had = max(it.rec.Had, done)
+	case it.rec.Had > 0:
+		it.gone = fmt.Sprintf("no data found at %s, where %d MiB of it was: is its disk mounted? Nothing is downloaded again until the data is back (it is then verified), or until you start the torrent to download it anew", root, it.rec.Had>>20)
+		it.applyState()
+		s.log.Error("data missing: torrent held", "torrent", it.rec.Name, "path", root, "had_mib", it.rec.Had>>20)
+	}
+}
+
 // schedule lets the oldest max_active torrents that are neither finished,
-// paused nor broken transfer, and queues the rest.
+// paused, broken nor missing their data transfer, and queues the rest.
 func (s *seedbox) schedule() {
 	var active []*item
 	for _, it := range s.torrents {
-		if it.rec.Finished || it.rec.Paused || it.rec.Error != "" {
+		if it.rec.Finished || it.rec.Paused || it.rec.Error != "" || it.gone != "" {
 			if it.queued { // out of the queue's reckoning
 				it.queued = false
 				it.applyState()

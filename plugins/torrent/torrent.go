@@ -281,6 +281,7 @@ func (s *seedbox) tick(ctx context.Context) {
 			it.sample(now)
 			s.applyLimits(it, now)
 			s.unstall(it, now)
+			s.watchData(it)
 		}
 		s.watchDisk()
 		s.schedule()
