@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -30,14 +31,16 @@ func natted(t *testing.T) host.Host {
 
 // TestDeviceBehindNATIsReachableThroughRelay: a device that cannot be dialled
 // reserves a slot on the node (circuit relay v2) and another peer reaches
-// it through the node. A circuit carries at most the configured data, and
-// the node grants at most the configured reservations per IP address,
-// refusing the next with an error the device sees.
+// it through the node. A circuit carries at most the configured data, a
+// peer is in at most the configured circuits at once, and the node grants
+// at most the configured reservations per IP address, refusing the next
+// with an error the device sees.
 func TestDeviceBehindNATIsReachableThroughRelay(t *testing.T) {
 	n := testnet.Start(t, testnet.Options{Name: "relay", Plugins: map[string]string{"chat": ""}, Network: `relay_service = true
 
 [network.relay]
 max_reservations_per_ip = 2
+max_circuits = 2
 circuit_data_kib = 512
 `})
 	ai, err := peer.AddrInfoFromString(n.TCPAddr())
@@ -97,6 +100,34 @@ circuit_data_kib = 512
 	}
 	if n, err := bulk(16); n >= 1<<20 || err == nil {
 		t.Fatalf("a megabyte through a circuit allowed 512 KiB: got %d bytes, %v", n, err)
+	}
+
+	// A peer takes part in at most max_circuits circuits at once (2 here;
+	// the megabyte above ended the first): a third friend is refused.
+	var friends []host.Host
+	for i := range 3 {
+		f := natted(t)
+		err := f.Connect(ctx, peer.AddrInfo{ID: phone.ID(), Addrs: []ma.Multiaddr{circuit}})
+		if i < 2 && err != nil {
+			t.Fatalf("circuit %d of 2 to the phone: %v", i+1, err)
+		}
+		if i == 2 && (err == nil || !strings.Contains(err.Error(), "RESOURCE_LIMIT_EXCEEDED")) {
+			t.Fatalf("a third circuit to the phone: %v, want RESOURCE_LIMIT_EXCEEDED", err)
+		}
+		friends = append(friends, f)
+	}
+	t.Logf("third circuit refused")
+	friends[0].Close() // a slot frees when a circuit ends
+	fourth := natted(t)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		fourth.Network().(*swarm.Swarm).Backoff().Clear(phone.ID()) // retry now
+		err := fourth.Connect(ctx, peer.AddrInfo{ID: phone.ID(), Addrs: []ma.Multiaddr{circuit}})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no circuit once one of the two ended: %v", err)
+		}
 	}
 
 	// Every peer here comes from 127.0.0.1: the second reservation is the
