@@ -52,6 +52,44 @@ func TestKilledPluginIsRestarted(t *testing.T) {
 	}
 }
 
+// TestHungPluginIsRestarted: a plugin that stops answering (here its
+// process is stopped with SIGSTOP, as a plugin stuck in a deadlock) fails
+// its health checks and is restarted, while the node and the other
+// plugin keep serving.
+func TestHungPluginIsRestarted(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": "", "store": ""}})
+	before := n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	if err := syscall.Kill(before.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(before.PID, syscall.SIGKILL) })
+	var after testnet.PluginStatus
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st, err := n.TryStatus()
+		if err != nil {
+			t.Fatalf("node stopped answering while the plugin hung: %v", err)
+		}
+		if after = st.Plugin("chat"); after.State == "running" && after.PID != before.PID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hung plugin not restarted within 30s: %+v\n%s", after, n.Log())
+		}
+	}
+	if after.Restarts != 1 || !strings.Contains(after.LastError, "health check") {
+		t.Errorf("restarts = %d, last_error = %q; want 1 and the failed health check", after.Restarts, after.LastError)
+	}
+	if err := syscall.Kill(before.PID, 0); err == nil {
+		t.Errorf("the hung process %d is still there", before.PID)
+	}
+	if code, body, _ := n.Do("GET", "/api/v1/plugins/chat/rooms", nil, false); code != http.StatusOK {
+		t.Errorf("restarted plugin does not serve: %d %s", code, body)
+	}
+	if store := n.Status().Plugin("store"); store.State != "running" || store.Restarts != 0 {
+		t.Errorf("the other plugin was disturbed: %+v", store)
+	}
+}
+
 // TestWrongAPIVersionIsRefused starts a plugin built for API version 2.
 func TestWrongAPIVersionIsRefused(t *testing.T) {
 	bin := testnet.Binaries(t)

@@ -236,6 +236,39 @@ func (e permanent) Unwrap() error { return e.error }
 
 var errRestartRequested = errors.New("restart requested")
 
+// unhealthy marks a plugin that failed its health checks: it may not
+// answer anything, so it is killed, not asked to stop.
+type unhealthy struct{ error }
+
+func (e unhealthy) Unwrap() error { return e.error }
+
+// killGrace bounds a plugin's clean exit. go-plugin's Kill first asks the
+// plugin to shut down and waits for the answer with no deadline; a hung
+// plugin never answers, and the supervisor would hang with it.
+const killGrace = 5 * time.Second
+
+// kill ends the plugin process: cleanly through go-plugin, unless it is
+// unhealthy or does not go within killGrace, when it gets SIGKILL.
+func kill(client *plugin.Client, cmd *exec.Cmd, err error) {
+	done := make(chan struct{})
+	go func() {
+		client.Kill()
+		close(done)
+	}()
+	grace := killGrace
+	if errors.As(err, new(unhealthy)) {
+		grace = 0
+	}
+	select {
+	case <-done:
+	case <-time.After(grace):
+		if cmd.Process != nil {
+			cmd.Process.Kill()
+		}
+		<-done
+	}
+}
+
 func (p *Plugin) supervise(ctx context.Context) {
 	var backoff time.Duration
 	for {
@@ -282,7 +315,7 @@ func (p *Plugin) supervise(ctx context.Context) {
 
 // runOnce starts the plugin and watches it until it fails, a restart is
 // asked for, or ctx ends (then it stops the plugin and returns nil).
-func (p *Plugin) runOnce(ctx context.Context) error {
+func (p *Plugin) runOnce(ctx context.Context) (err error) {
 	p.set(func() { p.state = Starting })
 	if err := p.checkBinary(); err != nil {
 		return permanent{err}
@@ -303,7 +336,7 @@ func (p *Plugin) runOnce(ctx context.Context) error {
 		SyncStdout:       logw.stream("stdout"),
 		SyncStderr:       logw.stream("stderr"),
 	})
-	defer client.Kill()
+	defer func() { kill(client, cmd, err) }()
 
 	rpc, err := client.Client()
 	if err != nil {
@@ -402,13 +435,13 @@ func (p *Plugin) watch(ctx context.Context, client *plugin.Client, api *sdk.Clie
 				failures++
 				err = fmt.Errorf("health check: %w", err)
 				if failures >= 3 {
-					return err
+					return unhealthy{err}
 				}
 				p.log.Warn("health check failed", "err", err, "failures", failures)
 			case !resp.Ok:
 				failures++
 				if failures >= 3 {
-					return fmt.Errorf("unhealthy: %s", resp.Message)
+					return unhealthy{fmt.Errorf("unhealthy: %s", resp.Message)}
 				}
 				p.log.Warn("plugin reports unhealthy", "message", resp.Message, "failures", failures)
 			default:
