@@ -160,6 +160,23 @@ func TestSIGTERMStopsPluginsFirst(t *testing.T) {
 	}
 }
 
+// TestSIGTERMWithAHungPlugin: a plugin that answers nothing (stopped with
+// SIGSTOP) cannot hold the router's shutdown: the router gives it 5 s
+// each to stop and to exit, then kills it, and leaves nothing behind.
+func TestSIGTERMWithAHungPlugin(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": "", "store": "", "torrent": ""}})
+	pids := runningPluginPIDs(t, n)
+	chat := n.Status().Plugin("chat").PID
+	if err := syscall.Kill(chat, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(chat, syscall.SIGKILL) })
+	start := time.Now()
+	n.Stop() // fails the test past 15 s
+	t.Logf("router stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	checkGone(t, pids)
+}
+
 // TestSIGTERMToTheGroupLeavesStoppingToTheRouter: systemd (its default
 // KillMode) and timeout(1) send SIGTERM to every process of the node at
 // once. The plugins leave their stopping to the router, which stops them
