@@ -358,19 +358,22 @@ func (s *seedbox) watchData(it *item) {
 	root := filepath.Join(s.cfg.DataDir, it.t.Info().BestName())
 	_, err := os.Stat(root)
 	missing := errors.Is(err, fs.ErrNotExist)
-	switch {
-	case it.gone != "" && !missing:
-		it.gone = ""
-		it.applyState()
-		s.log.Info("data back: verifying it", "torrent", it.rec.Name, "path", root)
-		if _, err := s.verifyLocked(it.rec.InfoHash); err != nil {
-			s.log.Warn("verify after the data came back", "torrent", it.rec.Name, "err", err)
+	if it.gone != "" {
+		if !missing {
+			it.gone = ""
+			it.applyState()
+			s.log.Info("data back: verifying it", "torrent", it.rec.Name, "path", root)
+			if _, err := s.verifyLocked(it.rec.InfoHash); err != nil {
+				s.log.Warn("verify after the data came back", "torrent", it.rec.Name, "err", err)
+			}
 		}
-	case it.gone != "":
-	case !missing:
-		_, done := it.wanted()
-		it.rec.Had = max(it.rec.Had, done)
-	case it.rec.Had > 0:
+		return
+	}
+	// What the engine counts as here may be all that shows the data was:
+	// a download can end, and its data go, between two looks.
+	_, done := it.wanted()
+	it.rec.Had = max(it.rec.Had, done)
+	if missing && it.rec.Had > 0 {
 		it.gone = fmt.Sprintf("no data found at %s, where %d MiB of it was: is its disk mounted? Nothing is downloaded again until the data is back (it is then verified), or until you start the torrent to download it anew", root, it.rec.Had>>20)
 		it.applyState()
 		s.log.Error("data missing: torrent held", "torrent", it.rec.Name, "path", root, "had_mib", it.rec.Had>>20)
