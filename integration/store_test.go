@@ -795,11 +795,7 @@ func TestStoreFullDisk(t *testing.T) {
 	}
 	n := storeNode(t, "full", storeConf)
 	n.Stop()
-	packs := filepath.Join(n.State, "plugins", "store", "packs")
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", packs).CombinedOutput(); err != nil {
-		t.Skipf("mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", packs).Run() })
+	mountTmpfs(t, filepath.Join(n.State, "plugins", "store", "packs"), "6m")
 	n.Restart()
 	n.WaitPlugin("store", 30*time.Second, testnet.Running)
 

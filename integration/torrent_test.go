@@ -825,14 +825,7 @@ func TestCLIManagesTorrents(t *testing.T) {
 // resumes and ends whole.
 func TestFullDiskPausesThatDownloadAlone(t *testing.T) {
 	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	data := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=20m", "vecino-test", data).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", data).Run() })
+	data := mountTmpfs(t, t.TempDir(), "20m")
 	tracker := startTracker(t)
 	n := torrentNode(t, fmt.Sprintf("data_dir = %q", data))
 	albumView, _, _ := seedFromVecinoIn(t, n, tracker, data)
@@ -864,5 +857,54 @@ func TestFullDiskPausesThatDownloadAlone(t *testing.T) {
 	}
 	got = waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
 	t.Logf("paused at %d of %d bytes, then completed", paused, got.Size)
+	checkFiles(t, "vecino", data, sums)
+}
+
+// mountTmpfs mounts a tmpfs of size (as mount's size= takes it) on dir
+// for the length of the test, and returns dir. It needs root.
+func mountTmpfs(t testing.TB, dir, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "vecino-test", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestReadOnlyDiskPausesDownloads: the data folder's file system turns
+// read-only mid-download (as ext4 remounts itself after disk errors). The
+// download says so and waits, the plugin is not restarted, and once the
+// file system can be written again the download resumes and ends whole.
+func TestReadOnlyDiskPausesDownloads(t *testing.T) {
+	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
+	data := mountTmpfs(t, t.TempDir(), "64m")
+	tracker := startTracker(t)
+	n := torrentNode(t, fmt.Sprintf("data_dir = %q", data))
+	tr := startTransmission(t)
+	sums, file := tr.seed(t, tracker, "big", map[string]int{"big/one.bin": 24 << 20, "big/two.bin": 8 << 20})
+	tr.call("session-set", map[string]any{"speed-limit-up": 2048, "speed-limit-up-enabled": true})
+	v := addFromTransmission(t, n, tracker, tr, file)
+	waitProgress(t, n, v.InfoHash, 0.2)
+	if out, err := exec.Command("mount", "-o", "remount,ro", data).CombinedOutput(); err != nil {
+		t.Fatalf("remount read-only: %v %s", err, out)
+	}
+	got := waitVecino(t, n, v.InfoHash, "error", 30*time.Second)
+	if !strings.Contains(got.Error, "read-only") {
+		t.Errorf("the error does not say the disk is read-only: %q", got.Error)
+	}
+	if p := n.Status().Plugin("torrent"); p.State != "running" || p.Restarts != 0 {
+		t.Errorf("plugin %s, restarted %d times", p.State, p.Restarts)
+	}
+	if out, err := exec.Command("mount", "-o", "remount,rw", data).CombinedOutput(); err != nil {
+		t.Fatalf("remount read-write: %v %s", err, out)
+	}
+	waitVecino(t, n, v.InfoHash, "downloading", 30*time.Second)
+	// Its peer went while it could fetch nothing; a tracker's next answer
+	// would bring it back, here the test does.
+	addPeer(t, n, v.InfoHash, tr.peerPort)
+	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
 	checkFiles(t, "vecino", data, sums)
 }

@@ -11,12 +11,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vecino/vecino/internal/atomicfile"
 )
@@ -88,9 +89,10 @@ type item struct {
 	lastUpload time.Time
 	// lastDown is when data last arrived, or the stall watch last acted.
 	lastDown time.Time
-	// diskFull is set while downloading is paused for want of space; it is
-	// the torrent's error until space is back.
-	diskFull string
+	// diskProblem is set while downloading is paused because the data
+	// folder cannot be written (full or read-only); it is the torrent's
+	// error until it can.
+	diskProblem string
 	// gone is set while the data that was here cannot be found; it is
 	// the torrent's error until the data is back or the user starts it.
 	gone string
@@ -131,11 +133,12 @@ func (it *item) downloading() bool {
 }
 
 // applyState tells the engine what the torrent may do now: download
-// unless it is queued, paused or out of disk space; upload unless it is
-// queued, paused or finished by a ratio or idle limit.
+// unless it is queued, paused, missing its data or unable to write it;
+// upload unless it is queued, paused, missing its data or finished by a
+// ratio or idle limit.
 func (it *item) applyState() {
 	held := it.queued || it.rec.Paused || it.gone != ""
-	if fetch := !held && it.diskFull == ""; fetch != it.fetching {
+	if fetch := !held && it.diskProblem == ""; fetch != it.fetching {
 		it.setFetching(fetch)
 	}
 	if held || it.rec.Finished {
@@ -197,9 +200,9 @@ func (it *item) view() View {
 	case it.gone != "":
 		v.State = "error"
 		v.Error = it.gone
-	case it.diskFull != "":
+	case it.diskProblem != "":
 		v.State = "error"
-		v.Error = it.diskFull
+		v.Error = it.diskProblem
 	case !it.hasInfo():
 		v.State = "metadata"
 	}
@@ -304,7 +307,7 @@ func (s *seedbox) stallAfter() time.Duration {
 // peer unchoked, never does: without this, downloads from Transmission
 // halted for good part way.
 func (s *seedbox) unstall(it *item, now time.Time) {
-	if it.diskFull != "" || !it.downloading() || now.Sub(it.lastDown) < s.stallAfter() {
+	if it.diskProblem != "" || !it.downloading() || now.Sub(it.lastDown) < s.stallAfter() {
 		return
 	}
 	if it.t.Stats().ActivePeers == 0 {
@@ -323,25 +326,35 @@ const (
 	diskResume = 32 << 20
 )
 
-// watchDisk pauses the downloads, and only those, when the data folder is
-// (nearly) full, says so on each of them, and resumes them once space is
-// back. Seeding goes on; what was verified stays.
+// watchDisk pauses the downloads, and only those, when the data folder
+// cannot take more: its file system is (nearly) full, or read-only (as
+// ext4 remounts itself after disk errors). It says so on each of them,
+// and resumes them once the folder can be written again. Seeding goes on;
+// what was verified stays.
 func (s *seedbox) watchDisk() {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.cfg.DataDir, &st); err != nil {
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.cfg.DataDir, &st); err != nil {
 		return
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
+	readOnly := st.Flags&unix.ST_RDONLY != 0
+	var problem string
+	switch {
+	case readOnly:
+		problem = fmt.Sprintf("data folder %s is on a read-only file system (a disk error, or mounted so): downloading paused until it can be written", s.cfg.DataDir)
+	case free < diskLow:
+		problem = fmt.Sprintf("data folder %s is full (%d MiB free): downloading paused until there is space", s.cfg.DataDir, free>>20)
+	}
 	for _, it := range s.torrents {
 		switch {
-		case it.diskFull == "" && it.downloading() && free < diskLow:
-			it.diskFull = fmt.Sprintf("data folder %s is full (%d MiB free): downloading paused until there is space", s.cfg.DataDir, free>>20)
+		case it.diskProblem == "" && it.downloading() && problem != "":
+			it.diskProblem = problem
 			it.applyState()
-			s.log.Error("disk full: download paused", "torrent", it.rec.Name, "free_mib", free>>20, "dir", s.cfg.DataDir)
-		case it.diskFull != "" && free >= diskResume:
-			it.diskFull = ""
+			s.log.Error("data folder cannot be written: download paused", "torrent", it.rec.Name, "read_only", readOnly, "free_mib", free>>20, "dir", s.cfg.DataDir)
+		case it.diskProblem != "" && !readOnly && free >= diskResume:
+			it.diskProblem = ""
 			it.applyState()
-			s.log.Info("disk space back: download resumed", "torrent", it.rec.Name, "free_mib", free>>20)
+			s.log.Info("data folder writable again: download resumed", "torrent", it.rec.Name, "free_mib", free>>20)
 		}
 	}
 }
