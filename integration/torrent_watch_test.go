@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -87,5 +88,48 @@ func TestWatchFolder(t *testing.T) {
 	checkFiles(t, "mixtape in the data folder", data, sums)
 	if _, err := os.Stat(filepath.Join(watch, "mixtape")); !os.IsNotExist(err) {
 		t.Errorf("mixtape is still in the watch folder: %v", err)
+	}
+}
+
+// TestWatchFolderWaitsForACopy: a folder copied into the watch folder
+// slowly (as over the network, a file deep inside still growing) is left
+// alone until the copy is done, then seeded whole.
+func TestWatchFolderWaitsForACopy(t *testing.T) {
+	n := torrentNode(t)
+	root := filepath.Join(n.State, "plugins", "torrent")
+	data, watch := filepath.Join(root, "data"), filepath.Join(root, "watch")
+	part := filepath.Join(watch, "slow", "disc 1", "track.flac")
+	if err := os.MkdirAll(filepath.Dir(part), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("vecino "), 64<<10/7)
+	const writes = 15 // 400 ms apart: 6 s of copying
+	for i := range writes {
+		f, err := os.OpenFile(part, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatalf("write %d of %d: the folder was taken while still being copied: %v", i+1, writes, err)
+		}
+		f.Write(chunk)
+		f.Close()
+		time.Sleep(400 * time.Millisecond)
+	}
+	var v torrentView
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var list struct{ Torrents []torrentView }
+		_, body, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents", nil, false)
+		json.Unmarshal(body, &list)
+		if len(list.Torrents) == 1 && list.Torrents[0].State == "seeding" {
+			v = list.Torrents[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the copied folder was not seeded: %+v\n%s", list.Torrents, n.Log())
+		}
+	}
+	if want := int64(writes * len(chunk)); v.Name != "slow" || v.Size != want {
+		t.Errorf("seeded %s of %d bytes, want slow of %d", v.Name, v.Size, want)
+	}
+	if fi, err := os.Stat(filepath.Join(data, "slow", "disc 1", "track.flac")); err != nil || fi.Size() != int64(writes*len(chunk)) {
+		t.Errorf("the copy in the data folder: %v %v", fi, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -330,6 +331,31 @@ func (s *seedbox) torrentFile(ih string) ([]byte, error) {
 	return os.ReadFile(filepath.Join(s.state, ih+".torrent"))
 }
 
+// watchSettle is how long what is dropped into the watch folder must
+// stay unchanged before it is taken: a copy still under way is left alone.
+const watchSettle = 2 * time.Second
+
+// settled reports whether path, and everything in it if it is a folder,
+// has not changed for watchSettle. A folder's own time changes only when
+// entries come or go in it, not while a file deep inside is written.
+func settled(path string, now time.Time) bool {
+	fresh := errors.New("changed lately")
+	err := filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if now.Sub(fi.ModTime()) < watchSettle {
+			return fresh
+		}
+		return nil
+	})
+	return err == nil
+}
+
 // watch adds what appears in the watch folder: .torrent files, .magnet files
 // holding a link, and files or folders to seed (moved into the data folder).
 // What was added is renamed NAME.added; what failed, NAME.invalid, with the
@@ -350,7 +376,7 @@ func (s *seedbox) scanWatchDir() {
 			continue
 		}
 		path := filepath.Join(s.cfg.WatchDir, name)
-		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < 2*time.Second {
+		if !settled(path, time.Now()) {
 			continue // still being written
 		}
 		var addErr error
