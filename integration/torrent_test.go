@@ -130,6 +130,7 @@ type torrentView struct {
 	Error    string  `json:"error"`
 	Magnet   string  `json:"magnet"`
 	Uploaded int64   `json:"uploaded"`
+	Download int64   `json:"downloaded"`
 	Ratio    float64 `json:"ratio"`
 	Note     string  `json:"note"`
 	Skipped  int     `json:"skipped"`
@@ -391,12 +392,13 @@ func addTorrent(t testing.TB, n *testnet.Node, file []byte) torrentView {
 	return v
 }
 
-// makeTorrent runs transmission-create on dir with tracker's URL: the same
-// files give the same info dictionary, whatever the tracker.
-func makeTorrent(t testing.TB, tracker *tracker, dir string) []byte {
+// makeTorrent runs transmission-create on dir with tracker's URL, and
+// extra arguments: the same files give the same info dictionary, whatever
+// the tracker.
+func makeTorrent(t testing.TB, tracker *tracker, dir string, extra ...string) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), filepath.Base(dir)+".torrent")
-	if b, err := exec.Command("transmission-create", "-o", out, "-t", tracker.URL, dir).CombinedOutput(); err != nil {
+	if b, err := exec.Command("transmission-create", append([]string{"-o", out, "-t", tracker.URL, dir}, extra...)...).CombinedOutput(); err != nil {
 		t.Fatalf("transmission-create: %v\n%s", err, b)
 	}
 	data, err := os.ReadFile(out)
@@ -763,6 +765,39 @@ func TestBadTorrentInputIsRefused(t *testing.T) {
 	if p := n.Status().Plugin("torrent"); p.Restarts != 0 {
 		t.Errorf("plugin restarted %d times on bad input", p.Restarts)
 	}
+}
+
+// TestSameNameOtherFilesIsRefused: a torrent named like one the node
+// seeds, but holding other files, is refused, since its data would go
+// where the first one's is and overwrite it; the seeded data stays whole.
+// A torrent of the very same files (cross-seeding) is taken and seeds
+// from that data without a download.
+func TestSameNameOtherFilesIsRefused(t *testing.T) {
+	testnet.NeedTools(t, "opentracker", "transmission-create")
+	tracker := startTracker(t)
+	n := torrentNode(t)
+	v, _, sums := seedFromVecino(t, n, tracker)
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+
+	other := t.TempDir()
+	makeFiles(t, other, map[string]int{"album/01 intro.flac": 1000, "album/bootleg.ogg": 5000})
+	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/torrents", makeTorrent(t, tracker, filepath.Join(other, "album")), true)
+	if err != nil || code != http.StatusBadRequest || !strings.Contains(string(body), "overwrite") || !strings.Contains(string(body), v.InfoHash) {
+		t.Errorf("another album: %d %v %s, want 400 naming %s", code, err, body, v.InfoHash)
+	}
+
+	cross := addTorrent(t, n, makeTorrent(t, tracker, filepath.Join(data, "album"), "-s", "64"))
+	if cross.InfoHash == v.InfoHash {
+		t.Fatal("the cross-seed torrent has the same info hash")
+	}
+	waitVecino(t, n, cross.InfoHash, "seeding", time.Minute)
+	if got := vecinoTorrent(t, n, cross.InfoHash); got.Download != 0 {
+		t.Errorf("cross-seeding downloaded %d bytes", got.Download)
+	}
+	if got := vecinoTorrent(t, n, v.InfoHash); got.State != "seeding" {
+		t.Errorf("the first album: %s", got)
+	}
+	checkFiles(t, "vecino", data, sums)
 }
 
 // TestCLIManagesTorrents drives the seedbox with the vecino command, as a

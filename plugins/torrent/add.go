@@ -28,7 +28,43 @@ func (s *seedbox) addMetainfo(data []byte) (View, error) {
 		return View{}, err
 	}
 	rec := &record{InfoHash: mi.HashInfoBytes().HexString(), Name: info.BestName(), AddedAt: time.Now()}
+	s.mu.Lock()
+	err = s.clashLocked(rec, &info)
+	s.mu.Unlock()
+	if err != nil {
+		return View{}, err
+	}
 	return s.add(rec, data, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) })
+}
+
+// clashLocked refuses a torrent whose data would go where the different
+// files of a torrent added before it are: two torrents named alike would
+// write over each other's data. One with the same files (cross-seeding
+// the same data from another tracker) is welcome.
+func (s *seedbox) clashLocked(rec *record, info *metainfo.Info) error {
+	for other, it := range s.torrents {
+		if other == rec.InfoHash || it.rec.Error != "" || !it.rec.AddedAt.Before(rec.AddedAt) ||
+			!it.hasInfo() || it.t.Info().BestName() != info.BestName() || sameFiles(it.t.Info(), info) {
+			continue
+		}
+		return fmt.Errorf("its data would go to %s, where torrent %s keeps other files under the same name: adding it would overwrite them", filepath.Join(s.cfg.DataDir, info.BestName()), other)
+	}
+	return nil
+}
+
+// sameFiles reports whether two torrents hold the same files: paths and
+// lengths.
+func sameFiles(a, b *metainfo.Info) bool {
+	fa, fb := a.UpvertedFiles(), b.UpvertedFiles()
+	if len(fa) != len(fb) {
+		return false
+	}
+	for i := range fa {
+		if fa[i].Length != fb[i].Length || strings.Join(fa[i].BestPath(), "/") != strings.Join(fb[i].BestPath(), "/") {
+			return false
+		}
+	}
+	return true
 }
 
 // addMagnet adds a magnet link; the metadata comes from peers.
@@ -90,6 +126,11 @@ func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error))
 			}
 		}
 		s.mu.Lock()
+		if err := s.clashLocked(rec, t.Info()); err != nil { // a magnet's files are known now
+			it.rec.Error = err.Error()
+			it.applyState()
+			s.log.Error("torrent held", "torrent", t.Name(), "err", err)
+		}
 		it.setFetching(it.fetching)
 		s.mu.Unlock()
 	}()

@@ -43,8 +43,10 @@ type record struct {
 	Paused bool `json:"paused,omitempty"`
 	// Skip lists the files (paths as in the torrent) left out of the
 	// download.
-	Skip  []string `json:"skip,omitempty"`
-	Error string   `json:"error,omitempty"`
+	Skip []string `json:"skip,omitempty"`
+	// Error holds a torrent that must not run (its files would clash
+	// with another's), saying why.
+	Error string `json:"error,omitempty"`
 	// Had is the most bytes of the wanted data seen here (until the user
 	// has the torrent downloaded anew). Data that was here and is gone
 	// whole (a disk not mounted) holds the torrent instead of downloading
@@ -137,7 +139,7 @@ func (it *item) downloading() bool {
 // upload unless it is queued, paused, missing its data or finished by a
 // ratio or idle limit.
 func (it *item) applyState() {
-	held := it.queued || it.rec.Paused || it.gone != ""
+	held := it.queued || it.rec.Paused || it.gone != "" || it.rec.Error != ""
 	if fetch := !held && it.diskProblem == ""; fetch != it.fetching {
 		it.setFetching(fetch)
 	}
