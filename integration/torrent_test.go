@@ -574,6 +574,42 @@ func sumSizes(sizes map[string]int) (n int) {
 	return n
 }
 
+// TestEncryptionSetting: [plugins.torrent] encryption reaches the wire.
+// With "require" the node's connection to transmission-daemon (which
+// prefers encryption) is encrypted, with "off" it is plain, as
+// Transmission reports it; the download ends whole either way.
+func TestEncryptionSetting(t *testing.T) {
+	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
+	for _, c := range []struct {
+		setting   string
+		encrypted bool
+	}{{"require", true}, {"off", false}} {
+		t.Run(c.setting, func(t *testing.T) {
+			tracker := startTracker(t)
+			tr := startTransmission(t)
+			sums, file := tr.seed(t, tracker, "album", album)
+			// Slow enough that the connection is still up when looked at.
+			tr.call("session-set", map[string]any{"speed-limit-up": 4096, "speed-limit-up-enabled": true})
+			n := torrentNode(t, fmt.Sprintf("encryption = %q", c.setting))
+			v := addFromTransmission(t, n, tracker, tr, file)
+			var peers []any
+			for deadline := time.Now().Add(30 * time.Second); len(peers) == 0; time.Sleep(100 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the node never connected to transmission")
+				}
+				got := tr.call("torrent-get", map[string]any{"fields": []string{"peers"}})
+				list, _ := got["torrents"].([]any)
+				peers, _ = list[0].(map[string]any)["peers"].([]any)
+			}
+			if enc := peers[0].(map[string]any)["isEncrypted"]; enc != c.encrypted {
+				t.Errorf("transmission says the connection is encrypted: %v, want %v", enc, c.encrypted)
+			}
+			waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
+			checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+		})
+	}
+}
+
 // TestAria2DownloadsFromVecino: aria2c downloads what Vecino seeds.
 func TestAria2DownloadsFromVecino(t *testing.T) {
 	testnet.NeedTools(t, "opentracker", "aria2c")
