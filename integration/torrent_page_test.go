@@ -14,7 +14,8 @@ import (
 // real browser. The page shows what the node seeds, with its size,
 // progress, state and magnet link; adding asks for the API secret; a magnet
 // link and a .torrent file are added through it, a bad link gets its error,
-// and a torrent is removed with its data kept.
+// a torrent is removed with its data kept, and one whose data went missing
+// is downloaded again from its row.
 func TestTorrentPageInChromium(t *testing.T) {
 	wd := startWebDriver(t)
 	n := torrentNode(t)
@@ -79,4 +80,13 @@ func TestTorrentPageInChromium(t *testing.T) {
 	wd.click(row + " button.verify")
 	wd.waitText("#result", "Verifying album", 10*time.Second)
 	wd.waitText(row, "seeding", 30*time.Second)
+
+	// Its data gone: the row says so and offers to download it again.
+	if err := os.Rename(filepath.Join(data, "album"), filepath.Join(t.TempDir(), "away")); err != nil {
+		t.Fatal(err)
+	}
+	wd.waitText(row, "no data found", 15*time.Second)
+	wd.click(row + " button.start")
+	wd.waitText("#result", "Downloading album anew", 10*time.Second)
+	wd.waitText(row, "downloading", 15*time.Second)
 }

@@ -183,6 +183,9 @@ type View struct {
 	// Verified is how far a verify asked for has got, 0..1, while it runs.
 	Verified float64 `json:"verified,omitempty"`
 	Error    string  `json:"error,omitempty"`
+	// DataMissing is set while the torrent is held because its data is
+	// gone (Error says where); start downloads it anew.
+	DataMissing bool `json:"data_missing,omitempty"`
 	// Note says why a finished torrent stopped seeding.
 	Note    string `json:"note,omitempty"`
 	AddedAt string `json:"added_at"`
@@ -201,7 +204,7 @@ func (it *item) view() View {
 		v.State = "error"
 	case it.gone != "":
 		v.State = "error"
-		v.Error = it.gone
+		v.Error, v.DataMissing = it.gone, true
 	case it.diskProblem != "":
 		v.State = "error"
 		v.Error = it.diskProblem
