@@ -439,3 +439,36 @@ func TestChatReplayRefusedAfterTrimAndRestart(t *testing.T) {
 	alice.seq = 1
 	alice.say("lobby", "a new message") // seq 2: taken
 }
+
+// TestChatSetsAsideAnUnreadableDatabase: the chat plugin's database is
+// not a database any more (a disk error wrote over it). At the next start
+// the file is set aside, kept whole for whoever wants it, the status says
+// so, and the relay takes messages again: it is not restarted in a loop.
+func TestChatSetsAsideAnUnreadableDatabase(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": roomyChat}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	alice := newChatter(t, n)
+	alice.say("lobby", "before the disk error")
+	n.Stop()
+	path := filepath.Join(n.State, "plugins", "chat", "chat.db")
+	junk := bytes.Repeat([]byte("not a database "), 8<<10)
+	if err := os.WriteFile(path, junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.Restart()
+	p := n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	if p.Restarts != 0 || !strings.Contains(p.Summary, "unreadable chat.db was set aside") {
+		t.Errorf("chat after its database was overwritten: restarts %d, summary %q", p.Restarts, p.Summary)
+	}
+	kept, _ := filepath.Glob(path + ".unreadable-*")
+	if len(kept) != 1 {
+		t.Fatalf("set-aside files: %v, want one", kept)
+	}
+	if b, err := os.ReadFile(kept[0]); err != nil || !bytes.Equal(b, junk) {
+		t.Errorf("the set-aside file does not hold what was there: %v", err)
+	}
+	alice.say("lobby", "after the disk error")
+	if msgs, _ := readRoom(t, n, "lobby", 0, 0); len(msgs) != 1 || msgs[0].Text != "after the disk error" {
+		t.Errorf("history after the restart: %+v", msgs)
+	}
+}

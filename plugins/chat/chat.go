@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -115,6 +116,8 @@ type chat struct {
 	ips         *limiters
 	dropped     map[string]int64
 	accepted    int64
+	// setAside names the file an unreadable chat.db was moved to at start.
+	setAside string
 }
 
 type room struct {
@@ -202,7 +205,19 @@ func (c *chat) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 }
 
 func (c *chat) Start(context.Context) error {
-	d, err := openDB(filepath.Join(c.env.DataDir, "chat.db"))
+	path := filepath.Join(c.env.DataDir, "chat.db")
+	d, err := openDB(path)
+	if notADatabase(err) {
+		// The relay keeps working: the file is kept for whoever wants to
+		// recover it, and the other nodes still hold the rooms and mail.
+		aside := path + ".unreadable-" + time.Now().UTC().Format("20060102T150405Z")
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		slog.Error("chat.db unreadable: set aside; history and mailboxes start empty here", "err", err, "kept_as", aside)
+		c.setAside = aside
+		d, err = openDB(path)
+	}
 	if err != nil {
 		return err
 	}
@@ -289,10 +304,15 @@ func (c *chat) Status(context.Context) (sdk.Status, error) {
 	for k, v := range c.dropped {
 		dropped[k] = v
 	}
-	return sdk.Status{
+	st := sdk.Status{
 		Summary: fmt.Sprintf("%s, %s kept, %s held", plural(len(c.rooms), "room"), plural(total, "message"), plural(held, "direct message")),
 		Details: map[string]any{"rooms": rooms, "mailboxes": len(c.boxes), "held": held, "accepted": c.accepted, "dropped": dropped},
-	}, nil
+	}
+	if c.setAside != "" {
+		st.Summary += "; an unreadable chat.db was set aside as " + filepath.Base(c.setAside)
+		st.Details["set_aside"] = c.setAside
+	}
+	return st, nil
 }
 
 // roomLocked returns the room called name, making it if need be.
