@@ -804,23 +804,32 @@ func TestBadTorrentInputIsRefused(t *testing.T) {
 }
 
 // TestSameNameOtherFilesIsRefused: a torrent named like one the node
-// seeds, but holding other files, is refused, since its data would go
-// where the first one's is and overwrite it; the seeded data stays whole.
+// seeds, but holding other files, is refused (or, added as a magnet, held
+// once its metadata comes), since its data would go where the first one's
+// is and overwrite it; the seeded data stays whole.
 // A torrent of the very same files (cross-seeding) is taken and seeds
 // from that data without a download.
 func TestSameNameOtherFilesIsRefused(t *testing.T) {
-	testnet.NeedTools(t, "opentracker", "transmission-create")
+	testnet.NeedTools(t, "opentracker", "transmission-create", "aria2c")
 	tracker := startTracker(t)
 	n := torrentNode(t)
 	v, _, sums := seedFromVecino(t, n, tracker)
 	data := filepath.Join(n.State, "plugins", "torrent", "data")
 
-	other := t.TempDir()
-	makeFiles(t, other, map[string]int{"album/01 intro.flac": 1000, "album/bootleg.ogg": 5000})
-	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/torrents", makeTorrent(t, tracker, filepath.Join(other, "album")), true)
+	// Another album, which aria2c seeds: as a .torrent it is refused; as
+	// a magnet it is held once its metadata shows the clash, with its
+	// seeder at hand.
+	_, other, port := seedWithAria2(t, tracker, "album", map[string]int{"album/01 intro.flac": 1000, "album/bootleg.ogg": 5000})
+	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/torrents", other, true)
 	if err != nil || code != http.StatusBadRequest || !strings.Contains(string(body), "overwrite") || !strings.Contains(string(body), v.InfoHash) {
 		t.Errorf("another album: %d %v %s, want 400 naming %s", code, err, body, v.InfoHash)
 	}
+	m := addTorrent(t, n, []byte("magnet:?xt=urn:btih:"+infoHash(t, other)+"&dn=album"))
+	addPeer(t, n, m.InfoHash, port)
+	if got := waitVecino(t, n, m.InfoHash, "error", 30*time.Second); !strings.Contains(got.Error, "overwrite") {
+		t.Errorf("the other album by magnet: %s", got)
+	}
+	time.Sleep(2 * time.Second) // time enough to write, were it let
 
 	cross := addTorrent(t, n, makeTorrent(t, tracker, filepath.Join(data, "album"), "-s", "64"))
 	if cross.InfoHash == v.InfoHash {
