@@ -829,7 +829,7 @@ func TestSameNameOtherFilesIsRefused(t *testing.T) {
 	if got := waitVecino(t, n, m.InfoHash, "error", 30*time.Second); !strings.Contains(got.Error, "overwrite") {
 		t.Errorf("the other album by magnet: %s", got)
 	}
-	time.Sleep(2 * time.Second) // time enough to write, were it let
+	time.Sleep(12 * time.Second) // past the stall watch (10 s), which restarts requests
 
 	cross := addTorrent(t, n, makeTorrent(t, tracker, filepath.Join(data, "album"), "-s", "64"))
 	if cross.InfoHash == v.InfoHash {

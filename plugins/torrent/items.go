@@ -127,19 +127,37 @@ func (it *item) sample(now time.Time) {
 
 func (it *item) hasInfo() bool { return it.t.Info() != nil }
 
+// held reports whether the torrent may transfer nothing now: it is
+// queued or paused, its data is missing, or it is in error (its files
+// would clash with another's).
+func (it *item) held() bool {
+	return it.queued || it.rec.Paused || it.gone != "" || it.rec.Error != ""
+}
+
+// trouble is what keeps the torrent from working, for its view: its
+// error, its missing data, or a data folder it cannot write.
+func (it *item) trouble() string {
+	switch {
+	case it.rec.Error != "":
+		return it.rec.Error
+	case it.gone != "":
+		return it.gone
+	}
+	return it.diskProblem
+}
+
 // downloading reports whether the torrent is meant to be fetching data now:
 // its metadata is in, data of the files wanted is missing, and it is
-// neither queued, paused, finished nor held for its data gone missing.
+// neither held nor finished.
 func (it *item) downloading() bool {
-	return !it.queued && !it.rec.Paused && !it.rec.Finished && it.gone == "" && it.hasInfo() && it.missing() > 0
+	return !it.held() && !it.rec.Finished && it.hasInfo() && it.missing() > 0
 }
 
 // applyState tells the engine what the torrent may do now: download
-// unless it is queued, paused, missing its data or unable to write it;
-// upload unless it is queued, paused, missing its data or finished by a
-// ratio or idle limit.
+// unless it is held or unable to write its data; upload unless it is held
+// or finished by a ratio or idle limit.
 func (it *item) applyState() {
-	held := it.queued || it.rec.Paused || it.gone != "" || it.rec.Error != ""
+	held := it.held()
 	if fetch := !held && it.diskProblem == ""; fetch != it.fetching {
 		it.setFetching(fetch)
 	}
@@ -192,7 +210,7 @@ type View struct {
 }
 
 func (it *item) view() View {
-	v := View{InfoHash: it.rec.InfoHash, Name: it.rec.Name, Error: it.rec.Error, AddedAt: it.rec.AddedAt.UTC().Format(time.RFC3339)}
+	v := View{InfoHash: it.rec.InfoHash, Name: it.rec.Name, AddedAt: it.rec.AddedAt.UTC().Format(time.RFC3339)}
 	up, down := it.runBytes()
 	v.Uploaded, v.Downloaded = it.rec.Uploaded+up, it.rec.Downloaded+down
 	v.UpRate, v.DownRate = it.upRate, it.downRate
@@ -200,14 +218,9 @@ func (it *item) view() View {
 	v.Peers, v.Seeders = st.ActivePeers, st.ConnectedSeeders
 	v.Magnet = it.rec.Magnet
 	switch {
-	case it.rec.Error != "":
-		v.State = "error"
-	case it.gone != "":
-		v.State = "error"
-		v.Error, v.DataMissing = it.gone, true
-	case it.diskProblem != "":
-		v.State = "error"
-		v.Error = it.diskProblem
+	case it.trouble() != "":
+		v.State, v.Error = "error", it.trouble()
+		v.DataMissing = it.gone != "" && it.rec.Error == ""
 	case !it.hasInfo():
 		v.State = "metadata"
 	}
