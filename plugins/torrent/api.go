@@ -22,10 +22,14 @@ const maxTorrentFile = 16 << 20
 // router.
 //
 //	GET    /torrents                 every torrent (View)
-//	POST   /torrents                 body: a .torrent file or a magnet link
+//	POST   /torrents                 body: a .torrent file or a magnet link (400 if its files would
+//	                                 overwrite another torrent's)
 //	GET    /torrents/{ih}            one torrent
 //	DELETE /torrents/{ih}[?delete_data=true]
 //	POST   /torrents/{ih}/verify     hash its data again (state "verifying", progress in "verified")
+//	POST   /torrents/{ih}/stop       pause it
+//	POST   /torrents/{ih}/start      resume it; seed again one a limit finished; download anew one whose data is missing
+//	GET    /torrents/{ih}/files      its files; POST with {"skip":[...]} or {"want":[...]}
 //	GET    /torrents/{ih}/torrent    its .torrent file
 //	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to
 //	POST   /create                   body: {"path":"NAME","trackers":[...]}: seed NAME from the data folder
