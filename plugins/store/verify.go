@@ -14,6 +14,8 @@ import (
 	"github.com/ipfs/go-cid"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/time/rate"
+
+	"github.com/vecino/vecino/internal/atomicfile"
 )
 
 // Verifying reads every stored block back and checks it against its hash,
@@ -123,12 +125,7 @@ func (s *store) verifyFile() string { return filepath.Join(s.env.DataDir, "last-
 
 func (s *store) saveVerifyClock(vc verifyClock) {
 	raw, _ := json.Marshal(vc)
-	tmp := s.verifyFile() + ".tmp"
-	err := os.WriteFile(tmp, append(raw, '\n'), 0o600)
-	if err == nil {
-		err = os.Rename(tmp, s.verifyFile())
-	}
-	if err != nil {
+	if err := atomicfile.Write(s.verifyFile(), append(raw, '\n'), 0o600); err != nil {
 		slog.Warn("record when blocks were verified", "err", err)
 	}
 }
