@@ -28,13 +28,7 @@ func (s *seedbox) addMetainfo(data []byte) (View, error) {
 		return View{}, err
 	}
 	rec := &record{InfoHash: mi.HashInfoBytes().HexString(), Name: info.BestName(), AddedAt: time.Now()}
-	s.mu.Lock()
-	err = s.clashLocked(rec, &info)
-	s.mu.Unlock()
-	if err != nil {
-		return View{}, err
-	}
-	return s.add(rec, data, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) })
+	return s.add(rec, data, &info, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) })
 }
 
 // clashLocked refuses a torrent whose data would go where the different
@@ -74,17 +68,23 @@ func (s *seedbox) addMagnet(uri string) (View, error) {
 		return View{}, err
 	}
 	rec := &record{InfoHash: m.InfoHash.HexString(), Name: m.DisplayName, Magnet: strings.TrimSpace(uri), AddedAt: time.Now()}
-	return s.add(rec, nil, func() (*torrent.Torrent, error) { return s.cl.AddMagnet(rec.Magnet) })
+	return s.add(rec, nil, nil, func() (*torrent.Torrent, error) { return s.cl.AddMagnet(rec.Magnet) })
 }
 
 // add starts a new torrent, unless it is there already (errExists, with
-// its view). torrentFile, the .torrent when there is one, is kept under the state folder first, so
-// the torrent comes back after a restart.
-func (s *seedbox) add(rec *record, torrentFile []byte, start func() (*torrent.Torrent, error)) (View, error) {
+// its view) or its files, when info gives them, would clash with another
+// torrent's. torrentFile, the .torrent when there is one, is kept under
+// the state folder first, so the torrent comes back after a restart.
+func (s *seedbox) add(rec *record, torrentFile []byte, info *metainfo.Info, start func() (*torrent.Torrent, error)) (View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if it, ok := s.torrents[rec.InfoHash]; ok {
 		return it.view(), errExists
+	}
+	if info != nil {
+		if err := s.clashLocked(rec, info); err != nil {
+			return View{}, err
+		}
 	}
 	if torrentFile != nil {
 		if err := atomicfile.Write(filepath.Join(s.state, rec.InfoHash+".torrent"), torrentFile, 0o644); err != nil {
