@@ -249,7 +249,9 @@ func (it *item) view() View {
 			case it.rec.Finished:
 				v.State = "finished"
 				v.Note = "stopped seeding: " + it.rec.FinishedWhy
-			case v.Done == v.Size:
+			case v.Done == v.Size && !it.checking():
+				// The engine counts data written but not yet hashed as
+				// done: a torrent seeds once its last pieces verified.
 				v.State = "seeding"
 			case it.checking():
 				v.State = "checking"
