@@ -23,6 +23,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/vecino/vecino/internal/testnet"
+	"golang.org/x/sys/unix"
 )
 
 // startProcess runs a program for the length of the test, its output in a
@@ -959,8 +960,63 @@ func mountTmpfs(t testing.TB, dir, size string) string {
 // download says so and waits, the plugin is not restarted, and once the
 // file system can be written again the download resumes and ends whole.
 func TestReadOnlyDiskPausesDownloads(t *testing.T) {
-	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
 	data := mountTmpfs(t, t.TempDir(), "64m")
+	remount := func(how string) {
+		if out, err := exec.Command("mount", "-o", "remount,"+how, data).CombinedOutput(); err != nil {
+			t.Fatalf("remount %s: %v %s", how, err, out)
+		}
+	}
+	downloadThroughTrouble(t, data, "read-only", func() { remount("ro") }, func() { remount("rw") })
+}
+
+// A write that fails for a reason the file system's figures do not show
+// (a bad sector, a file the node may not write) pauses the download with
+// that error, and it is tried again. Left to the engine, the download
+// stopped for good at the first failed write, and said nothing.
+func TestFailedWritePausesTheDownload(t *testing.T) {
+	data := mountTmpfs(t, t.TempDir(), "64m")
+	// big/one.bin, written first, is made immutable (chattr +i): not
+	// even root may open it for writing, and its data stays.
+	one := filepath.Join(data, "big", "one.bin")
+	downloadThroughTrouble(t, data, "operation not permitted", func() {
+		setImmutable(t, one, true)
+	}, func() {
+		setImmutable(t, one, false)
+	})
+}
+
+// fsImmutable is FS_IMMUTABLE_FL of linux/fs.h, which x/sys/unix lacks.
+const fsImmutable = 0x10
+
+// setImmutable sets or clears path's immutable flag, as chattr does.
+func setImmutable(t *testing.T, path string, on bool) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		t.Fatalf("get flags of %s: %v", path, err)
+	}
+	if on {
+		flags |= fsImmutable
+	} else {
+		flags &^= fsImmutable
+	}
+	v := int(flags)
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, v); err != nil {
+		t.Fatalf("set flags of %s: %v", path, err)
+	}
+}
+
+// downloadThroughTrouble has the node download a torrent into data from
+// Transmission, breaks the data folder a fifth of the way with breakIt,
+// checks the torrent is held with an error saying want while the plugin
+// keeps running, mends it, and checks the download then ends whole.
+func downloadThroughTrouble(t *testing.T, data, want string, breakIt, mendIt func()) {
+	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create")
 	tracker := startTracker(t)
 	n := torrentNode(t, fmt.Sprintf("data_dir = %q", data))
 	tr := startTransmission(t)
@@ -968,22 +1024,18 @@ func TestReadOnlyDiskPausesDownloads(t *testing.T) {
 	tr.call("session-set", map[string]any{"speed-limit-up": 2048, "speed-limit-up-enabled": true})
 	v := addFromTransmission(t, n, tracker, tr, file)
 	waitProgress(t, n, v.InfoHash, 0.2)
-	if out, err := exec.Command("mount", "-o", "remount,ro", data).CombinedOutput(); err != nil {
-		t.Fatalf("remount read-only: %v %s", err, out)
-	}
+	breakIt()
 	got := waitVecino(t, n, v.InfoHash, "error", 30*time.Second)
-	if !strings.Contains(got.Error, "read-only") {
-		t.Errorf("the error does not say the disk is read-only: %q", got.Error)
+	if !strings.Contains(got.Error, want) {
+		t.Errorf("the error does not say %q: %q", want, got.Error)
 	}
 	if p := n.Status().Plugin("torrent"); p.State != "running" || p.Restarts != 0 {
 		t.Errorf("plugin %s, restarted %d times", p.State, p.Restarts)
 	}
-	if out, err := exec.Command("mount", "-o", "remount,rw", data).CombinedOutput(); err != nil {
-		t.Fatalf("remount read-write: %v %s", err, out)
-	}
+	mendIt()
 	waitVecino(t, n, v.InfoHash, "downloading", 30*time.Second)
-	// Its peer went while it could fetch nothing; a tracker's next answer
-	// would bring it back, here the test does.
+	// Its peer may have gone while it could fetch nothing; a tracker's
+	// next answer would bring it back, here the test does.
 	addPeer(t, n, v.InfoHash, tr.peerPort)
 	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
 	checkFiles(t, "vecino", data, sums)

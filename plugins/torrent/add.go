@@ -107,6 +107,7 @@ func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error))
 		return nil, fmt.Errorf("add %s: %w", rec.InfoHash, err)
 	}
 	it := &item{rec: rec, t: t}
+	t.SetOnWriteChunkError(func(err error) { s.onWriteError(it, err) })
 	s.torrents[rec.InfoHash] = it
 	s.watchData(it) // before the engine may fetch: the data's disk may be missing
 	it.applyState()

@@ -93,8 +93,9 @@ type item struct {
 	lastDown time.Time
 	// diskProblem is set while downloading is paused because the data
 	// folder cannot be written (full or read-only); it is the torrent's
-	// error until it can.
+	// error until it can. diskSince is when it was set.
 	diskProblem string
+	diskSince   time.Time
 	// gone is set while the data that was here cannot be found; it is
 	// the torrent's error until the data is back or the user starts it.
 	gone string
@@ -340,43 +341,83 @@ func (s *seedbox) unstall(it *item, now time.Time) {
 }
 
 // Downloading pauses when the data folder's file system has less than
-// diskLow free, and resumes above diskResume.
+// diskLow free, and resumes above diskResume. A pause lasts diskRetry at
+// least, so that a write that fails for a reason statfs cannot see is
+// tried again every diskRetry, not every second.
 const (
 	diskLow    = 8 << 20
 	diskResume = 32 << 20
+	diskRetry  = 5 * time.Second
 )
 
-// watchDisk pauses the downloads, and only those, when the data folder
-// cannot take more: its file system is (nearly) full, or read-only (as
-// ext4 remounts itself after disk errors). It says so on each of them,
-// and resumes them once the folder can be written again. Seeding goes on;
-// what was verified stays.
-func (s *seedbox) watchDisk() {
+// diskState says what keeps the data folder from taking more, or "";
+// ok is false when its file system cannot be asked.
+func (s *seedbox) diskState() (problem string, readOnly bool, free int64, ok bool) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(s.cfg.DataDir, &st); err != nil {
-		return
+		return "", false, 0, false
 	}
-	free := int64(st.Bavail) * int64(st.Bsize)
-	readOnly := st.Flags&unix.ST_RDONLY != 0
-	var problem string
+	free = int64(st.Bavail) * int64(st.Bsize)
+	readOnly = st.Flags&unix.ST_RDONLY != 0
 	switch {
 	case readOnly:
 		problem = fmt.Sprintf("data folder %s is on a read-only file system (a disk error, or mounted so): downloading paused until it can be written", s.cfg.DataDir)
 	case free < diskLow:
 		problem = fmt.Sprintf("data folder %s is full (%d MiB free): downloading paused until there is space", s.cfg.DataDir, free>>20)
 	}
+	return problem, readOnly, free, true
+}
+
+// pauseDownload holds it's download back with problem as its error.
+func (s *seedbox) pauseDownload(it *item, problem string, now time.Time) {
+	it.diskProblem = problem
+	it.diskSince = now
+	it.applyState()
+	s.log.Error("data folder cannot be written: download paused", "torrent", it.rec.Name, "problem", problem)
+}
+
+// watchDisk pauses the downloads, and only those, when the data folder
+// cannot take more: its file system is (nearly) full, or read-only (as
+// ext4 remounts itself after disk errors). It says so on each of them,
+// and resumes them once the folder can be written again. Seeding goes on;
+// what was verified stays.
+func (s *seedbox) watchDisk(now time.Time) {
+	problem, readOnly, free, ok := s.diskState()
+	if !ok {
+		return
+	}
 	for _, it := range s.torrents {
 		switch {
 		case it.diskProblem == "" && it.downloading() && problem != "":
-			it.diskProblem = problem
-			it.applyState()
-			s.log.Error("data folder cannot be written: download paused", "torrent", it.rec.Name, "read_only", readOnly, "free_mib", free>>20, "dir", s.cfg.DataDir)
-		case it.diskProblem != "" && !readOnly && free >= diskResume:
+			s.pauseDownload(it, problem, now)
+		case it.diskProblem != "" && !readOnly && free >= diskResume && now.Sub(it.diskSince) >= diskRetry:
 			it.diskProblem = ""
 			it.applyState()
+			// The engine's own answer to a failed write, or to a piece
+			// completion it could not read, is to stop the download
+			// for good; a torrent resumed here must not stay so.
+			it.t.AllowDataDownload()
 			s.log.Info("data folder writable again: download resumed", "torrent", it.rec.Name, "free_mib", free>>20)
 		}
 	}
+}
+
+// onWriteError is the engine's report that a piece's data could not be
+// written. The download is paused with the reason, as watchDisk does:
+// the engine's default would stop it for good, and a disk that went
+// read-only between two of watchDisk's looks left downloads stuck after
+// it was writable again.
+func (s *seedbox) onWriteError(it *item, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.torrents[it.rec.InfoHash] != it || it.diskProblem != "" {
+		return
+	}
+	problem, _, _, _ := s.diskState()
+	if problem == "" {
+		problem = fmt.Sprintf("writing to data folder %s failed: %v: downloading paused, tried again every %s", s.cfg.DataDir, err, diskRetry)
+	}
+	s.pauseDownload(it, problem, time.Now())
 }
 
 // watchData holds a torrent whose data was here and is now gone whole:

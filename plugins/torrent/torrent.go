@@ -283,7 +283,7 @@ func (s *seedbox) tick(ctx context.Context) {
 			s.unstall(it, now)
 			s.watchData(it)
 		}
-		s.watchDisk()
+		s.watchDisk(now)
 		s.schedule()
 		if now.Sub(saved) > 30*time.Second {
 			s.saveListLocked()
