@@ -3,6 +3,7 @@ package sdk
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -141,8 +142,8 @@ func (s *pluginServer) Status(ctx context.Context, _ *pluginv1.StatusRequest) (*
 	return &pluginv1.StatusResponse{Summary: st.Summary, Details: details}, nil
 }
 
-// jsonSafe turns common Go values that structpb refuses (ints of every
-// size, typed slices and maps) into ones it takes.
+// jsonSafe turns Go values that structpb refuses (ints of every size,
+// typed slices and maps, structs) into ones it takes.
 func jsonSafe(m map[string]any) map[string]any {
 	out := make(map[string]any, len(m))
 	for k, v := range m {
@@ -184,7 +185,17 @@ func jsonValue(v any) any {
 		}
 		return out
 	default:
-		return v
+		if _, err := structpb.NewValue(v); err == nil {
+			return v
+		}
+		// A struct, or a typed slice or map: as its JSON says it.
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Sprintf("%v", v)
+		}
+		var out any
+		json.Unmarshal(b, &out)
+		return out
 	}
 }
 
