@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anacrolix/torrent/metainfo"
-
 	"github.com/vecino/vecino/internal/testnet"
 )
 
@@ -60,7 +58,7 @@ func BenchmarkSeed1GiB(b *testing.B) {
 			tr := startTransmission(b)
 			linkTree(b, filepath.Join(src, "big"), filepath.Join(tr.dir, "big"))
 			file := makeTorrent(b, tracker, filepath.Join(src, "big"))
-			tracker.allow(b, infoHashOfTorrent(b, file))
+			tracker.allow(b, infoHash(b, file))
 			tr.add(file)
 			tr.wait(true, 3*time.Minute)
 			tr.waitAnnounced(time.Minute)
@@ -81,14 +79,6 @@ func infoHashOf(t testing.TB, view []byte) string {
 		t.Fatalf("not a torrent view: %v %s", err, view)
 	}
 	return v.InfoHash
-}
-
-func infoHashOfTorrent(t testing.TB, file []byte) string {
-	mi, err := metainfo.Load(bytes.NewReader(file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mi.HashInfoBytes().HexString()
 }
 
 // writeRandom writes size pseudo-random bytes (incompressible, fast).

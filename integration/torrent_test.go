@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -36,13 +36,20 @@ func startProcess(t testing.TB, name string, args ...string) *exec.Cmd {
 // startProcessEnv is startProcess with the environment env (nil: ours).
 func startProcessEnv(t testing.TB, env []string, name string, args ...string) *exec.Cmd {
 	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	return startCmd(t, name, cmd)
+}
+
+// startCmd is startProcess for a command made already; name names its
+// output.
+func startCmd(t testing.TB, name string, cmd *exec.Cmd) *exec.Cmd {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(name, args...)
-	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -95,8 +102,15 @@ func (tr *tracker) allow(t testing.TB, ih string) {
 
 func waitTCP(t testing.TB, addr string) {
 	t.Helper()
+	waitTCPIn(t, "", addr)
+}
+
+// waitTCPIn is waitTCP inside network namespace ns.
+func waitTCPIn(t testing.TB, ns, addr string) {
+	t.Helper()
+	dial := testnet.Dialer(ns)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+		if c, err := dial(context.Background(), "tcp", addr); err == nil {
 			c.Close()
 			return
 		}
@@ -266,6 +280,7 @@ func addPeer(t testing.TB, n *testnet.Node, ih string, port int) {
 // transmission is a transmission-daemon on loopback, driven over its RPC.
 type transmission struct {
 	t        testing.TB
+	client   *http.Client
 	rpc      string
 	session  string
 	dir      string
@@ -274,15 +289,25 @@ type transmission struct {
 }
 
 func startTransmission(t testing.TB) *transmission {
+	return startTransmissionOn(t, nil, 0)
+}
+
+// startTransmissionOn starts it on machine i of lan, with local peer
+// discovery on, or on loopback with lan nil.
+func startTransmissionOn(t testing.TB, lan *testnet.LAN, i int) *transmission {
 	testnet.NeedTools(t, "transmission-daemon")
 	conf, dir := t.TempDir(), t.TempDir()
 	rpcPort, peerPort := testnet.FreePort(t), testnet.FreePort(t)
+	bind, ns := "127.0.0.1", ""
+	if lan != nil {
+		bind, ns = lan.IP[i], lan.NS[i]
+	}
 	settings := map[string]any{
-		"bind-address-ipv4": "127.0.0.1", "bind-address-ipv6": "::1",
+		"bind-address-ipv4": bind, "bind-address-ipv6": "::1",
 		"rpc-bind-address": "127.0.0.1", "rpc-port": rpcPort, "rpc-authentication-required": false,
 		"rpc-whitelist-enabled": false, "rpc-host-whitelist-enabled": false,
 		"peer-port": peerPort, "peer-port-random-on-start": false, "port-forwarding-enabled": false,
-		"dht-enabled": false, "lpd-enabled": false, "pex-enabled": false, "utp-enabled": false,
+		"dht-enabled": false, "lpd-enabled": lan != nil, "pex-enabled": false, "utp-enabled": false,
 		"download-dir": dir, "incomplete-dir-enabled": false, "encryption": 1,
 		"ratio-limit-enabled": false, "idle-seeding-limit-enabled": false,
 		"speed-limit-up-enabled": false, "speed-limit-down-enabled": false, "message-level": 2,
@@ -291,9 +316,13 @@ func startTransmission(t testing.TB) *transmission {
 	if err := os.WriteFile(filepath.Join(conf, "settings.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := startProcess(t, "transmission-daemon", "-f", "-g", conf)
-	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", rpcPort))
-	return &transmission{t: t, rpc: fmt.Sprintf("http://127.0.0.1:%d/transmission/rpc", rpcPort), dir: dir, peerPort: peerPort, pid: cmd.Process.Pid}
+	cmd := exec.Command("transmission-daemon", "-f", "-g", conf)
+	if lan != nil {
+		cmd = lan.Command(i, "transmission-daemon", "-f", "-g", conf)
+	}
+	startCmd(t, "transmission-daemon", cmd)
+	waitTCPIn(t, ns, fmt.Sprintf("127.0.0.1:%d", rpcPort))
+	return &transmission{t: t, client: testnet.HTTPClient(ns), rpc: fmt.Sprintf("http://127.0.0.1:%d/transmission/rpc", rpcPort), dir: dir, peerPort: peerPort, pid: cmd.Process.Pid}
 }
 
 func (tr *transmission) call(method string, args map[string]any) map[string]any {
@@ -302,7 +331,7 @@ func (tr *transmission) call(method string, args map[string]any) map[string]any 
 	for range 3 {
 		req, _ := http.NewRequest("POST", tr.rpc, bytes.NewReader(body))
 		req.Header.Set("X-Transmission-Session-Id", tr.session)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := tr.client.Do(req)
 		if err != nil {
 			tr.t.Fatalf("transmission rpc: %v", err)
 		}
@@ -358,7 +387,7 @@ func (tr *transmission) seed(t testing.TB, tracker *tracker, name string, sizes 
 	sums := makeFiles(t, tr.dir, sizes)
 	file := makeTorrent(t, tracker, filepath.Join(tr.dir, name))
 	tr.add(file)
-	tr.wait(true, time.Minute)
+	tr.waitTorrent(infoHash(t, file), true, time.Minute)
 	return sums, file
 }
 
@@ -393,13 +422,17 @@ func addTorrent(t testing.TB, n *testnet.Node, file []byte) torrentView {
 	return v
 }
 
-// makeTorrent runs transmission-create on dir with tracker's URL, and
+// makeTorrent runs transmission-create on dir with tracker's URL (none if nil), and
 // extra arguments: the same files give the same info dictionary, whatever
 // the tracker.
 func makeTorrent(t testing.TB, tracker *tracker, dir string, extra ...string) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), filepath.Base(dir)+".torrent")
-	if b, err := exec.Command("transmission-create", append([]string{"-o", out, "-t", tracker.URL, dir}, extra...)...).CombinedOutput(); err != nil {
+	args := []string{"-o", out, dir}
+	if tracker != nil {
+		args = append(args, "-t", tracker.URL)
+	}
+	if b, err := exec.Command("transmission-create", append(args, extra...)...).CombinedOutput(); err != nil {
 		t.Fatalf("transmission-create: %v\n%s", err, b)
 	}
 	data, err := os.ReadFile(out)
@@ -459,9 +492,19 @@ func (tr *transmission) waitMetadata(timeout time.Duration) {
 // seeding, status 6).
 func (tr *transmission) wait(seeding bool, timeout time.Duration) {
 	tr.t.Helper()
+	tr.waitTorrent("", seeding, timeout)
+}
+
+// waitTorrent is wait for the torrent of info hash ih ("": the only one).
+func (tr *transmission) waitTorrent(ih string, seeding bool, timeout time.Duration) {
+	tr.t.Helper()
+	args := map[string]any{"fields": []string{"name", "percentDone", "status", "error", "errorString", "peersConnected"}}
+	if ih != "" {
+		args["ids"] = []string{ih}
+	}
 	var last any
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
-		got := tr.call("torrent-get", map[string]any{"fields": []string{"name", "percentDone", "status", "error", "errorString", "peersConnected"}})
+		got := tr.call("torrent-get", args)
 		list, _ := got["torrents"].([]any)
 		if len(list) == 1 {
 			m := list[0].(map[string]any)

@@ -86,6 +86,9 @@ type Options struct {
 	// Group runs the router as the leader of its own process group, with
 	// its plugins in it, so that StopGroup can signal them all at once.
 	Group bool
+	// Netns runs the router inside that network namespace (see LAN); the
+	// test reaches its API there.
+	Netns string
 }
 
 // Node is one running router.
@@ -101,6 +104,8 @@ type Node struct {
 	Addrs   []string
 	LogPath string
 	group   bool
+	netns   string
+	client  *http.Client
 	cmd     *exec.Cmd
 	done    chan struct{}
 }
@@ -110,7 +115,7 @@ func Start(t testing.TB, o Options) *Node {
 	t.Helper()
 	bin := Binaries(t)
 	dir := t.TempDir()
-	n := &Node{t: t, Dir: dir, Config: filepath.Join(dir, "vecino.toml"), State: filepath.Join(dir, "state"), Bin: bin, group: o.Group}
+	n := &Node{t: t, Dir: dir, Config: filepath.Join(dir, "vecino.toml"), State: filepath.Join(dir, "state"), Bin: bin, group: o.Group, netns: o.Netns, client: HTTPClient(o.Netns)}
 	if err := os.WriteFile(n.Config, []byte(configText(o)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +192,9 @@ func (n *Node) Restart() {
 		t.Fatal(err)
 	}
 	n.cmd = exec.Command(filepath.Join(n.Bin, "router"), "-config", n.Config, "-plugin-dir", n.Bin)
+	if n.netns != "" { // ip execs the router: the PID stays the router's
+		n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.netns}, n.cmd.Args...)...)
+	}
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: n.group}
 	if err := n.cmd.Start(); err != nil {
@@ -378,8 +386,7 @@ func (n *Node) Do(method, path string, body []byte, auth bool) (int, []byte, err
 	if auth {
 		req.Header.Set("Authorization", "Bearer "+n.Token)
 	}
-	c := &http.Client{Timeout: 60 * time.Second}
-	resp, err := c.Do(req)
+	resp, err := n.client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
