@@ -99,6 +99,8 @@ type item struct {
 	// gone is set while the data that was here cannot be found; it is
 	// the torrent's error until the data is back or the user starts it.
 	gone string
+	// lpdNext is when the torrent is next announced on the local network.
+	lpdNext time.Time
 	// verifying is set while a verify asked for runs; verified counts the
 	// pieces it has hashed.
 	verifying bool
@@ -127,6 +129,13 @@ func (it *item) sample(now time.Time) {
 }
 
 func (it *item) hasInfo() bool { return it.t.Info() != nil }
+
+// private reports whether the torrent is private (BEP 27): its peers come
+// from its tracker alone.
+func (it *item) private() bool {
+	info := it.t.Info()
+	return info != nil && info.Private != nil && *info.Private
+}
 
 // held reports whether the torrent may transfer nothing now: it is
 // queued or paused, its data is missing, or it is in error (its files

@@ -82,8 +82,8 @@ func (s *settings) validate() sdk.ConfigErrors {
 	default:
 		bad("encryption", "%q is not one of prefer, require, off", s.Encryption)
 	}
-	if s.LocalPeerDiscover {
-		bad("local_peer_discovery", "the BitTorrent engine (anacrolix/torrent) has no local peer discovery; set it to false")
+	if ip := net.ParseIP(s.ListenHost); s.LocalPeerDiscover && ip != nil && ip.IsLoopback() {
+		bad("local_peer_discovery", "peers on the local network cannot reach listen_host %s; listen on their network or set it to false", s.ListenHost)
 	}
 	return errs
 }
@@ -100,6 +100,11 @@ type seedbox struct {
 	bg      context.Context // ends at Stop: background work
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
+
+	// lpd is local peer discovery, when local_peer_discovery is on;
+	// lpdErr says why it could not start.
+	lpd    *lpd
+	lpdErr string
 
 	mu       sync.Mutex
 	torrents map[string]*item // by info hash, hex
@@ -209,6 +214,15 @@ func (s *seedbox) Start(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	s.bg, s.stop = bg, cancel
+	if s.cfg.LocalPeerDiscover {
+		if s.lpd, err = startLPD(s.port, s.localPeer, s.log); err != nil {
+			s.lpdErr = err.Error()
+			s.log.Error("local peer discovery off", "err", err)
+		} else {
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.lpd.serve() }()
+		}
+	}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.tick(bg) }()
 	go func() { defer s.wg.Done(); s.watch(bg) }()
@@ -218,6 +232,9 @@ func (s *seedbox) Start(ctx context.Context) error {
 func (s *seedbox) Stop(context.Context) error {
 	if s.stop != nil {
 		s.stop()
+		if s.lpd != nil {
+			s.lpd.close()
+		}
 		s.wg.Wait()
 	}
 	s.mu.Lock()
@@ -257,9 +274,16 @@ func (s *seedbox) Status(context.Context) (sdk.Status, error) {
 	if n["error"] > 0 {
 		summary += fmt.Sprintf(", %d with errors", n["error"])
 	}
+	details := map[string]any{"data_dir": s.cfg.DataDir, "watch_dir": s.cfg.WatchDir, "listen_port": s.port(), "torrents": len(views)}
+	switch {
+	case s.lpd != nil:
+		details["local_peer_discovery"] = s.lpd.status()
+	case s.lpdErr != "":
+		details["local_peer_discovery"] = s.lpdErr
+	}
 	return sdk.Status{
 		Summary: fmt.Sprintf("%s; up %.1f KiB/s, down %.1f KiB/s", summary, up/1024, down/1024),
-		Details: map[string]any{"data_dir": s.cfg.DataDir, "watch_dir": s.cfg.WatchDir, "listen_port": s.port(), "torrents": len(views)},
+		Details: details,
 	}, nil
 }
 
@@ -275,6 +299,9 @@ func (s *seedbox) port() int {
 func (s *seedbox) tick(ctx context.Context) {
 	saved := time.Now()
 	sdk.Every(ctx, time.Second, func(now time.Time) {
+		if s.lpd != nil {
+			s.lpd.announce(s.lpdDue(now), now)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, it := range s.torrents {

@@ -1,0 +1,333 @@
+package torrent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
+)
+
+// Local peer discovery, BEP 14: each torrent is announced now and then to
+// a multicast group on every local network the node is on, and peers on
+// those networks that announce a torrent the node carries are dialled.
+// It is what lets a laptop on the same Wi-Fi find the neighbourhood box
+// with no tracker and no DHT. IPv4 only, as Transmission's.
+const (
+	lpdGroup = "239.192.152.143"
+	lpdPort  = 6771
+	// lpdEvery is how often each torrent is announced again; BEP 14 asks
+	// for no more than once a minute.
+	lpdEvery = 5 * time.Minute
+	// lpdPerTick bounds the announces sent a second: Transmission drops
+	// what comes over 10 a second.
+	lpdPerTick = 5
+	// lpdMaxMessage is the longest announce read; a message names a
+	// handful of info hashes at most.
+	lpdMaxMessage = 1400
+)
+
+var lpdAddr = &net.UDPAddr{IP: net.ParseIP(lpdGroup), Port: lpdPort}
+
+// lpdMessage is one BEP 14 announce.
+type lpdMessage struct {
+	Port   int
+	Hashes []string // hex, lower case
+	Cookie string
+}
+
+// parseLPD reads a BEP 14 announce:
+//
+//	BT-SEARCH * HTTP/1.1\r\n
+//	Host: 239.192.152.143:6771\r\n
+//	Port: 51413\r\n
+//	Infohash: <40 hex>\r\n   (once or more)
+//	cookie: <anything>\r\n   (optional)
+//	\r\n\r\n
+//
+// Header names are case-insensitive; unknown headers are skipped.
+func parseLPD(b []byte) (lpdMessage, error) {
+	var m lpdMessage
+	if len(b) > lpdMaxMessage {
+		return m, fmt.Errorf("announce of %d bytes, over %d", len(b), lpdMaxMessage)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	if !sc.Scan() || strings.TrimSpace(sc.Text()) != "BT-SEARCH * HTTP/1.1" {
+		return m, errors.New(`not a BEP 14 announce: first line is not "BT-SEARCH * HTTP/1.1"`)
+	}
+	for line := 2; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(text, ":")
+		if !ok {
+			return m, fmt.Errorf("line %d: %q is not NAME: VALUE", line, text)
+		}
+		value = strings.TrimSpace(value)
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "port":
+			p, err := strconv.Atoi(value)
+			if err != nil || p < 1 || p > 65535 {
+				return m, fmt.Errorf("line %d: port %q is not from 1 to 65535", line, value)
+			}
+			m.Port = p
+		case "infohash":
+			h := strings.ToLower(value)
+			if _, err := hex.DecodeString(h); err != nil || len(h) != 40 {
+				return m, fmt.Errorf("line %d: info hash %q is not 40 hex digits", line, value)
+			}
+			m.Hashes = append(m.Hashes, h)
+		case "cookie":
+			m.Cookie = value
+		}
+	}
+	switch {
+	case m.Port == 0:
+		return m, errors.New("announce has no Port")
+	case len(m.Hashes) == 0:
+		return m, errors.New("announce has no Infohash")
+	}
+	return m, nil
+}
+
+// lpdAnnounce is the announce of one torrent; Transmission reads only the
+// first Infohash of a message, so each goes alone.
+func lpdAnnounce(port int, hash, cookie string) []byte {
+	return fmt.Appendf(nil, "BT-SEARCH * HTTP/1.1\r\nHost: %s:%d\r\nPort: %d\r\nInfohash: %s\r\ncookie: %s\r\n\r\n\r\n",
+		lpdGroup, lpdPort, port, strings.ToUpper(hash), cookie)
+}
+
+// lpd is the node's end of local peer discovery.
+type lpd struct {
+	pc     *ipv4.PacketConn
+	conn   net.PacketConn
+	cookie string
+	port   func() int
+	found  func(hash string, peer netip.AddrPort) bool
+	log    *slog.Logger
+	limit  *rate.Limiter // announces heard and handled
+
+	mu     sync.Mutex
+	joined map[string]bool // interface names
+	looked time.Time       // when the interfaces were last listed
+
+	sent, heard, refused, peers atomic.Int64
+}
+
+// startLPD listens for announces on port 6771 of every interface, beside
+// any other client on the machine (SO_REUSEPORT), and sends its own with
+// a hop limit of 1. found is told of each peer heard for a torrent, and
+// says whether the torrent is carried here.
+func startLPD(port func() int, found func(string, netip.AddrPort) bool, log *slog.Logger) (*lpd, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1))
+		})
+		return errors.Join(err, serr)
+	}}
+	conn, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", lpdPort))
+	if err != nil {
+		return nil, fmt.Errorf("local peer discovery: listen on udp port %d: %w", lpdPort, err)
+	}
+	pc := ipv4.NewPacketConn(conn)
+	if err := errors.Join(pc.SetMulticastTTL(1), pc.SetMulticastLoopback(false)); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("local peer discovery: set up multicast: %w", err)
+	}
+	var c [8]byte
+	rand.Read(c[:])
+	l := &lpd{pc: pc, conn: conn, cookie: "vecino-" + hex.EncodeToString(c[:]), port: port, found: found, log: log,
+		limit: rate.NewLimiter(50, 100), joined: map[string]bool{}}
+	l.join(time.Now())
+	return l, nil
+}
+
+// join joins the group on every interface up, with multicast, that is not
+// loopback and not joined yet: a Wi-Fi that comes up later is joined then.
+// It lists the interfaces once a minute at most.
+func (l *lpd) join(now time.Time) []net.Interface {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.looked) < time.Minute && !l.looked.IsZero() {
+		return l.interfacesLocked()
+	}
+	l.looked = now
+	ifs, err := net.Interfaces()
+	if err != nil {
+		l.log.Warn("local peer discovery: list network interfaces", "err", err)
+		return nil
+	}
+	for _, ifi := range ifs {
+		if !lpdUsable(ifi) || l.joined[ifi.Name] {
+			continue
+		}
+		if err := l.pc.JoinGroup(&ifi, lpdAddr); err != nil { // no IPv4 address yet, say: tried again
+			l.log.Debug("local peer discovery: join multicast group", "interface", ifi.Name, "err", err)
+			continue
+		}
+		l.joined[ifi.Name] = true
+		l.log.Info("local peer discovery on", "interface", ifi.Name)
+	}
+	return l.interfacesLocked()
+}
+
+func lpdUsable(ifi net.Interface) bool {
+	return ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagMulticast != 0 && ifi.Flags&net.FlagLoopback == 0
+}
+
+// interfacesLocked lists the joined interfaces that are still there and up.
+func (l *lpd) interfacesLocked() []net.Interface {
+	var out []net.Interface
+	for _, name := range slices.Sorted(maps.Keys(l.joined)) {
+		if ifi, err := net.InterfaceByName(name); err == nil && lpdUsable(*ifi) {
+			out = append(out, *ifi)
+		}
+	}
+	return out
+}
+
+// announce sends one announce per torrent on every joined interface.
+func (l *lpd) announce(hashes []string, now time.Time) {
+	if len(hashes) == 0 {
+		return
+	}
+	port := l.port()
+	for _, ifi := range l.join(now) {
+		if err := l.pc.SetMulticastInterface(&ifi); err != nil {
+			l.log.Warn("local peer discovery: pick interface", "interface", ifi.Name, "err", err)
+			continue
+		}
+		for _, h := range hashes {
+			if _, err := l.pc.WriteTo(lpdAnnounce(port, h, l.cookie), nil, lpdAddr); err != nil {
+				l.log.Warn("local peer discovery: announce", "interface", ifi.Name, "err", err)
+				break
+			}
+			l.sent.Add(1)
+		}
+	}
+}
+
+// serve reads announces until the socket is closed.
+func (l *lpd) serve() {
+	buf := make([]byte, lpdMaxMessage+1)
+	for {
+		n, _, src, err := l.pc.ReadFrom(buf)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				l.log.Warn("local peer discovery: read", "err", err)
+			}
+			return
+		}
+		l.heard.Add(1)
+		if !l.limit.Allow() {
+			l.refused.Add(1)
+			continue
+		}
+		l.handle(buf[:n], src)
+	}
+}
+
+func (l *lpd) handle(b []byte, src net.Addr) {
+	udp, ok := src.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	m, err := parseLPD(b)
+	if err != nil {
+		l.refused.Add(1)
+		l.log.Debug("local peer discovery: announce refused", "from", udp.String(), "err", err)
+		return
+	}
+	if m.Cookie == l.cookie {
+		return // our own, back through another interface
+	}
+	ip, ok := netip.AddrFromSlice(udp.IP)
+	if !ok {
+		return
+	}
+	peer := netip.AddrPortFrom(ip.Unmap(), uint16(m.Port))
+	for _, h := range m.Hashes {
+		if l.found(h, peer) {
+			l.peers.Add(1)
+			l.log.Info("local peer found", "torrent", h, "peer", peer.String())
+		}
+	}
+}
+
+func (l *lpd) close() error { return l.conn.Close() }
+
+// LPDStatus is what the status page shows of local peer discovery.
+type LPDStatus struct {
+	Interfaces []string `json:"interfaces"`
+	Sent       int64    `json:"announces_sent"`
+	Heard      int64    `json:"announces_heard"`
+	Refused    int64    `json:"announces_refused"`
+	Peers      int64    `json:"peers_found"`
+}
+
+func (l *lpd) status() LPDStatus {
+	st := LPDStatus{Sent: l.sent.Load(), Heard: l.heard.Load(), Refused: l.refused.Load(), Peers: l.peers.Load()}
+	l.mu.Lock()
+	for _, ifi := range l.interfacesLocked() {
+		st.Interfaces = append(st.Interfaces, ifi.Name)
+	}
+	l.mu.Unlock()
+	return st
+}
+
+// lpdDue lists the torrents to announce now, lpdPerTick at most: each one
+// that may transfer is announced when added or resumed, and every lpdEvery
+// after. Private torrents are never announced (BEP 27).
+func (s *seedbox) lpdDue(now time.Time) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var due []string
+	for ih, it := range s.torrents {
+		if len(due) == lpdPerTick {
+			break
+		}
+		if it.held() || it.rec.Finished || it.private() || now.Before(it.lpdNext) {
+			continue
+		}
+		it.lpdNext = now.Add(lpdEvery)
+		due = append(due, ih)
+	}
+	return due
+}
+
+// localPeer has the engine dial a peer heard announcing torrent hash, and
+// says whether the torrent is here and may take it.
+func (s *seedbox) localPeer(hash string, peer netip.AddrPort) bool {
+	s.mu.Lock()
+	it, ok := s.torrents[hash]
+	ok = ok && !it.held() && !it.private()
+	s.mu.Unlock()
+	if ok {
+		it.t.AddPeers([]torrent.PeerInfo{{Addr: peer, Source: peerSourceLPD}})
+	}
+	return ok
+}
+
+// peerSourceLPD marks peers found on the local network.
+const peerSourceLPD torrent.PeerSource = "Lpd"
