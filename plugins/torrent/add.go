@@ -249,7 +249,7 @@ func (s *seedbox) start(ih string) (View, error) {
 			// The engine still counts the pieces it had: a verify finds
 			// them gone, and they are downloaded.
 			s.log.Info("data missing: downloading it anew, as asked", "torrent", it.rec.Name)
-			it.gone, it.rec.Had = "", 0
+			it.gone, it.gonePath, it.rec.Had = "", "", 0
 			if _, err := s.verifyLocked(it.rec.InfoHash); err != nil {
 				return err
 			}

@@ -98,7 +98,10 @@ type item struct {
 	diskSince   time.Time
 	// gone is set while the data that was here cannot be found; it is
 	// the torrent's error until the data is back or the user starts it.
-	gone string
+	// gonePath is the file or folder whose return is waited for.
+	gone, gonePath string
+	// fileCursor is where missingFile looks next among the files.
+	fileCursor int
 	// lpdNext is when the torrent is next announced on the local network.
 	lpdNext time.Time
 	// verifying is set while a verify asked for runs; verified counts the
@@ -429,23 +432,22 @@ func (s *seedbox) onWriteError(it *item, err error) {
 	s.pauseDownload(it, problem, time.Now())
 }
 
-// watchData holds a torrent whose data was here and is now gone whole:
-// its file or folder is missing from the data folder, as when the disk
-// that holds it is not mounted. The engine would otherwise take every
-// piece as lost and download it all again, into whatever the data folder
-// now is. When the data is back it is verified, and the torrent goes on.
+// watchData holds a torrent whose data was here and is now gone: its file
+// or folder is missing from the data folder, as when the disk that holds
+// it is not mounted, or one of its files that held verified data is. The
+// engine would otherwise take every piece as lost and download it all
+// again, into whatever the data folder now is; or, for one file, keep
+// counting its pieces as here. When the data is back it is verified, and
+// the torrent goes on.
 func (s *seedbox) watchData(it *item) {
 	if !it.hasInfo() {
 		return
 	}
-	root := filepath.Join(s.cfg.DataDir, it.t.Info().BestName())
-	_, err := os.Stat(root)
-	missing := errors.Is(err, fs.ErrNotExist)
 	if it.gone != "" {
-		if !missing {
-			it.gone = ""
+		if _, err := os.Stat(it.gonePath); !errors.Is(err, fs.ErrNotExist) {
+			it.gone, it.gonePath = "", ""
 			it.applyState()
-			s.log.Info("data back: verifying it", "torrent", it.rec.Name, "path", root)
+			s.log.Info("data back: verifying it", "torrent", it.rec.Name)
 			if _, err := s.verifyLocked(it.rec.InfoHash); err != nil {
 				s.log.Warn("verify after the data came back", "torrent", it.rec.Name, "err", err)
 			}
@@ -456,11 +458,55 @@ func (s *seedbox) watchData(it *item) {
 	// a download can end, and its data go, between two looks.
 	_, done := it.wanted()
 	it.rec.Had = max(it.rec.Had, done)
-	if missing && it.rec.Had > 0 {
-		it.gone = fmt.Sprintf("no data found at %s, where %d MiB of it was: is its disk mounted? Nothing is downloaded again until the data is back (it is then verified), or until you start the torrent to download it anew", root, it.rec.Had>>20)
-		it.applyState()
-		s.log.Error("data missing: torrent held", "torrent", it.rec.Name, "path", root, "had_mib", it.rec.Had>>20)
+	if it.rec.Had == 0 {
+		return
 	}
+	root := filepath.Join(s.cfg.DataDir, it.t.Info().BestName())
+	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
+		s.hold(it, root, fmt.Sprintf("no data found at %s, where %d MiB of it was: is its disk mounted?", root, it.rec.Had>>20))
+	} else if path, had := s.missingFile(it); path != "" {
+		s.hold(it, path, fmt.Sprintf("file %s is missing, where %d MiB of verified data was: moved or deleted?", path, had>>20))
+	}
+}
+
+// hold keeps a torrent whose data went from downloading it again until
+// path is back, saying why.
+func (s *seedbox) hold(it *item, path, why string) {
+	it.gone, it.gonePath = why+" Nothing is downloaded again until it is back (it is then verified), or until you start the torrent to download it anew", path
+	it.applyState()
+	s.log.Error("data missing: torrent held", "torrent", it.rec.Name, "path", path)
+}
+
+// filesPerLook bounds the files missingFile looks at a second per torrent.
+const filesPerLook = 64
+
+// missingFile finds a file of a multi-file torrent that had verified data
+// and is gone from the data folder, the rest of the folder still there:
+// the engine would count its pieces as here, seed what it no longer has,
+// and write the rest of a download around the hole. It looks at
+// filesPerLook files a call, in turn.
+func (s *seedbox) missingFile(it *item) (path string, had int64) {
+	files := it.t.Files()
+	info := it.t.Info()
+	if !info.IsDir() {
+		return "", 0 // the root is the file
+	}
+	for range min(len(files), filesPerLook) {
+		f := files[it.fileCursor%len(files)]
+		it.fileCursor++
+		if f.Length() == 0 || it.skipped(f.DisplayPath()) {
+			continue
+		}
+		fi := f.FileInfo()
+		p := filepath.Join(append([]string{s.cfg.DataDir, info.BestName()}, fi.BestPath()...)...)
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if done := f.BytesCompleted(); done > 0 {
+			return p, done
+		}
+	}
+	return "", 0
 }
 
 // schedule lets the oldest max_active torrents that are neither finished,
