@@ -472,3 +472,81 @@ func TestChatSetsAsideAnUnreadableDatabase(t *testing.T) {
 		t.Errorf("history after the restart: %+v", msgs)
 	}
 }
+
+// TestChatFullDisk: the chat plugin's disk fills up (the torrent plugin's
+// downloads, say, on the same SD card). A client's new message and mail
+// are refused with 507 and a reason saying so, nothing half-kept; the
+// plugin is not restarted (it was, every 6 s: its health check failed on
+// the last commit's error); history already kept is served. Once there is
+// space the node takes messages again, and they survive a restart.
+func TestChatFullDisk(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": roomyChat}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	n.Stop()
+	dir := filepath.Join(n.State, "plugins", "chat")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	mountTmpfs(t, dir, "4m")
+	n.Restart()
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	alice, bob := newChatter(t, n), newChatter(t, n)
+	alice.say("lobby", "before the disk filled")
+
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for buf := make([]byte, 64<<10); ; {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	n.WaitPlugin("chat", 5*time.Second, func(p testnet.PluginStatus) bool { return strings.Contains(p.Summary, "is full") })
+	alice.seq++
+	raw, _ := alice.id.SignRoom("lobby", alice.seq, time.Now(), "while full")
+	if code, body := postChat(t, n, "/rooms/lobby/messages", raw); code != http.StatusInsufficientStorage || !strings.Contains(body, "disk_full") || !strings.Contains(body, "is full") {
+		t.Fatalf("a post onto a full disk: %d %s", code, body)
+	}
+	mail, err := alice.id.Seal(bob.id.Address(), time.Now(), "while full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postChat(t, n, "/mail", mail); code != http.StatusInsufficientStorage || !strings.Contains(body, "disk_full") {
+		t.Errorf("mail onto a full disk: %d %s", code, body)
+	}
+	time.Sleep(8 * time.Second) // past three health checks
+	if p := n.Status().Plugin("chat"); p.Restarts != 0 || p.State != "running" || !strings.Contains(p.Summary, "full") {
+		t.Errorf("while the disk is full: %s, %d restarts, summary %q", p.State, p.Restarts, p.Summary)
+	}
+	if msgs, _ := readRoom(t, n, "lobby", 0, 0); len(msgs) == 0 || msgs[0].Text != "before the disk filled" {
+		t.Errorf("history while the disk is full: %+v", msgs)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		alice.seq++
+		raw, _ := alice.id.SignRoom("lobby", alice.seq, time.Now(), "after")
+		code, body := postChat(t, n, "/rooms/lobby/messages", raw)
+		if code == http.StatusAccepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with space again: %d %s", code, body)
+		}
+	}
+	n.Stop()
+	n.Restart()
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	msgs, _ := readRoom(t, n, "lobby", 0, 0)
+	if got := textsFrom(msgs, alice.addr()); len(got) < 2 || got[0] != "before the disk filled" || got[len(got)-1] != "after" {
+		t.Errorf("history after a restart: %q", got)
+	}
+}

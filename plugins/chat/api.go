@@ -181,6 +181,10 @@ func (c *chat) postMail(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := c.diskFull(); err != nil {
+		c.fail(w, err)
+		return
+	}
 	m, saved, err := c.deposit(raw, time.Now())
 	if err != nil {
 		c.fail(w, err)
@@ -191,8 +195,7 @@ func (c *chat) postMail(w http.ResponseWriter, r *http.Request) {
 		if err := c.env.Host.Publish(r.Context(), wire.MailTopic, op); err != nil {
 			slog.Warn("mail kept here but not passed on", "err", err)
 		}
-		<-saved
-		if err := c.db.commitErr(); err != nil {
+		if err := notKept(saved.wait(), "passed on"); err != nil {
 			c.fail(w, err)
 			return
 		}
@@ -245,9 +248,8 @@ func (c *chat) deleteMail(w http.ResponseWriter, r *http.Request) {
 	if err := c.env.Host.Publish(r.Context(), wire.MailTopic, op); err != nil {
 		slog.Warn("mail deleted here but other nodes not told", "err", err)
 	}
-	<-saved
-	if err := c.db.commitErr(); err != nil {
-		c.fail(w, err)
+	if err := saved.wait(); err != nil {
+		c.fail(w, fmt.Errorf("mail deleted here and on the other nodes, but the deletion is not on disk: it may come back at a restart: %w", err))
 		return
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"deleted": len(a.IDs)})

@@ -14,8 +14,10 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
 	"github.com/vecino/vecino/plugins/chat/wire"
@@ -118,6 +120,8 @@ type chat struct {
 	accepted    int64
 	// setAside names the file an unreadable chat.db was moved to at start.
 	setAside string
+	// full says the plugin's disk is full, while it is (watchDisk).
+	full string
 }
 
 type room struct {
@@ -261,11 +265,13 @@ func (c *chat) Start(context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.consume(sub, "mail message", func(data []byte, now time.Time) sdk.Verdict {
 		return c.verdict(c.mailOp(data, now))
 	})
 	go c.sweep()
+	c.watchDisk(time.Now())
+	go func() { defer c.wg.Done(); sdk.Every(c.ctx, time.Second, c.watchDisk) }()
 	return nil
 }
 
@@ -280,11 +286,13 @@ func (c *chat) Stop(context.Context) error {
 	return nil
 }
 
+// Health fails only when the plugin does not work: a full disk is a
+// state the status shows, not a reason to restart it.
 func (c *chat) Health(context.Context) error {
 	if c.db == nil {
 		return errors.New("not started")
 	}
-	return c.db.commitErr()
+	return nil
 }
 
 func (c *chat) Status(context.Context) (sdk.Status, error) {
@@ -311,6 +319,10 @@ func (c *chat) Status(context.Context) (sdk.Status, error) {
 	if c.setAside != "" {
 		st.Summary += "; an unreadable chat.db was set aside as " + filepath.Base(c.setAside)
 		st.Details["set_aside"] = c.setAside
+	}
+	if c.full != "" {
+		st.Summary += "; " + c.full
+		st.Details["disk_full"] = c.full
 	}
 	return st, nil
 }
@@ -406,7 +418,7 @@ func (c *chat) parse(raw []byte, now time.Time) (*wire.RoomMessage, error) {
 
 // accept checks a parsed room message against this node's limits and adds
 // it to r's history. The returned channel is closed once it is on disk.
-func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (entry, <-chan struct{}, error) {
+func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (entry, *batch, error) {
 	if m.Room != r.name {
 		return entry{}, nil, &refusal{http.StatusBadRequest, "wrong_room", fmt.Errorf("message is for room %q, not %q", m.Room, r.name)}
 	}
@@ -418,7 +430,7 @@ func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (entry, <-cha
 	return c.addLocked(r, m, now)
 }
 
-func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, <-chan struct{}, error) {
+func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, *batch, error) {
 	if last, ok := r.lastSeq[m.From]; ok && m.Seq <= last.Seq {
 		return entry{}, nil, &refusal{http.StatusConflict, "replayed", fmt.Errorf("seq %d from this author was already seen here (last %d): a replay or a duplicate", m.Seq, last.Seq)}
 	}
@@ -544,6 +556,9 @@ func (c *chat) parseAll(envs [][]byte, now time.Time) ([]*wire.RoomMessage, []er
 // post accepts a message from a local client, queues it to be published
 // and returns once it is on disk.
 func (c *chat) post(r *room, raw []byte) (entry, error) {
+	if err := c.diskFull(); err != nil {
+		return entry{}, err
+	}
 	now := time.Now()
 	m, err := c.parse(raw, now)
 	if err != nil {
@@ -560,8 +575,7 @@ func (c *chat) post(r *room, raw []byte) (entry, error) {
 	if err != nil {
 		return e, err
 	}
-	<-saved
-	return e, c.db.commitErr()
+	return e, notKept(saved.wait(), "passed on")
 }
 
 // since returns up to limit messages after cursor, and a channel closed when
@@ -616,7 +630,7 @@ func (b *mailbox) remove(drop func(mailItem) bool) []string {
 }
 
 // deposit holds a sealed direct message for its recipient.
-func (c *chat) deposit(raw []byte, now time.Time) (*wire.Mail, <-chan struct{}, error) {
+func (c *chat) deposit(raw []byte, now time.Time) (*wire.Mail, *batch, error) {
 	m, err := wire.ParseMail(raw, now, c.cfg.MailboxTTL)
 	if err != nil {
 		return nil, nil, parseRefusal(err)
@@ -635,7 +649,7 @@ func (c *chat) deposit(raw []byte, now time.Time) (*wire.Mail, <-chan struct{}, 
 }
 
 // take removes ids from to's mailbox, here and on disk.
-func (c *chat) take(to string, ids []string) <-chan struct{} {
+func (c *chat) take(to string, ids []string) *batch {
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = true
@@ -747,4 +761,53 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// diskLow is the free space in the plugin's folder below which clients'
+// new messages and mail are refused: what is not kept would be lost at
+// the next restart.
+const diskLow = 1 << 20
+
+// watchDisk notes, once a second, whether the plugin's disk is full.
+func (c *chat) watchDisk(time.Time) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(c.env.DataDir, &st); err != nil {
+		return
+	}
+	full := ""
+	if free := int64(st.Bavail) * int64(st.Bsize); free < diskLow {
+		full = fmt.Sprintf("the disk of %s is full (%d KiB free): clients' new messages are refused until there is space", c.env.DataDir, free>>10)
+	}
+	c.mu.Lock()
+	was := c.full
+	c.full = full
+	c.mu.Unlock()
+	switch {
+	case full != "" && was == "":
+		slog.Error("disk full: new messages refused", "dir", c.env.DataDir)
+	case full == "" && was != "":
+		slog.Info("disk has space again: new messages taken", "dir", c.env.DataDir)
+	}
+}
+
+// diskFull refuses a client's new message while the disk is full.
+func (c *chat) diskFull() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.full == "" {
+		return nil
+	}
+	return &refusal{http.StatusInsufficientStorage, "disk_full", errors.New(c.full)}
+}
+
+// notKept is the error for a write that did not reach the disk, after
+// the message was done with otherwise (done: "passed on", say).
+func notKept(err error, done string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.ENOSPC):
+		return &refusal{http.StatusInsufficientStorage, "disk_full", fmt.Errorf("this node %s the message but could not keep it: its disk is full: %w", done, err)}
+	}
+	return fmt.Errorf("this node %s the message but could not keep it: %w", done, err)
 }

@@ -31,11 +31,14 @@ type db struct {
 
 	mu      sync.Mutex
 	pending []func(*bolt.Tx) error
-	done    chan struct{} // closed when the pending batch is on disk
-	err     error         // the last commit's error
+	next    *batch // the batch the pending writes go in
 	kick    chan struct{}
 	stop    chan struct{}
-	wg      sync.WaitGroup
+	// logged and loggedAt are the last commit error logged, and when
+	// (commitLoop's alone).
+	logged   string
+	loggedAt time.Time
+	wg       sync.WaitGroup
 }
 
 var (
@@ -64,7 +67,7 @@ func openDB(path string) (*db, error) {
 		b.Close()
 		return nil, fmt.Errorf("prepare %s: %w", path, err)
 	}
-	d := &db{b: b, done: make(chan struct{}), kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	d := &db{b: b, next: newBatch(), kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	d.wg.Add(1)
 	go d.commitLoop()
 	return d, nil
@@ -77,24 +80,32 @@ func notADatabase(err error) bool {
 		errors.Is(err, bolt.ErrChecksum) || strings.Contains(err.Error(), "file size too small"))
 }
 
-// write queues op for the next commit and returns a channel closed when it
-// is on disk; then commitErr tells whether it got there.
-func (d *db) write(op func(*bolt.Tx) error) <-chan struct{} {
+// batch is the writes that one commit carries.
+type batch struct {
+	done chan struct{} // closed when the commit is over
+	err  error         // its error, set before done is closed
+}
+
+func newBatch() *batch { return &batch{done: make(chan struct{})} }
+
+// wait returns once the batch's commit is over, with its error: each
+// writer learns the fate of its own write, whatever commits came after.
+func (b *batch) wait() error {
+	<-b.done
+	return b.err
+}
+
+// write queues op for the next commit and returns its batch.
+func (d *db) write(op func(*bolt.Tx) error) *batch {
 	d.mu.Lock()
 	d.pending = append(d.pending, op)
-	done := d.done
+	b := d.next
 	d.mu.Unlock()
 	select {
 	case d.kick <- struct{}{}:
 	default:
 	}
-	return done
-}
-
-func (d *db) commitErr() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.err
+	return b
 }
 
 func (d *db) commitLoop() {
@@ -112,14 +123,14 @@ func (d *db) commitLoop() {
 
 func (d *db) commit() {
 	d.mu.Lock()
-	ops, done := d.pending, d.done
-	d.pending, d.done = nil, make(chan struct{})
+	ops, b := d.pending, d.next
+	d.pending, d.next = nil, newBatch()
 	d.mu.Unlock()
+	defer close(b.done)
 	if len(ops) == 0 {
-		close(done)
 		return
 	}
-	err := d.b.Update(func(tx *bolt.Tx) error {
+	b.err = d.b.Update(func(tx *bolt.Tx) error {
 		for _, op := range ops {
 			if err := op(tx); err != nil {
 				return err
@@ -127,13 +138,12 @@ func (d *db) commit() {
 		}
 		return nil
 	})
-	if err != nil {
-		slog.Error("history not saved", "messages", len(ops), "err", err)
+	if b.err != nil && (time.Since(d.loggedAt) > time.Minute || b.err.Error() != d.logged) {
+		// Once a minute for the same error: a full disk fails every
+		// commit until it has space again.
+		slog.Error("history not saved", "messages", len(ops), "err", b.err)
+		d.loggedAt, d.logged = time.Now(), b.err.Error()
 	}
-	d.mu.Lock()
-	d.err = err
-	d.mu.Unlock()
-	close(done)
 }
 
 func (d *db) close() error {
