@@ -109,6 +109,8 @@ type seedbox struct {
 	mu       sync.Mutex
 	torrents map[string]*item // by info hash, hex
 	list     *torrentList
+	// fileLooks is how many more files missingFile may look at this tick.
+	fileLooks int
 }
 
 func (s *seedbox) Info() sdk.Info {
@@ -304,6 +306,7 @@ func (s *seedbox) tick(ctx context.Context) {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.fileLooks = filesPerTick
 		for _, it := range s.torrents {
 			it.sample(now)
 			s.applyLimits(it, now)
