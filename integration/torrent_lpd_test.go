@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,6 +23,76 @@ import (
 func TestLocalPeerDiscoveryWithTransmission(t *testing.T) {
 	testnet.NeedTools(t, "transmission-daemon", "transmission-create")
 	lan := testnet.NewLAN(t)
+	n, lpd := lpdNode(t, lan)
+	tr := startTransmissionOn(t, lan, 1)
+
+	// The node seeds "album" and announces it once, before Transmission
+	// has it; its next announce is 5 minutes away.
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	sums := makeFiles(t, data, album)
+	v := createTorrent(t, n, "album")
+	lpd.wait("announces_sent", 0)
+	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("get .torrent: %d %v", code, err)
+	}
+	tr.add(file)
+	tr.waitTorrent(v.InfoHash, true, 2*time.Minute)
+	checkFiles(t, "transmission", tr.dir, sums)
+	if found := lpd.count("peers_found"); found < 1 {
+		t.Errorf("the node found no peer, so who dialled? %v", lpd.status())
+	}
+
+	// Transmission seeds "far" and announces it, before the node has it;
+	// its next announce is 8 minutes away. The node then announces it.
+	heard, found := lpd.count("announces_heard"), lpd.count("peers_found")
+	farSums, farFile := tr.seed(t, nil, "far", map[string]int{"far/a.bin": 3 << 20, "far/b/c.bin": 1<<20 + 5})
+	lpd.wait("announces_heard", heard)
+	fv := addTorrent(t, n, farFile)
+	waitVecino(t, n, fv.InfoHash, "seeding", 2*time.Minute)
+	checkFiles(t, "vecino", data, farSums)
+	if got := lpd.count("peers_found"); got != found {
+		t.Errorf("the node found %d more peers: Transmission's dial was not what was tested", got-found)
+	}
+	if ifs, _ := lpd.status()["interfaces"].([]any); len(ifs) != 1 {
+		t.Errorf("announcing on %v, want the one veth", ifs)
+	}
+}
+
+// TestLocalPeerDiscoveryWithAria2: aria2c, on the other machine of the
+// LAN with its own BEP 14 on and no tracker, DHT or PEX, downloads what
+// the node seeds; the node read aria2's announces (a second
+// implementation's, unlike Transmission's in the test above).
+func TestLocalPeerDiscoveryWithAria2(t *testing.T) {
+	testnet.NeedTools(t, "aria2c")
+	lan := testnet.NewLAN(t)
+	n, lpd := lpdNode(t, lan)
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	sums := makeFiles(t, data, album)
+	v := createTorrent(t, n, "album")
+	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("get .torrent: %d %v", code, err)
+	}
+	tfile, out := filepath.Join(t.TempDir(), "album.torrent"), t.TempDir()
+	if err := os.WriteFile(tfile, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := aria2c(tfile, out, 6881, "--bt-enable-lpd=true")
+	cmd := lan.Command(1, a.Args[0], a.Args[1:]...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("aria2c: %v\n%s\n%s", err, b, n.Log())
+	}
+	checkFiles(t, "aria2c", out, sums)
+	if found := lpd.count("peers_found"); found < 1 {
+		t.Errorf("the node read no announce of aria2's: %v", lpd.status())
+	}
+}
+
+// lpdNode starts a node on machine 0 of lan with local peer discovery on,
+// and every other way to find peers off.
+func lpdNode(t *testing.T, lan *testnet.LAN) (*testnet.Node, lpdStatus) {
+	t.Helper()
 	n := testnet.Start(t, testnet.Options{Netns: lan.NS[0], Plugins: map[string]string{"torrent": fmt.Sprintf(`listen_host = %q
 listen_port = 51413
 dht = false
@@ -31,50 +102,31 @@ trackers = false
 port_mapping = false
 local_peer_discovery = true`, lan.IP[0])}})
 	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
-	tr := startTransmissionOn(t, lan, 1)
-	lpd := func() map[string]any {
-		m, _ := n.Status().Plugin("torrent").Details["local_peer_discovery"].(map[string]any)
-		return m
-	}
-	count := func(key string) int { f, _ := lpd()[key].(float64); return int(f) }
-	waitCount := func(key string, above int) {
-		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); count(key) <= above; time.Sleep(200 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s stayed at %d: %v\n%s", key, above, lpd(), n.Log())
-			}
+	return n, lpdStatus{t, n}
+}
+
+// lpdStatus reads a node's local peer discovery counters.
+type lpdStatus struct {
+	t *testing.T
+	n *testnet.Node
+}
+
+func (l lpdStatus) status() map[string]any {
+	m, _ := l.n.Status().Plugin("torrent").Details["local_peer_discovery"].(map[string]any)
+	return m
+}
+
+func (l lpdStatus) count(key string) int {
+	f, _ := l.status()[key].(float64)
+	return int(f)
+}
+
+// wait polls until counter key is above above.
+func (l lpdStatus) wait(key string, above int) {
+	l.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); l.count(key) <= above; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			l.t.Fatalf("%s stayed at %d: %v\n%s", key, above, l.status(), l.n.Log())
 		}
-	}
-
-	// The node seeds "album" and announces it once, before Transmission
-	// has it; its next announce is 5 minutes away.
-	data := filepath.Join(n.State, "plugins", "torrent", "data")
-	sums := makeFiles(t, data, album)
-	v := createTorrent(t, n, "album")
-	waitCount("announces_sent", 0)
-	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("get .torrent: %d %v", code, err)
-	}
-	tr.add(file)
-	tr.waitTorrent(v.InfoHash, true, 2*time.Minute)
-	checkFiles(t, "transmission", tr.dir, sums)
-	if found := count("peers_found"); found < 1 {
-		t.Errorf("the node found no peer, so who dialled? %v", lpd())
-	}
-
-	// Transmission seeds "far" and announces it, before the node has it;
-	// its next announce is 8 minutes away. The node then announces it.
-	heard, found := count("announces_heard"), count("peers_found")
-	farSums, farFile := tr.seed(t, nil, "far", map[string]int{"far/a.bin": 3 << 20, "far/b/c.bin": 1<<20 + 5})
-	waitCount("announces_heard", heard)
-	fv := addTorrent(t, n, farFile)
-	waitVecino(t, n, fv.InfoHash, "seeding", 2*time.Minute)
-	checkFiles(t, "vecino", data, farSums)
-	if got := count("peers_found"); got != found {
-		t.Errorf("the node found %d more peers: Transmission's dial was not what was tested", got-found)
-	}
-	if ifs, _ := lpd()["interfaces"].([]any); len(ifs) != 1 {
-		t.Errorf("announcing on %v, want the one veth", ifs)
 	}
 }
