@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -473,13 +474,14 @@ func TestChatSetsAsideAnUnreadableDatabase(t *testing.T) {
 	}
 }
 
-// TestChatFullDisk: the chat plugin's disk fills up (the torrent plugin's
-// downloads, say, on the same SD card). A client's new message and mail
-// are refused with 507 and a reason saying so, nothing half-kept; the
-// plugin is not restarted (it was, every 6 s: its health check failed on
-// the last commit's error); history already kept is served. Once there is
-// space the node takes messages again, and they survive a restart.
-func TestChatFullDisk(t *testing.T) {
+// TestChatFullOrReadOnlyDisk: the chat plugin's disk fills up (the torrent
+// plugin's downloads, say, on the same SD card). A client's new message
+// and mail are refused with 507 and a reason saying so, nothing
+// half-kept; the plugin is not restarted (it was, every 6 s: its health
+// check failed on the last commit's error); history already kept is
+// served. Once there is space the node takes messages again, and they
+// survive a restart. A disk turned read-only is refused the same way, 503.
+func TestChatFullOrReadOnlyDisk(t *testing.T) {
 	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": roomyChat}})
 	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
 	n.Stop()
@@ -531,17 +533,45 @@ func TestChatFullDisk(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		alice.seq++
-		raw, _ := alice.id.SignRoom("lobby", alice.seq, time.Now(), "after")
-		code, body := postChat(t, n, "/rooms/lobby/messages", raw)
-		if code == http.StatusAccepted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("with space again: %d %s", code, body)
+	sayOnceTaken := func(when, text string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			alice.seq++
+			raw, _ := alice.id.SignRoom("lobby", alice.seq, time.Now(), text)
+			code, body := postChat(t, n, "/rooms/lobby/messages", raw)
+			if code == http.StatusAccepted {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d %s", when, code, body)
+			}
 		}
 	}
+	sayOnceTaken("with space again", "after")
+
+	// The plugin keeps chat.db open for writing, so the file system
+	// cannot be remounted read-only under it here (ext4 does it from the
+	// kernel after disk errors); a read-only bind mount over the folder
+	// is what statfs then shows.
+	mount := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %v: %v %s", args, err, out)
+		}
+	}
+	mount("--bind", dir, dir)
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	mount("-o", "remount,bind,ro", dir)
+	n.WaitPlugin("chat", 5*time.Second, func(p testnet.PluginStatus) bool { return strings.Contains(p.Summary, "read-only") })
+	alice.seq++
+	raw, _ = alice.id.SignRoom("lobby", alice.seq, time.Now(), "while read-only")
+	if code, body := postChat(t, n, "/rooms/lobby/messages", raw); code != http.StatusServiceUnavailable || !strings.Contains(body, "disk_read_only") {
+		t.Errorf("a post onto a read-only disk: %d %s", code, body)
+	}
+	if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+		t.Fatalf("umount the read-only bind: %v %s", err, out)
+	}
+	sayOnceTaken("writable again", "after")
 	n.Stop()
 	n.Restart()
 	n.WaitPlugin("chat", 20*time.Second, testnet.Running)

@@ -181,7 +181,7 @@ func (c *chat) postMail(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := c.diskFull(); err != nil {
+	if err := c.diskRefusal(); err != nil {
 		c.fail(w, err)
 		return
 	}

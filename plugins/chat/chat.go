@@ -120,8 +120,9 @@ type chat struct {
 	accepted    int64
 	// setAside names the file an unreadable chat.db was moved to at start.
 	setAside string
-	// full says the plugin's disk is full, while it is (watchDisk).
-	full string
+	// disk says why the plugin's disk cannot take new messages, while it
+	// cannot (watchDisk): full or read-only.
+	disk *refusal
 }
 
 type room struct {
@@ -320,9 +321,9 @@ func (c *chat) Status(context.Context) (sdk.Status, error) {
 		st.Summary += "; an unreadable chat.db was set aside as " + filepath.Base(c.setAside)
 		st.Details["set_aside"] = c.setAside
 	}
-	if c.full != "" {
-		st.Summary += "; " + c.full
-		st.Details["disk_full"] = c.full
+	if c.disk != nil {
+		st.Summary += "; " + c.disk.Error()
+		st.Details[c.disk.reason] = c.disk.Error()
 	}
 	return st, nil
 }
@@ -556,7 +557,7 @@ func (c *chat) parseAll(envs [][]byte, now time.Time) ([]*wire.RoomMessage, []er
 // post accepts a message from a local client, queues it to be published
 // and returns once it is on disk.
 func (c *chat) post(r *room, raw []byte) (entry, error) {
-	if err := c.diskFull(); err != nil {
+	if err := c.diskRefusal(); err != nil {
 		return entry{}, err
 	}
 	now := time.Now()
@@ -768,36 +769,41 @@ func plural(n int, noun string) string {
 // the next restart.
 const diskLow = 1 << 20
 
-// watchDisk notes, once a second, whether the plugin's disk is full.
+// watchDisk notes, once a second, whether the plugin's disk can take new
+// messages: it may be full, or read-only (as ext4 remounts itself after
+// disk errors).
 func (c *chat) watchDisk(time.Time) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(c.env.DataDir, &st); err != nil {
 		return
 	}
-	full := ""
-	if free := int64(st.Bavail) * int64(st.Bsize); free < diskLow {
-		full = fmt.Sprintf("the disk of %s is full (%d KiB free): clients' new messages are refused until there is space", c.env.DataDir, free>>10)
+	var problem *refusal
+	switch free := int64(st.Bavail) * int64(st.Bsize); {
+	case st.Flags&unix.ST_RDONLY != 0:
+		problem = &refusal{http.StatusServiceUnavailable, "disk_read_only", fmt.Errorf("the disk of %s is read-only (a disk error, or mounted so): clients' new messages are refused until it can be written", c.env.DataDir)}
+	case free < diskLow:
+		problem = &refusal{http.StatusInsufficientStorage, "disk_full", fmt.Errorf("the disk of %s is full (%d KiB free): clients' new messages are refused until there is space", c.env.DataDir, free>>10)}
 	}
 	c.mu.Lock()
-	was := c.full
-	c.full = full
+	was := c.disk
+	c.disk = problem
 	c.mu.Unlock()
 	switch {
-	case full != "" && was == "":
-		slog.Error("disk full: new messages refused", "dir", c.env.DataDir)
-	case full == "" && was != "":
-		slog.Info("disk has space again: new messages taken", "dir", c.env.DataDir)
+	case problem != nil && (was == nil || was.reason != problem.reason):
+		slog.Error("disk cannot take new messages: refusing them", "dir", c.env.DataDir, "reason", problem.reason)
+	case problem == nil && was != nil:
+		slog.Info("disk can take new messages again", "dir", c.env.DataDir)
 	}
 }
 
-// diskFull refuses a client's new message while the disk is full.
-func (c *chat) diskFull() error {
+// diskRefusal refuses a client's new message while the disk cannot take it.
+func (c *chat) diskRefusal() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.full == "" {
+	if c.disk == nil {
 		return nil
 	}
-	return &refusal{http.StatusInsufficientStorage, "disk_full", errors.New(c.full)}
+	return c.disk
 }
 
 // notKept is the error for a write that did not reach the disk, after
