@@ -142,8 +142,8 @@ func (s *pluginServer) Status(ctx context.Context, _ *pluginv1.StatusRequest) (*
 	return &pluginv1.StatusResponse{Summary: st.Summary, Details: details}, nil
 }
 
-// jsonSafe turns Go values that structpb refuses (ints of every size,
-// typed slices and maps, structs) into ones it takes.
+// jsonSafe turns the values structpb refuses (typed slices and maps,
+// structs) into the JSON values they stand for, which it takes.
 func jsonSafe(m map[string]any) map[string]any {
 	out := make(map[string]any, len(m))
 	for k, v := range m {
@@ -153,50 +153,16 @@ func jsonSafe(m map[string]any) map[string]any {
 }
 
 func jsonValue(v any) any {
-	switch x := v.(type) {
-	case int:
-		return float64(x)
-	case int64:
-		return float64(x)
-	case uint64:
-		return float64(x)
-	case uint32:
-		return float64(x)
-	case int32:
-		return float64(x)
-	case []string:
-		out := make([]any, len(x))
-		for i, s := range x {
-			out[i] = s
-		}
-		return out
-	case []map[string]any:
-		out := make([]any, len(x))
-		for i, m := range x {
-			out[i] = jsonSafe(m)
-		}
-		return out
-	case map[string]any:
-		return jsonSafe(x)
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = jsonValue(e)
-		}
-		return out
-	default:
-		if _, err := structpb.NewValue(v); err == nil {
-			return v
-		}
-		// A struct, or a typed slice or map: as its JSON says it.
-		b, err := json.Marshal(v)
-		if err != nil {
-			return fmt.Sprintf("%v", v)
-		}
-		var out any
-		json.Unmarshal(b, &out)
-		return out
+	if _, err := structpb.NewValue(v); err == nil {
+		return v
 	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%v", v)
+	}
+	var out any
+	json.Unmarshal(b, &out)
+	return out
 }
 
 func (s *pluginServer) handler() http.Handler {
