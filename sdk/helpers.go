@@ -3,8 +3,11 @@ package sdk
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"net/http"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Every calls fn with the time, every d, until ctx is done: the loop a
@@ -21,6 +24,18 @@ func Every(ctx context.Context, d time.Duration, fn func(now time.Time)) {
 			fn(now)
 		}
 	}
+}
+
+// DiskSpace tells how much room the file system of dir has for the
+// plugin (what a non-root user may still write), and whether it is
+// read-only (ext4 remounts itself so after disk errors): what a plugin
+// that writes looks at before it takes in more.
+func DiskSpace(dir string) (free int64, readOnly bool, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, false, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), st.Flags&unix.ST_RDONLY != 0, nil
 }
 
 // pageJS holds the helpers every plugin page shares (formatting sizes, the

@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
 	"github.com/vecino/vecino/plugins/chat/wire"
@@ -773,13 +772,13 @@ const diskLow = 1 << 20
 // messages: it may be full, or read-only (as ext4 remounts itself after
 // disk errors).
 func (c *chat) watchDisk(time.Time) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(c.env.DataDir, &st); err != nil {
+	free, readOnly, err := sdk.DiskSpace(c.env.DataDir)
+	if err != nil {
 		return
 	}
 	var problem *refusal
-	switch free := int64(st.Bavail) * int64(st.Bsize); {
-	case st.Flags&unix.ST_RDONLY != 0:
+	switch {
+	case readOnly:
 		problem = &refusal{http.StatusServiceUnavailable, "disk_read_only", fmt.Errorf("the disk of %s is read-only (a disk error, or mounted so): clients' new messages are refused until it can be written", c.env.DataDir)}
 	case free < diskLow:
 		problem = &refusal{http.StatusInsufficientStorage, "disk_full", fmt.Errorf("the disk of %s is full (%d KiB free): clients' new messages are refused until there is space", c.env.DataDir, free>>10)}

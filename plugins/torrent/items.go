@@ -17,9 +17,8 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/vecino/vecino/internal/atomicfile"
+	"github.com/vecino/vecino/sdk"
 )
 
 // record is what is kept of a torrent across restarts, in list.json beside
@@ -365,12 +364,10 @@ const (
 // diskState says what keeps the data folder from taking more, or "";
 // ok is false when its file system cannot be asked.
 func (s *seedbox) diskState() (problem string, readOnly bool, free int64, ok bool) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(s.cfg.DataDir, &st); err != nil {
+	free, readOnly, err := sdk.DiskSpace(s.cfg.DataDir)
+	if err != nil {
 		return "", false, 0, false
 	}
-	free = int64(st.Bavail) * int64(st.Bsize)
-	readOnly = st.Flags&unix.ST_RDONLY != 0
 	switch {
 	case readOnly:
 		problem = fmt.Sprintf("data folder %s is on a read-only file system (a disk error, or mounted so): downloading paused until it can be written", s.cfg.DataDir)
@@ -380,7 +377,7 @@ func (s *seedbox) diskState() (problem string, readOnly bool, free int64, ok boo
 	return problem, readOnly, free, true
 }
 
-// pauseDownload holds it's download back with problem as its error.
+// pauseDownload holds its download back with problem as its error.
 func (s *seedbox) pauseDownload(it *item, problem string, now time.Time) {
 	it.diskProblem = problem
 	it.diskSince = now
