@@ -124,6 +124,9 @@ func (c *client) torrent(args []string) error {
 		if fs.NArg() != 1 {
 			return errors.New("torrent create [-tracker URL]... NAME (a file or folder in the plugin's data folder)")
 		}
+		// The node hashes every piece before it answers: minutes for a
+		// large folder on a Pi's USB disk, past the usual time limit.
+		c.wait = true
 		var v torrentView
 		if _, err := c.postJSON(torrentAPI+"/create", map[string]any{"path": fs.Arg(0), "trackers": trackers}, &v); err != nil {
 			return err
