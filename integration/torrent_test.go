@@ -265,6 +265,10 @@ func postCreate(t testing.TB, n *testnet.Node, name string, trackers ...string) 
 	if !strings.HasPrefix(v.Magnet, "magnet:?xt=urn:btih:"+v.InfoHash) {
 		t.Errorf("create gave magnet %q", v.Magnet)
 	}
+	// The create hashed the data: it seeds at once, with no second pass.
+	if v.State != "seeding" || v.Progress != 1 {
+		t.Errorf("just made: %s, want seeding 100%%", v)
+	}
 	return v
 }
 

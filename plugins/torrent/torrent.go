@@ -97,7 +97,8 @@ type seedbox struct {
 
 	cl      *torrent.Client
 	storage storage.ClientImplCloser
-	bg      context.Context // ends at Stop: background work
+	pc      storage.PieceCompletion // which pieces are verified, kept in bbolt
+	bg      context.Context         // ends at Stop: background work
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 
@@ -192,6 +193,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open piece completion in %s: %w", s.state, err)
 	}
+	s.pc = pc
 	// No .part files: with them the engine forgets, at start, every piece of
 	// a file not yet complete, so a restart mid-download started over.
 	s.storage = storage.NewFileOpts(storage.NewFileClientOpts{
