@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -189,7 +187,7 @@ func (l *lpd) join(now time.Time) []net.Interface {
 		l.joined[ifi.Name] = true
 		l.log.Info("local peer discovery on", "interface", ifi.Name)
 	}
-	return l.interfacesLocked()
+	return l.joinedOf(ifs)
 }
 
 func lpdUsable(ifi net.Interface) bool {
@@ -198,10 +196,20 @@ func lpdUsable(ifi net.Interface) bool {
 
 // interfacesLocked lists the joined interfaces that are still there and up.
 func (l *lpd) interfacesLocked() []net.Interface {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	return l.joinedOf(ifs)
+}
+
+// joinedOf keeps those of ifs that are joined and still up: one listing
+// of the interfaces, not one per interface joined.
+func (l *lpd) joinedOf(ifs []net.Interface) []net.Interface {
 	var out []net.Interface
-	for _, name := range slices.Sorted(maps.Keys(l.joined)) {
-		if ifi, err := net.InterfaceByName(name); err == nil && lpdUsable(*ifi) {
-			out = append(out, *ifi)
+	for _, ifi := range ifs {
+		if l.joined[ifi.Name] && lpdUsable(ifi) {
+			out = append(out, ifi)
 		}
 	}
 	return out
