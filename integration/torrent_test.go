@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -252,24 +253,65 @@ func createTorrent(t testing.TB, n *testnet.Node, name string, trackers ...strin
 	return waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
 }
 
-// postCreate asks the node to make a torrent and returns it as made.
+// postCreate asks the node to make a torrent, waits while it hashes the
+// data, and returns the torrent as made.
 func postCreate(t testing.TB, n *testnet.Node, name string, trackers ...string) torrentView {
 	t.Helper()
-	req, _ := json.Marshal(map[string]any{"path": name, "trackers": trackers})
-	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/create", req, true)
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("create: %d %v %s", code, err, body)
+	m := waitMaking(t, n, startMaking(t, n, name, trackers...).ID, time.Minute)
+	if m.State != "done" {
+		t.Fatalf("making %s: %+v", name, m)
 	}
-	var v torrentView
-	json.Unmarshal(body, &v)
-	if !strings.HasPrefix(v.Magnet, "magnet:?xt=urn:btih:"+v.InfoHash) {
-		t.Errorf("create gave magnet %q", v.Magnet)
+	v := vecinoTorrent(t, n, m.InfoHash)
+	if !strings.HasPrefix(m.Magnet, "magnet:?xt=urn:btih:"+v.InfoHash) || m.Magnet != v.Magnet {
+		t.Errorf("create gave magnet %q, the torrent has %q", m.Magnet, v.Magnet)
 	}
 	// The create hashed the data: it seeds at once, with no second pass.
 	if v.State != "seeding" || v.Progress != 1 {
 		t.Errorf("just made: %s, want seeding 100%%", v)
 	}
 	return v
+}
+
+// making is a torrent being made, as GET /creates/{id} shows it (what the
+// tests look at).
+type making struct {
+	ID       int    `json:"id"`
+	State    string `json:"state"`
+	Error    string `json:"error"`
+	InfoHash string `json:"info_hash"`
+	Magnet   string `json:"magnet"`
+}
+
+// startMaking asks the node to make a torrent of name and returns the
+// making it started.
+func startMaking(t testing.TB, n *testnet.Node, name string, trackers ...string) making {
+	t.Helper()
+	req, _ := json.Marshal(map[string]any{"path": name, "trackers": trackers})
+	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/create", req, true)
+	if err != nil || code != http.StatusAccepted {
+		t.Fatalf("create: %d %v %s", code, err, body)
+	}
+	var m making
+	json.Unmarshal(body, &m)
+	return m
+}
+
+// waitMaking polls a making until it is done or failed.
+func waitMaking(t testing.TB, n *testnet.Node, id int, limit time.Duration) making {
+	t.Helper()
+	var m making
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		code, body, err := n.Do("GET", fmt.Sprintf("/api/v1/plugins/torrent/creates/%d", id), nil, false)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("making %d: %d %v %s", id, code, err, body)
+		}
+		json.Unmarshal(body, &m)
+		if m.State == "done" || m.State == "failed" {
+			return m
+		}
+	}
+	t.Fatalf("making %d not done after %s: %+v", id, limit, m)
+	return m
 }
 
 // addPeer tells the node's torrent plugin of a peer on loopback.
@@ -895,22 +937,31 @@ func TestSameNameOtherFilesIsRefused(t *testing.T) {
 
 // TestCLIManagesTorrents drives the seedbox with the vecino command, as a
 // user at a shell would: make a torrent of a folder and get its magnet,
-// list it, add a bad file and a good one, remove one.
+// list it, add a bad file and a good one, remove one; make a torrent of a
+// large file and watch the hashing's progress.
 func TestCLIManagesTorrents(t *testing.T) {
 	n := torrentNode(t)
 	bin := filepath.Join(testnet.Binaries(t), "vecino")
-	vecino := func(wantOK bool, args ...string) string {
+	run := func(wantOK bool, args ...string) (stdout, stderr string) {
 		t.Helper()
 		cmd := exec.Command(bin, append([]string{"-api", n.API}, args...)...)
 		cmd.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
-		out, err := cmd.CombinedOutput()
+		var o, e strings.Builder
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
 		if (err == nil) != wantOK {
-			t.Fatalf("vecino %s: %v\n%s", strings.Join(args, " "), err, out)
+			t.Fatalf("vecino %s: %v\n%s%s", strings.Join(args, " "), err, o.String(), e.String())
 		}
-		return string(out)
+		return o.String(), e.String()
 	}
-	makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
-	out := vecino(true, "torrent", "create", "-tracker", "http://127.0.0.1:1/announce", "album")
+	vecino := func(wantOK bool, args ...string) string {
+		t.Helper()
+		o, e := run(wantOK, args...)
+		return o + e
+	}
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	makeFiles(t, data, album)
+	out, _ := run(true, "torrent", "create", "-tracker", "http://127.0.0.1:1/announce", "album")
 	if !strings.Contains(out, "magnet:?xt=urn:btih:") {
 		t.Fatalf("create printed no magnet link:\n%s", out)
 	}
@@ -943,6 +994,26 @@ func TestCLIManagesTorrents(t *testing.T) {
 	}
 	if out := vecino(false, "-token", "wrong", "torrent", "rm", ih); !strings.Contains(out, "401") {
 		t.Errorf("a wrong token was not refused:\n%s", out)
+	}
+
+	// A 3 GiB file (sparse: no disk used) takes seconds to hash: the
+	// CLI shows how far the hashing got meanwhile, then the magnet.
+	big := filepath.Join(data, "big.img")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 3<<30); err != nil {
+		t.Fatal(err)
+	}
+	out, progress := run(true, "torrent", "create", "big.img")
+	if !strings.Contains(out, "big.img (3.0 GiB)") || !strings.Contains(out, "magnet:?xt=urn:btih:") {
+		t.Errorf("create of big.img printed:\n%s", out)
+	}
+	if !regexp.MustCompile(`big\.img: hashing, +[0-9]{1,2}\.[0-9]% of 3\.0 GiB, [0-9.]+ [KMG]?i?B/s`).MatchString(progress) {
+		t.Errorf("no progress shown while big.img was hashed:\n%s", progress)
+	}
+	if _, e := run(false, "torrent", "create", "nothing-here"); !strings.Contains(e, "nothing-here") || !strings.Contains(e, "no such file") {
+		t.Errorf("create of a missing name said: %s", e)
 	}
 }
 

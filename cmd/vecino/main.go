@@ -111,9 +111,6 @@ type client struct {
 	base     string
 	token    string
 	password string
-	// wait lifts the time limit on requests answered with JSON, for
-	// work the node does before it answers (a create hashes all the data).
-	wait bool
 }
 
 func (c *client) loadToken(file string) error {
@@ -182,11 +179,7 @@ func (c *client) send(method, path string, body io.Reader, contentType string, t
 // do sends a request and decodes a JSON answer into out (when not nil). It
 // returns the status code.
 func (c *client) do(method, path string, body io.Reader, contentType string, out any) (int, error) {
-	timeout := 2 * time.Minute
-	if c.wait {
-		timeout = 0
-	}
-	resp, err := c.send(method, path, body, contentType, timeout)
+	resp, err := c.send(method, path, body, contentType, 2*time.Minute)
 	if err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) {

@@ -124,15 +124,11 @@ func (c *client) torrent(args []string) error {
 		if fs.NArg() != 1 {
 			return errors.New("torrent create [-tracker URL]... NAME (a file or folder in the plugin's data folder)")
 		}
-		// The node hashes every piece before it answers: minutes for a
-		// large folder on a Pi's USB disk, past the usual time limit.
-		c.wait = true
-		var v torrentView
-		if _, err := c.postJSON(torrentAPI+"/create", map[string]any{"path": fs.Arg(0), "trackers": trackers}, &v); err != nil {
+		var m making
+		if _, err := c.postJSON(torrentAPI+"/create", map[string]any{"path": fs.Arg(0), "trackers": trackers}, &m); err != nil {
 			return err
 		}
-		fmt.Printf("%s %s (%s)\n%s\n", v.InfoHash, v.Name, humanBytes(float64(v.Size)), v.Magnet)
-		return nil
+		return c.createWait(m.ID)
 	default:
 		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, files, skip, want, wait, verify, start, stop, rm or create)", cmd)
 	}
@@ -262,6 +258,51 @@ func (c *client) torrentWait(ih string) error {
 			return nil
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// making is a torrent the node is making, as GET /creates/{id} shows it.
+type making struct {
+	ID       int     `json:"id"`
+	Name     string  `json:"name"`
+	State    string  `json:"state"`
+	Size     int64   `json:"size"`
+	Hashed   int64   `json:"hashed"`
+	Progress float64 `json:"progress"`
+	Rate     float64 `json:"rate"`
+	Error    string  `json:"error"`
+	InfoHash string  `json:"info_hash"`
+	Magnet   string  `json:"magnet"`
+	Already  bool    `json:"already"`
+}
+
+// createWait shows a making's progress while the node hashes the data
+// (minutes for a large folder on a Pi's USB disk), then the torrent made
+// and its magnet link.
+func (c *client) createWait(id int) error {
+	p := newProgress()
+	for {
+		var m making
+		if err := c.getJSON(fmt.Sprintf("%s/creates/%d", torrentAPI, id), &m); err != nil {
+			return err
+		}
+		switch m.State {
+		case "failed":
+			p.done()
+			return errors.New(m.Error)
+		case "done":
+			p.done()
+			if m.Already {
+				fmt.Printf("already there ")
+			}
+			fmt.Printf("%s %s (%s)\n%s\n", m.InfoHash, m.Name, humanBytes(float64(m.Size)), m.Magnet)
+			return nil
+		case "queued":
+			p.show(m.Name + ": waiting for another torrent to be made first")
+		default:
+			p.show(fmt.Sprintf("%s: hashing, %5.1f%% of %s, %s/s", m.Name, m.Progress*100, humanBytes(float64(m.Size)), humanBytes(m.Rate)))
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 

@@ -206,45 +206,6 @@ func (s *seedbox) remove(ih string, deleteData bool) error {
 	return nil
 }
 
-// create makes a torrent of a file or folder at the top of the data folder,
-// adds it, and seeds it.
-func (s *seedbox) create(name string, trackers []string) (View, error) {
-	if err := safeName(name); err != nil {
-		return View{}, fmt.Errorf("create: %q must name a file or folder at the top of the data folder", name)
-	}
-	path := filepath.Join(s.cfg.DataDir, name)
-	if _, err := os.Stat(path); err != nil {
-		return View{}, fmt.Errorf("create: %w", err)
-	}
-	info := metainfo.Info{}
-	if err := info.BuildFromFilePath(path); err != nil {
-		return View{}, fmt.Errorf("create from %s: %w", path, err)
-	}
-	infoBytes, err := bencode.Marshal(info)
-	if err != nil {
-		return View{}, err
-	}
-	// Every piece was just hashed from the data in place: the engine is
-	// told so, and seeds at once instead of hashing it all a second time
-	// (minutes for a large folder on a Pi).
-	ih := metainfo.HashBytes(infoBytes)
-	for i := range info.NumPieces() {
-		if err := s.pc.Set(metainfo.PieceKey{InfoHash: ih, Index: i}, true); err != nil {
-			return View{}, fmt.Errorf("create: note piece %d as verified: %w", i, err)
-		}
-	}
-	mi := metainfo.MetaInfo{InfoBytes: infoBytes, CreatedBy: "vecino", CreationDate: time.Now().Unix()}
-	if len(trackers) > 0 {
-		mi.Announce = trackers[0]
-		mi.AnnounceList = metainfo.AnnounceList{trackers}
-	}
-	data, err := bencode.Marshal(mi)
-	if err != nil {
-		return View{}, err
-	}
-	return s.addMetainfo(data)
-}
-
 // errBusy refuses what cannot be done to a torrent now: a verify while one
 // runs, anything that needs metadata before it came, a pause of a paused one.
 var errBusy = errors.New("busy")
@@ -454,10 +415,10 @@ func (s *seedbox) scanWatchDir() {
 				addErr = err
 				break
 			}
-			if _, err := s.create(name, nil); err != nil && !errors.Is(err, errExists) {
+			if m, err := s.create(name, nil); err != nil {
 				s.log.Error("watch folder: seed", "file", name, "err", err)
 			} else {
-				s.log.Info("watch folder: seeding", "file", name)
+				s.log.Info("watch folder: making a torrent to seed", "file", name, "making", m.ID)
 			}
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/anacrolix/torrent"
@@ -32,7 +33,11 @@ const maxTorrentFile = 16 << 20
 //	GET    /torrents/{ih}/files      its files; POST with {"skip":[...]} or {"want":[...]}
 //	GET    /torrents/{ih}/torrent    its .torrent file
 //	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to
-//	POST   /create                   body: {"path":"NAME","trackers":[...]}: seed NAME from the data folder
+//	POST   /create                   body: {"path":"NAME","trackers":[...]}: make a torrent of NAME, a file or
+//	                                 folder in the data folder, and seed it: 202 and the making (MakingView),
+//	                                 whose data is hashed in the background, one making at a time
+//	GET    /creates                  the makings under way and the last ones that ended
+//	GET    /creates/{id}             one making: state queued, hashing, done (info_hash, magnet) or failed (error)
 //	GET    /engine                   the engine's own status of every peer and piece, as text
 //	GET    /                         a page with every torrent and its progress
 func (s *seedbox) HTTPHandler() http.Handler {
@@ -141,13 +146,34 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
 			return
 		}
-		v, err := s.create(req.Path, req.Trackers)
-		writeAdded(w, v, err)
+		m, err := s.create(req.Path, req.Trackers)
+		switch {
+		case errors.Is(err, errBusy):
+			httpjson.Error(w, http.StatusConflict, err)
+			return
+		case err != nil:
+			httpjson.Error(w, http.StatusBadRequest, err)
+			return
+		}
+		w.Header().Set("Location", fmt.Sprintf("creates/%d", m.ID))
+		httpjson.Write(w, http.StatusAccepted, m)
+	})
+	mux.HandleFunc("GET /creates", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Write(w, http.StatusOK, map[string]any{"creates": s.makings()})
+	})
+	mux.HandleFunc("GET /creates/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.Atoi(r.PathValue("id"))
+		m, ok := s.makingView(id)
+		if err != nil || !ok {
+			httpjson.Error(w, http.StatusNotFound, fmt.Errorf("no making %q", r.PathValue("id")))
+			return
+		}
+		httpjson.Write(w, http.StatusOK, m)
 	})
 	return mux
 }
 
-// writeAdded answers an add or a create: 201 with the torrent, 200 if it
+// writeAdded answers an add: 201 with the torrent, 200 if it
 // was there already, 400 with the reason.
 func writeAdded(w http.ResponseWriter, v View, err error) {
 	switch {

@@ -112,6 +112,11 @@ type seedbox struct {
 	list     *torrentList
 	// fileLooks is how many more files missingFile may look at this tick.
 	fileLooks int
+	// making lists the torrents being made and the last ones made;
+	// hashing is held by the one whose data is being hashed.
+	making    []*making
+	makingSeq int
+	hashing   chan struct{}
 }
 
 func (s *seedbox) Info() sdk.Info {
@@ -218,6 +223,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	s.bg, s.stop = bg, cancel
+	s.hashing = make(chan struct{}, 1)
 	if s.cfg.LocalPeerDiscover {
 		if s.lpd, err = startLPD(s.port, s.localPeer, s.log); err != nil {
 			s.lpdErr = err.Error()
@@ -277,6 +283,11 @@ func (s *seedbox) Status(context.Context) (sdk.Status, error) {
 	summary := fmt.Sprintf("%d torrent%s: %d downloading, %d seeding", len(views), plural, n["downloading"], n["seeding"])
 	if n["error"] > 0 {
 		summary += fmt.Sprintf(", %d with errors", n["error"])
+	}
+	for _, m := range s.makings() {
+		if m.State == "hashing" {
+			summary += fmt.Sprintf(", making %s (%.0f%% hashed)", m.Name, m.Progress*100)
+		}
 	}
 	details := map[string]any{"data_dir": s.cfg.DataDir, "watch_dir": s.cfg.WatchDir, "listen_port": s.port(), "torrents": len(views)}
 	switch {
