@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,35 @@ func TestTorrentPageInChromium(t *testing.T) {
 	if cls := wd.attr("#result", "className"); cls != "err" {
 		t.Errorf("the error for a bad link is shown as %q, not as an error", cls)
 	}
+
+	// Make a torrent of a file in the data folder: a 6 GiB sparse file
+	// takes seconds to hash, and the page shows the hashing under way,
+	// then the torrent seeding with its magnet link.
+	big := filepath.Join(data, "big.img")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 6<<30); err != nil {
+		t.Fatal(err)
+	}
+	wd.typeInto("#make-name", "nothing-here")
+	wd.click("#make button")
+	wd.waitText("#result", "nothing-here: no such file", 10*time.Second)
+	wd.clear("#make-name")
+	wd.typeInto("#make-name", "big.img")
+	wd.click("#make button")
+	wd.waitText("#result", "Making a torrent of big.img", 10*time.Second)
+	wd.waitText("#making-list", "big.img: hashing", 10*time.Second)
+	if got := wd.text("#making-list"); !regexp.MustCompile(`hashing [0-9.]+ % of 6\.00 GiB`).MatchString(got) {
+		t.Errorf("the making shows %q, not how far the hashing got", got)
+	}
+	wd.waitText("#making-list", "big.img: made, seeding", time.Minute)
+	href := wd.attr("#making-list a.magnet", "href")
+	ih := strings.TrimPrefix(strings.SplitN(href, "&", 2)[0], "magnet:?xt=urn:btih:")
+	if got := vecinoTorrent(t, n, ih); got.Name != "big.img" || got.State != "seeding" || got.Magnet != href {
+		t.Errorf("the page's magnet %q, the node has %s", href, got)
+	}
+	wd.waitText(`tr[data-infohash="`+ih+`"]`, "seeding", 10*time.Second)
 
 	// Remove album from the page: gone from the node, its files kept.
 	wd.click(row + " button.remove")

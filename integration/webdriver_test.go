@@ -92,6 +92,11 @@ func (wd *webDriver) typeInto(css, text string) {
 	wd.call("POST", "/session/"+wd.session+"/element/"+wd.element(css)+"/value", map[string]string{"text": text}, nil)
 }
 
+// clear empties a text field, as selecting all and deleting would.
+func (wd *webDriver) clear(css string) {
+	wd.call("POST", "/session/"+wd.session+"/element/"+wd.element(css)+"/clear", map[string]any{}, nil)
+}
+
 func (wd *webDriver) click(css string) {
 	wd.call("POST", "/session/"+wd.session+"/element/"+wd.element(css)+"/click", map[string]any{}, nil)
 }
