@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -275,7 +276,7 @@ func postCreate(t testing.TB, n *testnet.Node, name string, trackers ...string) 
 // making is a torrent being made, as GET /creates/{id} shows it (what the
 // tests look at).
 type making struct {
-	ID       int    `json:"id"`
+	ID       string `json:"id"`
 	State    string `json:"state"`
 	Error    string `json:"error"`
 	InfoHash string `json:"info_hash"`
@@ -297,20 +298,20 @@ func startMaking(t testing.TB, n *testnet.Node, name string, trackers ...string)
 }
 
 // waitMaking polls a making until it is done or failed.
-func waitMaking(t testing.TB, n *testnet.Node, id int, limit time.Duration) making {
+func waitMaking(t testing.TB, n *testnet.Node, id string, limit time.Duration) making {
 	t.Helper()
 	var m making
 	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		code, body, err := n.Do("GET", fmt.Sprintf("/api/v1/plugins/torrent/creates/%d", id), nil, false)
+		code, body, err := n.Do("GET", "/api/v1/plugins/torrent/creates/"+id, nil, false)
 		if err != nil || code != http.StatusOK {
-			t.Fatalf("making %d: %d %v %s", id, code, err, body)
+			t.Fatalf("making %s: %d %v %s", id, code, err, body)
 		}
 		json.Unmarshal(body, &m)
 		if m.State == "done" || m.State == "failed" {
 			return m
 		}
 	}
-	t.Fatalf("making %d not done after %s: %+v", id, limit, m)
+	t.Fatalf("making %s not done after %s: %+v", id, limit, m)
 	return m
 }
 
@@ -1014,6 +1015,46 @@ func TestCLIManagesTorrents(t *testing.T) {
 	}
 	if _, e := run(false, "torrent", "create", "nothing-here"); !strings.Contains(e, "nothing-here") || !strings.Contains(e, "no such file") {
 		t.Errorf("create of a missing name said: %s", e)
+	}
+
+	// The plugin killed while it hashes: the CLI waits out the restart,
+	// then says the making was lost and what to do; asked again, the
+	// node makes it.
+	if err := os.Rename(big, filepath.Join(data, "big2.img")); err != nil {
+		t.Fatal(err)
+	}
+	cli := exec.Command(bin, "-api", n.API, "torrent", "create", "big2.img")
+	cli.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
+	var cliOut strings.Builder
+	cli.Stdout, cli.Stderr = &cliOut, &cliOut
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, body, _ := n.Do("GET", "/api/v1/plugins/torrent/creates", nil, false)
+		var list struct {
+			Creates []struct{ Name, State string }
+		}
+		json.Unmarshal(body, &list)
+		if slices.ContainsFunc(list.Creates, func(m struct{ Name, State string }) bool {
+			return m.Name == "big2.img" && m.State == "hashing"
+		}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("big2.img is not being hashed: %s", body)
+		}
+	}
+	pid := n.Status().Plugin("torrent").PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.Wait(); err == nil || !strings.Contains(cliOut.String(), "run the create again") {
+		t.Errorf("create with the plugin killed mid-way: %v\n%s", err, cliOut.String())
+	}
+	n.WaitPlugin("torrent", 30*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.PID != pid })
+	if out, _ := run(true, "torrent", "create", "big2.img"); !strings.Contains(out, "big2.img (3.0 GiB)") {
+		t.Errorf("create after the restart printed:\n%s", out)
 	}
 }
 

@@ -263,7 +263,7 @@ func (c *client) torrentWait(ih string) error {
 
 // making is a torrent the node is making, as GET /creates/{id} shows it.
 type making struct {
-	ID       int     `json:"id"`
+	ID       string  `json:"id"`
 	Name     string  `json:"name"`
 	State    string  `json:"state"`
 	Size     int64   `json:"size"`
@@ -279,13 +279,33 @@ type making struct {
 // createWait shows a making's progress while the node hashes the data
 // (minutes for a large folder on a Pi's USB disk), then the torrent made
 // and its magnet link.
-func (c *client) createWait(id int) error {
+// The plugin being restarted (502, 503) is waited out for a while; a
+// making it no longer knows was lost with the plugin that ran it.
+func (c *client) createWait(id string) error {
 	p := newProgress()
+	down := time.Time{} // since when the plugin does not answer
 	for {
 		var m making
-		if err := c.getJSON(fmt.Sprintf("%s/creates/%d", torrentAPI, id), &m); err != nil {
+		if err := c.getJSON(torrentAPI+"/creates/"+id, &m); err != nil {
+			var ae *apiError
+			switch {
+			case errors.As(err, &ae) && ae.code == http.StatusNotFound:
+				p.done()
+				return fmt.Errorf("the torrent plugin restarted and forgot making %s: run the create again", id)
+			case errors.As(err, &ae) && (ae.code == http.StatusServiceUnavailable || ae.code == http.StatusBadGateway):
+				if down.IsZero() {
+					down = time.Now()
+				}
+				if time.Since(down) < time.Minute {
+					p.show("the torrent plugin is restarting: " + ae.msg)
+					time.Sleep(500 * time.Millisecond)
+					continue
+				}
+			}
+			p.done()
 			return err
 		}
+		down = time.Time{}
 		switch m.State {
 		case "failed":
 			p.done()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/anacrolix/torrent"
@@ -155,16 +154,15 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			httpjson.Error(w, http.StatusBadRequest, err)
 			return
 		}
-		w.Header().Set("Location", fmt.Sprintf("creates/%d", m.ID))
+		w.Header().Set("Location", "creates/"+m.ID)
 		httpjson.Write(w, http.StatusAccepted, m)
 	})
 	mux.HandleFunc("GET /creates", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]any{"creates": s.makings()})
 	})
 	mux.HandleFunc("GET /creates/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, err := strconv.Atoi(r.PathValue("id"))
-		m, ok := s.makingView(id)
-		if err != nil || !ok {
+		m, ok := s.makingView(r.PathValue("id"))
+		if !ok {
 			httpjson.Error(w, http.StatusNotFound, fmt.Errorf("no making %q", r.PathValue("id")))
 			return
 		}

@@ -2,6 +2,7 @@ package torrent
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -26,7 +27,7 @@ const keptMakings = 16
 // its own, one at a time, and shows how far it got on the page, in the API
 // and in the CLI.
 type making struct {
-	id       int
+	id       string // random: a client polling it never finds another after a restart
 	name     string
 	trackers []string
 	size     int64
@@ -43,7 +44,7 @@ type making struct {
 
 // MakingView is a making as the API shows it.
 type MakingView struct {
-	ID       int     `json:"id"`
+	ID       string  `json:"id"`
 	Name     string  `json:"name"`
 	State    string  `json:"state"` // queued, hashing, done, failed
 	Size     int64   `json:"size"`
@@ -102,7 +103,7 @@ func (s *seedbox) makings() []MakingView {
 }
 
 // makingView shows one making, or says there is none with that id.
-func (s *seedbox) makingView(id int) (MakingView, bool) {
+func (s *seedbox) makingView(id string) (MakingView, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range s.making {
@@ -127,11 +128,10 @@ func (s *seedbox) create(name string, trackers []string) (MakingView, error) {
 	defer s.mu.Unlock()
 	for _, m := range s.making {
 		if m.name == name && m.ended.IsZero() {
-			return MakingView{}, fmt.Errorf("create: a torrent of %s is being made already (making %d): %w", name, m.id, errBusy)
+			return MakingView{}, fmt.Errorf("create: a torrent of %s is being made already (making %s): %w", name, m.id, errBusy)
 		}
 	}
-	s.makingSeq++
-	m := &making{id: s.makingSeq, name: name, trackers: trackers}
+	m := &making{id: rand.Text()[:10], name: name, trackers: trackers}
 	s.making = append(s.making, m)
 	s.wg.Add(1)
 	go func() {

@@ -114,9 +114,8 @@ type seedbox struct {
 	fileLooks int
 	// making lists the torrents being made and the last ones made;
 	// hashing is held by the one whose data is being hashed.
-	making    []*making
-	makingSeq int
-	hashing   chan struct{}
+	making  []*making
+	hashing chan struct{}
 }
 
 func (s *seedbox) Info() sdk.Info {
