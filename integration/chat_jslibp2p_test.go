@@ -54,6 +54,10 @@ func TestJSLibp2pClientChatsThroughNode(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe() // closed to let it go
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -75,12 +79,11 @@ func TestJSLibp2pClientChatsThroughNode(t *testing.T) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	timeout := time.After(70 * time.Second)
-	for done := false; !done; {
+	for !heard {
 		select {
 		case e, ok := <-events:
 			if !ok {
-				done = true
-				break
+				t.Fatalf("js client ended before it heard the Vecino message: %v; stderr:\n%s", cmd.Wait(), stderr.String())
 			}
 			t.Logf("js: %+v", e)
 			switch e.Event {
@@ -100,20 +103,22 @@ func TestJSLibp2pClientChatsThroughNode(t *testing.T) {
 			t.Fatalf("js client still running after 70s; stderr:\n%s", stderr.String())
 		}
 	}
-	if err := cmd.Wait(); err != nil || !heard {
-		t.Fatalf("js client: %v, heard the Vecino message with a good signature: %v; stderr:\n%s", err, heard, stderr.String())
-	}
 	// The js client's message reached node b, whose chat plugin checked its
 	// signature before keeping it.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		msgs, _ := readRoom(t, b, "lobby", 0, 0)
 		if got := textsFrom(msgs, jsAddr); len(got) == 1 && got[0] == "hola from js-libp2p" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node b never kept the js client's message; its history: %+v", msgs)
+			atA, _ := readRoom(t, a, "lobby", 0, 0)
+			t.Fatalf("node b never kept the js client's message; node a kept from it %q; node b's history: %+v", textsFrom(atA, jsAddr), msgs)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("js client: %v; stderr:\n%s", err, stderr.String())
 	}
 }

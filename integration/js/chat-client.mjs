@@ -7,8 +7,9 @@
 //
 // It prints one JSON object a line: {"event":"ready"} once the node is
 // subscribed, {"event":"message",...} for each message it hears,
-// {"event":"sent"} when its own message is out. It exits 0 once it has
-// heard EXPECT_TEXT with a good signature, 1 after 60 seconds.
+// {"event":"sent"} when its own message is out. It stays connected until
+// its stdin ends (so that its own message is not cut off on its way), then
+// exits 0 if it heard EXPECT_TEXT with a good signature; 1 after 60 seconds.
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -71,6 +72,10 @@ function verify (env) {
   return { body, ok }
 }
 
+let heard = false
+process.stdin.on('data', () => {})
+process.stdin.on('end', () => { node.stop().then(() => process.exit(heard ? 0 : 1)) })
+
 const node = await createLibp2p({
   addresses: { listen: [] }, // behind NAT: dials out only
   transports: [tcp()],
@@ -88,7 +93,7 @@ pubsub.addEventListener('message', (evt) => {
     let m
     try { m = verify(env) } catch (e) { say({ event: 'garbage', error: String(e) }); continue }
     say({ event: 'message', from: m.body.from, text: m.body.text, verified: m.ok })
-    if (m.ok && m.body.text === expectText) { node.stop().then(() => process.exit(0)) }
+    if (m.ok && m.body.text === expectText) heard = true
   }
 })
 await node.dial(multiaddr(peer))
