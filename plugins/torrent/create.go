@@ -3,6 +3,7 @@ package torrent
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/vecino/vecino/internal/atomicfile"
 )
 
 // keptMakings is how many finished makings the API and page still list.
@@ -132,13 +135,74 @@ func (s *seedbox) create(name string, trackers []string) (MakingView, error) {
 		}
 	}
 	m := &making{id: rand.Text()[:10], name: name, trackers: trackers}
+	s.beginLocked(m)
+	return m.viewLocked(time.Now()), nil
+}
+
+// beginLocked lists m and sets it going; s.mu is held.
+func (s *seedbox) beginLocked(m *making) {
 	s.making = append(s.making, m)
+	s.saveMakingsLocked()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.make(s.bg, m)
 	}()
-	return m.viewLocked(time.Now()), nil
+}
+
+// savedMaking is a making not yet ended, as makings.json keeps it.
+type savedMaking struct {
+	ID       string   `json:"id"`
+	Name     string   `json:"name"`
+	Trackers []string `json:"trackers,omitempty"`
+}
+
+func (s *seedbox) makingsPath() string { return filepath.Join(s.state, "makings.json") }
+
+// saveMakingsLocked keeps the makings not yet ended, so that the next
+// plugin process (after a crash, a reboot) takes them up again under the
+// same ids: a folder dropped into the watch folder is not forgotten, and
+// a CLI waiting on a making sees it through. s.mu is held.
+func (s *seedbox) saveMakingsLocked() {
+	pending := []savedMaking{}
+	for _, m := range s.making {
+		if m.ended.IsZero() {
+			pending = append(pending, savedMaking{ID: m.id, Name: m.name, Trackers: m.trackers})
+		}
+	}
+	data, err := json.Marshal(pending)
+	if err == nil {
+		err = atomicfile.Write(s.makingsPath(), data, 0o644)
+	}
+	if err != nil {
+		s.log.Error("save the makings under way", "err", err)
+	}
+}
+
+// resumeMakings takes up the makings the last process left unfinished.
+func (s *seedbox) resumeMakings() {
+	data, err := os.ReadFile(s.makingsPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	var saved []savedMaking
+	if err == nil {
+		err = json.Unmarshal(data, &saved)
+	}
+	if err != nil {
+		s.log.Error("makings under way not taken up", "file", s.makingsPath(), "err", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sm := range saved {
+		if sm.ID == "" || safeName(sm.Name) != nil {
+			s.log.Error("making not taken up: bad entry", "file", s.makingsPath(), "id", sm.ID, "name", sm.Name)
+			continue
+		}
+		s.log.Info("taking up a making the last run left", "making", sm.ID, "name", sm.Name)
+		s.beginLocked(&making{id: sm.ID, name: sm.Name, trackers: sm.Trackers})
+	}
 }
 
 // make hashes m's data, when no other making is hashing, and adds the
@@ -155,9 +219,13 @@ func (s *seedbox) make(ctx context.Context, m *making) {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
+	if ctx.Err() != nil {
+		return // the plugin stops: the next run takes it up again
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m.ended = time.Now()
+	s.saveMakingsLocked()
 	if err != nil {
 		m.err = err.Error()
 		s.log.Error("create failed", "name", m.name, "err", err)

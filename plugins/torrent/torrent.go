@@ -223,6 +223,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
 	s.bg, s.stop = bg, cancel
 	s.hashing = make(chan struct{}, 1)
+	s.resumeMakings()
 	if s.cfg.LocalPeerDiscover {
 		if s.lpd, err = startLPD(s.port, s.localPeer, s.log); err != nil {
 			s.lpdErr = err.Error()
