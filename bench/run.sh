@@ -22,6 +22,9 @@ go test -run '^$' -bench BenchmarkBootToRunning -benchtime 2x -v ./gokrazy/image
 # 1 GiB torrent to aria2c, throughput and the seeder's peak RSS.
 go test -run '^$' -bench BenchmarkSeed1GiB -benchtime 1x -timeout 30m ./integration/ |
 	grep -v '^=== RUN'
+# Making a torrent of 1 GiB: Vecino's making vs transmission-create.
+go test -run '^$' -bench BenchmarkMakeTorrent1GiB -benchtime 3x ./integration/ |
+	grep -v '^=== RUN'
 
 # Chat (issue 5): 1 KiB messages through three nodes, throughput and
 # latency, three times (on a shared 2-core VM one run swings by a fifth);
