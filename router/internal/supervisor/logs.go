@@ -49,7 +49,11 @@ func (w *logWriter) Write(b []byte) (int, error) {
 
 func (w *logWriter) entry(line []byte) {
 	var m map[string]any
-	if err := json.Unmarshal(line, &m); err != nil {
+	// Numbers stay as written: a byte count reads 50000003, not the
+	// float64 5.0000003e+07.
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
 		w.log.Info(string(line))
 		w.ring.add(string(line))
 		return
