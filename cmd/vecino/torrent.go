@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -280,8 +283,11 @@ type making struct {
 // (minutes for a large folder on a Pi's USB disk), then the torrent made
 // and its magnet link.
 // The plugin being restarted (502, 503) is waited out for a while; a
-// making it no longer knows was lost with the plugin that ran it.
+// making it no longer knows was lost with the plugin that ran it. Ctrl-C
+// calls the making off.
 func (c *client) createWait(id string) error {
+	interrupt, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	p := newProgress()
 	down := time.Time{} // since when the plugin does not answer
 	for {
@@ -310,6 +316,9 @@ func (c *client) createWait(id string) error {
 		case "failed":
 			p.done()
 			return errors.New(m.Error)
+		case "cancelled":
+			p.done()
+			return fmt.Errorf("the making of %s was cancelled", m.Name)
 		case "done":
 			p.done()
 			if m.Already {
@@ -322,7 +331,16 @@ func (c *client) createWait(id string) error {
 		default:
 			p.show(fmt.Sprintf("%s: hashing, %5.1f%% of %s, %s/s", m.Name, m.Progress*100, humanBytes(float64(m.Size)), humanBytes(m.Rate)))
 		}
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-interrupt.Done():
+			p.done()
+			stop() // a second Ctrl-C ends the command at once
+			if _, err := c.do("DELETE", torrentAPI+"/creates/"+id, nil, "", nil); err != nil {
+				return fmt.Errorf("interrupted, but the making of %s could not be called off: %w", m.Name, err)
+			}
+			return fmt.Errorf("interrupted: the making of %s is called off", m.Name)
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }
 

@@ -36,7 +36,9 @@ const maxTorrentFile = 16 << 20
 //	                                 folder in the data folder, and seed it: 202 and the making (MakingView),
 //	                                 whose data is hashed in the background, one making at a time
 //	GET    /creates                  the makings under way and the last ones that ended
-//	GET    /creates/{id}             one making: state queued, hashing, done (info_hash, magnet) or failed (error)
+//	GET    /creates/{id}             one making: state queued, hashing, done (info_hash, magnet), failed (error)
+//	                                 or cancelled
+//	DELETE /creates/{id}             call off a making not yet ended: 202 (409 if it has ended)
 //	GET    /engine                   the engine's own status of every peer and piece, as text
 //	GET    /                         a page with every torrent and its progress
 func (s *seedbox) HTTPHandler() http.Handler {
@@ -159,6 +161,14 @@ func (s *seedbox) HTTPHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /creates", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]any{"creates": s.makings()})
+	})
+	mux.HandleFunc("DELETE /creates/{id}", func(w http.ResponseWriter, r *http.Request) {
+		m, err := s.cancelMaking(r.PathValue("id"))
+		if err != nil {
+			httpjson.Error(w, errStatus(err), err)
+			return
+		}
+		httpjson.Write(w, http.StatusAccepted, m)
 	})
 	mux.HandleFunc("GET /creates/{id}", func(w http.ResponseWriter, r *http.Request) {
 		m, ok := s.makingView(r.PathValue("id"))

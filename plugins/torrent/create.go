@@ -36,6 +36,7 @@ type making struct {
 	size     int64
 	hashed   atomic.Int64
 	started  time.Time
+	cancel   context.CancelCauseFunc // stops it, with errCancelled
 
 	// Set once it ends, under seedbox.mu.
 	ended    time.Time
@@ -49,7 +50,7 @@ type making struct {
 type MakingView struct {
 	ID       string  `json:"id"`
 	Name     string  `json:"name"`
-	State    string  `json:"state"` // queued, hashing, done, failed
+	State    string  `json:"state"` // queued, hashing, done, failed, cancelled
 	Size     int64   `json:"size"`
 	Hashed   int64   `json:"hashed"`
 	Progress float64 `json:"progress"`
@@ -66,6 +67,8 @@ func (m *making) viewLocked(now time.Time) MakingView {
 	v := MakingView{ID: m.id, Name: m.name, Size: m.size, Hashed: m.hashed.Load(),
 		Error: m.err, InfoHash: m.infoHash, Magnet: m.magnet, Already: m.already}
 	switch {
+	case m.err == errCancelled.Error():
+		v.State = "cancelled"
 	case m.err != "":
 		v.State = "failed"
 	case !m.ended.IsZero():
@@ -141,13 +144,36 @@ func (s *seedbox) create(name string, trackers []string) (MakingView, error) {
 
 // beginLocked lists m and sets it going; s.mu is held.
 func (s *seedbox) beginLocked(m *making) {
+	ctx, cancel := context.WithCancelCause(s.bg)
+	m.cancel = cancel
 	s.making = append(s.making, m)
 	s.saveMakingsLocked()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.make(s.bg, m)
+		s.make(ctx, m)
 	}()
+}
+
+// errCancelled ends a making that its user called off.
+var errCancelled = errors.New("cancelled")
+
+// cancelMaking calls off a making that has not ended: it stops hashing,
+// and no torrent is made.
+func (s *seedbox) cancelMaking(id string) (MakingView, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.making {
+		if m.id != id {
+			continue
+		}
+		if !m.ended.IsZero() {
+			return m.viewLocked(time.Now()), fmt.Errorf("making %s has ended already: %w", id, errBusy)
+		}
+		m.cancel(errCancelled)
+		return m.viewLocked(time.Now()), nil
+	}
+	return MakingView{}, fmt.Errorf("no making %q", id)
 }
 
 // savedMaking is a making not yet ended, as makings.json keeps it.
@@ -219,17 +245,25 @@ func (s *seedbox) make(ctx context.Context, m *making) {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	if ctx.Err() != nil {
+	if s.bg.Err() != nil {
 		return // the plugin stops: the next run takes it up again
+	}
+	if err != nil && context.Cause(ctx) == errCancelled {
+		err = errCancelled
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m.ended = time.Now()
+	m.cancel(nil) // let its context go
 	s.saveMakingsLocked()
-	if err != nil {
+	switch {
+	case err == errCancelled:
+		m.err = err.Error()
+		s.log.Info("create cancelled", "name", m.name, "hashed", m.hashed.Load())
+	case err != nil:
 		m.err = err.Error()
 		s.log.Error("create failed", "name", m.name, "err", err)
-	} else {
+	default:
 		s.log.Info("created", "name", m.name, "info_hash", m.infoHash, "size", m.size, "already", m.already,
 			"secs", m.ended.Sub(m.started).Seconds())
 	}
