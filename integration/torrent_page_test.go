@@ -65,13 +65,7 @@ func TestTorrentPageInChromium(t *testing.T) {
 	// Make a torrent of a file in the data folder: a 6 GiB sparse file
 	// takes seconds to hash, and the page shows the hashing under way,
 	// then the torrent seeding with its magnet link.
-	big := filepath.Join(data, "big.img")
-	if err := os.WriteFile(big, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(big, 6<<30); err != nil {
-		t.Fatal(err)
-	}
+	sparseFile(t, filepath.Join(data, "big.img"), 6<<30)
 	wd.typeInto("#make-name", "nothing-here")
 	wd.click("#make button")
 	wd.waitText("#result", "nothing-here: no such file", 10*time.Second)
@@ -90,6 +84,22 @@ func TestTorrentPageInChromium(t *testing.T) {
 		t.Errorf("the page's magnet %q, the node has %s", href, got)
 	}
 	wd.waitText(`tr[data-infohash="`+ih+`"]`, "seeding", 10*time.Second)
+
+	// One started by mistake (a 64 GiB disk image) is called off from
+	// the page: it stops hashing and no torrent is made.
+	sparseFile(t, filepath.Join(data, "huge.img"), 64<<30)
+	wd.clear("#make-name")
+	wd.typeInto("#make-name", "huge.img")
+	wd.click("#make button")
+	wd.waitText("#making-list", "huge.img: hashing", 10*time.Second)
+	wd.click("#making-list button.cancel")
+	wd.waitText("#result", "Called off the making of huge.img", 10*time.Second)
+	wd.waitText("#making-list", "huge.img: cancelled after", 10*time.Second)
+	for _, tv := range vecinoTorrents(t, n) {
+		if tv.Name == "huge.img" {
+			t.Errorf("a torrent of huge.img was made although called off: %s", tv)
+		}
+	}
 
 	// Remove album from the page: gone from the node, its files kept.
 	wd.click(row + " button.remove")

@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -170,6 +169,17 @@ func vecinoTorrent(t testing.TB, n *testnet.Node, ih string) torrentView {
 	return v
 }
 
+// vecinoTorrents is every torrent the node's plugin carries.
+func vecinoTorrents(t testing.TB, n *testnet.Node) []torrentView {
+	t.Helper()
+	var list struct{ Torrents []torrentView }
+	code, body, err := n.Do("GET", "/api/v1/plugins/torrent/torrents", nil, false)
+	if err != nil || code != http.StatusOK || json.Unmarshal(body, &list) != nil {
+		t.Fatalf("GET torrents: %d %v %s", code, err, body)
+	}
+	return list.Torrents
+}
+
 func waitVecino(t testing.TB, n *testnet.Node, ih, state string, timeout time.Duration) torrentView {
 	t.Helper()
 	var v torrentView
@@ -297,7 +307,7 @@ func startMaking(t testing.TB, n *testnet.Node, name string, trackers ...string)
 	return m
 }
 
-// waitMaking polls a making until it is done or failed.
+// waitMaking polls a making until it has ended: done, failed or cancelled.
 func waitMaking(t testing.TB, n *testnet.Node, id string, limit time.Duration) making {
 	t.Helper()
 	var m making
@@ -307,7 +317,7 @@ func waitMaking(t testing.TB, n *testnet.Node, id string, limit time.Duration) m
 			t.Fatalf("making %s: %d %v %s", id, code, err, body)
 		}
 		json.Unmarshal(body, &m)
-		if m.State == "done" || m.State == "failed" {
+		if m.State == "done" || m.State == "failed" || m.State == "cancelled" {
 			return m
 		}
 	}
@@ -1000,12 +1010,7 @@ func TestCLIManagesTorrents(t *testing.T) {
 	// A 3 GiB file (sparse: no disk used) takes seconds to hash: the
 	// CLI shows how far the hashing got meanwhile, then the magnet.
 	big := filepath.Join(data, "big.img")
-	if err := os.WriteFile(big, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(big, 3<<30); err != nil {
-		t.Fatal(err)
-	}
+	sparseFile(t, big, 3<<30)
 	out, progress := run(true, "torrent", "create", "big.img")
 	if !strings.Contains(out, "big.img (3.0 GiB)") || !strings.Contains(out, "magnet:?xt=urn:btih:") {
 		t.Errorf("create of big.img printed:\n%s", out)
@@ -1030,21 +1035,7 @@ func TestCLIManagesTorrents(t *testing.T) {
 	if err := cli.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		_, body, _ := n.Do("GET", "/api/v1/plugins/torrent/creates", nil, false)
-		var list struct {
-			Creates []struct{ Name, State string }
-		}
-		json.Unmarshal(body, &list)
-		if slices.ContainsFunc(list.Creates, func(m struct{ Name, State string }) bool {
-			return m.Name == "big2.img" && m.State == "hashing"
-		}) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("big2.img is not being hashed: %s", body)
-		}
-	}
+	waitHashing(t, n, "big2.img")
 	pid := n.Status().Plugin("torrent").PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -1054,6 +1045,62 @@ func TestCLIManagesTorrents(t *testing.T) {
 	}
 	if p := n.Status().Plugin("torrent"); p.PID == pid || p.Restarts != 1 {
 		t.Errorf("the plugin was not restarted: %+v", p)
+	}
+
+	// Ctrl-C while a create hashes calls the making off: the hashing
+	// stops and no torrent is made.
+	sparseFile(t, filepath.Join(data, "big3.img"), 64<<30)
+	cli = exec.Command(bin, "-api", n.API, "torrent", "create", "big3.img")
+	cli.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
+	cliOut.Reset()
+	cli.Stdout, cli.Stderr = &cliOut, &cliOut
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	id := waitHashing(t, n, "big3.img")
+	cli.Process.Signal(os.Interrupt)
+	if err := cli.Wait(); err == nil || !strings.Contains(cliOut.String(), "the making of big3.img is called off") {
+		t.Errorf("Ctrl-C during a create: %v\n%s", err, cliOut.String())
+	}
+	if m := waitMaking(t, n, id, 10*time.Second); m.State != "cancelled" {
+		t.Errorf("after Ctrl-C the making is %+v, want cancelled", m)
+	}
+	for _, tv := range vecinoTorrents(t, n) {
+		if tv.Name == "big3.img" {
+			t.Errorf("a torrent of big3.img was made although called off: %s", tv)
+		}
+	}
+}
+
+// sparseFile makes a file of size bytes that takes no disk: it reads as
+// zeros, as fast as the page cache gives them.
+func sparseFile(t testing.TB, path string, size int64) {
+	t.Helper()
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitHashing waits until a making of name is hashing, and returns its id.
+func waitHashing(t testing.TB, n *testnet.Node, name string) string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var list struct {
+			Creates []struct{ ID, Name, State string }
+		}
+		_, body, _ := n.Do("GET", "/api/v1/plugins/torrent/creates", nil, false)
+		json.Unmarshal(body, &list)
+		for _, m := range list.Creates {
+			if m.Name == name && m.State == "hashing" {
+				return m.ID
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not being hashed: %s", name, body)
+		}
 	}
 }
 

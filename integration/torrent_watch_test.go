@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -72,17 +71,15 @@ func TestWatchFolder(t *testing.T) {
 	if v := vecinoTorrent(t, n, wanted); v.InfoHash != wanted {
 		t.Errorf("the magnet file's torrent is not on the node: %+v", v)
 	}
-	var list struct{ Torrents []torrentView }
-	_, body, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents", nil, false)
-	json.Unmarshal(body, &list)
+	list := vecinoTorrents(t, n)
 	var mix *torrentView
-	for i, v := range list.Torrents {
+	for i, v := range list {
 		if v.Name == "mixtape" {
-			mix = &list.Torrents[i]
+			mix = &list[i]
 		}
 	}
-	if mix == nil || len(list.Torrents) != 3 {
-		t.Fatalf("torrents after the drop: %v, want album, wanted and mixtape", list.Torrents)
+	if mix == nil || len(list) != 3 {
+		t.Fatalf("torrents after the drop: %v, want album, wanted and mixtape", list)
 	}
 	waitVecino(t, n, mix.InfoHash, "seeding", time.Minute)
 	checkFiles(t, "mixtape in the data folder", data, sums)
@@ -115,15 +112,13 @@ func TestWatchFolderWaitsForACopy(t *testing.T) {
 	}
 	var v torrentView
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		var list struct{ Torrents []torrentView }
-		_, body, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents", nil, false)
-		json.Unmarshal(body, &list)
-		if len(list.Torrents) == 1 && list.Torrents[0].State == "seeding" {
-			v = list.Torrents[0]
+		list := vecinoTorrents(t, n)
+		if len(list) == 1 && list[0].State == "seeding" {
+			v = list[0]
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the copied folder was not seeded: %+v\n%s", list.Torrents, n.Log())
+			t.Fatalf("the copied folder was not seeded: %+v\n%s", list, n.Log())
 		}
 	}
 	if want := int64(writes * len(chunk)); v.Name != "slow" || v.Size != want {
