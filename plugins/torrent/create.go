@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -130,6 +131,9 @@ func (s *seedbox) create(name string, trackers []string) (MakingView, error) {
 	if _, err := os.Stat(filepath.Join(s.cfg.DataDir, name)); err != nil {
 		return MakingView{}, fmt.Errorf("create: %w", err)
 	}
+	if err := checkTrackers(trackers); err != nil {
+		return MakingView{}, fmt.Errorf("create: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range s.making {
@@ -140,6 +144,18 @@ func (s *seedbox) create(name string, trackers []string) (MakingView, error) {
 	m := &making{id: rand.Text()[:10], name: name, trackers: trackers}
 	s.beginLocked(m)
 	return m.viewLocked(time.Now()), nil
+}
+
+// checkTrackers refuses announce URLs no client could use, before any
+// hashing: the torrent would carry them to everyone who adds it.
+func checkTrackers(trackers []string) error {
+	for i, tr := range trackers {
+		u, err := url.Parse(tr)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "udp") || u.Host == "" {
+			return fmt.Errorf("trackers[%d] %.100q: want an http, https or udp announce URL", i, tr)
+		}
+	}
+	return nil
 }
 
 // beginLocked lists m and sets it going; s.mu is held.

@@ -117,3 +117,17 @@ func TestMakeNoticesAShrunkFile(t *testing.T) {
 		t.Errorf("shrunk file: %v", err)
 	}
 }
+
+// Announce URLs a client could use pass; others are refused with their
+// place in the list.
+func TestCheckTrackers(t *testing.T) {
+	if err := checkTrackers([]string{"http://127.0.0.1:6969/announce", "udp://tracker.example:1337", "https://t.example/a?k=1"}); err != nil {
+		t.Errorf("good trackers refused: %v", err)
+	}
+	for _, bad := range []string{"tracker.example", "ftp://t.example/", "http://", "udp:1337", "::"} {
+		err := checkTrackers([]string{"http://ok.example/announce", bad})
+		if err == nil || !strings.Contains(err.Error(), "trackers[1]") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
