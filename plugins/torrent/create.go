@@ -109,14 +109,22 @@ func (s *seedbox) makings() []MakingView {
 	return out
 }
 
+// findLocked is the making with that id, or nil; s.mu is held.
+func (s *seedbox) findLocked(id string) *making {
+	for _, m := range s.making {
+		if m.id == id {
+			return m
+		}
+	}
+	return nil
+}
+
 // makingView shows one making, or says there is none with that id.
 func (s *seedbox) makingView(id string) (MakingView, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range s.making {
-		if m.id == id {
-			return m.viewLocked(time.Now()), true
-		}
+	if m := s.findLocked(id); m != nil {
+		return m.viewLocked(time.Now()), true
 	}
 	return MakingView{}, false
 }
@@ -179,17 +187,15 @@ var errCancelled = errors.New("cancelled")
 func (s *seedbox) cancelMaking(id string) (MakingView, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range s.making {
-		if m.id != id {
-			continue
-		}
-		if !m.ended.IsZero() {
-			return m.viewLocked(time.Now()), fmt.Errorf("making %s has ended already: %w", id, errBusy)
-		}
-		m.cancel(errCancelled)
-		return m.viewLocked(time.Now()), nil
+	m := s.findLocked(id)
+	switch {
+	case m == nil:
+		return MakingView{}, fmt.Errorf("no making %q", id)
+	case !m.ended.IsZero():
+		return m.viewLocked(time.Now()), fmt.Errorf("making %s has ended already: %w", id, errBusy)
 	}
-	return MakingView{}, fmt.Errorf("no making %q", id)
+	m.cancel(errCancelled)
+	return m.viewLocked(time.Now()), nil
 }
 
 // savedMaking is a making not yet ended, as makings.json keeps it.
