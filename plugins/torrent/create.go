@@ -40,11 +40,12 @@ type making struct {
 	cancel   context.CancelCauseFunc // stops it, with errCancelled
 
 	// Set once it ends, under seedbox.mu.
-	ended    time.Time
-	err      string
-	infoHash string
-	magnet   string
-	already  bool
+	ended     time.Time
+	err       string
+	cancelled bool
+	infoHash  string
+	magnet    string
+	already   bool
 }
 
 // MakingView is a making as the API shows it.
@@ -68,7 +69,7 @@ func (m *making) viewLocked(now time.Time) MakingView {
 	v := MakingView{ID: m.id, Name: m.name, Size: m.size, Hashed: m.hashed.Load(),
 		Error: m.err, InfoHash: m.infoHash, Magnet: m.magnet, Already: m.already}
 	switch {
-	case m.err == errCancelled.Error():
+	case m.cancelled:
 		v.State = "cancelled"
 	case m.err != "":
 		v.State = "failed"
@@ -280,7 +281,7 @@ func (s *seedbox) make(ctx context.Context, m *making) {
 	s.saveMakingsLocked()
 	switch {
 	case err == errCancelled:
-		m.err = err.Error()
+		m.err, m.cancelled = err.Error(), true
 		s.log.Info("create cancelled", "name", m.name, "hashed", m.hashed.Load())
 	case err != nil:
 		m.err = err.Error()
