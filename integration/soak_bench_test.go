@@ -1,0 +1,246 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// soakSample is what one process holds at a moment.
+type soakSample struct {
+	pss   int64
+	files int
+}
+
+func sampleProcess(t testing.TB, pid int) soakSample {
+	m, err := readMemory(pid)
+	if err != nil {
+		t.Fatalf("read memory of pid %d: %v", pid, err)
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("list open files of pid %d: %v", pid, err)
+	}
+	return soakSample{pss: m.pss, files: len(fds)}
+}
+
+// routerMetric reads one gauge from the router's /metrics.
+func routerMetric(t testing.TB, n *testnet.Node, name string) float64 {
+	_, body, err := n.Do("GET", "/metrics", nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("/metrics %s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in /metrics", name)
+	return 0
+}
+
+// BenchmarkSoak leaves a node running under a steady mixed load, as a
+// neighbourhood box lives: a chat room taking 20 posts a second (history
+// capped at 500, full within the warm-up) with 20 readers on long polls
+// that come and go, a 256 KiB file added to the store, read back and
+// unpinned every second with a gc every 10 s, a torrent seeding and the
+// status and torrent pages polled. After a minute's warm-up, and again at
+// the end, it samples every process's PSS and open files and the router's
+// goroutines, and reports the growth: an always-on box must show none
+// that keeps going (pss-growth-late: from the middle sample on). VECINO_SOAK sets how long the load runs after the
+// warm-up (default 2m).
+func BenchmarkSoak(b *testing.B) {
+	const warmup = time.Minute
+	length := 2 * time.Minute
+	if v := os.Getenv("VECINO_SOAK"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("VECINO_SOAK=%q: %v", v, err)
+		}
+		length = d
+	}
+	names := []string{"router", "torrent", "chat", "store"}
+	for range b.N {
+		b.StopTimer()
+		n := testnet.Start(b, testnet.Options{Plugins: map[string]string{
+			"torrent": "", "chat": roomyChat + "\nhistory = 500", "store": ""}})
+		pids := map[string]int{"router": n.PID()}
+		for _, name := range names[1:] {
+			pids[name] = n.WaitPlugin(name, 30*time.Second, testnet.Running).PID
+		}
+		makeFiles(b, n.State+"/plugins/torrent/data", album)
+		createTorrent(b, n, "album")
+
+		var posts, reads, adds, failures atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		every := func(period time.Duration, do func()) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tick := time.NewTicker(period)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+						do()
+					}
+				}
+			}()
+		}
+		writer := newChatter(b, n)
+		every(50*time.Millisecond, func() {
+			writer.seq++
+			raw, _ := writer.id.SignRoom("lobby", writer.seq, time.Now(), padded(time.Now(), "soak", int(writer.seq)))
+			if code, err := benchPost(n, "/rooms/lobby/messages", raw); err != nil || code != http.StatusAccepted {
+				failures.Add(1)
+				return
+			}
+			posts.Add(1)
+		})
+		for range 20 {
+			wg.Add(1)
+			go func() { // a reader: long polls, then goes away and comes back
+				defer wg.Done()
+				var cur uint64
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					cl := &http.Client{Timeout: 30 * time.Second}
+					for range 5 {
+						resp, err := cl.Get(fmt.Sprintf("%s%s/rooms/lobby/messages?after=%d&wait=2", n.API, chatAPI, cur))
+						if err != nil {
+							failures.Add(1)
+							break
+						}
+						var got struct{ Cursor uint64 }
+						if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&got) != nil {
+							failures.Add(1)
+						}
+						resp.Body.Close()
+						if got.Cursor > cur {
+							cur = got.Cursor
+						}
+						reads.Add(1)
+					}
+					cl.CloseIdleConnections()
+				}
+			}()
+		}
+		file := make([]byte, 256<<10)
+		every(time.Second, func() {
+			rand.Read(file)
+			code, body, err := n.Do("POST", "/api/v1/plugins/store/add?name=soak", file, true)
+			var p struct {
+				CID string `json:"cid"`
+			}
+			if err != nil || code != http.StatusOK || json.Unmarshal(body, &p) != nil {
+				failures.Add(1)
+				return
+			}
+			if code, got, err := n.Do("GET", "/api/v1/plugins/store/cat/"+p.CID, nil, false); err != nil || code != http.StatusOK || !bytes.Equal(got, file) {
+				failures.Add(1)
+			}
+			if code, _, err := n.Do("DELETE", "/api/v1/plugins/store/pin/"+p.CID, nil, true); err != nil || code/100 != 2 {
+				failures.Add(1)
+			}
+			adds.Add(1)
+		})
+		every(10*time.Second, func() {
+			if code, _, err := n.Do("POST", "/api/v1/plugins/store/gc", nil, true); err != nil || code/100 != 2 {
+				failures.Add(1)
+			}
+		})
+		every(2*time.Second, func() {
+			for _, path := range []string{"/", "/api/v1/status", "/api/v1/plugins/torrent/torrents", "/api/v1/plugins/torrent/creates"} {
+				if code, _, err := n.Do("GET", path, nil, false); err != nil || code != http.StatusOK {
+					failures.Add(1)
+				}
+			}
+		})
+
+		time.Sleep(warmup)
+		// The router's goroutines and live heap objects, sampled alongside.
+		var goroutines, objects []float64
+		sample := func() (map[string]soakSample, int) {
+			s := map[string]soakSample{}
+			for name, pid := range pids {
+				s[name] = sampleProcess(b, pid)
+			}
+			goroutines = append(goroutines, routerMetric(b, n, "go_goroutines"))
+			objects = append(objects, routerMetric(b, n, "go_memstats_heap_objects"))
+			return s, int(goroutines[len(goroutines)-1])
+		}
+		// Six samples, the load's start to its end: growth that goes on
+		// in the second half is a leak; a rise that levels off is not.
+		const steps = 5
+		var series []map[string]soakSample
+		first, g0 := sample()
+		series = append(series, first)
+		b.StartTimer()
+		for range steps {
+			time.Sleep(length / steps)
+			s, _ := sample()
+			series = append(series, s)
+		}
+		b.StopTimer()
+		last, g1 := sample()
+		close(stop)
+		wg.Wait()
+
+		mid := series[steps/2+1]
+		var grew, late float64
+		for _, name := range names {
+			f, l := first[name], last[name]
+			d := float64(l.pss-f.pss) / (1 << 20)
+			grew += d
+			late += float64(l.pss-mid[name].pss) / (1 << 20)
+			var line strings.Builder
+			for _, s := range series {
+				fmt.Fprintf(&line, " %.1f", float64(s[name].pss)/(1<<20))
+			}
+			b.Logf("%-8s PSS MiB%s (%+.1f); open files %d -> %d", name, line.String(), d, f.files, l.files)
+		}
+		st := n.Status()
+		for _, name := range names[1:] {
+			if p := st.Plugin(name); p.Restarts != 0 || p.PID != pids[name] {
+				b.Errorf("%s restarted during the soak: %+v", name, p)
+			}
+		}
+		b.Logf("router goroutines %v, live heap objects %v", goroutines, objects)
+		b.Logf("router goroutines %d -> %d; over %s: %d chat posts, %d long polls, %d store add/cat/unpin rounds, %d failures",
+			g0, g1, length, posts.Load(), reads.Load(), adds.Load(), failures.Load())
+		if failures.Load() > 0 {
+			b.Errorf("%d requests failed during the soak", failures.Load())
+		}
+		b.ReportMetric(grew, "pss-growth-MiB")
+		b.ReportMetric(late, "pss-growth-late-MiB")
+		b.ReportMetric(float64(g1-g0), "goroutine-growth")
+		fd := 0
+		for _, name := range names {
+			fd += last[name].files - first[name].files
+		}
+		b.ReportMetric(float64(fd), "fd-growth")
+		n.Stop()
+	}
+}
