@@ -281,67 +281,73 @@ type making struct {
 
 // createWait shows a making's progress while the node hashes the data
 // (minutes for a large folder on a Pi's USB disk), then the torrent made
-// and its magnet link.
-// The plugin being restarted (502, 503) is waited out for a while; a
-// making it no longer knows was lost with the plugin that ran it. Ctrl-C
-// calls the making off.
+// and its magnet link. A restarting plugin (502, 503) is waited out for a
+// minute: the next one takes the making up again. Ctrl-C calls it off.
 func (c *client) createWait(id string) error {
 	interrupt, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	p := newProgress()
-	down := time.Time{} // since when the plugin does not answer
+	var down time.Time // since when the plugin does not answer
+	name := "making " + id
 	for {
 		var m making
-		if err := c.getJSON(torrentAPI+"/creates/"+id, &m); err != nil {
-			var ae *apiError
-			switch {
-			case errors.As(err, &ae) && ae.code == http.StatusNotFound:
-				p.done()
-				return fmt.Errorf("the torrent plugin restarted and forgot making %s: run the create again", id)
-			case errors.As(err, &ae) && (ae.code == http.StatusServiceUnavailable || ae.code == http.StatusBadGateway):
-				if down.IsZero() {
-					down = time.Now()
-				}
-				if time.Since(down) < time.Minute {
-					p.show("the torrent plugin is restarting: " + ae.msg)
-					time.Sleep(500 * time.Millisecond)
-					continue
-				}
+		err := c.getJSON(torrentAPI+"/creates/"+id, &m)
+		var ae *apiError
+		switch {
+		case err == nil && m.State != "queued" && m.State != "hashing":
+			p.done()
+			return madeOrNot(m)
+		case err == nil:
+			down, name = time.Time{}, m.Name
+			p.show(makingLine(m))
+		case errors.As(err, &ae) && ae.code == http.StatusNotFound:
+			p.done()
+			return fmt.Errorf("the node no longer knows making %s (lost with its state, or ended long ago): run the create again", id)
+		case errors.As(err, &ae) && (ae.code == http.StatusServiceUnavailable || ae.code == http.StatusBadGateway) &&
+			(down.IsZero() || time.Since(down) < time.Minute):
+			if down.IsZero() {
+				down = time.Now()
 			}
+			p.show("the torrent plugin is restarting: " + ae.msg)
+		default:
 			p.done()
 			return err
-		}
-		down = time.Time{}
-		switch m.State {
-		case "failed":
-			p.done()
-			return errors.New(m.Error)
-		case "cancelled":
-			p.done()
-			return fmt.Errorf("the making of %s was cancelled", m.Name)
-		case "done":
-			p.done()
-			if m.Already {
-				fmt.Printf("already there ")
-			}
-			fmt.Printf("%s %s (%s)\n%s\n", m.InfoHash, m.Name, humanBytes(float64(m.Size)), m.Magnet)
-			return nil
-		case "queued":
-			p.show(m.Name + ": waiting for another torrent to be made first")
-		default:
-			p.show(fmt.Sprintf("%s: hashing, %5.1f%% of %s, %s/s", m.Name, m.Progress*100, humanBytes(float64(m.Size)), humanBytes(m.Rate)))
 		}
 		select {
 		case <-interrupt.Done():
 			p.done()
 			stop() // a second Ctrl-C ends the command at once
 			if _, err := c.do("DELETE", torrentAPI+"/creates/"+id, nil, "", nil); err != nil {
-				return fmt.Errorf("interrupted, but the making of %s could not be called off: %w", m.Name, err)
+				return fmt.Errorf("interrupted, but making %s could not be called off: %w", id, err)
 			}
-			return fmt.Errorf("interrupted: the making of %s is called off", m.Name)
+			return fmt.Errorf("interrupted: the making of %s is called off", name)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// makingLine is a making under way, as its progress line shows it.
+func makingLine(m making) string {
+	if m.State == "queued" {
+		return m.Name + ": waiting for another torrent to be made first"
+	}
+	return fmt.Sprintf("%s: hashing, %5.1f%% of %s, %s/s", m.Name, m.Progress*100, humanBytes(float64(m.Size)), humanBytes(m.Rate))
+}
+
+// madeOrNot prints the torrent an ended making made, or says why it made
+// none.
+func madeOrNot(m making) error {
+	switch m.State {
+	case "done":
+		if m.Already {
+			fmt.Printf("already there ")
+		}
+		fmt.Printf("%s %s (%s)\n%s\n", m.InfoHash, m.Name, humanBytes(float64(m.Size)), m.Magnet)
+		return nil
+	case "cancelled":
+		return fmt.Errorf("the making of %s was cancelled", m.Name)
+	}
+	return errors.New(m.Error)
 }
 
 // torrentVerifyWait shows a verify's progress until it is done, then says
