@@ -953,13 +953,16 @@ func TestSameNameOtherFilesIsRefused(t *testing.T) {
 func TestCLIManagesTorrents(t *testing.T) {
 	n := torrentNode(t)
 	bin := filepath.Join(testnet.Binaries(t), "vecino")
-	run := func(wantOK bool, args ...string) (stdout, stderr string) {
-		t.Helper()
+	command := func(stdout, stderr io.Writer, args ...string) *exec.Cmd {
 		cmd := exec.Command(bin, append([]string{"-api", n.API}, args...)...)
 		cmd.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		return cmd
+	}
+	run := func(wantOK bool, args ...string) (stdout, stderr string) {
+		t.Helper()
 		var o, e strings.Builder
-		cmd.Stdout, cmd.Stderr = &o, &e
-		err := cmd.Run()
+		err := command(&o, &e, args...).Run()
 		if (err == nil) != wantOK {
 			t.Fatalf("vecino %s: %v\n%s%s", strings.Join(args, " "), err, o.String(), e.String())
 		}
@@ -1028,10 +1031,8 @@ func TestCLIManagesTorrents(t *testing.T) {
 	if err := os.Rename(big, filepath.Join(data, "big2.img")); err != nil {
 		t.Fatal(err)
 	}
-	cli := exec.Command(bin, "-api", n.API, "torrent", "create", "big2.img")
-	cli.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
 	var cliOut strings.Builder
-	cli.Stdout, cli.Stderr = &cliOut, &cliOut
+	cli := command(&cliOut, &cliOut, "torrent", "create", "big2.img")
 	if err := cli.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -1050,10 +1051,8 @@ func TestCLIManagesTorrents(t *testing.T) {
 	// Ctrl-C while a create hashes calls the making off: the hashing
 	// stops and no torrent is made.
 	sparseFile(t, filepath.Join(data, "big3.img"), 64<<30)
-	cli = exec.Command(bin, "-api", n.API, "torrent", "create", "big3.img")
-	cli.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
 	cliOut.Reset()
-	cli.Stdout, cli.Stderr = &cliOut, &cliOut
+	cli = command(&cliOut, &cliOut, "torrent", "create", "big3.img")
 	if err := cli.Start(); err != nil {
 		t.Fatal(err)
 	}
