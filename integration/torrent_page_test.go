@@ -33,6 +33,7 @@ func TestTorrentPageInChromium(t *testing.T) {
 	wd.open(n.API + "/api/v1/plugins/torrent/")
 	row := `tr[data-infohash="` + v.InfoHash + `"]`
 	wd.waitText(row, "album", 15*time.Second)
+	wd.waitText("#summary", "1 torrent, BitTorrent port", 5*time.Second)
 	for _, want := range []string{fmt.Sprintf("%.1f MiB", float64(v.Size)/(1<<20)), "100.0 %", "seeding"} {
 		if got := wd.text(row); !strings.Contains(got, want) {
 			t.Errorf("album's row %q lacks %q", got, want)
