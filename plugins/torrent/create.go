@@ -422,34 +422,38 @@ func hashPieces(ctx context.Context, info *metainfo.Info, files []dataFile, hash
 func feed(ctx context.Context, w io.Writer, files []dataFile, count *atomic.Int64) error {
 	buf := make([]byte, 1<<20)
 	for _, df := range files {
-		f, err := os.Open(df.path)
-		if err != nil {
+		if err := feedFile(ctx, w, df, buf, count); err != nil {
 			return err
 		}
-		left := df.size
-		for left > 0 {
-			if err := ctx.Err(); err != nil {
-				f.Close()
-				return err
-			}
-			n, err := f.Read(buf[:min(int64(len(buf)), left)])
-			if n > 0 {
-				if _, werr := w.Write(buf[:n]); werr != nil {
-					f.Close()
-					return werr
-				}
-				left -= int64(n)
-				count.Add(int64(n))
-			}
-			if err != nil && left > 0 {
-				f.Close()
-				if err == io.EOF {
-					return fmt.Errorf("%s ended %d bytes short of its %d: it changed while it was hashed", df.path, left, df.size)
-				}
-				return fmt.Errorf("read %s: %w", df.path, err)
-			}
+	}
+	return nil
+}
+
+// feedFile writes one file's data into w, as long as it was when listed.
+func feedFile(ctx context.Context, w io.Writer, df dataFile, buf []byte, count *atomic.Int64) error {
+	f, err := os.Open(df.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for left := df.size; left > 0; {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		f.Close()
+		n, err := f.Read(buf[:min(int64(len(buf)), left)])
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			left -= int64(n)
+			count.Add(int64(n))
+		}
+		if err != nil && left > 0 {
+			if err == io.EOF {
+				return fmt.Errorf("%s ended %d bytes short of its %d: it changed while it was hashed", df.path, left, df.size)
+			}
+			return fmt.Errorf("read %s: %w", df.path, err)
+		}
 	}
 	return nil
 }
