@@ -35,23 +35,30 @@ func sampleProcess(t testing.TB, pid int) soakSample {
 	return soakSample{pss: m.pss, files: len(fds)}
 }
 
-// routerMetric reads one gauge from the router's /metrics.
-func routerMetric(t testing.TB, n *testnet.Node, name string) float64 {
+// routerMetrics reads gauges from one fetch of the router's /metrics, in
+// the order named.
+func routerMetrics(t testing.TB, n *testnet.Node, names ...string) []float64 {
 	_, body, err := n.Do("GET", "/metrics", nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("/metrics %s: %v", name, err)
+	out := make([]float64, len(names))
+	for i, name := range names {
+		found := false
+		for line := range strings.Lines(string(body)) {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				if out[i], err = strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+					t.Fatalf("/metrics %s: %v", name, err)
+				}
+				found = true
+				break
 			}
-			return f
+		}
+		if !found {
+			t.Fatalf("no %s in /metrics", name)
 		}
 	}
-	t.Fatalf("no %s in /metrics", name)
-	return 0
+	return out
 }
 
 // BenchmarkSoak leaves a node running under a steady mixed load, as a
@@ -187,8 +194,8 @@ func BenchmarkSoak(b *testing.B) {
 			for name, pid := range pids {
 				s[name] = sampleProcess(b, pid)
 			}
-			goroutines = append(goroutines, routerMetric(b, n, "go_goroutines"))
-			objects = append(objects, routerMetric(b, n, "go_memstats_heap_objects"))
+			m := routerMetrics(b, n, "go_goroutines", "go_memstats_heap_objects")
+			goroutines, objects = append(goroutines, m[0]), append(objects, m[1])
 			return s, int(goroutines[len(goroutines)-1])
 		}
 		// Six samples, the load's start to its end: growth that goes on
