@@ -287,6 +287,7 @@ func postCreate(t testing.TB, n *testnet.Node, name string, trackers ...string) 
 // tests look at).
 type making struct {
 	ID       string `json:"id"`
+	Name     string `json:"name"`
 	State    string `json:"state"`
 	Error    string `json:"error"`
 	InfoHash string `json:"info_hash"`
@@ -1087,9 +1088,7 @@ func sparseFile(t testing.TB, path string, size int64) {
 func waitHashing(t testing.TB, n *testnet.Node, name string) string {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		var list struct {
-			Creates []struct{ ID, Name, State string }
-		}
+		var list struct{ Creates []making }
 		_, body, _ := n.Do("GET", "/api/v1/plugins/torrent/creates", nil, false)
 		json.Unmarshal(body, &list)
 		for _, m := range list.Creates {
