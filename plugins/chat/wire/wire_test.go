@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 func mustID(t testing.TB) *Identity {
@@ -108,8 +110,6 @@ func TestKeysRoundTrip(t *testing.T) {
 	}
 }
 
-// FuzzParseRoom: whatever arrives, ParseRoom does not panic, and what it
-// accepts has a valid room, text and signature.
 // A bundle splits back into the envelopes it was made of, in order, each
 // still verifying; a lone envelope is its own bundle of one.
 func TestBundle(t *testing.T) {
@@ -142,6 +142,39 @@ func TestBundle(t *testing.T) {
 	}
 }
 
+// JSON that two parsers could read two ways is refused, so every node and
+// client agrees on what a message says: a repeated key (which body did the
+// signature cover?), a key in another case, bytes that are not UTF-8.
+func TestParseRoomRefusesAmbiguousJSON(t *testing.T) {
+	id := mustID(t)
+	now := time.Now()
+	good, err := id.SignRoom("lobby", 1, now, "hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env Envelope
+	if err := json.Unmarshal(good, &env); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := json.Marshal(strings.Replace(env.Body, `"hi"`, `"bye"`, 1))
+	sig, _ := json.Marshal(env.Sig)
+	body, _ := json.Marshal(env.Body)
+	for name, raw := range map[string]string{
+		"repeated body":   `{"body":` + string(body) + `,"sig":` + string(sig) + `,"body":` + string(other) + `}`,
+		"key in capitals": `{"Body":` + string(body) + `,"sig":` + string(sig) + `}`,
+		"not UTF-8":       `{"body":` + string(body) + `,"sig":` + string(sig) + `,"x":"` + "\xff" + `"}`,
+	} {
+		if _, err := ParseRoom([]byte(raw), now, time.Hour); err == nil {
+			t.Errorf("%s: taken", name)
+		}
+	}
+	if _, err := ParseRoom(good, now, time.Hour); err != nil {
+		t.Fatalf("the message itself: %v", err)
+	}
+}
+
+// FuzzParseRoom: whatever arrives, ParseRoom does not panic, and what it
+// accepts has a valid room, text and signature.
 func FuzzParseRoom(f *testing.F) {
 	id := mustID(f)
 	now := time.UnixMilli(1_764_000_000_000)
@@ -193,7 +226,7 @@ func FuzzParseMail(f *testing.F) {
 }
 
 // BenchmarkParseRoom: what checking one 1 KiB room message costs a node,
-// split into its JSON and its signature.
+// and its JSON alone; and splitting a bundle of 32 into its members.
 func BenchmarkParseRoom(b *testing.B) {
 	id, _ := NewIdentity()
 	now := time.Now()
@@ -215,8 +248,20 @@ func BenchmarkParseRoom(b *testing.B) {
 				b.Fatal(err)
 			}
 			var rb RoomBody
-			if err := json.Unmarshal([]byte(env.Body), &rb); err != nil {
+			if err := jsonv2.Unmarshal([]byte(env.Body), &rb); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+	envs := make([][]byte, 32)
+	for i := range envs {
+		envs[i], _ = id.SignRoom("lobby", uint64(i+1), now, strings.Repeat("x", 1000))
+	}
+	bundle := Bundle(envs)
+	b.Run("split-bundle-of-32", func(b *testing.B) {
+		for b.Loop() {
+			if got, err := SplitRoom(bundle); err != nil || len(got) != len(envs) {
+				b.Fatal(len(got), err)
 			}
 		}
 	})
