@@ -109,7 +109,7 @@ func (c *chat) getMessages(w http.ResponseWriter, r *http.Request) {
 			if len(msgs) > 0 {
 				next = msgs[len(msgs)-1].Cursor
 			}
-			httpjson.Write(w, http.StatusOK, map[string]any{"room": rm.name, "messages": msgs, "cursor": next})
+			httpjson.Bulk(w, http.StatusOK, map[string]any{"room": rm.name, "messages": msgs, "cursor": next})
 			return
 		}
 		select {
@@ -235,7 +235,7 @@ func (c *chat) listMail(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c.mu.Unlock()
-	httpjson.Write(w, http.StatusOK, map[string]any{"mail": out})
+	httpjson.Bulk(w, http.StatusOK, map[string]any{"mail": out})
 }
 
 func (c *chat) deleteMail(w http.ResponseWriter, r *http.Request) {

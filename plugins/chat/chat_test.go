@@ -3,8 +3,11 @@ package chat
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,31 +41,42 @@ func TestBadSettingsNameTheirKey(t *testing.T) {
 	})
 }
 
+// testChat is a configured chat with its database, not started.
+func testChat(tb testing.TB, table string) (*chat, *db) {
+	c := newChat()
+	if err := c.Configure(context.Background(), []byte(table), sdk.Env{DataDir: tb.TempDir()}); err != nil {
+		tb.Fatal(err)
+	}
+	d, err := openDB(filepath.Join(tb.TempDir(), "chat.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.db = d
+	return c, d
+}
+
+// signer signs room messages in lobby by one new author, written at now.
+func signer(tb testing.TB, now time.Time) func(seq uint64, text string) []byte {
+	id, err := wire.NewIdentity()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return func(seq uint64, text string) []byte {
+		raw, err := id.SignRoom("lobby", seq, now, text)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return raw
+	}
+}
+
 // A bundle from the network: each member is checked on its own; the good
 // ones are kept in order, on disk too, and the bad ones are counted under
 // their reason without costing the others.
 func TestBundleMembersStandAlone(t *testing.T) {
-	c := newChat()
-	if err := c.Configure(context.Background(), nil, sdk.Env{DataDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
-	d, err := openDB(filepath.Join(t.TempDir(), "chat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.db = d
-	id, err := wire.NewIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, d := testChat(t, "")
 	now := time.Now()
-	sign := func(seq uint64, text string) []byte {
-		raw, err := id.SignRoom("lobby", seq, now, text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
-	}
+	sign := signer(t, now)
 	first, second := sign(1, "first"), sign(2, "second")
 	forged := bytes.Replace(sign(3, "third"), []byte("third"), []byte("THIRD"), 1)
 	r := c.roomLocked("lobby")
@@ -94,7 +108,7 @@ func TestBundleMembersStandAlone(t *testing.T) {
 	if err := d.close(); err != nil {
 		t.Fatal(err)
 	}
-	d, err = openDB(path)
+	d, err := openDB(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,5 +119,32 @@ func TestBundleMembersStandAlone(t *testing.T) {
 	}
 	if fmt.Sprint(stored) != "[first second third]" {
 		t.Errorf("on disk %q, want first, second and third", stored)
+	}
+}
+
+// BenchmarkReadPage: what a client's read of a page of 200 1 KiB messages
+// costs the node. A room's readers each read every message, so this is the
+// cost that grows with the clients of a busy room.
+func BenchmarkReadPage(b *testing.B) {
+	c, d := testChat(b, "history = 1000\nrate = 1000.0\nburst = 1000")
+	defer d.close()
+	now := time.Now()
+	sign := signer(b, now)
+	r := c.roomLocked("lobby")
+	r.joined = true // as if subscribed: there is no router here
+	for i := range 200 {
+		if v := c.receive(r)(sign(uint64(i+1), strings.Repeat("x", 1000)), now); v != sdk.Accept {
+			b.Fatalf("message %d: %v", i, v)
+		}
+	}
+	h := c.HTTPHandler()
+	var w *httptest.ResponseRecorder
+	for b.Loop() {
+		w = httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/rooms/lobby/messages?limit=200", nil))
+	}
+	var page struct{ Messages []struct{ Text string } }
+	if err := json.Unmarshal(w.Body.Bytes(), &page); w.Code != 200 || err != nil || len(page.Messages) != 200 || page.Messages[199].Text != strings.Repeat("x", 1000) {
+		b.Fatalf("read %d, %v: %.200s", w.Code, err, w.Body)
 	}
 }
