@@ -137,12 +137,29 @@ type room struct {
 	out     outbox        // accepted here, to publish
 }
 
-// entry is a message in a room's history, as the API shows it.
+// entry is a message in a room's history. It keeps the JSON the API
+// shows, encoded once as the message arrives: every client of the room reads
+// every message, and a read is then a copy (BenchmarkReadPage, a page of 200
+// 1 KiB messages: 0.29-0.34 ms encoded at each read, 0.013-0.015 copied).
 type entry struct {
+	Cursor   uint64
+	Received int64 // Unix ms, on this node
+	ID       string
+	doc      []byte // an entryDoc
+}
+
+// entryDoc is a message as the API shows it.
+type entryDoc struct {
 	Cursor   uint64 `json:"cursor"`
 	Received int64  `json:"received"` // Unix ms, on this node
 	wire.RoomBody
 	ID string `json:"id"`
+}
+
+func newEntry(cursor uint64, received time.Time, m *wire.RoomMessage) entry {
+	e := entryDoc{Cursor: cursor, Received: received.UnixMilli(), RoomBody: m.RoomBody, ID: m.ID}
+	doc, _ := json.Marshal(e) // strings, numbers: cannot fail
+	return entry{Cursor: cursor, Received: e.Received, ID: m.ID, doc: doc}
 }
 
 // seen is the last message of an author in a room: its seq and time.
@@ -235,7 +252,7 @@ func (c *chat) Start(context.Context) error {
 	}
 	bad, err := d.loadRooms(func(name string, cur uint64, recv time.Time, m *wire.RoomMessage) {
 		r := c.roomLocked(name)
-		r.entries = append(r.entries, entry{Cursor: cur, Received: recv.UnixMilli(), RoomBody: m.RoomBody, ID: m.ID})
+		r.entries = append(r.entries, newEntry(cur, recv, m))
 		r.next = cur + 1
 		r.saw(m.From, seen{m.Seq, m.TS})
 	})
@@ -446,7 +463,7 @@ func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, *b
 		c.authorRooms[m.From] = rooms
 	}
 	rooms[r.name] = true
-	e := entry{Cursor: r.next, Received: now.UnixMilli(), RoomBody: m.RoomBody, ID: m.ID}
+	e := newEntry(r.next, now, m)
 	r.next++
 	r.lastSeq[m.From] = seen{m.Seq, m.TS}
 	r.entries = append(r.entries, e)
