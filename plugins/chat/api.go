@@ -194,12 +194,12 @@ func (c *chat) postMessage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, err)
 		return
 	}
-	e, err := c.post(rm, raw)
+	id, cursor, err := c.post(rm, raw)
 	if err != nil {
 		c.fail(w, err)
 		return
 	}
-	httpjson.Write(w, http.StatusAccepted, map[string]any{"id": e.ID, "cursor": e.Cursor})
+	httpjson.Write(w, http.StatusAccepted, map[string]any{"id": id, "cursor": cursor})
 }
 
 func (c *chat) postMail(w http.ResponseWriter, r *http.Request) {
