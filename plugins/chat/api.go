@@ -162,15 +162,7 @@ func queryUint(s string, def uint64) (uint64, error) {
 // body reads a request body of at most limit bytes after checking the
 // caller's address against its rate limit.
 func (c *chat) body(w http.ResponseWriter, r *http.Request, limit int) ([]byte, bool) {
-	ip, _, err := net.SplitHostPort(r.Header.Get(sdk.RemoteAddrHeader))
-	if err != nil {
-		ip = r.Header.Get(sdk.RemoteAddrHeader)
-	}
-	c.mu.Lock()
-	ok := c.ips.allow(ip, time.Now())
-	c.mu.Unlock()
-	if !ok {
-		c.fail(w, &refusal{http.StatusTooManyRequests, "ip_rate", fmt.Errorf("address %s is over %g requests a second (burst %d): slow down", ip, c.cfg.IPRate, c.cfg.IPBurst)})
+	if !c.allowIP(w, r, 1) {
 		return nil, false
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
@@ -184,8 +176,27 @@ func (c *chat) body(w http.ResponseWriter, r *http.Request, limit int) ([]byte, 
 	return b, true
 }
 
+// allowIP takes n from the caller's address's allowance, or answers that it
+// is over its rate.
+func (c *chat) allowIP(w http.ResponseWriter, r *http.Request, n int) bool {
+	ip, _, err := net.SplitHostPort(r.Header.Get(sdk.RemoteAddrHeader))
+	if err != nil {
+		ip = r.Header.Get(sdk.RemoteAddrHeader)
+	}
+	c.mu.Lock()
+	ok := c.ips.allow(ip, time.Now(), n)
+	c.mu.Unlock()
+	if !ok {
+		c.fail(w, &refusal{http.StatusTooManyRequests, "ip_rate", fmt.Errorf("address %s is over %g requests a second (burst %d; each message of a bundle counts): slow down", ip, c.cfg.IPRate, c.cfg.IPBurst)})
+	}
+	return ok
+}
+
+// postMessage takes a room message, or a bundle of them (a JSON array, at
+// most wire.MaxBundleMessages), as a client that has several to send at
+// once (a queue kept while offline, a script) sends them.
 func (c *chat) postMessage(w http.ResponseWriter, r *http.Request) {
-	raw, ok := c.body(w, r, wire.MaxEnvelope)
+	raw, ok := c.body(w, r, wire.MaxBundle)
 	if !ok {
 		return
 	}
@@ -194,12 +205,35 @@ func (c *chat) postMessage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, err)
 		return
 	}
-	id, cursor, err := c.post(rm, raw)
+	if !wire.IsBundle(raw) {
+		id, cursor, err := c.post(rm, raw)
+		if err != nil {
+			c.fail(w, err)
+			return
+		}
+		httpjson.Write(w, http.StatusAccepted, map[string]any{"id": id, "cursor": cursor})
+		return
+	}
+	envs, err := wire.SplitRoom(raw)
 	if err != nil {
+		c.fail(w, parseRefusal(err))
+		return
+	}
+	if err := c.diskRefusal(); err != nil {
 		c.fail(w, err)
 		return
 	}
-	httpjson.Write(w, http.StatusAccepted, map[string]any{"id": id, "cursor": cursor})
+	if !c.allowIP(w, r, len(envs)-1) { // the request itself took one
+		return
+	}
+	results := c.postAll(rm, envs)
+	taken := 0
+	for _, p := range results {
+		if p.Error == "" {
+			taken++
+		}
+	}
+	httpjson.Bulk(w, http.StatusAccepted, map[string]any{"accepted": taken, "results": results})
 }
 
 func (c *chat) postMail(w http.ResponseWriter, r *http.Request) {

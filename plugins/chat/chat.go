@@ -454,7 +454,7 @@ func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, *b
 	if !rooms[r.name] && len(rooms) >= c.cfg.RoomsPerClient {
 		return entry{}, nil, &refusal{http.StatusForbidden, "rooms_per_client", fmt.Errorf("this author already speaks in %d rooms here, the limit ([plugins.chat] rooms_per_client)", len(rooms))}
 	}
-	if !c.authors.allow(m.From, now) {
+	if !c.authors.allow(m.From, now, 1) {
 		return entry{}, nil, &refusal{http.StatusTooManyRequests, "rate", fmt.Errorf("this author is over %g messages a second (burst %d): slow down", c.cfg.Rate, c.cfg.Burst)}
 	}
 	if rooms == nil {
@@ -580,18 +580,78 @@ func (c *chat) post(r *room, raw []byte) (string, uint64, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	// One author's messages are queued in the order they were accepted.
-	mu := &c.pubMu[maphash.String(c.seed, m.From)%uint64(len(c.pubMu))]
-	mu.Lock()
-	e, saved, err := c.accept(r, m, now)
-	if err == nil {
-		r.out.add(raw)
-	}
-	mu.Unlock()
+	e, saved, err := c.queue(r, m, raw, now)
 	if err != nil {
 		return "", 0, err
 	}
 	return m.ID, e.Cursor, notKept(saved.wait(), "passed on")
+}
+
+// queue accepts m, a local client's message, and queues raw, its envelope,
+// to be published. One author's messages are queued in the order they were
+// accepted.
+func (c *chat) queue(r *room, m *wire.RoomMessage, raw []byte, now time.Time) (entry, *batch, error) {
+	mu := &c.pubMu[maphash.String(c.seed, m.From)%uint64(len(c.pubMu))]
+	mu.Lock()
+	defer mu.Unlock()
+	e, saved, err := c.accept(r, m, now)
+	if err == nil {
+		r.out.add(raw)
+	}
+	return e, saved, err
+}
+
+// posted is what became of one message of a client's request: its ID and
+// cursor here, or why it was refused.
+type posted struct {
+	ID     string `json:"id,omitempty"`
+	Cursor uint64 `json:"cursor,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// postAll accepts messages a local client sent together (a bundle), each
+// on its own and in the order given, queues those taken to be published and
+// returns once they are on disk. Their signatures are checked on every core
+// at once. All are judged at one instant, so once an author is over the
+// rate, the rest of that author's messages in the request are too, and the
+// client can send them again, in order.
+func (c *chat) postAll(r *room, raws [][]byte) []posted {
+	now := time.Now()
+	msgs, errs := c.parseAll(raws, now)
+	out := make([]posted, len(raws))
+	saved := make([]*batch, len(raws))
+	for i, m := range msgs {
+		err := errs[i]
+		if err == nil {
+			var e entry
+			if e, saved[i], err = c.queue(r, m, raws[i], now); err == nil {
+				out[i] = posted{ID: m.ID, Cursor: e.Cursor}
+			}
+		}
+		if err != nil {
+			c.count(err)
+			out[i] = postedError(err)
+		}
+	}
+	for i, b := range saved {
+		if b == nil {
+			continue
+		}
+		if err := notKept(b.wait(), "passed on"); err != nil {
+			c.count(err)
+			out[i] = postedError(err)
+		}
+	}
+	return out
+}
+
+func postedError(err error) posted {
+	p := posted{Error: err.Error(), Reason: "not_kept"}
+	if ref := (*refusal)(nil); errors.As(err, &ref) {
+		p.Reason = ref.reason
+	}
+	return p
 }
 
 // since returns up to limit messages after cursor, and a channel closed when
@@ -754,13 +814,13 @@ func newLimiters(perSecond float64, burst int) *limiters {
 }
 
 // allow takes a token from key's bucket; callers hold chat.mu.
-func (l *limiters) allow(key string, now time.Time) bool {
+func (l *limiters) allow(key string, now time.Time, n int) bool {
 	lim := l.m[key]
 	if lim == nil {
 		lim = rate.NewLimiter(l.limit, l.burst)
 		l.m[key] = lim
 	}
-	return lim.AllowN(now, 1)
+	return lim.AllowN(now, n)
 }
 
 // forget drops buckets that are full again: they hold no state.

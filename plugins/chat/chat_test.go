@@ -127,6 +127,44 @@ func TestBundleMembersStandAlone(t *testing.T) {
 	}
 }
 
+// A client's bundle: each message is taken or refused on its own, in
+// order, and once an author is over the rate the rest of that author's
+// messages are refused with it, while another author's go on.
+func TestPostAllJudgesEachMessage(t *testing.T) {
+	c, d := testChat(t, "rate = 0.001\nburst = 2")
+	defer d.close()
+	now := time.Now()
+	alice, bob := signer(t, now), signer(t, now)
+	r := c.roomLocked("lobby")
+	first := alice(1, "one")
+	forged := bytes.Replace(alice(2, "two"), []byte("two"), []byte("TWO"), 1)
+	got := c.postAll(r, [][]byte{first, forged, alice(3, "three"), first, alice(4, "four"), bob(1, "bob's"), alice(5, "five")})
+	var reasons []string
+	for _, p := range got {
+		switch {
+		case p.Error == "" && p.ID != "" && p.Cursor > 0:
+			reasons = append(reasons, "taken")
+		case p.Error != "" && p.ID == "":
+			reasons = append(reasons, p.Reason)
+		default:
+			t.Fatalf("result %+v: neither taken nor refused", p)
+		}
+	}
+	// alice's burst of 2: one and three. The forgery and the replay of one
+	// are refused before the limit is asked; four is over it, and five
+	// waits with four.
+	want := "[taken bad_signature taken replayed rate taken rate]"
+	if fmt.Sprint(reasons) != want {
+		t.Errorf("got %v, want %s", reasons, want)
+	}
+	if got[0].Cursor != 1 || got[2].Cursor != 2 || got[5].Cursor != 3 {
+		t.Errorf("cursors %d, %d, %d: want 1, 2, 3 in the order sent", got[0].Cursor, got[2].Cursor, got[5].Cursor)
+	}
+	if n := len(r.out.take()); n != 3 {
+		t.Errorf("%d messages queued to publish, want the 3 taken", n)
+	}
+}
+
 // BenchmarkReadPage: what a client's read of a page of 200 1 KiB messages
 // costs the node. A room's readers each read every message, so this is the
 // cost that grows with the clients of a busy room.

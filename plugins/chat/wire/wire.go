@@ -266,14 +266,20 @@ func Bundle(envs [][]byte) []byte {
 	return append(b, ']')
 }
 
-// SplitRoom returns the envelopes a room topic's message carries: itself,
-// or the members of a bundle. Each is then checked with ParseRoom.
-func SplitRoom(data []byte) ([][]byte, error) {
+// IsBundle reports whether data is a bundle: its first byte after any
+// white space is '['.
+func IsBundle(data []byte) bool {
 	i := 0
 	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
 		i++
 	}
-	if i == len(data) || data[i] != '[' {
+	return i < len(data) && data[i] == '['
+}
+
+// SplitRoom returns the envelopes a room topic's message carries: itself,
+// or the members of a bundle. Each is then checked with ParseRoom.
+func SplitRoom(data []byte) ([][]byte, error) {
+	if !IsBundle(data) {
 		return [][]byte{data}, nil
 	}
 	if len(data) > MaxBundle {
