@@ -364,6 +364,23 @@ max_rooms = 3`}})
 		}
 	}
 
+	// A bundle: each message judged on its own, the request taken whole
+	// only if it is a well-formed bundle.
+	bob := newChatter(t, n)
+	hi, _ := bob.id.SignRoom("lobby", 1, time.Now(), "hi")
+	there, _ := bob.id.SignRoom("lobby", 2, time.Now(), "there")
+	code, body := postChat(t, n, "/rooms/lobby/messages", wire.Bundle([][]byte{hi, forged, there}))
+	var answer struct {
+		Accepted int
+		Results  []struct{ ID, Reason string }
+	}
+	if json.Unmarshal([]byte(body), &answer); code != 202 || answer.Accepted != 2 || len(answer.Results) != 3 || answer.Results[1].Reason != "bad_signature" || answer.Results[2].ID == "" {
+		t.Errorf("a bundle with a forgery in the middle: %d %s", code, body)
+	}
+	if code, body := postChat(t, n, "/rooms/lobby/messages", []byte(`[`+string(good)+`,`)); code != 400 || !strings.Contains(body, "malformed") {
+		t.Errorf("a bundle cut short: %d %s", code, body)
+	}
+
 	// mallory floods: after the burst of 3 she is refused; alice is not.
 	var codes []int
 	for i := range 6 {
@@ -401,6 +418,73 @@ max_rooms = 3`}})
 	}
 	if st.State != "running" || st.Restarts != 0 {
 		t.Errorf("chat plugin %s with %d restarts after bad input", st.State, st.Restarts)
+	}
+}
+
+// TestChatCLI: the vecino command as a user runs it. Lines piped to "chat
+// send ROOM -" all arrive, once and in order, at another node, though the
+// node's limits refuse some on the way (the command sends those again);
+// "chat read" shows the whole history, past one page; a direct message left
+// with "chat dm" is in the recipient's "chat inbox".
+func TestChatCLI(t *testing.T) {
+	nodes := startChatNodes(t, 2, `rooms = ["lobby"]
+rate = 100.0
+burst = 20
+ip_rate = 1000.0
+ip_burst = 40`)
+	waitMesh(t, "lobby", nodes...)
+	dir := t.TempDir()
+	aliceKey, bobKey := filepath.Join(dir, "alice.key"), filepath.Join(dir, "bob.key")
+	alice := strings.TrimSpace(vecinoCLI(t, nodes[0], true, "chat", "id", "-key", aliceKey))
+	bob := strings.TrimSpace(vecinoCLI(t, nodes[1], true, "chat", "id", "-key", bobKey))
+	if !strings.HasPrefix(alice, "vc1") || alice == bob {
+		t.Fatalf("chat id printed %q and %q", alice, bob)
+	}
+	if fi, err := os.Stat(aliceKey); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+
+	const lines = 300
+	var in strings.Builder
+	for i := range lines {
+		fmt.Fprintf(&in, "line %d\n", i)
+		if i%100 == 0 {
+			in.WriteString("   \n") // blank: not sent
+		}
+	}
+	send := vecinoCmd(t, nodes[0], "chat", "send", "-key", aliceKey, "lobby", "-")
+	send.Stdin = strings.NewReader(in.String())
+	if out := runCLI(t, send, true); !strings.Contains(out, fmt.Sprintf("messages sent: %d", lines)) {
+		t.Fatalf("chat send -: %s", out)
+	}
+	st := nodes[0].Status().Plugin("chat")
+	if dropped, _ := st.Details["dropped"].(map[string]any); dropped["rate"] == nil && dropped["ip_rate"] == nil {
+		t.Errorf("the node's limits refused nothing (%v): the command's sending again was not tested", dropped)
+	}
+
+	var got []string
+	deadline := time.Now().Add(30 * time.Second)
+	for len(got) < lines && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		got = got[:0]
+		for _, line := range strings.Split(vecinoCLI(t, nodes[1], true, "chat", "read", "-json", "lobby"), "\n") {
+			var m struct{ From, Text string }
+			if json.Unmarshal([]byte(line), &m) == nil && m.From == alice {
+				got = append(got, m.Text)
+			}
+		}
+	}
+	var want []string
+	for i := range lines {
+		want = append(want, fmt.Sprintf("line %d", i))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("node 2 has %d of alice's %d lines; first differences: %.300v", len(got), lines, got)
+	}
+
+	vecinoCLI(t, nodes[1], true, "chat", "dm", "-key", bobKey, alice, "psst")
+	if out := vecinoCLI(t, nodes[0], true, "chat", "inbox", "-key", aliceKey); !strings.Contains(out, "psst") {
+		t.Errorf("alice's inbox: %q", out)
 	}
 }
 

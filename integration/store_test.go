@@ -107,9 +107,22 @@ func (k *kubo) try(args ...string) (string, error) {
 // command's success is not wantOK.
 func vecinoCLI(t testing.TB, n *testnet.Node, wantOK bool, args ...string) string {
 	t.Helper()
+	return runCLI(t, vecinoCmd(t, n, args...), wantOK)
+}
+
+// vecinoCmd is the vecino command against n, not started.
+func vecinoCmd(t testing.TB, n *testnet.Node, args ...string) *exec.Cmd {
 	bin := filepath.Join(testnet.Binaries(t), "vecino")
 	cmd := exec.Command(bin, append([]string{"-api", n.API}, args...)...)
 	cmd.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
+	return cmd
+}
+
+// runCLI runs cmd, a vecino command, and returns what it printed; it fails
+// the test when the command's success is not wantOK.
+func runCLI(t testing.TB, cmd *exec.Cmd, wantOK bool) string {
+	t.Helper()
+	args := cmd.Args[3:]
 	out, err := cmd.Output()
 	if (err == nil) != wantOK {
 		stderr := ""

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -46,8 +49,11 @@ func (c *client) chat(args []string) error {
 		fmt.Println(id.Address())
 		return nil
 	case "send":
-		if fs.NArg() < 2 {
-			return errors.New("chat send [-key FILE] ROOM TEXT...")
+		switch {
+		case fs.NArg() < 2:
+			return errors.New("chat send [-key FILE] ROOM TEXT..., or ROOM - to send each line of stdin")
+		case fs.NArg() == 2 && fs.Arg(1) == "-":
+			return c.chatSendLines(id, fs.Arg(0), os.Stdin)
 		}
 		return c.chatSend(id, fs.Arg(0), strings.Join(fs.Args()[1:], " "))
 	case "read":
@@ -140,6 +146,113 @@ func (c *client) chatSend(id *wire.Identity, room, text string) error {
 	return nil
 }
 
+// linesPerRequest bounds the lines chatSendLines sends in one request.
+const linesPerRequest = 64
+
+// chatSendLines sends each line of in that is not blank as a message, as
+// the lines come: the lines waiting when a request leaves go together, as a
+// bundle. Messages refused because this author or address is over the
+// node's rate are sent again, in order, after a pause (and in smaller
+// requests, if the node's burst per address is smaller than one); any other
+// refusal is reported and counted, and makes the command fail at the end.
+func (c *client) chatSendLines(id *wire.Identity, room string, in io.Reader) error {
+	lines := make(chan string, linesPerRequest)
+	var readErr error
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), wire.MaxText+1)
+		for sc.Scan() {
+			if strings.TrimSpace(sc.Text()) != "" {
+				lines <- sc.Text()
+			}
+		}
+		readErr = sc.Err()
+	}()
+	path := chatAPI + "/rooms/" + url.PathEscape(room) + "/messages"
+	var queue [][]byte // signed, in order, not yet taken
+	sent, refused, limit, pause := 0, 0, linesPerRequest, 250*time.Millisecond
+	for open := true; open || len(queue) > 0; {
+		for open && len(queue) < linesPerRequest {
+			var text string
+			if len(queue) == 0 { // nothing to send: wait for a line
+				text, open = <-lines
+			} else {
+				select {
+				case text, open = <-lines:
+				default:
+				}
+			}
+			if text == "" {
+				break
+			}
+			raw, err := id.SignRoom(room, nextSeq(), time.Now(), text)
+			if err != nil {
+				return err
+			}
+			queue = append(queue, raw)
+		}
+		n, size := 0, 2
+		for n < min(len(queue), limit) && (n == 0 || size+len(queue[n])+1 <= wire.MaxBundle) {
+			size += len(queue[n]) + 1
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		var out struct{ Results []chatPosted }
+		bundle := append(append([]byte{'['}, bytes.Join(queue[:n], []byte{','})...), ']')
+		code, err := c.do("POST", path, bytes.NewReader(bundle), "application/json", &out)
+		if code == http.StatusTooManyRequests { // the address is over its rate
+			limit = max(1, n/2)
+			time.Sleep(pause)
+			pause = min(2*pause, 5*time.Second)
+			continue
+		}
+		if err == nil && len(out.Results) != n {
+			err = fmt.Errorf("%d answers for %d messages", len(out.Results), n)
+		}
+		if err != nil {
+			return fmt.Errorf("after %d messages sent: %w", sent, err)
+		}
+		var again [][]byte
+		before := sent
+		for i, p := range out.Results {
+			switch {
+			case p.Reason == "rate": // and so are this author's after it
+				again = append(again, queue[i])
+			case p.Error != "":
+				refused++
+				fmt.Fprintf(os.Stderr, "vecino: refused: %s\n", p.Error)
+			default:
+				sent++
+			}
+		}
+		queue = append(again, queue[n:]...)
+		if sent > before { // the node takes some: it is not slowing down
+			pause = 250 * time.Millisecond
+		}
+		if len(again) > 0 {
+			time.Sleep(pause)
+			pause = min(2*pause, 5*time.Second)
+		}
+	}
+	fmt.Printf("messages sent: %d\n", sent)
+	if readErr != nil {
+		return fmt.Errorf("read stdin: %w", readErr)
+	}
+	if refused > 0 {
+		return fmt.Errorf("messages refused: %d", refused)
+	}
+	return nil
+}
+
+// chatPosted is what became of one message of a bundle.
+type chatPosted struct {
+	ID, Error, Reason string
+	Cursor            uint64
+}
+
 func (c *client) chatRead(room string, after uint64, follow, asJSON bool) error {
 	for {
 		var page struct {
@@ -162,7 +275,7 @@ func (c *client) chatRead(room string, after uint64, follow, asJSON bool) error 
 			fmt.Printf("%s %s: %s\n", time.UnixMilli(m.TS).Format("15:04:05"), short(m.From), m.Text)
 		}
 		after = page.Cursor
-		if !follow {
+		if !follow && len(page.Messages) == 0 {
 			return nil
 		}
 	}
