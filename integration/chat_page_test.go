@@ -51,6 +51,35 @@ func TestChatPageInChromium(t *testing.T) {
 		t.Fatalf("the node kept %v from the page's author, want its one message", got)
 	}
 
+	// Off the network, what is written waits, in the page and in the
+	// browser's storage, and goes when the node can be reached again.
+	wd.offline(true)
+	for _, text := range []string{"written on the bus", "and a second"} {
+		wd.typeInto("#text", text)
+		wd.click("#send button")
+	}
+	wd.waitText("#pending", "waiting to send to lobby: and a second", 15*time.Second)
+	wd.waitText("#status", "offline", 15*time.Second)
+	var stored string
+	wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
+		"script": "return localStorage.getItem('vecino-chat-outbox')", "args": []any{},
+	}, &stored)
+	if !strings.Contains(stored, "written on the bus") {
+		t.Errorf("the browser's storage holds %q, want the waiting messages", stored)
+	}
+	if msgs, _ := readRoom(t, n, "lobby", 0, 0); len(textsFrom(msgs, pageAddr)) != 1 {
+		t.Fatalf("the node has the page's messages while the page was offline: %v", textsFrom(msgs, pageAddr))
+	}
+	wd.offline(false)
+	wd.waitText("#log", "and a second", 20*time.Second)
+	if got := strings.TrimSpace(wd.text("#pending")); got != "" {
+		t.Errorf("still shown as waiting: %q", got)
+	}
+	msgs, _ = readRoom(t, n, "lobby", 0, 0)
+	if got := textsFrom(msgs, pageAddr); strings.Join(got, "|") != "hello from the browser|written on the bus|and a second" {
+		t.Fatalf("the node kept %q from the page, want each message once, in order", got)
+	}
+
 	// A sealed direct message for the page's address.
 	to, _ := wire.ParseAddress(pageAddr)
 	raw, err := neighbour.id.Seal(to, time.Now(), "psst, only you can read this")

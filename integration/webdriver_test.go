@@ -113,6 +113,14 @@ func (wd *webDriver) attr(css, name string) string {
 	return s
 }
 
+// offline cuts the browser off from every network, or joins it again, as
+// a phone between networks is (chromedriver's network conditions).
+func (wd *webDriver) offline(off bool) {
+	wd.call("POST", "/session/"+wd.session+"/chromium/network_conditions", map[string]any{"network_conditions": map[string]any{
+		"offline": off, "latency": 0, "download_throughput": -1, "upload_throughput": -1,
+	}}, nil)
+}
+
 // waitText waits until the element's visible text contains want; the
 // element may appear meanwhile (the page renders what it fetches).
 func (wd *webDriver) waitText(css, want string, timeout time.Duration) {
