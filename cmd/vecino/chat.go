@@ -169,82 +169,124 @@ func (c *client) chatSendLines(id *wire.Identity, room string, in io.Reader) err
 		}
 		readErr = sc.Err()
 	}()
-	path := chatAPI + "/rooms/" + url.PathEscape(room) + "/messages"
-	var queue [][]byte // signed, in order, not yet taken
-	sent, refused, limit, pause := 0, 0, linesPerRequest, 250*time.Millisecond
-	for open := true; open || len(queue) > 0; {
-		for open && len(queue) < linesPerRequest {
-			var text string
-			if len(queue) == 0 { // nothing to send: wait for a line
-				text, open = <-lines
-			} else {
-				select {
-				case text, open = <-lines:
-				default:
-				}
-			}
-			if text == "" {
-				break
-			}
-			raw, err := id.SignRoom(room, nextSeq(), time.Now(), text)
-			if err != nil {
-				return err
-			}
-			queue = append(queue, raw)
+	s := &lineSender{c: c, id: id, room: room, path: chatAPI + "/rooms/" + url.PathEscape(room) + "/messages",
+		limit: linesPerRequest, pause: lineSenderPause}
+	for open := true; open || len(s.queue) > 0; {
+		var err error
+		if open, err = s.fill(lines); err != nil {
+			return err
 		}
-		n, size := 0, 2
-		for n < min(len(queue), limit) && (n == 0 || size+len(queue[n])+1 <= wire.MaxBundle) {
-			size += len(queue[n]) + 1
-			n++
-		}
-		if n == 0 {
-			continue
-		}
-		var out struct{ Results []chatPosted }
-		bundle := append(append([]byte{'['}, bytes.Join(queue[:n], []byte{','})...), ']')
-		code, err := c.do("POST", path, bytes.NewReader(bundle), "application/json", &out)
-		if code == http.StatusTooManyRequests { // the address is over its rate
-			limit = max(1, n/2)
-			time.Sleep(pause)
-			pause = min(2*pause, 5*time.Second)
-			continue
-		}
-		if err == nil && len(out.Results) != n {
-			err = fmt.Errorf("%d answers for %d messages", len(out.Results), n)
-		}
-		if err != nil {
-			return fmt.Errorf("after %d messages sent: %w", sent, err)
-		}
-		var again [][]byte
-		before := sent
-		for i, p := range out.Results {
-			switch {
-			case p.Reason == "rate": // and so are this author's after it
-				again = append(again, queue[i])
-			case p.Error != "":
-				refused++
-				fmt.Fprintf(os.Stderr, "vecino: refused: %s\n", p.Error)
-			default:
-				sent++
-			}
-		}
-		queue = append(again, queue[n:]...)
-		if sent > before { // the node takes some: it is not slowing down
-			pause = 250 * time.Millisecond
-		}
-		if len(again) > 0 {
-			time.Sleep(pause)
-			pause = min(2*pause, 5*time.Second)
+		if err := s.send(); err != nil {
+			return fmt.Errorf("after %d messages sent: %w", s.sent, err)
 		}
 	}
-	fmt.Printf("messages sent: %d\n", sent)
+	fmt.Printf("messages sent: %d\n", s.sent)
 	if readErr != nil {
 		return fmt.Errorf("read stdin: %w", readErr)
 	}
-	if refused > 0 {
-		return fmt.Errorf("messages refused: %d", refused)
+	if s.refused > 0 {
+		return fmt.Errorf("messages refused: %d", s.refused)
 	}
 	return nil
+}
+
+// lineSenderPause is the first pause after the node asks to slow down.
+const lineSenderPause = 250 * time.Millisecond
+
+// lineSender is chatSendLines's state: what is signed and not yet taken,
+// and how hard to push the node.
+type lineSender struct {
+	c             *client
+	id            *wire.Identity
+	room, path    string
+	queue         [][]byte      // signed, in order, not yet taken
+	limit         int           // messages a request: halved while the address is over its burst
+	pause         time.Duration // doubled while the node takes nothing
+	sent, refused int
+}
+
+// fill signs lines into the queue, up to linesPerRequest: it waits for one
+// when the queue is empty, and then takes only those already waiting. It
+// reports whether lines is still open.
+func (s *lineSender) fill(lines <-chan string) (bool, error) {
+	for len(s.queue) < linesPerRequest {
+		var text string
+		open := true
+		if len(s.queue) == 0 {
+			text, open = <-lines
+		} else {
+			select {
+			case text, open = <-lines:
+			default:
+			}
+		}
+		if !open {
+			return false, nil
+		}
+		if text == "" { // none waiting
+			break
+		}
+		raw, err := s.id.SignRoom(s.room, nextSeq(), time.Now(), text)
+		if err != nil {
+			return true, err
+		}
+		s.queue = append(s.queue, raw)
+	}
+	return true, nil
+}
+
+// send posts the first messages of the queue, as many as fit in a bundle,
+// and keeps those the node asks to have again later.
+func (s *lineSender) send() error {
+	n, size := 0, 2
+	for n < min(len(s.queue), s.limit) && (n == 0 || size+len(s.queue[n])+1 <= wire.MaxBundle) {
+		size += len(s.queue[n]) + 1
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	var out struct{ Results []chatPosted }
+	bundle := append(append([]byte{'['}, bytes.Join(s.queue[:n], []byte{','})...), ']')
+	code, err := s.c.do("POST", s.path, bytes.NewReader(bundle), "application/json", &out)
+	if code == http.StatusTooManyRequests { // the address is over its rate
+		s.limit = max(1, n/2)
+		s.wait()
+		return nil
+	}
+	if err == nil && len(out.Results) != n {
+		err = fmt.Errorf("%d answers for %d messages", len(out.Results), n)
+	}
+	if err != nil {
+		return err
+	}
+	var again [][]byte
+	before := s.sent
+	for i, p := range out.Results {
+		switch {
+		case p.Reason == "rate": // and so are this author's after it
+			again = append(again, s.queue[i])
+		case p.Error != "":
+			s.refused++
+			fmt.Fprintf(os.Stderr, "vecino: refused: %s\n", p.Error)
+		default:
+			s.sent++
+		}
+	}
+	s.queue = append(again, s.queue[n:]...)
+	if s.sent > before { // the node takes some: it is not slowing down
+		s.pause = lineSenderPause
+	}
+	if len(again) > 0 {
+		s.wait()
+	}
+	return nil
+}
+
+// wait pauses, longer each time until the node takes something again.
+func (s *lineSender) wait() {
+	time.Sleep(s.pause)
+	s.pause = min(2*s.pause, 5*time.Second)
 }
 
 // chatPosted is what became of one message of a bundle.
