@@ -205,15 +205,20 @@ func (c *chat) postMessage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, err)
 		return
 	}
-	if !wire.IsBundle(raw) {
-		id, cursor, err := c.post(rm, raw)
-		if err != nil {
-			c.fail(w, err)
-			return
-		}
-		httpjson.Write(w, http.StatusAccepted, map[string]any{"id": id, "cursor": cursor})
+	if wire.IsBundle(raw) {
+		c.postBundle(w, r, rm, raw)
 		return
 	}
+	id, cursor, err := c.post(rm, raw)
+	if err != nil {
+		c.fail(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusAccepted, map[string]any{"id": id, "cursor": cursor})
+}
+
+// postBundle answers a bundle with one result per message.
+func (c *chat) postBundle(w http.ResponseWriter, r *http.Request, rm *room, raw []byte) {
 	envs, err := wire.SplitRoom(raw)
 	if err != nil {
 		c.fail(w, parseRefusal(err))
