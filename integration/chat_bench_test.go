@@ -65,6 +65,10 @@ type chatLoad struct {
 	sent, refused int64
 	lat           []time.Duration // sorted
 	took          time.Duration   // first send to last arrival
+	// validating is the share of the phase that node 2's and node 3's
+	// routers spent waiting for their chat plugin's verdicts: gossipsub
+	// validates one message at a time, so near 1 means messages queue.
+	validating [2]float64
 }
 
 func (l *chatLoad) pct(p float64) float64 {
@@ -105,6 +109,13 @@ func runChatLoad(b *testing.B, nodes []*testnet.Node, tag string, total, perRequ
 		}
 	}()
 
+	validated := func() (v [2]float64) {
+		for i, n := range nodes[1:3] {
+			v[i] = routerMetrics(b, n, `vecino_plugin_pubsub_validation_seconds_total{plugin="chat"}`)[0]
+		}
+		return v
+	}
+	before := validated()
 	first := time.Now()
 	var sent, refused atomic.Int64
 	var wg sync.WaitGroup
@@ -146,6 +157,10 @@ func runChatLoad(b *testing.B, nodes []*testnet.Node, tag string, total, perRequ
 	wg.Wait()
 	<-done
 	res.sent, res.refused, res.took = sent.Load(), refused.Load(), last.Sub(first)
+	after, took := validated(), time.Since(first)
+	for i := range after {
+		res.validating[i] = (after[i] - before[i]) / took.Seconds()
+	}
 	slices.Sort(res.lat)
 	if len(res.lat) == 0 {
 		b.Fatalf("%s: no message reached node 3 (%d sent, %d refused)", tag, res.sent, res.refused)
@@ -191,6 +206,12 @@ func BenchmarkChatThreeNodes(b *testing.B) {
 			perBundle, bundled.sent, bundled.refused, len(bundled.lat), bundled.took.Seconds(), bundled.rate(), bundled.pct(0.5), bundled.pct(0.99))
 		b.Logf("due at %.0f msg/s, sent as they come due (up to %d a request): %d sent (%d refused), %d arrived: p50 %.1f ms, p90 %.1f, p99 %.1f ms, max %.1f",
 			busyRate, perBundle, busy.sent, busy.refused, len(busy.lat), busy.pct(0.5), busy.pct(0.9), busy.pct(0.99), busy.pct(1))
+		for _, l := range []struct {
+			name string
+			load *chatLoad
+		}{{"flat out", full}, {"paced", steady}, {"bundled", bundled}, {"due at 4000/s", busy}} {
+			b.Logf("%s: the routers of nodes 2 and 3 waited for verdicts %.0f%% and %.0f%% of the time", l.name, 100*l.load.validating[0], 100*l.load.validating[1])
+		}
 		for _, n := range nodes {
 			n.Stop()
 		}

@@ -14,13 +14,14 @@ var (
 	descStreams  = prometheus.NewDesc("vecino_plugin_streams_total", "Streams a plugin opened or accepted.", []string{"plugin", "direction"}, nil)
 	descMessages = prometheus.NewDesc("vecino_plugin_pubsub_messages_total", "Pubsub messages a plugin received or published.", []string{"plugin", "direction"}, nil)
 	descRefused  = prometheus.NewDesc("vecino_plugin_refused_total", "Host calls refused for going beyond what the plugin declared.", []string{"plugin"}, nil)
+	descValidate = prometheus.NewDesc("vecino_plugin_pubsub_validation_seconds_total", "Time pubsub messages waited for the plugin's verdict. Gossipsub validates one message at a time: a rate near 1 means that worker is always busy, and messages queue for it.", []string{"plugin"}, nil)
 )
 
 // collector reads the node's figures when Prometheus scrapes.
 type collector struct{ s *Server }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeers, descDHT, descConfig, descUp, descRestarts, descBytes, descStreams, descMessages, descRefused} {
+	for _, d := range []*prometheus.Desc{descPeers, descDHT, descConfig, descUp, descRestarts, descBytes, descStreams, descMessages, descRefused, descValidate} {
 		ch <- d
 	}
 }
@@ -58,6 +59,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			count(descMessages, k.MessagesIn.Load(), snap.Name, "in")
 			count(descMessages, k.MessagesOut.Load(), snap.Name, "out")
 			count(descRefused, k.Refused.Load(), snap.Name)
+			ch <- prometheus.MustNewConstMetric(descValidate, prometheus.CounterValue, float64(k.Validating.Load())/1e9, snap.Name)
 		}
 	}
 }

@@ -37,6 +37,10 @@ type Counters struct {
 	StreamsIn, StreamsOut   atomic.Uint64
 	MessagesIn, MessagesOut atomic.Uint64
 	Refused                 atomic.Uint64
+	// Validating is how long messages waited for the plugin's verdict, in
+	// nanoseconds: gossipsub validates one message at a time, so its rate
+	// is how busy that one worker is with this plugin's topics.
+	Validating atomic.Uint64
 }
 
 // Server serves the Host service to one plugin.
@@ -396,6 +400,8 @@ func (s *Server) validate(topic string, sub *pubsub.Subscription, srv grpc.Serve
 		if m.ReceivedFrom == self {
 			return pubsub.ValidationAccept // the plugin published it
 		}
+		start := time.Now()
+		defer func() { s.counters.Validating.Add(uint64(time.Since(start))) }()
 		id := s.nextID.Add(1)
 		c := make(chan pluginv1.Verdict, 1)
 		s.mu.Lock()
