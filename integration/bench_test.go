@@ -19,7 +19,7 @@ import (
 var threePlugins = testnet.Options{Plugins: map[string]string{"torrent": "", "chat": `rooms = ["lobby"]`, "store": ""}}
 
 // memory is one process's resident and proportional set size, in bytes.
-type memory struct{ rss, pss int64 }
+type memory struct{ rss, pss, pssAnon int64 }
 
 // readMemory reads /proc/PID/smaps_rollup.
 func readMemory(pid int) (memory, error) {
@@ -44,12 +44,16 @@ func readMemory(pid int) (memory, error) {
 			m.rss = kb << 10
 		case "Pss:":
 			m.pss = kb << 10
+		case "Pss_Anon:":
+			m.pssAnon = kb << 10
 		}
 	}
 	return m, sc.Err()
 }
 
-func peakOf(a, b memory) memory { return memory{max(a.rss, b.rss), max(a.pss, b.pss)} }
+func peakOf(a, b memory) memory {
+	return memory{rss: max(a.rss, b.rss), pss: max(a.pss, b.pss), pssAnon: max(a.pssAnon, b.pssAnon)}
+}
 
 // reportMemory reports two processes' peak RSS and PSS and their ratios.
 func reportMemory(b *testing.B, name string, m memory, other string, o memory) {

@@ -5,12 +5,15 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,11 +22,12 @@ import (
 
 // soakSample is what one process holds at a moment.
 type soakSample struct {
-	pss   int64
-	files int
+	pss, anon int64 // all, and of it anonymous (not the binary, not mapped files)
+	files     int
+	disk      int64 // the bytes its state directory takes on disk
 }
 
-func sampleProcess(t testing.TB, pid int) soakSample {
+func sampleProcess(t testing.TB, pid int, dir string) soakSample {
 	m, err := readMemory(pid)
 	if err != nil {
 		t.Fatalf("read memory of pid %d: %v", pid, err)
@@ -32,7 +36,16 @@ func sampleProcess(t testing.TB, pid int) soakSample {
 	if err != nil {
 		t.Fatalf("list open files of pid %d: %v", pid, err)
 	}
-	return soakSample{pss: m.pss, files: len(fds)}
+	var disk int64 // allocated, as du counts: the store punches holes in its packs
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				disk += fi.Sys().(*syscall.Stat_t).Blocks * 512
+			}
+		}
+		return nil
+	})
+	return soakSample{pss: m.pss, anon: m.pssAnon, files: len(fds), disk: disk}
 }
 
 // routerMetrics reads gauges from one fetch of the router's /metrics, in
@@ -192,7 +205,11 @@ func BenchmarkSoak(b *testing.B) {
 		sample := func() (map[string]soakSample, int) {
 			s := map[string]soakSample{}
 			for name, pid := range pids {
-				s[name] = sampleProcess(b, pid)
+				dir := filepath.Join(n.State, "plugins", name)
+				if name == "router" {
+					dir = n.State // all of it, the plugins' too
+				}
+				s[name] = sampleProcess(b, pid, dir)
 			}
 			m := routerMetrics(b, n, "go_goroutines", "go_memstats_heap_objects")
 			goroutines, objects = append(goroutines, m[0]), append(objects, m[1])
@@ -226,7 +243,8 @@ func BenchmarkSoak(b *testing.B) {
 			for _, s := range series {
 				fmt.Fprintf(&line, " %.1f", float64(s[name].pss)/(1<<20))
 			}
-			b.Logf("%-8s PSS MiB%s (%+.1f); open files %d -> %d", name, line.String(), d, f.files, l.files)
+			b.Logf("%-8s PSS MiB%s (%+.1f; anonymous %.1f -> %.1f); open files %d -> %d; state on disk %.1f -> %.1f MiB",
+				name, line.String(), d, float64(f.anon)/(1<<20), float64(l.anon)/(1<<20), f.files, l.files, float64(f.disk)/(1<<20), float64(l.disk)/(1<<20))
 		}
 		st := n.Status()
 		for _, name := range names[1:] {
