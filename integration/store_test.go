@@ -122,14 +122,13 @@ func vecinoCmd(t testing.TB, n *testnet.Node, args ...string) *exec.Cmd {
 // the test when the command's success is not wantOK.
 func runCLI(t testing.TB, cmd *exec.Cmd, wantOK bool) string {
 	t.Helper()
-	args := cmd.Args[3:]
 	out, err := cmd.Output()
 	if (err == nil) != wantOK {
 		stderr := ""
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = string(ee.Stderr)
 		}
-		t.Fatalf("vecino %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+		t.Fatalf("%s: %v\n%s%s", strings.Join(cmd.Args, " "), err, out, stderr)
 	}
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
