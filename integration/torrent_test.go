@@ -953,10 +953,8 @@ func TestSameNameOtherFilesIsRefused(t *testing.T) {
 // large file and watch the hashing's progress.
 func TestCLIManagesTorrents(t *testing.T) {
 	n := torrentNode(t)
-	bin := filepath.Join(testnet.Binaries(t), "vecino")
 	command := func(stdout, stderr io.Writer, args ...string) *exec.Cmd {
-		cmd := exec.Command(bin, append([]string{"-api", n.API}, args...)...)
-		cmd.Env = append(os.Environ(), "VECINO_TOKEN="+n.Token)
+		cmd := vecinoCmd(t, n, args...)
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		return cmd
 	}
