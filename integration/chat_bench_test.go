@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -246,6 +248,10 @@ func BenchmarkChatMemory(b *testing.B) {
 		wg.Wait()
 		idle, _ := readMemory(n.Status().Plugin("chat").PID)
 		routerIdle, _ := readMemory(n.PID())
+		db, err := os.Stat(filepath.Join(n.State, "plugins/chat/chat.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
 
 		var rooms []struct {
 			Last uint64 `json:"last_cursor"`
@@ -302,9 +308,11 @@ func BenchmarkChatMemory(b *testing.B) {
 		b.ReportMetric(float64(m.rss)/(1<<20), "RSS-MiB")
 		b.ReportMetric(float64(m.pss)/(1<<20), "PSS-MiB")
 		b.ReportMetric(float64(rm.pss)/(1<<20), "router-PSS-MiB")
+		b.ReportMetric(float64(db.Size())/stored, "disk-B/msg")
 		mib := func(v int64) float64 { return float64(v) / (1 << 20) }
 		b.Logf("chat plugin with %d stored 1 KiB messages: RSS %.1f (PSS %.1f) MiB with no client, %.1f (PSS %.1f) MiB with %d clients waiting (%d connected at the reading)",
 			stored, mib(idle.rss), mib(idle.pss), mib(m.rss), mib(m.pss), clients, connected)
+		b.Logf("chat.db: %.1f MiB, %.0f bytes a stored message", mib(db.Size()), float64(db.Size())/stored)
 		b.Logf("router meanwhile: RSS %.1f (PSS %.1f) MiB with no client, %.1f (PSS %.1f) MiB with the clients waiting",
 			mib(routerIdle.rss), mib(routerIdle.pss), mib(rm.rss), mib(rm.pss))
 		n.Stop()

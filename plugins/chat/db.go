@@ -173,6 +173,11 @@ func saveRoom(room string, c uint64, recv time.Time, m *wire.RoomMessage, keepFr
 		if err != nil {
 			return err
 		}
+		// Cursors only grow, so a full page is never split again: fill
+		// each (bbolt splits at half by default). With 1 KiB messages that
+		// is three to a page instead of two, a third less disk and fewer
+		// pages written at each commit.
+		b.FillPercent = 1
 		if err := b.Put(cursorKey(c), record(recv, m.Raw)); err != nil {
 			return err
 		}
