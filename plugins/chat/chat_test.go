@@ -165,16 +165,22 @@ func TestPostAllJudgesEachMessage(t *testing.T) {
 	}
 }
 
+// benchRoom is a chat with the room lobby joined, as if subscribed (there
+// is no router here), and an author to sign messages in it.
+func benchRoom(b *testing.B, table string) (*chat, *room, func(seq uint64, text string) []byte) {
+	c, d := testChat(b, table)
+	b.Cleanup(func() { d.close() })
+	r := c.roomLocked("lobby")
+	r.joined = true
+	return c, r, signer(b, time.Now())
+}
+
 // BenchmarkReadPage: what a client's read of a page of 200 1 KiB messages
 // costs the node. A room's readers each read every message, so this is the
 // cost that grows with the clients of a busy room.
 func BenchmarkReadPage(b *testing.B) {
-	c, d := testChat(b, "history = 1000\nrate = 1000.0\nburst = 1000")
-	defer d.close()
+	c, r, sign := benchRoom(b, "history = 1000\nrate = 1000.0\nburst = 1000")
 	now := time.Now()
-	sign := signer(b, now)
-	r := c.roomLocked("lobby")
-	r.joined = true // as if subscribed: there is no router here
 	for i := range 200 {
 		if v := c.receive(r)(sign(uint64(i+1), strings.Repeat("x", 1000)), now); v != sdk.Accept {
 			b.Fatalf("message %d: %v", i, v)
@@ -207,4 +213,44 @@ func (d *discard) Write(b []byte) (int, error) {
 		b = b[copy(d.buf, b):]
 	}
 	return n, nil
+}
+
+// BenchmarkReceiveBundle: what a node that carries a room does with a
+// bundle of 16 1 KiB messages from the network before it gives its
+// verdict (split, check each signature on every core, keep each in the
+// history and queue it for the disk), and then commits it, as the commit
+// loop does. Reported per message.
+func BenchmarkReceiveBundle(b *testing.B) {
+	const perBundle = 16
+	c, r, sign := benchRoom(b, "history = 1000\nrate = 1000000.0\nburst = 1000000")
+	d := c.db
+	text := strings.Repeat("x", 1000)
+	bundles := make([][]byte, 256)
+	seq := uint64(0)
+	signAll := func() { // signed ahead, outside the timing
+		for i := range bundles {
+			envs := make([][]byte, perBundle)
+			for j := range envs {
+				seq++
+				envs[j] = sign(seq, text)
+			}
+			bundles[i] = wire.Bundle(envs)
+		}
+	}
+	signAll()
+	n := 0
+	for b.Loop() {
+		if n == len(bundles) {
+			b.StopTimer()
+			signAll()
+			n = 0
+			b.StartTimer()
+		}
+		if v := c.receive(r)(bundles[n], time.Now()); v != sdk.Accept {
+			b.Fatalf("bundle %d: %v %v", n, v, c.dropped)
+		}
+		d.commit()
+		n++
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*perBundle), "us/msg")
 }
