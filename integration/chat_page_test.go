@@ -3,6 +3,7 @@ package integration
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,36 @@ func TestChatPageInChromium(t *testing.T) {
 	msgs, _ = readRoom(t, n, "lobby", 0, 0)
 	if got := textsFrom(msgs, pageAddr); strings.Join(got, "|") != "hello from the browser|written on the bus|and a second" {
 		t.Fatalf("the node kept %q from the page, want each message once, in order", got)
+	}
+
+	// A long wait: 64 messages near the size limit are more than one
+	// bundle may carry (512 KiB), so the page sends them in two, and the
+	// node takes them all, in order.
+	wd.offline(true)
+	wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
+		"script": `const t = document.getElementById("text");
+for (let i = 0; i < 64; i++) { t.value = "long " + i + " " + "x".repeat(8100); document.getElementById("send").requestSubmit(); }`,
+		"args": []any{},
+	}, nil)
+	wd.waitText("#pending", "waiting to send to lobby: long 63 ", 15*time.Second)
+	wd.offline(false)
+	var long []string
+	for deadline := time.Now().Add(30 * time.Second); len(long) < 64 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		msgs, _ = readRoom(t, n, "lobby", 0, 0)
+		long = long[:0]
+		for _, text := range textsFrom(msgs, pageAddr) {
+			if num, ok := strings.CutPrefix(text, "long "); ok {
+				long = append(long, strings.Fields(num)[0])
+			}
+		}
+	}
+	if len(long) != 64 {
+		t.Fatalf("the node has %d of the 64 long messages the page held (%v); the page says %q", len(long), long, wd.text("#status"))
+	}
+	for i, num := range long {
+		if num != strconv.Itoa(i) {
+			t.Fatalf("the long messages arrived as %v, want 0 to 63 in order", long)
+		}
 	}
 
 	// A sealed direct message for the page's address.
