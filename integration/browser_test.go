@@ -71,6 +71,17 @@ func TestStatusPageRendersInChromium(t *testing.T) {
 	if t.Failed() {
 		t.Logf("DOM:\n%s", dom)
 	}
+	// On a new node each plugin's page says what to do to fill it, and
+	// leads back to the status page.
+	for page, hint := range map[string]string{ // the chat page: TestChatPageInChromium
+		"torrent": "No torrents yet. Add a magnet link or a .torrent file above",
+		"store":   "Nothing stored yet. Add a file above",
+	} {
+		dom := headless(t, "--virtual-time-budget=5000", "--dump-dom", n.API+"/api/v1/plugins/"+page+"/")
+		if !strings.Contains(dom, hint) || !strings.Contains(dom, `id="node-link" href="/"`) {
+			t.Errorf("the %s page of a new node lacks the hint %q or the link back to the status page:\n%s", page, hint, dom)
+		}
+	}
 	if shot := os.Getenv("VECINO_SCREENSHOT"); shot != "" {
 		headless(t, "--virtual-time-budget=5000", "--window-size=1100,900", "--screenshot="+shot, n.API+"/")
 	}

@@ -36,6 +36,9 @@ func TestChatPageInChromium(t *testing.T) {
 	if !slices.Contains(offered, "lobby 1 message") || !slices.Contains(offered, "garden 1 message") {
 		t.Errorf("the room field offers %q, want lobby and garden with their counts", offered)
 	}
+	if href := wd.attr("#node-link", "href"); href != n.API+"/" {
+		t.Errorf("the page's link to the node's status goes to %q", href)
+	}
 	neighbour.say("lobby", "a message that came later")
 	wd.waitText("#log", "a message that came later", 15*time.Second)
 
@@ -87,7 +90,7 @@ func TestChatPageInChromium(t *testing.T) {
 	wd.offline(true)
 	wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
 		"script": `const t = document.getElementById("text");
-for (let i = 0; i < 64; i++) { t.value = "long " + i + " " + "x".repeat(8100); document.getElementById("send").requestSubmit(); }`,
+for (let i = 0; i < 64; i++) { t.value = "long " + i + " " + "x".repeat(7990); document.getElementById("send").requestSubmit(); }`,
 		"args": []any{},
 	}, nil)
 	wd.waitText("#pending", "waiting to send to lobby: long 63 ", 15*time.Second)
@@ -130,4 +133,10 @@ for (let i = 0; i < 64; i++) { t.value = "long " + i + " " + "x".repeat(8100); d
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// A room nobody has written in yet says where its messages will show.
+	wd.clear("#room")
+	wd.typeInto("#room", "quiet")
+	wd.click("#join")
+	wd.waitText("#log", "Messages in quiet show here", 10*time.Second)
 }

@@ -15,3 +15,11 @@ function failed(status, body) {
   if (status === 401) return 'The node wants its API password or token for that.';
   try { return JSON.parse(body).error || ('HTTP ' + status); } catch (e) { return 'HTTP ' + status; }
 }
+// emptyRow shows text across a table body that has no rows: what a new
+// user can do to fill it.
+function emptyRow(rows, text) {
+  if (rows.children.length) return;
+  const tr = document.createElement('tr'); tr.className = 'empty';
+  const td = cell(tr, text); td.colSpan = rows.closest('table').querySelectorAll('th').length;
+  rows.appendChild(tr);
+}
