@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +94,14 @@ func TestLocalPeerDiscoveryWithAria2(t *testing.T) {
 // and every other way to find peers off.
 func lpdNode(t *testing.T, lan *testnet.LAN) (*testnet.Node, lpdStatus) {
 	t.Helper()
+	n := lanTorrentNode(t, lan, "local_peer_discovery = true")
+	return n, lpdStatus{t, n}
+}
+
+// lanTorrentNode starts a node on machine 0 of lan, its torrent plugin on
+// port 51413 with DHT, PEX, uTP, trackers and port mapping off, and extra.
+func lanTorrentNode(t *testing.T, lan *testnet.LAN, extra ...string) *testnet.Node {
+	t.Helper()
 	n := testnet.Start(t, testnet.Options{Netns: lan.NS[0], Plugins: map[string]string{"torrent": fmt.Sprintf(`listen_host = %q
 listen_port = 51413
 dht = false
@@ -100,9 +109,9 @@ pex = false
 utp = false
 trackers = false
 port_mapping = false
-local_peer_discovery = true`, lan.IP[0])}})
+%s`, lan.IP[0], strings.Join(extra, "\n"))}})
 	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
-	return n, lpdStatus{t, n}
+	return n
 }
 
 // lpdStatus reads a node's local peer discovery counters.

@@ -329,7 +329,13 @@ func waitMaking(t testing.TB, n *testnet.Node, id string, limit time.Duration) m
 // addPeer tells the node's torrent plugin of a peer on loopback.
 func addPeer(t testing.TB, n *testnet.Node, ih string, port int) {
 	t.Helper()
-	body := fmt.Sprintf(`{"addr":"127.0.0.1:%d"}`, port)
+	addPeerAt(t, n, ih, fmt.Sprintf("127.0.0.1:%d", port))
+}
+
+// addPeerAt tells the node of a peer of torrent ih at addr (host:port).
+func addPeerAt(t testing.TB, n *testnet.Node, ih, addr string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"addr":%q}`, addr)
 	if code, b, err := n.Do("POST", "/api/v1/plugins/torrent/torrents/"+ih+"/peers", []byte(body), true); err != nil || code != http.StatusAccepted {
 		t.Fatalf("add peer: %d %v %s", code, err, b)
 	}
