@@ -1,0 +1,215 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// TestQBittorrentBothWays: qBittorrent (qbittorrent-nox, on libtorrent
+// rasterbar, the engine of most desktop clients people use) on the other
+// machine of a LAN of the test's own, with DHT, PEX, local peer discovery
+// and port mapping off. It downloads a multi-file torrent the node made and
+// seeds, having dialled the node itself; then the node, dialling it,
+// downloads a torrent qBittorrent seeds, made by transmission-create. Every
+// file's sha256 matches on the other side.
+func TestQBittorrentBothWays(t *testing.T) {
+	testnet.NeedTools(t, "qbittorrent-nox", "transmission-create")
+	lan := testnet.NewLAN(t)
+	n := lanTorrentNode(t, lan)
+	qb := startQBittorrent(t, lan, 1)
+
+	// qBittorrent downloads from the node.
+	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
+	v := createTorrent(t, n, "album")
+	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("get .torrent: %d %v", code, err)
+	}
+	qb.add(file)
+	qb.wait(v.InfoHash, "added", 30*time.Second)
+	qb.form("torrents/addPeers", url.Values{"hashes": {v.InfoHash}, "peers": {lan.IP[0] + ":51413"}})
+	qb.wait(v.InfoHash, "downloaded", 2*time.Minute)
+	checkFiles(t, "qbittorrent", qb.dir, sums)
+	if up := vecinoTorrent(t, n, v.InfoHash); up.Uploaded < v.Size {
+		t.Errorf("the node reports %d bytes uploaded, want at least %d", up.Uploaded, v.Size)
+	}
+
+	// The node downloads from qBittorrent.
+	mixtape := map[string]int{"mixtape/side a.flac": 3<<20 + 11, "mixtape/side b.flac": 2<<20 + 5, "mixtape/notes.txt": 900}
+	sums = makeFiles(t, qb.dir, mixtape)
+	file = makeTorrent(t, nil, filepath.Join(qb.dir, "mixtape"))
+	qb.add(file)
+	ih := infoHash(t, file)
+	qb.wait(ih, "seeding", time.Minute)
+	qb.waitServing(ih, 30*time.Second)
+	addTorrent(t, n, file)
+	addPeerAt(t, n, ih, fmt.Sprintf("%s:%d", lan.IP[1], qbPeerPort))
+	waitVecino(t, n, ih, "seeding", 2*time.Minute)
+	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+}
+
+// qbPeerPort is the port qBittorrent takes peers on, in its own namespace.
+const qbPeerPort = 6881
+
+// qbittorrent is qbittorrent-nox on a machine of a LAN, driven over its
+// Web API.
+type qbittorrent struct {
+	t      testing.TB
+	client *http.Client
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	api    string
+	dir    string // where it saves and seeds from
+}
+
+// startQBittorrent starts qbittorrent-nox on machine i of lan. Its profile
+// turns off everything that would reach beyond the LAN (DHT, local peer
+// discovery, PEX, UPnP/NAT-PMP, the peer country lookup that downloads a
+// database), takes TCP only, and lets the Web API on its loopback in
+// without a login.
+func startQBittorrent(t testing.TB, lan *testnet.LAN, i int) *qbittorrent {
+	t.Helper()
+	profile, dir := t.TempDir(), t.TempDir()
+	const webPort = 8080
+	conf := fmt.Sprintf(`[LegalNotice]
+Accepted=true
+
+[BitTorrent]
+Session\DHTEnabled=false
+Session\LSDEnabled=false
+Session\PeXEnabled=false
+Session\BTProtocol=TCP
+Session\Port=%d
+Session\DefaultSavePath=%s
+Session\QueueingSystemEnabled=false
+Session\AddTrackersEnabled=false
+
+[Network]
+PortForwardingEnabled=false
+
+[Preferences]
+Connection\ResolvePeerCountries=false
+Connection\UPnP=false
+WebUI\Address=127.0.0.1
+WebUI\Port=%d
+WebUI\LocalHostAuth=false
+WebUI\CSRFProtection=false
+WebUI\HostHeaderValidation=false
+General\Locale=en
+`, qbPeerPort, dir, webPort)
+	confDir := filepath.Join(profile, "qBittorrent", "config")
+	if err := os.MkdirAll(confDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(confDir, "qBittorrent.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startCmd(t, "qbittorrent-nox", lan.Command(i, "qbittorrent-nox", "--profile="+profile))
+	waitTCPIn(t, lan.NS[i], fmt.Sprintf("127.0.0.1:%d", webPort))
+	return &qbittorrent{t: t, client: testnet.HTTPClient(lan.NS[i]), dial: testnet.Dialer(lan.NS[i]), api: fmt.Sprintf("http://127.0.0.1:%d/api/v2/", webPort), dir: dir}
+}
+
+// do sends a request to the Web API and returns the answer's body.
+func (qb *qbittorrent) do(req *http.Request) []byte {
+	qb.t.Helper()
+	resp, err := qb.client.Do(req)
+	if err != nil {
+		qb.t.Fatalf("qbittorrent %s: %v", req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		qb.t.Fatalf("qbittorrent %s: %s %s", req.URL.Path, resp.Status, b)
+	}
+	return b
+}
+
+// form posts a form to the Web API method path.
+func (qb *qbittorrent) form(path string, v url.Values) []byte {
+	qb.t.Helper()
+	req, _ := http.NewRequest("POST", qb.api+path, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return qb.do(req)
+}
+
+// add gives it a .torrent to download into, or seed from, its folder.
+func (qb *qbittorrent) add(torrentFile []byte) {
+	qb.t.Helper()
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	f, _ := w.CreateFormFile("torrents", "added.torrent")
+	f.Write(torrentFile)
+	w.WriteField("savepath", qb.dir)
+	w.Close()
+	req, _ := http.NewRequest("POST", qb.api+"torrents/add", &body)
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	if got := string(qb.do(req)); got != "Ok." {
+		qb.t.Fatalf("qbittorrent refused the torrent: %q", got)
+	}
+}
+
+// wait polls until torrent ih is in its list ("added": it adds in the
+// background), has every piece ("downloaded") or has them checked and is
+// seeding ("seeding").
+func (qb *qbittorrent) wait(ih, want string, timeout time.Duration) {
+	qb.t.Helper()
+	seeding := map[string]bool{"uploading": true, "stalledUP": true, "forcedUP": true, "queuedUP": true}
+	var last string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", qb.api+"torrents/info?hashes="+ih, nil)
+		b := qb.do(req)
+		last = string(b)
+		var list []struct {
+			Progress float64
+			State    string
+		}
+		if err := json.Unmarshal(b, &list); err != nil || len(list) != 1 {
+			continue
+		}
+		if want == "added" || list[0].Progress == 1 && (want == "downloaded" || seeding[list[0].State]) {
+			return
+		}
+	}
+	qb.t.Fatalf("qbittorrent: torrent %s not %s within %s: %s", ih, want, timeout, last)
+}
+
+// waitServing polls until it answers a BitTorrent handshake for torrent ih
+// with its own. Its Web API calls a torrent seeding once checked, a moment
+// before the engine takes peers for it; a peer that dials meanwhile is
+// reset, and the node, told of the peer once, would not dial again.
+func (qb *qbittorrent) waitServing(ih string, timeout time.Duration) {
+	qb.t.Helper()
+	hash, _ := hex.DecodeString(ih)
+	hello := append(append(append([]byte("\x13BitTorrent protocol"), make([]byte, 8)...), hash...), "-VT0000-handshake123"...)
+	var err error
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var c net.Conn
+		if c, err = qb.dial(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", qbPeerPort)); err != nil {
+			continue
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		answer := make([]byte, 68)
+		if _, err = c.Write(hello); err == nil {
+			_, err = io.ReadFull(c, answer)
+		}
+		c.Close()
+		if err == nil && bytes.Equal(answer[28:48], hash) {
+			return
+		}
+	}
+	qb.t.Fatalf("qbittorrent does not answer a handshake for %s within %s: %v", ih, timeout, err)
+}
