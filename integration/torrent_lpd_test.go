@@ -94,19 +94,18 @@ func TestLocalPeerDiscoveryWithAria2(t *testing.T) {
 // and every other way to find peers off.
 func lpdNode(t *testing.T, lan *testnet.LAN) (*testnet.Node, lpdStatus) {
 	t.Helper()
-	n := lanTorrentNode(t, lan, "local_peer_discovery = true")
+	n := lanTorrentNode(t, lan, "utp = false", "local_peer_discovery = true")
 	return n, lpdStatus{t, n}
 }
 
 // lanTorrentNode starts a node on machine 0 of lan, its torrent plugin on
-// port 51413 with DHT, PEX, uTP, trackers and port mapping off, and extra.
+// port 51413 with DHT, PEX, trackers and port mapping off, and extra.
 func lanTorrentNode(t *testing.T, lan *testnet.LAN, extra ...string) *testnet.Node {
 	t.Helper()
 	n := testnet.Start(t, testnet.Options{Netns: lan.NS[0], Plugins: map[string]string{"torrent": fmt.Sprintf(`listen_host = %q
 listen_port = 51413
 dht = false
 pex = false
-utp = false
 trackers = false
 port_mapping = false
 %s`, lan.IP[0], strings.Join(extra, "\n"))}})

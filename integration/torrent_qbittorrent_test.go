@@ -30,8 +30,8 @@ import (
 func TestQBittorrentBothWays(t *testing.T) {
 	testnet.NeedTools(t, "qbittorrent-nox", "transmission-create")
 	lan := testnet.NewLAN(t)
-	n := lanTorrentNode(t, lan)
-	qb := startQBittorrent(t, lan, 1)
+	n := lanTorrentNode(t, lan, "utp = false")
+	qb := startQBittorrent(t, lan, 1, qbTCP)
 
 	// qBittorrent downloads from the node.
 	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
@@ -63,6 +63,44 @@ func TestQBittorrentBothWays(t *testing.T) {
 	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
 }
 
+// TestQBittorrentOverUTPEncrypted: the node's defaults for a seedbox, uTP
+// on and encryption required, against qBittorrent taking nothing but uTP
+// with encryption: it downloads what the node seeds, over uTP and
+// encrypted, as its own list of peers shows.
+func TestQBittorrentOverUTPEncrypted(t *testing.T) {
+	testnet.NeedTools(t, "qbittorrent-nox")
+	lan := testnet.NewLAN(t)
+	n := lanTorrentNode(t, lan, "utp = true", `encryption = "require"`)
+	qb := startQBittorrent(t, lan, 1, qbUTPEncrypted)
+	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
+	v := createTorrent(t, n, "album")
+	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("get .torrent: %d %v", code, err)
+	}
+	qb.add(file)
+	qb.wait(v.InfoHash, "added", 30*time.Second)
+	qb.form("torrents/addPeers", url.Values{"hashes": {v.InfoHash}, "peers": {lan.IP[0] + ":51413"}})
+	// How the node is connected, once the handshake is done: μTP, and E
+	// (encrypted traffic) among the flags.
+	var how string
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(how, "E") && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", qb.api+"sync/torrentPeers?hash="+v.InfoHash, nil)
+		var peers struct {
+			Peers map[string]struct{ Connection, Flags string }
+		}
+		json.Unmarshal(qb.do(req), &peers)
+		if p, ok := peers.Peers[lan.IP[0]+":51413"]; ok {
+			how = p.Connection + " " + p.Flags
+		}
+	}
+	if !strings.HasPrefix(how, "μTP ") || !strings.Contains(how, "E") {
+		t.Errorf("qbittorrent is connected to the node by %q, want μTP with E (encrypted) among the flags", how)
+	}
+	qb.wait(v.InfoHash, "downloaded", 2*time.Minute)
+	checkFiles(t, "qbittorrent", qb.dir, sums)
+}
+
 // qbPeerPort is the port qBittorrent takes peers on, in its own namespace.
 const qbPeerPort = 6881
 
@@ -76,12 +114,20 @@ type qbittorrent struct {
 	dir    string // where it saves and seeds from
 }
 
-// startQBittorrent starts qbittorrent-nox on machine i of lan. Its profile
-// turns off everything that would reach beyond the LAN (DHT, local peer
-// discovery, PEX, UPnP/NAT-PMP, the peer country lookup that downloads a
-// database), takes TCP only, and lets the Web API on its loopback in
-// without a login.
-func startQBittorrent(t testing.TB, lan *testnet.LAN, i int) *qbittorrent {
+// qbTCP and qbUTPEncrypted are how qBittorrent talks to peers: TCP, with
+// encryption if the peer wants it, or uTP alone with the encryption (MSE)
+// it insists on.
+const (
+	qbTCP          = "Session\\BTProtocol=TCP\nSession\\Encryption=0"
+	qbUTPEncrypted = "Session\\BTProtocol=UTP\nSession\\Encryption=1"
+)
+
+// startQBittorrent starts qbittorrent-nox on machine i of lan, talking to
+// peers as transport says. Its profile turns off everything that would
+// reach beyond the LAN (DHT, local peer discovery, PEX, UPnP/NAT-PMP, the
+// peer country lookup that downloads a database) and lets the Web API on
+// its loopback in without a login.
+func startQBittorrent(t testing.TB, lan *testnet.LAN, i int, transport string) *qbittorrent {
 	t.Helper()
 	profile, dir := t.TempDir(), t.TempDir()
 	const webPort = 8080
@@ -92,7 +138,7 @@ Accepted=true
 Session\DHTEnabled=false
 Session\LSDEnabled=false
 Session\PeXEnabled=false
-Session\BTProtocol=TCP
+%s
 Session\Port=%d
 Session\DefaultSavePath=%s
 Session\QueueingSystemEnabled=false
@@ -110,7 +156,7 @@ WebUI\LocalHostAuth=false
 WebUI\CSRFProtection=false
 WebUI\HostHeaderValidation=false
 General\Locale=en
-`, qbPeerPort, dir, webPort)
+`, transport, qbPeerPort, dir, webPort)
 	confDir := filepath.Join(profile, "qBittorrent", "config")
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
 		t.Fatal(err)
