@@ -29,10 +29,7 @@ func TestSeedboxLimits(t *testing.T) {
 	second := postCreate(t, n, "second", tracker.URL)
 	waitVecino(t, n, second.InfoHash, "queued", 30*time.Second)
 
-	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+first.InfoHash+"/torrent", nil, false)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("get .torrent: %d %v", code, err)
-	}
+	file := torrentFileOf(t, n, first.InfoHash)
 	out, took := aria2From(t, n, first.InfoHash, file, 2*time.Minute)
 	checkFiles(t, "aria2", out, sums)
 	// 12 MiB at 1 MiB/s, with a burst of 1 MiB allowed: 11 s at the

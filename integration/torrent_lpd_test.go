@@ -2,7 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,10 +32,7 @@ func TestLocalPeerDiscoveryWithTransmission(t *testing.T) {
 	sums := makeFiles(t, data, album)
 	v := createTorrent(t, n, "album")
 	lpd.wait("announces_sent", 0)
-	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("get .torrent: %d %v", code, err)
-	}
+	file := torrentFileOf(t, n, v.InfoHash)
 	tr.add(file)
 	tr.waitTorrent(v.InfoHash, true, 2*time.Minute)
 	checkFiles(t, "transmission", tr.dir, sums)
@@ -71,10 +67,7 @@ func TestLocalPeerDiscoveryWithAria2(t *testing.T) {
 	data := filepath.Join(n.State, "plugins", "torrent", "data")
 	sums := makeFiles(t, data, album)
 	v := createTorrent(t, n, "album")
-	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("get .torrent: %d %v", code, err)
-	}
+	file := torrentFileOf(t, n, v.InfoHash)
 	tfile, out := filepath.Join(t.TempDir(), "album.torrent"), t.TempDir()
 	if err := os.WriteFile(tfile, file, 0o644); err != nil {
 		t.Fatal(err)

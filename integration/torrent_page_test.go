@@ -23,10 +23,7 @@ func TestTorrentPageInChromium(t *testing.T) {
 	data := filepath.Join(n.State, "plugins", "torrent", "data")
 	makeFiles(t, data, album)
 	v := createTorrent(t, n, "album")
-	_, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := torrentFileOf(t, n, v.InfoHash)
 	albumTorrent := filepath.Join(t.TempDir(), "album.torrent")
 	os.WriteFile(albumTorrent, file, 0o644)
 

@@ -34,15 +34,7 @@ func TestQBittorrentBothWays(t *testing.T) {
 	qb := startQBittorrent(t, lan, 1, qbTCP)
 
 	// qBittorrent downloads from the node.
-	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
-	v := createTorrent(t, n, "album")
-	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("get .torrent: %d %v", code, err)
-	}
-	qb.add(file)
-	qb.wait(v.InfoHash, "added", 30*time.Second)
-	qb.form("torrents/addPeers", url.Values{"hashes": {v.InfoHash}, "peers": {lan.IP[0] + ":51413"}})
+	v, sums := qb.fetchAlbum(n, lan.IP[0]+":51413")
 	qb.wait(v.InfoHash, "downloaded", 2*time.Minute)
 	checkFiles(t, "qbittorrent", qb.dir, sums)
 	if up := vecinoTorrent(t, n, v.InfoHash); up.Uploaded < v.Size {
@@ -52,7 +44,7 @@ func TestQBittorrentBothWays(t *testing.T) {
 	// The node downloads from qBittorrent.
 	mixtape := map[string]int{"mixtape/side a.flac": 3<<20 + 11, "mixtape/side b.flac": 2<<20 + 5, "mixtape/notes.txt": 900}
 	sums = makeFiles(t, qb.dir, mixtape)
-	file = makeTorrent(t, nil, filepath.Join(qb.dir, "mixtape"))
+	file := makeTorrent(t, nil, filepath.Join(qb.dir, "mixtape"))
 	qb.add(file)
 	ih := infoHash(t, file)
 	qb.wait(ih, "seeding", time.Minute)
@@ -72,15 +64,7 @@ func TestQBittorrentOverUTPEncrypted(t *testing.T) {
 	lan := testnet.NewLAN(t)
 	n := lanTorrentNode(t, lan, "utp = true", `encryption = "require"`)
 	qb := startQBittorrent(t, lan, 1, qbUTPEncrypted)
-	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
-	v := createTorrent(t, n, "album")
-	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("get .torrent: %d %v", code, err)
-	}
-	qb.add(file)
-	qb.wait(v.InfoHash, "added", 30*time.Second)
-	qb.form("torrents/addPeers", url.Values{"hashes": {v.InfoHash}, "peers": {lan.IP[0] + ":51413"}})
+	v, sums := qb.fetchAlbum(n, lan.IP[0]+":51413")
 	// How the node is connected, once the handshake is done: μTP, and E
 	// (encrypted traffic) among the flags.
 	var how string
@@ -190,6 +174,19 @@ func (qb *qbittorrent) form(path string, v url.Values) []byte {
 	req, _ := http.NewRequest("POST", qb.api+path, strings.NewReader(v.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return qb.do(req)
+}
+
+// fetchAlbum has the node make a torrent of a multi-file folder and seed
+// it, and qBittorrent add it and dial the node, at nodeAddr, for it. It
+// returns the torrent and its files' sums.
+func (qb *qbittorrent) fetchAlbum(n *testnet.Node, nodeAddr string) (torrentView, map[string]string) {
+	qb.t.Helper()
+	sums := makeFiles(qb.t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
+	v := createTorrent(qb.t, n, "album")
+	qb.add(torrentFileOf(qb.t, n, v.InfoHash))
+	qb.wait(v.InfoHash, "added", 30*time.Second)
+	qb.form("torrents/addPeers", url.Values{"hashes": {v.InfoHash}, "peers": {nodeAddr}})
+	return v, sums
 }
 
 // add gives it a .torrent to download into, or seed from, its folder.

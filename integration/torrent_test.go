@@ -249,11 +249,17 @@ func seedFromVecinoIn(t *testing.T, n *testnet.Node, tr *tracker, data string) (
 	sums := makeFiles(t, data, album)
 	v := createTorrent(t, n, "album", tr.URL)
 	tr.allow(t, v.InfoHash)
-	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/torrent", nil, false)
+	return v, torrentFileOf(t, n, v.InfoHash), sums
+}
+
+// torrentFileOf is the .torrent of torrent ih, as the node serves it.
+func torrentFileOf(t testing.TB, n *testnet.Node, ih string) []byte {
+	t.Helper()
+	code, file, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+ih+"/torrent", nil, false)
 	if err != nil || code != http.StatusOK {
-		t.Fatalf("get .torrent: %d %v", code, err)
+		t.Fatalf("get .torrent of %s: %d %v", ih, code, err)
 	}
-	return v, file, sums
+	return file
 }
 
 // createTorrent has the node make a torrent of name, a file or folder in
@@ -991,10 +997,7 @@ func TestCLIManagesTorrents(t *testing.T) {
 	}
 	bad := filepath.Join(t.TempDir(), "bad.torrent")
 	os.WriteFile(bad, []byte("d4:infod6:lengthi10e4:name2:..12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee"), 0o644)
-	_, good, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+ih+"/torrent", nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := torrentFileOf(t, n, ih)
 	goodFile := filepath.Join(t.TempDir(), "album.torrent")
 	os.WriteFile(goodFile, good, 0o644)
 	out = vecino(false, "torrent", "add", bad, goodFile)

@@ -22,7 +22,7 @@ func TestWatchFolder(t *testing.T) {
 	// data stays in the data folder.
 	makeFiles(t, data, album)
 	alb := createTorrent(t, n, "album")
-	_, file, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+alb.InfoHash+"/torrent", nil, false)
+	file := torrentFileOf(t, n, alb.InfoHash)
 	if code, _, _ := n.Do("DELETE", "/api/v1/plugins/torrent/torrents/"+alb.InfoHash, nil, true); code != http.StatusNoContent {
 		t.Fatalf("remove album: %d", code)
 	}
