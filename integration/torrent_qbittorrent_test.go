@@ -42,7 +42,6 @@ func TestQBittorrentBothWays(t *testing.T) {
 	}
 
 	// The node downloads from qBittorrent.
-	mixtape := map[string]int{"mixtape/side a.flac": 3<<20 + 11, "mixtape/side b.flac": 2<<20 + 5, "mixtape/notes.txt": 900}
 	sums = makeFiles(t, qb.dir, mixtape)
 	file := makeTorrent(t, nil, filepath.Join(qb.dir, "mixtape"))
 	qb.add(file)
@@ -52,6 +51,41 @@ func TestQBittorrentBothWays(t *testing.T) {
 	addTorrent(t, n, file)
 	addPeerAt(t, n, ih, fmt.Sprintf("%s:%d", lan.IP[1], qbPeerPort))
 	waitVecino(t, n, ih, "seeding", 2*time.Minute)
+	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+}
+
+// mixtape is a second multi-file torrent's files, for qBittorrent to seed.
+var mixtape = map[string]int{"mixtape/side a.flac": 3<<20 + 11, "mixtape/side b.flac": 2<<20 + 5, "mixtape/notes.txt": 900}
+
+// TestNodeKeepsTryingANamedPeer: a user tells the node, with the CLI, of a
+// peer that is not up yet (a friend's box, switched off). With no tracker,
+// DHT or discovery to name it again, the node tries it again until it
+// answers: qBittorrent, started some seconds later with the files, seeds
+// them to it.
+func TestNodeKeepsTryingANamedPeer(t *testing.T) {
+	testnet.NeedTools(t, "qbittorrent-nox", "transmission-create")
+	lan := testnet.NewLAN(t)
+	n := lanTorrentNode(t, lan, "utp = false")
+	src := t.TempDir()
+	sums := makeFiles(t, src, mixtape)
+	file := makeTorrent(t, nil, filepath.Join(src, "mixtape"))
+	ih := addTorrent(t, n, file).InfoHash
+	qbAddr := fmt.Sprintf("%s:%d", lan.IP[1], qbPeerPort)
+	cli := vecinoCmd(t, n, "torrent", "peer", ih, qbAddr)
+	cmd := lan.Command(0, cli.Args[0], cli.Args[1:]...) // where the node's API is
+	cmd.Env = cli.Env
+	if out := runCLI(t, cmd, true); !strings.Contains(out, "connecting to "+qbAddr) {
+		t.Errorf("vecino torrent peer said %q", out)
+	}
+	time.Sleep(2 * time.Second) // the node's first dial finds nothing there
+
+	qb := startQBittorrent(t, lan, 1, qbTCP)
+	if err := os.Rename(filepath.Join(src, "mixtape"), filepath.Join(qb.dir, "mixtape")); err != nil {
+		t.Fatal(err)
+	}
+	qb.add(file)
+	qb.wait(ih, "seeding", time.Minute)
+	waitVecino(t, n, ih, "seeding", time.Minute)
 	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
 }
 

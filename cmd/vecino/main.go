@@ -32,6 +32,8 @@ commands:
   torrent show INFOHASH               one torrent, as JSON
   torrent wait INFOHASH               show progress until it is complete
   torrent rm [-delete-data] INFOHASH  remove a torrent (and its data)
+  torrent peer INFOHASH IP:PORT       connect to a peer you know of (tried again,
+                                      while not connected, for an hour)
   torrent create [-tracker URL]... NAME
                                       make a torrent of NAME in the data folder,
                                       seed it and print its magnet link

@@ -119,6 +119,15 @@ func (c *client) torrent(args []string) error {
 		}
 		fmt.Println("removed", fs.Arg(0))
 		return nil
+	case "peer":
+		if len(rest) != 2 {
+			return errors.New("torrent peer INFOHASH IP:PORT (a peer to connect to; tried again while not connected, for an hour)")
+		}
+		if _, err := c.postJSON(torrentAPI+"/torrents/"+rest[0]+"/peers", map[string]string{"addr": rest[1]}, nil); err != nil {
+			return err
+		}
+		fmt.Printf("%s: connecting to %s\n", rest[0], rest[1])
+		return nil
 	case "create":
 		var trackers multiFlag
 		fs := flag.NewFlagSet("torrent create", flag.ExitOnError)
@@ -133,7 +142,7 @@ func (c *client) torrent(args []string) error {
 		}
 		return c.createWait(m.ID)
 	default:
-		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, files, skip, want, wait, verify, start, stop, rm or create)", cmd)
+		return fmt.Errorf("torrent: unknown command %q (say ls, add, show, files, skip, want, wait, verify, start, stop, rm, peer or create)", cmd)
 	}
 }
 

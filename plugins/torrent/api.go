@@ -8,8 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
-
-	"github.com/anacrolix/torrent"
+	"time"
 
 	"github.com/vecino/vecino/internal/httpjson"
 	"github.com/vecino/vecino/sdk"
@@ -31,7 +30,8 @@ const maxTorrentFile = 16 << 20
 //	POST   /torrents/{ih}/start      resume it; seed again one a limit finished; download anew one whose data is missing
 //	GET    /torrents/{ih}/files      its files; POST with {"skip":[...]} or {"want":[...]}
 //	GET    /torrents/{ih}/torrent    its .torrent file
-//	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to
+//	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to, tried again
+//	                                 while not connected, every 20 s for an hour
 //	POST   /create                   body: {"path":"NAME","trackers":[...]}: make a torrent of NAME, a file or
 //	                                 folder in the data folder, and seed it: 202 and the making (MakingView),
 //	                                 whose data is hashed in the background, one making at a time
@@ -129,14 +129,17 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			return
 		}
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		it, ok := s.torrents[strings.ToLower(r.PathValue("ih"))]
-		s.mu.Unlock()
 		if !ok {
 			httpjson.Error(w, http.StatusNotFound, fmt.Errorf("no torrent %s", r.PathValue("ih")))
 			return
 		}
-		it.t.AddPeers([]torrent.PeerInfo{p})
-		httpjson.Write(w, http.StatusAccepted, map[string]string{"peer": req.Addr})
+		if err := it.namePeer(p, time.Now()); err != nil {
+			httpjson.Error(w, http.StatusTooManyRequests, err)
+			return
+		}
+		httpjson.Write(w, http.StatusAccepted, map[string]string{"peer": p.String()})
 	})
 	mux.HandleFunc("POST /create", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {

@@ -107,6 +107,9 @@ type item struct {
 	// pieces it has hashed.
 	verifying bool
 	verified  int
+	// named is the peers a user named, tried again while not connected
+	// (named.go).
+	named map[netip.AddrPort]*namedPeer
 }
 
 func (it *item) runBytes() (up, down int64) {
@@ -619,11 +622,11 @@ func parseMagnet(uri string) (metainfo.Magnet, error) {
 	return m, nil
 }
 
-// parsePeer reads HOST:PORT for AddPeers.
-func parsePeer(s string) (torrent.PeerInfo, error) {
+// parsePeer reads IP:PORT, a peer a user names.
+func parsePeer(s string) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(strings.TrimSpace(s))
 	if err != nil || ap.Port() == 0 {
-		return torrent.PeerInfo{}, fmt.Errorf("peer %q is not IP:PORT", s)
+		return netip.AddrPort{}, fmt.Errorf("peer %q is not IP:PORT", s)
 	}
-	return torrent.PeerInfo{Addr: ap, Trusted: true}, nil
+	return ap, nil
 }

@@ -324,6 +324,7 @@ func (s *seedbox) tick(ctx context.Context) {
 			it.sample(now)
 			s.applyLimits(it, now)
 			s.unstall(it, now)
+			it.retryNamed(now)
 			s.watchData(it)
 		}
 		s.watchDisk(now)

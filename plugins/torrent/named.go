@@ -1,0 +1,80 @@
+package torrent
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/anacrolix/torrent"
+)
+
+// Peers a user names for a torrent (POST /torrents/IH/peers, `vecino
+// torrent peer`) are dialled at once and then, while the torrent runs and
+// no connection to them is open, again every namedRetry for namedFor. The
+// engine forgets a peer after one failed dial or handshake, and with no
+// tracker or DHT to name it again, a friend's box that was off, or still
+// checking its data, would never be tried again.
+const (
+	namedRetry = 20 * time.Second
+	namedFor   = time.Hour
+	maxNamed   = 32 // per torrent
+)
+
+// namedPeer is a peer a user named for a torrent.
+type namedPeer struct {
+	addr  netip.AddrPort
+	since time.Time // when it was last named
+	tried time.Time // when it was last handed to the engine
+}
+
+// namePeer records p, named by the user, and hands it to the engine. The
+// caller holds s.mu.
+func (it *item) namePeer(p netip.AddrPort, now time.Time) error {
+	if it.named == nil {
+		it.named = map[netip.AddrPort]*namedPeer{}
+	}
+	if _, ok := it.named[p]; !ok && len(it.named) >= maxNamed {
+		return fmt.Errorf("%d peers are named for this torrent already, the most it keeps trying (each for %s)", maxNamed, namedFor)
+	}
+	it.named[p] = &namedPeer{addr: p, since: now, tried: now}
+	it.t.AddPeers([]torrent.PeerInfo{{Addr: p, Trusted: true}})
+	return nil
+}
+
+// retryNamed hands the engine again the named peers that it has no
+// connection to, once namedRetry has passed since they were last tried,
+// and forgets those named more than namedFor ago. Nothing is dialled for a
+// torrent held back or done seeding. The caller holds s.mu.
+func (it *item) retryNamed(now time.Time) {
+	if len(it.named) == 0 {
+		return
+	}
+	// A peer counts as connected by its address alone: a connection it
+	// opened comes from a port of its own, not the one it listens on.
+	connected := map[netip.Addr]bool{}
+	for _, c := range it.t.PeerConns() {
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr.String()); err == nil {
+			connected[ap.Addr().Unmap()] = true
+		} else if host, _, err := net.SplitHostPort(c.RemoteAddr.String()); err == nil {
+			if a, err := netip.ParseAddr(host); err == nil {
+				connected[a.Unmap()] = true
+			}
+		}
+	}
+	idle := it.held() || it.rec.Finished
+	var again []torrent.PeerInfo
+	for addr, p := range it.named {
+		switch {
+		case now.Sub(p.since) > namedFor:
+			delete(it.named, addr)
+		case idle || connected[addr.Addr().Unmap()] || now.Sub(p.tried) < namedRetry:
+		default:
+			p.tried = now
+			again = append(again, torrent.PeerInfo{Addr: addr, Trusted: true})
+		}
+	}
+	if len(again) > 0 {
+		it.t.AddPeers(again)
+	}
+}
