@@ -83,6 +83,30 @@ func TestLocalPeerDiscoveryWithAria2(t *testing.T) {
 	}
 }
 
+// TestLocalPeerDiscoveryWithQBittorrent: qBittorrent (libtorrent's BEP 14,
+// which adds a cookie to its announces) on the other machine of the LAN,
+// with discovery on and no tracker, DHT or PEX. The node seeds "album" and
+// announces it once, before qBittorrent has it; qBittorrent, given the
+// .torrent, announces it; the node hears that, dials it, and qBittorrent
+// downloads every file whole.
+func TestLocalPeerDiscoveryWithQBittorrent(t *testing.T) {
+	testnet.NeedTools(t, "qbittorrent-nox")
+	lan := testnet.NewLAN(t)
+	n, lpd := lpdNode(t, lan)
+	qb := startQBittorrent(t, lan, 1, qbTCPWithLPD)
+	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
+	v := createTorrent(t, n, "album")
+	lpd.wait("announces_sent", 0)
+	heard := lpd.count("announces_heard")
+	qb.add(torrentFileOf(t, n, v.InfoHash))
+	lpd.wait("announces_heard", heard)
+	qb.wait(v.InfoHash, "downloaded", 2*time.Minute)
+	checkFiles(t, "qbittorrent", qb.dir, sums)
+	if found := lpd.count("peers_found"); found < 1 {
+		t.Errorf("the node found no peer in qBittorrent's announces: %v", lpd.status())
+	}
+}
+
 // lpdNode starts a node on machine 0 of lan with local peer discovery on,
 // and every other way to find peers off.
 func lpdNode(t *testing.T, lan *testnet.LAN) (*testnet.Node, lpdStatus) {

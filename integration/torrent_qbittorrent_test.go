@@ -132,19 +132,20 @@ type qbittorrent struct {
 	dir    string // where it saves and seeds from
 }
 
-// qbTCP and qbUTPEncrypted are how qBittorrent talks to peers: TCP, with
-// encryption if the peer wants it, or uTP alone with the encryption (MSE)
-// it insists on.
+// How qBittorrent finds and talks to peers: over TCP, with encryption if
+// the peer wants it; over uTP alone, with the encryption (MSE) it insists
+// on; or over TCP with local peer discovery (BEP 14) on.
 const (
-	qbTCP          = "Session\\BTProtocol=TCP\nSession\\Encryption=0"
-	qbUTPEncrypted = "Session\\BTProtocol=UTP\nSession\\Encryption=1"
+	qbTCP          = "Session\\BTProtocol=TCP\nSession\\Encryption=0\nSession\\LSDEnabled=false"
+	qbUTPEncrypted = "Session\\BTProtocol=UTP\nSession\\Encryption=1\nSession\\LSDEnabled=false"
+	qbTCPWithLPD   = "Session\\BTProtocol=TCP\nSession\\Encryption=0\nSession\\LSDEnabled=true"
 )
 
-// startQBittorrent starts qbittorrent-nox on machine i of lan, talking to
-// peers as transport says. Its profile turns off everything that would
-// reach beyond the LAN (DHT, local peer discovery, PEX, UPnP/NAT-PMP, the
-// peer country lookup that downloads a database) and lets the Web API on
-// its loopback in without a login.
+// startQBittorrent starts qbittorrent-nox on machine i of lan, finding
+// and talking to peers as transport says. Its profile turns off everything
+// else that would reach beyond the LAN (DHT, PEX, UPnP/NAT-PMP, the peer
+// country lookup that downloads a database) and lets the Web API on its
+// loopback in without a login.
 func startQBittorrent(t testing.TB, lan *testnet.LAN, i int, transport string) *qbittorrent {
 	t.Helper()
 	profile, dir := t.TempDir(), t.TempDir()
@@ -154,7 +155,6 @@ Accepted=true
 
 [BitTorrent]
 Session\DHTEnabled=false
-Session\LSDEnabled=false
 Session\PeXEnabled=false
 %s
 Session\Port=%d
