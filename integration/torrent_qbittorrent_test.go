@@ -42,13 +42,37 @@ func TestQBittorrentBothWays(t *testing.T) {
 	}
 
 	// The node downloads from qBittorrent.
-	sums = makeFiles(t, qb.dir, mixtape)
-	file := makeTorrent(t, nil, filepath.Join(qb.dir, "mixtape"))
-	qb.add(file)
+	file, sums := qb.seedMixtape()
 	ih := infoHash(t, file)
-	qb.wait(ih, "seeding", time.Minute)
-	qb.waitServing(ih, 30*time.Second)
 	addTorrent(t, n, file)
+	addPeerAt(t, n, ih, fmt.Sprintf("%s:%d", lan.IP[1], qbPeerPort))
+	waitVecino(t, n, ih, "seeding", 2*time.Minute)
+	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+}
+
+// TestQBittorrentMagnetLinksBothWays: a magnet link is all either side is
+// given. qBittorrent fetches the metadata (BEP 9) and then the files from
+// the node; the node fetches both from qBittorrent.
+func TestQBittorrentMagnetLinksBothWays(t *testing.T) {
+	testnet.NeedTools(t, "qbittorrent-nox", "transmission-create")
+	lan := testnet.NewLAN(t)
+	n := lanTorrentNode(t, lan, "utp = false")
+	qb := startQBittorrent(t, lan, 1, qbTCP)
+
+	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
+	v := createTorrent(t, n, "album")
+	qb.form("torrents/add", url.Values{"urls": {v.Magnet}, "savepath": {qb.dir}})
+	qb.wait(v.InfoHash, "added", 30*time.Second)
+	qb.form("torrents/addPeers", url.Values{"hashes": {v.InfoHash}, "peers": {lan.IP[0] + ":51413"}})
+	qb.wait(v.InfoHash, "downloaded", 2*time.Minute)
+	checkFiles(t, "qbittorrent", qb.dir, sums)
+
+	file, sums := qb.seedMixtape()
+	ih := infoHash(t, file)
+	got := addTorrent(t, n, []byte("magnet:?xt=urn:btih:"+ih+"&dn=mixtape"))
+	if got.InfoHash != ih {
+		t.Fatalf("the node added %s for the magnet link of %s", got.InfoHash, ih)
+	}
 	addPeerAt(t, n, ih, fmt.Sprintf("%s:%d", lan.IP[1], qbPeerPort))
 	waitVecino(t, n, ih, "seeding", 2*time.Minute)
 	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
@@ -221,6 +245,20 @@ func (qb *qbittorrent) fetchAlbum(n *testnet.Node, nodeAddr string) (torrentView
 	qb.wait(v.InfoHash, "added", 30*time.Second)
 	qb.form("torrents/addPeers", url.Values{"hashes": {v.InfoHash}, "peers": {nodeAddr}})
 	return v, sums
+}
+
+// seedMixtape has it seed the mixtape, made by transmission-create, and
+// waits until it takes peers for it. It returns the .torrent and the
+// files' sums.
+func (qb *qbittorrent) seedMixtape() ([]byte, map[string]string) {
+	qb.t.Helper()
+	sums := makeFiles(qb.t, qb.dir, mixtape)
+	file := makeTorrent(qb.t, nil, filepath.Join(qb.dir, "mixtape"))
+	qb.add(file)
+	ih := infoHash(qb.t, file)
+	qb.wait(ih, "seeding", time.Minute)
+	qb.waitServing(ih, 30*time.Second)
+	return file, sums
 }
 
 // add gives it a .torrent to download into, or seed from, its folder.
