@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/anacrolix/torrent"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 )
@@ -28,10 +30,13 @@ import (
 // a multicast group on every local network the node is on, and peers on
 // those networks that announce a torrent the node carries are dialled.
 // It is what lets a laptop on the same Wi-Fi find the neighbourhood box
-// with no tracker and no DHT. IPv4 only, as Transmission's.
+// with no tracker and no DHT. Both groups of BEP 14 are used, IPv4's and
+// IPv6's (as libtorrent does; Transmission and aria2 have IPv4's alone), so
+// that a network with IPv6 link-local addresses only works too.
 const (
-	lpdGroup = "239.192.152.143"
-	lpdPort  = 6771
+	lpdGroup  = "239.192.152.143"
+	lpdGroup6 = "ff15::efc0:988f"
+	lpdPort   = 6771
 	// lpdEvery is how often each torrent is announced again; BEP 14 asks
 	// for no more than once a minute.
 	lpdEvery = 5 * time.Minute
@@ -43,7 +48,10 @@ const (
 	lpdMaxMessage = 1400
 )
 
-var lpdAddr = &net.UDPAddr{IP: net.ParseIP(lpdGroup), Port: lpdPort}
+var (
+	lpdAddr  = &net.UDPAddr{IP: net.ParseIP(lpdGroup), Port: lpdPort}
+	lpdAddr6 = &net.UDPAddr{IP: net.ParseIP(lpdGroup6), Port: lpdPort}
+)
 
 // lpdMessage is one BEP 14 announce.
 type lpdMessage struct {
@@ -107,17 +115,17 @@ func parseLPD(b []byte) (lpdMessage, error) {
 	return m, nil
 }
 
-// lpdAnnounce is the announce of one torrent; Transmission reads only the
-// first Infohash of a message, so each goes alone.
-func lpdAnnounce(port int, hash, cookie string) []byte {
-	return fmt.Appendf(nil, "BT-SEARCH * HTTP/1.1\r\nHost: %s:%d\r\nPort: %d\r\nInfohash: %s\r\ncookie: %s\r\n\r\n\r\n",
-		lpdGroup, lpdPort, port, strings.ToUpper(hash), cookie)
+// lpdAnnounce is the announce of one torrent to group; Transmission reads
+// only the first Infohash of a message, so each goes alone.
+func lpdAnnounce(group *net.UDPAddr, port int, hash, cookie string) []byte {
+	return fmt.Appendf(nil, "BT-SEARCH * HTTP/1.1\r\nHost: %s\r\nPort: %d\r\nInfohash: %s\r\ncookie: %s\r\n\r\n\r\n",
+		group, port, strings.ToUpper(hash), cookie)
 }
 
 // lpd is the node's end of local peer discovery.
 type lpd struct {
-	pc     *ipv4.PacketConn
-	conn   net.PacketConn
+	fams   []*lpdFamily
+	zones  zones
 	cookie string
 	port   func() int
 	found  func(hash string, peer netip.AddrPort) bool
@@ -125,17 +133,25 @@ type lpd struct {
 	limit  *rate.Limiter // announces heard and handled
 
 	mu     sync.Mutex
-	joined map[string]bool // interface names
-	looked time.Time       // when the interfaces were last listed
+	looked time.Time // when the interfaces were last listed
 
 	sent, heard, refused, peers atomic.Int64
 }
 
-// startLPD listens for announces on port 6771 of every interface, beside
-// any other client on the machine (SO_REUSEPORT), and sends its own with
-// a hop limit of 1. found is told of each peer heard for a torrent, and
-// says whether the torrent is carried here.
-func startLPD(port func() int, found func(string, netip.AddrPort) bool, log *slog.Logger) (*lpd, error) {
+// lpdFamily is local peer discovery on one IP version: its socket, its
+// group, and the interfaces where it joined the group (lpd.mu).
+type lpdFamily struct {
+	name   string
+	conn   net.PacketConn
+	group  *net.UDPAddr
+	join   func(*net.Interface, net.Addr) error // joins a group on an interface
+	pick   func(*net.Interface) error           // sends to the group on an interface
+	joined map[string]bool                      // interface names
+}
+
+// listenLPD opens port 6771 on network ("udp4", "udp6"), beside any other
+// client on the machine (SO_REUSEPORT).
+func listenLPD(network, addr string) (net.PacketConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -144,25 +160,49 @@ func startLPD(port func() int, found func(string, netip.AddrPort) bool, log *slo
 		})
 		return errors.Join(err, serr)
 	}}
-	conn, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", lpdPort))
+	conn, err := lc.ListenPacket(context.Background(), network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("local peer discovery: listen on udp port %d: %w", lpdPort, err)
+		return nil, fmt.Errorf("local peer discovery: listen on %s port %d: %w", network, lpdPort, err)
 	}
-	pc := ipv4.NewPacketConn(conn)
-	if err := errors.Join(pc.SetMulticastTTL(1), pc.SetMulticastLoopback(false)); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("local peer discovery: set up multicast: %w", err)
-	}
+	return conn, nil
+}
+
+// startLPD listens for announces on port 6771 of every interface, IPv4's
+// group and, where the machine has IPv6, IPv6's, and sends its own with a
+// hop limit of 1. found is told of each peer heard for a torrent, and says
+// whether the torrent is carried here.
+func startLPD(port func() int, found func(string, netip.AddrPort) bool, log *slog.Logger) (*lpd, error) {
 	var c [8]byte
 	rand.Read(c[:])
-	l := &lpd{pc: pc, conn: conn, cookie: "vecino-" + hex.EncodeToString(c[:]), port: port, found: found, log: log,
-		limit: rate.NewLimiter(50, 100), joined: map[string]bool{}}
+	l := &lpd{cookie: "vecino-" + hex.EncodeToString(c[:]), port: port, found: found, log: log, limit: rate.NewLimiter(50, 100)}
+	conn, err := listenLPD("udp4", fmt.Sprintf("0.0.0.0:%d", lpdPort))
+	if err != nil {
+		return nil, err
+	}
+	p4 := ipv4.NewPacketConn(conn)
+	if err := errors.Join(p4.SetMulticastTTL(1), p4.SetMulticastLoopback(false)); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("local peer discovery: set up IPv4 multicast: %w", err)
+	}
+	l.fams = append(l.fams, &lpdFamily{name: "IPv4", conn: conn, group: lpdAddr, join: p4.JoinGroup, pick: p4.SetMulticastInterface, joined: map[string]bool{}})
+	if conn, err := listenLPD("udp6", fmt.Sprintf("[::]:%d", lpdPort)); err != nil {
+		log.Info("local peer discovery on IPv4 alone", "err", err) // a machine without IPv6
+	} else {
+		p6 := ipv6.NewPacketConn(conn)
+		if err := errors.Join(p6.SetMulticastHopLimit(1), p6.SetMulticastLoopback(false)); err != nil {
+			l.close()
+			conn.Close()
+			return nil, fmt.Errorf("local peer discovery: set up IPv6 multicast: %w", err)
+		}
+		l.fams = append(l.fams, &lpdFamily{name: "IPv6", conn: conn, group: lpdAddr6, join: p6.JoinGroup, pick: p6.SetMulticastInterface, joined: map[string]bool{}})
+	}
 	l.join(time.Now())
 	return l, nil
 }
 
-// join joins the group on every interface up, with multicast, that is not
-// loopback and not joined yet: a Wi-Fi that comes up later is joined then.
+// join joins the groups on every interface up, with multicast, that is
+// not loopback and not joined yet: a Wi-Fi that comes up later is joined
+// then, and an interface is joined for IPv4 once it has an IPv4 address.
 // It lists the interfaces once a minute at most.
 func (l *lpd) join(now time.Time) []net.Interface {
 	l.mu.Lock()
@@ -177,15 +217,17 @@ func (l *lpd) join(now time.Time) []net.Interface {
 		return nil
 	}
 	for _, ifi := range ifs {
-		if !lpdUsable(ifi) || l.joined[ifi.Name] {
-			continue
+		for _, f := range l.fams {
+			if !lpdUsable(ifi) || f.joined[ifi.Name] {
+				continue
+			}
+			if err := f.join(&ifi, f.group); err != nil { // no address of that version yet, say: tried again
+				l.log.Debug("local peer discovery: join multicast group", "interface", ifi.Name, "family", f.name, "err", err)
+				continue
+			}
+			f.joined[ifi.Name] = true
+			l.log.Info("local peer discovery on", "interface", ifi.Name, "family", f.name)
 		}
-		if err := l.pc.JoinGroup(&ifi, lpdAddr); err != nil { // no IPv4 address yet, say: tried again
-			l.log.Debug("local peer discovery: join multicast group", "interface", ifi.Name, "err", err)
-			continue
-		}
-		l.joined[ifi.Name] = true
-		l.log.Info("local peer discovery on", "interface", ifi.Name)
 	}
 	return l.joinedOf(ifs)
 }
@@ -203,44 +245,61 @@ func (l *lpd) interfacesLocked() []net.Interface {
 	return l.joinedOf(ifs)
 }
 
-// joinedOf keeps those of ifs that are joined and still up: one listing
-// of the interfaces, not one per interface joined.
+// joinedOf keeps those of ifs that are joined, for either version, and
+// still up: one listing of the interfaces, not one per interface joined.
 func (l *lpd) joinedOf(ifs []net.Interface) []net.Interface {
 	var out []net.Interface
 	for _, ifi := range ifs {
-		if l.joined[ifi.Name] && lpdUsable(ifi) {
+		if lpdUsable(ifi) && slices.ContainsFunc(l.fams, func(f *lpdFamily) bool { return f.joined[ifi.Name] }) {
 			out = append(out, ifi)
 		}
 	}
 	return out
 }
 
-// announce sends one announce per torrent on every joined interface.
+// announce sends one announce per torrent to each group joined on each
+// joined interface.
 func (l *lpd) announce(hashes []string, now time.Time) {
 	if len(hashes) == 0 {
 		return
 	}
 	port := l.port()
 	for _, ifi := range l.join(now) {
-		if err := l.pc.SetMulticastInterface(&ifi); err != nil {
-			l.log.Warn("local peer discovery: pick interface", "interface", ifi.Name, "err", err)
-			continue
-		}
-		for _, h := range hashes {
-			if _, err := l.pc.WriteTo(lpdAnnounce(port, h, l.cookie), nil, lpdAddr); err != nil {
-				l.log.Warn("local peer discovery: announce", "interface", ifi.Name, "err", err)
-				break
+		for _, f := range l.fams {
+			l.mu.Lock()
+			joined := f.joined[ifi.Name]
+			l.mu.Unlock()
+			if !joined {
+				continue
 			}
-			l.sent.Add(1)
+			if err := f.pick(&ifi); err != nil {
+				l.log.Warn("local peer discovery: pick interface", "interface", ifi.Name, "family", f.name, "err", err)
+				continue
+			}
+			for _, h := range hashes {
+				if _, err := f.conn.WriteTo(lpdAnnounce(f.group, port, h, l.cookie), f.group); err != nil {
+					l.log.Warn("local peer discovery: announce", "interface", ifi.Name, "family", f.name, "err", err)
+					break
+				}
+				l.sent.Add(1)
+			}
 		}
 	}
 }
 
-// serve reads announces until the socket is closed.
+// serve reads announces, on every socket, until they are closed.
 func (l *lpd) serve() {
+	var wg sync.WaitGroup
+	for _, f := range l.fams {
+		wg.Go(func() { l.read(f.conn) })
+	}
+	wg.Wait()
+}
+
+func (l *lpd) read(conn net.PacketConn) {
 	buf := make([]byte, lpdMaxMessage+1)
 	for {
-		n, _, src, err := l.pc.ReadFrom(buf)
+		n, src, err := conn.ReadFrom(buf)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				l.log.Warn("local peer discovery: read", "err", err)
@@ -274,7 +333,11 @@ func (l *lpd) handle(b []byte, src net.Addr) {
 	if !ok {
 		return
 	}
-	peer := netip.AddrPortFrom(ip.Unmap(), uint16(m.Port))
+	ip = ip.Unmap()
+	if udp.Zone != "" && ip.Is6() {
+		ip = ip.WithZone(udp.Zone) // a link-local address: on that interface
+	}
+	peer := netip.AddrPortFrom(ip, uint16(m.Port))
 	for _, h := range m.Hashes {
 		if l.found(h, peer) {
 			l.peers.Add(1)
@@ -283,7 +346,13 @@ func (l *lpd) handle(b []byte, src net.Addr) {
 	}
 }
 
-func (l *lpd) close() error { return l.conn.Close() }
+func (l *lpd) close() error {
+	var errs []error
+	for _, f := range l.fams {
+		errs = append(errs, f.conn.Close())
+	}
+	return errors.Join(errs...)
+}
 
 // LPDStatus is what the status page shows of local peer discovery.
 type LPDStatus struct {
@@ -331,10 +400,71 @@ func (s *seedbox) localPeer(hash string, peer netip.AddrPort) bool {
 	it, ok := s.torrents[hash]
 	ok = ok && !it.held() && !it.private()
 	s.mu.Unlock()
-	if ok {
-		it.t.AddPeers([]torrent.PeerInfo{{Addr: peer, Source: peerSourceLPD}})
+	if !ok {
+		return false
 	}
-	return ok
+	if zone := peer.Addr().Zone(); zone != "" {
+		// The engine takes no address with a zone (it is not an IP to
+		// it); it gets the bare address, and linkLocalDialer puts the
+		// interface back when it dials.
+		bare := peer.Addr().WithZone("")
+		s.lpd.zones.remember(bare, zone)
+		peer = netip.AddrPortFrom(bare, peer.Port())
+	}
+	it.t.AddPeers([]torrent.PeerInfo{{Addr: peer, Source: peerSourceLPD}})
+	return true
+}
+
+// zones is the interface each IPv6 link-local address was heard on. Such
+// an address means nothing without one (fe80::/10 is on every link).
+type zones struct {
+	mu sync.Mutex
+	m  map[netip.Addr]string
+}
+
+// maxZones bounds what announces can make the node remember.
+const maxZones = 256
+
+func (z *zones) remember(a netip.Addr, zone string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.m == nil {
+		z.m = map[netip.Addr]string{}
+	}
+	if _, ok := z.m[a]; !ok && len(z.m) >= maxZones {
+		for old := range z.m { // one that Go's map order picks at random
+			delete(z.m, old)
+			break
+		}
+	}
+	z.m[a] = zone
+}
+
+func (z *zones) of(a netip.Addr) string {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.m[a]
+}
+
+// linkLocalDialer dials the IPv6 link-local peers local peer discovery
+// found, on the interface their announce came in on; the engine's own
+// dialers cannot (the kernel wants the interface for such an address).
+// Any other address it leaves to them.
+type linkLocalDialer struct{ zones *zones }
+
+func (d linkLocalDialer) DialerNetwork() string { return "tcp6" }
+
+func (d linkLocalDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is6() || !ap.Addr().IsLinkLocalUnicast() {
+		return nil, fmt.Errorf("%s: not an IPv6 link-local peer", addr)
+	}
+	zone := d.zones.of(ap.Addr())
+	if zone == "" {
+		return nil, fmt.Errorf("%s: not heard on any interface", addr)
+	}
+	var nd net.Dialer
+	return nd.DialContext(ctx, "tcp6", netip.AddrPortFrom(ap.Addr().WithZone(zone), ap.Port()).String())
 }
 
 // peerSourceLPD marks peers found on the local network.

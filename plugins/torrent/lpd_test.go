@@ -2,6 +2,7 @@ package torrent
 
 import (
 	"encoding/hex"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -9,7 +10,7 @@ import (
 const lpdHash = "0123456789abcdef0123456789abcdef01234567"
 
 func TestParseLPD(t *testing.T) {
-	m, err := parseLPD(lpdAnnounce(51413, lpdHash, "c1"))
+	m, err := parseLPD(lpdAnnounce(lpdAddr, 51413, lpdHash, "c1"))
 	if err != nil || m.Port != 51413 || len(m.Hashes) != 1 || m.Hashes[0] != lpdHash || m.Cookie != "c1" {
 		t.Fatalf("our own announce read back as %+v, %v", m, err)
 	}
@@ -36,10 +37,37 @@ func TestParseLPD(t *testing.T) {
 	}
 }
 
+// The IPv6 group's announce names it as its Host, as libtorrent's does.
+func TestLPDAnnounceIPv6(t *testing.T) {
+	b := lpdAnnounce(lpdAddr6, 51413, lpdHash, "c1")
+	if !strings.Contains(string(b), "\r\nHost: [ff15::efc0:988f]:6771\r\n") {
+		t.Errorf("IPv6 announce %q", b)
+	}
+	if m, err := parseLPD(b); err != nil || m.Port != 51413 {
+		t.Errorf("read back as %+v, %v", m, err)
+	}
+}
+
+// Announces cannot make the node remember more than maxZones link-local
+// addresses; the one heard last is kept.
+func TestZonesBounded(t *testing.T) {
+	var z zones
+	addr := func(i int) netip.Addr {
+		return netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 14: byte(i >> 8), 15: byte(i)})
+	}
+	for i := range maxZones + 10 {
+		z.remember(addr(i), "eth0")
+	}
+	last := addr(maxZones + 9)
+	if len(z.m) != maxZones || z.of(last) != "eth0" {
+		t.Errorf("%d remembered, last one's zone %q", len(z.m), z.of(last))
+	}
+}
+
 // FuzzParseLPD: an announce from anyone on the network either is refused
 // or names a port a peer can listen on and info hashes of 20 bytes.
 func FuzzParseLPD(f *testing.F) {
-	f.Add(lpdAnnounce(51413, lpdHash, "c1"))
+	f.Add(lpdAnnounce(lpdAddr, 51413, lpdHash, "c1"))
 	f.Add([]byte("BT-SEARCH * HTTP/1.1\r\nPort: 6881\r\nInfohash: " + lpdHash + "\r\nInfohash: " + lpdHash + "\r\n\r\n"))
 	f.Add([]byte("BT-SEARCH * HTTP/1.1\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -229,6 +229,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 			s.lpdErr = err.Error()
 			s.log.Error("local peer discovery off", "err", err)
 		} else {
+			s.cl.AddDialer(linkLocalDialer{&s.lpd.zones})
 			s.wg.Add(1)
 			go func() { defer s.wg.Done(); s.lpd.serve() }()
 		}
