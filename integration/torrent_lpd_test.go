@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,25 +108,51 @@ func TestLocalPeerDiscoveryWithQBittorrent(t *testing.T) {
 	}
 }
 
+// TestLocalPeerDiscoveryOverIPv6WithQBittorrent: the same on a network
+// with IPv6 link-local addresses alone, where only BEP 14's IPv6 group
+// (ff15::efc0:988f) can carry the announces: the node hears qBittorrent's,
+// dials its link-local address, and qBittorrent downloads every file.
+func TestLocalPeerDiscoveryOverIPv6WithQBittorrent(t *testing.T) {
+	testnet.NeedTools(t, "qbittorrent-nox")
+	lan := testnet.NewLAN(t)
+	lan.DropIPv4(t)
+	n := lanTorrentNode(t, lan, `listen_host = ""`, "local_peer_discovery = true")
+	lpd := lpdStatus{t, n}
+	qb := startQBittorrent(t, lan, 1, qbTCPWithLPD)
+	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
+	v := createTorrent(t, n, "album")
+	heard := lpd.count("announces_heard")
+	qb.add(torrentFileOf(t, n, v.InfoHash))
+	lpd.wait("announces_heard", heard)
+	qb.wait(v.InfoHash, "downloaded", 2*time.Minute)
+	checkFiles(t, "qbittorrent", qb.dir, sums)
+	if !strings.Contains(n.Log(), "local peer found") || !strings.Contains(n.Log(), "peer=[fe80::") {
+		t.Errorf("the node did not find qBittorrent at an IPv6 link-local address:\n%s", n.Log())
+	}
+}
+
 // lpdNode starts a node on machine 0 of lan with local peer discovery on,
 // and every other way to find peers off.
 func lpdNode(t *testing.T, lan *testnet.LAN) (*testnet.Node, lpdStatus) {
 	t.Helper()
-	n := lanTorrentNode(t, lan, "utp = false", "local_peer_discovery = true")
+	n := lanTorrentNode(t, lan, "local_peer_discovery = true")
 	return n, lpdStatus{t, n}
 }
 
 // lanTorrentNode starts a node on machine 0 of lan, its torrent plugin on
-// port 51413 with DHT, PEX, trackers and port mapping off, and extra.
+// lan's address, port 51413, with DHT, PEX, uTP, trackers and port mapping
+// off; the "key = value" lines of extra add to those or replace them.
 func lanTorrentNode(t *testing.T, lan *testnet.LAN, extra ...string) *testnet.Node {
 	t.Helper()
-	n := testnet.Start(t, testnet.Options{Netns: lan.NS[0], Plugins: map[string]string{"torrent": fmt.Sprintf(`listen_host = %q
-listen_port = 51413
-dht = false
-pex = false
-trackers = false
-port_mapping = false
-%s`, lan.IP[0], strings.Join(extra, "\n"))}})
+	table := slices.Clone(extra)
+	for _, line := range []string{fmt.Sprintf("listen_host = %q", lan.IP[0]), "listen_port = 51413",
+		"dht = false", "pex = false", "utp = false", "trackers = false", "port_mapping = false"} {
+		key, _, _ := strings.Cut(line, " =")
+		if !slices.ContainsFunc(extra, func(e string) bool { return strings.HasPrefix(e, key+" =") }) {
+			table = append(table, line)
+		}
+	}
+	n := testnet.Start(t, testnet.Options{Netns: lan.NS[0], Plugins: map[string]string{"torrent": strings.Join(table, "\n")}})
 	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
 	return n
 }

@@ -30,7 +30,7 @@ import (
 func TestQBittorrentBothWays(t *testing.T) {
 	testnet.NeedTools(t, "qbittorrent-nox", "transmission-create")
 	lan := testnet.NewLAN(t)
-	n := lanTorrentNode(t, lan, "utp = false")
+	n := lanTorrentNode(t, lan)
 	qb := startQBittorrent(t, lan, 1, qbTCP)
 
 	// qBittorrent downloads from the node.
@@ -56,7 +56,7 @@ func TestQBittorrentBothWays(t *testing.T) {
 func TestQBittorrentMagnetLinksBothWays(t *testing.T) {
 	testnet.NeedTools(t, "qbittorrent-nox", "transmission-create")
 	lan := testnet.NewLAN(t)
-	n := lanTorrentNode(t, lan, "utp = false")
+	n := lanTorrentNode(t, lan)
 	qb := startQBittorrent(t, lan, 1, qbTCP)
 
 	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
@@ -89,7 +89,7 @@ var mixtape = map[string]int{"mixtape/side a.flac": 3<<20 + 11, "mixtape/side b.
 func TestNodeKeepsTryingANamedPeer(t *testing.T) {
 	testnet.NeedTools(t, "qbittorrent-nox", "transmission-create")
 	lan := testnet.NewLAN(t)
-	n := lanTorrentNode(t, lan, "utp = false")
+	n := lanTorrentNode(t, lan)
 	src := t.TempDir()
 	sums := makeFiles(t, src, mixtape)
 	file := makeTorrent(t, nil, filepath.Join(src, "mixtape"))

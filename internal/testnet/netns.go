@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,8 +22,9 @@ import (
 // addresses in 10.77.0.0/24 and the multicast range routed onto the link.
 // What is sent inside it, multicast included, stays inside it.
 type LAN struct {
-	NS [2]string // namespace names
-	IP [2]string // each machine's address
+	NS  [2]string // namespace names
+	IP  [2]string // each machine's address
+	Dev [2]string // each machine's end of the link
 }
 
 // NewLAN makes the two namespaces and removes them when the test ends.
@@ -33,8 +35,8 @@ func NewLAN(t testing.TB) *LAN {
 	var b [3]byte
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
-	l := &LAN{NS: [2]string{"vecA" + id, "vecB" + id}, IP: [2]string{"10.77.0.1", "10.77.0.2"}}
-	dev := [2]string{"va" + id, "vb" + id}
+	l := &LAN{NS: [2]string{"vecA" + id, "vecB" + id}, IP: [2]string{"10.77.0.1", "10.77.0.2"}, Dev: [2]string{"va" + id, "vb" + id}}
+	dev := l.Dev
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -54,6 +56,30 @@ func NewLAN(t testing.TB) *LAN {
 		run("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev[i])
 	}
 	return l
+}
+
+// DropIPv4 takes the IPv4 addresses off the link, leaving the IPv6
+// link-local addresses every interface has: a network with IPv6 alone.
+// It returns once those addresses are usable (duplicate address detection
+// over: a program started before would not see them). IP is empty after.
+func (l *LAN) DropIPv4(t testing.TB) {
+	t.Helper()
+	for i, ns := range l.NS {
+		if out, err := exec.Command("ip", "-n", ns, "-4", "addr", "flush", "dev", l.Dev[i]).CombinedOutput(); err != nil {
+			t.Fatalf("ip -n %s -4 addr flush dev %s: %v %s", ns, l.Dev[i], err, out)
+		}
+		l.IP[i] = ""
+		var out []byte
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			out, _ = exec.Command("ip", "-n", ns, "-6", "addr", "show", "dev", l.Dev[i], "scope", "link").CombinedOutput()
+			if strings.Contains(string(out), "fe80::") && !strings.Contains(string(out), "tentative") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no usable IPv6 link-local address on %s in %s:\n%s", l.Dev[i], ns, out)
+			}
+		}
+	}
 }
 
 // Command is name run inside namespace i.
