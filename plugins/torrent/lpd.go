@@ -202,8 +202,8 @@ func startLPD(port func() int, found func(string, netip.AddrPort) bool, log *slo
 
 // join joins the groups on every interface up, with multicast, that is
 // not loopback and not joined yet: a Wi-Fi that comes up later is joined
-// then, and an interface is joined for IPv4 once it has an IPv4 address.
-// It lists the interfaces once a minute at most.
+// then, and a join that failed is tried again. It lists the interfaces
+// once a minute at most.
 func (l *lpd) join(now time.Time) []net.Interface {
 	l.mu.Lock()
 	defer l.mu.Unlock()
