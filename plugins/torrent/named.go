@@ -2,7 +2,6 @@ package torrent
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
@@ -55,11 +54,7 @@ func (it *item) retryNamed(now time.Time) {
 	connected := map[netip.Addr]bool{}
 	for _, c := range it.t.PeerConns() {
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr.String()); err == nil {
-			connected[ap.Addr().Unmap()] = true
-		} else if host, _, err := net.SplitHostPort(c.RemoteAddr.String()); err == nil {
-			if a, err := netip.ParseAddr(host); err == nil {
-				connected[a.Unmap()] = true
-			}
+			connected[bareAddr(ap.Addr())] = true
 		}
 	}
 	idle := it.held() || it.rec.Finished
@@ -68,7 +63,7 @@ func (it *item) retryNamed(now time.Time) {
 		switch {
 		case now.Sub(p.since) > namedFor:
 			delete(it.named, addr)
-		case idle || connected[addr.Addr().Unmap()] || now.Sub(p.tried) < namedRetry:
+		case idle || connected[bareAddr(addr.Addr())] || now.Sub(p.tried) < namedRetry:
 		default:
 			p.tried = now
 			again = append(again, torrent.PeerInfo{Addr: addr, Trusted: true})
@@ -78,3 +73,7 @@ func (it *item) retryNamed(now time.Time) {
 		it.t.AddPeers(again)
 	}
 }
+
+// bareAddr is a without its IPv4-in-IPv6 form or zone: how two addresses
+// of one peer compare.
+func bareAddr(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
