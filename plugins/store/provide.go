@@ -78,6 +78,7 @@ func (p *provider) round(ctx context.Context) time.Duration {
 		slog.Error("list pins", "err", err)
 		return provideRetry
 	}
+	p.forgetUnpinned(pins)
 	every := p.s.cfg.ReprovideInterval
 	next := every
 	for _, pn := range pins {
@@ -106,6 +107,22 @@ func (p *provider) round(ctx context.Context) time.Duration {
 		}
 	}
 	return next
+}
+
+// forgetUnpinned drops the announcement times of roots no longer pinned:
+// a box that pins and unpins for years must not keep one for each.
+func (p *provider) forgetUnpinned(pins []pin) {
+	pinned := make(map[string]bool, len(pins))
+	for _, pn := range pins {
+		pinned[pn.Root] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for root := range p.last {
+		if !pinned[root] {
+			delete(p.last, root)
+		}
+	}
 }
 
 // find looks up on the DHT the nodes that announce one of keys, in order,
