@@ -777,6 +777,15 @@ func (c *chat) expire(now time.Time) {
 	for _, r := range c.rooms {
 		if forgot := r.forgetSeen(oldest); len(forgot) > 0 {
 			c.db.write(deleteSeen(r.name, forgot))
+			// Nor does the author speak in the room any more, as far
+			// as rooms_per_client goes: a relay that runs for years
+			// keeps no trace of each author it ever carried.
+			for _, a := range forgot {
+				delete(c.authorRooms[a], r.name)
+				if len(c.authorRooms[a]) == 0 {
+					delete(c.authorRooms, a)
+				}
+			}
 		}
 		i := sort.Search(len(r.entries), func(i int) bool { return r.entries[i].Received >= oldest })
 		if i == 0 {

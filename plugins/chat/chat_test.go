@@ -165,6 +165,31 @@ func TestPostAllJudgesEachMessage(t *testing.T) {
 	}
 }
 
+// An author whose messages have all aged out of a room no longer counts
+// as speaking in it, and a node that has run for long keeps nothing of
+// authors long silent.
+func TestSilentAuthorsAreForgotten(t *testing.T) {
+	c, d := testChat(t, `history_age = "1h"`)
+	defer d.close()
+	now := time.Now()
+	r := c.roomLocked("lobby")
+	r.joined = true
+	if v := c.receive(r)(signer(t, now)(1, "hello"), now); v != sdk.Accept {
+		t.Fatalf("message: %v", v)
+	}
+	if len(c.authorRooms) != 1 {
+		t.Fatalf("authors speaking: %d, want 1", len(c.authorRooms))
+	}
+	c.expire(now.Add(30 * time.Minute))
+	if len(c.authorRooms) != 1 {
+		t.Errorf("an author forgotten within the history's age")
+	}
+	c.expire(now.Add(61 * time.Minute))
+	if len(c.authorRooms) != 0 || len(r.lastSeq) != 0 {
+		t.Errorf("after the history's age: %d authors speaking, %d last messages kept, want none", len(c.authorRooms), len(r.lastSeq))
+	}
+}
+
 // benchRoom is a chat with the room lobby joined, as if subscribed (there
 // is no router here), and an author to sign messages in it.
 func benchRoom(b *testing.B, table string) (*chat, *room, func(seq uint64, text string) []byte) {
