@@ -33,6 +33,9 @@ go test -run '^$' -bench 'BenchmarkChatThreeNodes' -benchtime 1x -count 3 -v ./i
 	grep -v '^=== RUN'
 go test -run '^$' -bench 'BenchmarkChatMemory' -benchtime 1x -v ./integration/ |
 	grep -v '^=== RUN'
+# What one node spends on a message: checking one, reading a page of 200,
+# taking a bundle of 16 from the network.
+go test -run '^$' -bench 'BenchmarkParseRoom|BenchmarkReadPage|BenchmarkReceiveBundle' -count 3 ./plugins/chat/...
 
 # Storage (issue 6): the same 1 GiB file added to Vecino and to kubo v0.40.1
 # and read back, throughput and peak RSS of the store plugin and of kubo.
