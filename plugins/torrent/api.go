@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/vecino/vecino/internal/httpjson"
 	"github.com/vecino/vecino/sdk"
@@ -128,18 +127,14 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			httpjson.Error(w, http.StatusBadRequest, err)
 			return
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		it, ok := s.torrents[strings.ToLower(r.PathValue("ih"))]
-		if !ok {
-			httpjson.Error(w, http.StatusNotFound, fmt.Errorf("no torrent %s", r.PathValue("ih")))
-			return
-		}
-		if err := it.namePeer(p, time.Now()); err != nil {
+		switch err := s.namePeer(strings.ToLower(r.PathValue("ih")), p); {
+		case errors.Is(err, errNoTorrent):
+			httpjson.Error(w, http.StatusNotFound, err)
+		case err != nil:
 			httpjson.Error(w, http.StatusTooManyRequests, err)
-			return
+		default:
+			httpjson.Write(w, http.StatusAccepted, map[string]string{"peer": p.String()})
 		}
-		httpjson.Write(w, http.StatusAccepted, map[string]string{"peer": p.String()})
 	})
 	mux.HandleFunc("POST /create", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {

@@ -1,6 +1,7 @@
 package torrent
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -25,6 +26,21 @@ type namedPeer struct {
 	addr  netip.AddrPort
 	since time.Time // when it was last named
 	tried time.Time // when it was last handed to the engine
+}
+
+// errNoTorrent is the error for an info hash the node does not carry.
+var errNoTorrent = errors.New("no torrent")
+
+// namePeer records p, named by the user for torrent ih, and hands it to
+// the engine.
+func (s *seedbox) namePeer(ih string, p netip.AddrPort) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.torrents[ih]
+	if !ok {
+		return fmt.Errorf("%w %s", errNoTorrent, ih)
+	}
+	return it.namePeer(p, time.Now())
 }
 
 // namePeer records p, named by the user, and hands it to the engine. The
