@@ -21,9 +21,9 @@ const (
 	maxNamed   = 32 // per torrent
 )
 
-// namedPeer is a peer a user named for a torrent.
+// namedPeer is a peer a user named for a torrent; its address is its key
+// in item.named.
 type namedPeer struct {
-	addr  netip.AddrPort
 	since time.Time // when it was last named
 	tried time.Time // when it was last handed to the engine
 }
@@ -52,7 +52,7 @@ func (it *item) namePeer(p netip.AddrPort, now time.Time) error {
 	if _, ok := it.named[p]; !ok && len(it.named) >= maxNamed {
 		return fmt.Errorf("%d peers are named for this torrent already, the most it keeps trying (each for %s)", maxNamed, namedFor)
 	}
-	it.named[p] = &namedPeer{addr: p, since: now, tried: now}
+	it.named[p] = &namedPeer{since: now, tried: now}
 	it.t.AddPeers([]torrent.PeerInfo{{Addr: p, Trusted: true}})
 	return nil
 }
