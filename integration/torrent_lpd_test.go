@@ -86,23 +86,13 @@ func TestLocalPeerDiscoveryWithAria2(t *testing.T) {
 
 // TestLocalPeerDiscoveryWithQBittorrent: qBittorrent (libtorrent's BEP 14,
 // which adds a cookie to its announces) on the other machine of the LAN,
-// with discovery on and no tracker, DHT or PEX. The node seeds "album" and
-// announces it once, before qBittorrent has it; qBittorrent, given the
-// .torrent, announces it; the node hears that, dials it, and qBittorrent
-// downloads every file whole.
+// with discovery on and no tracker, DHT or PEX, finds the node's torrent
+// by the node hearing its announce (qbittorrentFindsAlbum).
 func TestLocalPeerDiscoveryWithQBittorrent(t *testing.T) {
 	testnet.NeedTools(t, "qbittorrent-nox")
 	lan := testnet.NewLAN(t)
 	n, lpd := lpdNode(t, lan)
-	qb := startQBittorrent(t, lan, 1, qbTCPWithLPD)
-	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
-	v := createTorrent(t, n, "album")
-	lpd.wait("announces_sent", 0)
-	heard := lpd.count("announces_heard")
-	qb.add(torrentFileOf(t, n, v.InfoHash))
-	lpd.wait("announces_heard", heard)
-	qb.wait(v.InfoHash, "downloaded", 2*time.Minute)
-	checkFiles(t, "qbittorrent", qb.dir, sums)
+	qbittorrentFindsAlbum(t, lan, n, lpd)
 	if found := lpd.count("peers_found"); found < 1 {
 		t.Errorf("the node found no peer in qBittorrent's announces: %v", lpd.status())
 	}
@@ -117,18 +107,27 @@ func TestLocalPeerDiscoveryOverIPv6WithQBittorrent(t *testing.T) {
 	lan := testnet.NewLAN(t)
 	lan.DropIPv4(t)
 	n := lanTorrentNode(t, lan, `listen_host = ""`, "local_peer_discovery = true")
-	lpd := lpdStatus{t, n}
+	qbittorrentFindsAlbum(t, lan, n, lpdStatus{t, n})
+	if !strings.Contains(n.Log(), "local peer found") || !strings.Contains(n.Log(), "peer=[fe80::") {
+		t.Errorf("the node did not find qBittorrent at an IPv6 link-local address:\n%s", n.Log())
+	}
+}
+
+// qbittorrentFindsAlbum: the node seeds "album" and announces it once,
+// before qBittorrent (discovery on, machine 1 of lan) has it; qBittorrent,
+// given the .torrent, announces it; the node hears that and dials it, and
+// qBittorrent downloads every file whole.
+func qbittorrentFindsAlbum(t *testing.T, lan *testnet.LAN, n *testnet.Node, lpd lpdStatus) {
+	t.Helper()
 	qb := startQBittorrent(t, lan, 1, qbTCPWithLPD)
 	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
 	v := createTorrent(t, n, "album")
+	lpd.wait("announces_sent", 0)
 	heard := lpd.count("announces_heard")
 	qb.add(torrentFileOf(t, n, v.InfoHash))
 	lpd.wait("announces_heard", heard)
 	qb.wait(v.InfoHash, "downloaded", 2*time.Minute)
 	checkFiles(t, "qbittorrent", qb.dir, sums)
-	if !strings.Contains(n.Log(), "local peer found") || !strings.Contains(n.Log(), "peer=[fe80::") {
-		t.Errorf("the node did not find qBittorrent at an IPv6 link-local address:\n%s", n.Log())
-	}
 }
 
 // lpdNode starts a node on machine 0 of lan with local peer discovery on,

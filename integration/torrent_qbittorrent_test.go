@@ -34,7 +34,7 @@ func TestQBittorrentBothWays(t *testing.T) {
 	qb := startQBittorrent(t, lan, 1, qbTCP)
 
 	// qBittorrent downloads from the node.
-	v, sums := qb.fetchAlbum(n, lan.IP[0]+":51413")
+	v, sums := qb.fetchAlbum(n, lan.IP[0]+":51413", false)
 	qb.wait(v.InfoHash, "downloaded", 2*time.Minute)
 	checkFiles(t, "qbittorrent", qb.dir, sums)
 	if up := vecinoTorrent(t, n, v.InfoHash); up.Uploaded < v.Size {
@@ -59,11 +59,7 @@ func TestQBittorrentMagnetLinksBothWays(t *testing.T) {
 	n := lanTorrentNode(t, lan)
 	qb := startQBittorrent(t, lan, 1, qbTCP)
 
-	sums := makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
-	v := createTorrent(t, n, "album")
-	qb.form("torrents/add", url.Values{"urls": {v.Magnet}, "savepath": {qb.dir}})
-	qb.wait(v.InfoHash, "added", 30*time.Second)
-	qb.form("torrents/addPeers", url.Values{"hashes": {v.InfoHash}, "peers": {lan.IP[0] + ":51413"}})
+	v, sums := qb.fetchAlbum(n, lan.IP[0]+":51413", true)
 	qb.wait(v.InfoHash, "downloaded", 2*time.Minute)
 	checkFiles(t, "qbittorrent", qb.dir, sums)
 
@@ -122,7 +118,7 @@ func TestQBittorrentOverUTPEncrypted(t *testing.T) {
 	lan := testnet.NewLAN(t)
 	n := lanTorrentNode(t, lan, "utp = true", `encryption = "require"`)
 	qb := startQBittorrent(t, lan, 1, qbUTPEncrypted)
-	v, sums := qb.fetchAlbum(n, lan.IP[0]+":51413")
+	v, sums := qb.fetchAlbum(n, lan.IP[0]+":51413", false)
 	// How the node is connected, once the handshake is done: μTP, and E
 	// (encrypted traffic) among the flags.
 	var how string
@@ -235,13 +231,18 @@ func (qb *qbittorrent) form(path string, v url.Values) []byte {
 }
 
 // fetchAlbum has the node make a torrent of a multi-file folder and seed
-// it, and qBittorrent add it and dial the node, at nodeAddr, for it. It
-// returns the torrent and its files' sums.
-func (qb *qbittorrent) fetchAlbum(n *testnet.Node, nodeAddr string) (torrentView, map[string]string) {
+// it, and qBittorrent add it, from its .torrent or with byMagnet from its
+// magnet link alone, and dial the node, at nodeAddr, for it. It returns the
+// torrent and its files' sums.
+func (qb *qbittorrent) fetchAlbum(n *testnet.Node, nodeAddr string, byMagnet bool) (torrentView, map[string]string) {
 	qb.t.Helper()
 	sums := makeFiles(qb.t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
 	v := createTorrent(qb.t, n, "album")
-	qb.add(torrentFileOf(qb.t, n, v.InfoHash))
+	if byMagnet {
+		qb.form("torrents/add", url.Values{"urls": {v.Magnet}, "savepath": {qb.dir}})
+	} else {
+		qb.add(torrentFileOf(qb.t, n, v.InfoHash))
+	}
 	qb.wait(v.InfoHash, "added", 30*time.Second)
 	qb.form("torrents/addPeers", url.Values{"hashes": {v.InfoHash}, "peers": {nodeAddr}})
 	return v, sums
