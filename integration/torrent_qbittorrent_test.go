@@ -306,7 +306,7 @@ func (qb *qbittorrent) wait(ih, want string, timeout time.Duration) {
 // waitServing polls until it answers a BitTorrent handshake for torrent ih
 // with its own. Its Web API calls a torrent seeding once checked, a moment
 // before the engine takes peers for it; a peer that dials meanwhile is
-// reset, and the node, told of the peer once, would not dial again.
+// reset, and the node would try a named peer again only 20 s later.
 func (qb *qbittorrent) waitServing(ih string, timeout time.Duration) {
 	qb.t.Helper()
 	hash, _ := hex.DecodeString(ih)
