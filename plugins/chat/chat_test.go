@@ -169,12 +169,9 @@ func TestPostAllJudgesEachMessage(t *testing.T) {
 // as speaking in it, and a node that has run for long keeps nothing of
 // authors long silent.
 func TestSilentAuthorsAreForgotten(t *testing.T) {
-	c, d := testChat(t, `history_age = "1h"`)
-	defer d.close()
+	c, r, sign := joinedRoom(t, `history_age = "1h"`)
 	now := time.Now()
-	r := c.roomLocked("lobby")
-	r.joined = true
-	if v := c.receive(r)(signer(t, now)(1, "hello"), now); v != sdk.Accept {
+	if v := c.receive(r)(sign(1, "hello"), now); v != sdk.Accept {
 		t.Fatalf("message: %v", v)
 	}
 	if len(c.authorRooms) != 1 {
@@ -190,21 +187,21 @@ func TestSilentAuthorsAreForgotten(t *testing.T) {
 	}
 }
 
-// benchRoom is a chat with the room lobby joined, as if subscribed (there
-// is no router here), and an author to sign messages in it.
-func benchRoom(b *testing.B, table string) (*chat, *room, func(seq uint64, text string) []byte) {
-	c, d := testChat(b, table)
-	b.Cleanup(func() { d.close() })
+// joinedRoom is a chat with the room lobby joined, as if subscribed (there
+// is no router here), and an author to sign messages in it, written now.
+func joinedRoom(tb testing.TB, table string) (*chat, *room, func(seq uint64, text string) []byte) {
+	c, d := testChat(tb, table)
+	tb.Cleanup(func() { d.close() })
 	r := c.roomLocked("lobby")
 	r.joined = true
-	return c, r, signer(b, time.Now())
+	return c, r, signer(tb, time.Now())
 }
 
 // BenchmarkReadPage: what a client's read of a page of 200 1 KiB messages
 // costs the node. A room's readers each read every message, so this is the
 // cost that grows with the clients of a busy room.
 func BenchmarkReadPage(b *testing.B) {
-	c, r, sign := benchRoom(b, "history = 1000\nrate = 1000.0\nburst = 1000")
+	c, r, sign := joinedRoom(b, "history = 1000\nrate = 1000.0\nburst = 1000")
 	now := time.Now()
 	for i := range 200 {
 		if v := c.receive(r)(sign(uint64(i+1), strings.Repeat("x", 1000)), now); v != sdk.Accept {
@@ -247,7 +244,7 @@ func (d *discard) Write(b []byte) (int, error) {
 // loop does. Reported per message.
 func BenchmarkReceiveBundle(b *testing.B) {
 	const perBundle = 16
-	c, r, sign := benchRoom(b, "history = 1000\nrate = 1000000.0\nburst = 1000000")
+	c, r, sign := joinedRoom(b, "history = 1000\nrate = 1000000.0\nburst = 1000000")
 	d := c.db
 	text := strings.Repeat("x", 1000)
 	bundles := make([][]byte, 256)
