@@ -12,6 +12,9 @@ echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  commit: $(git rev-parse --short HEAD 
 go test -run '^$' -bench BenchmarkStreamBridgedVsDirect -benchtime 3x ./router/internal/hostapi/
 go test -run '^$' -bench 'Benchmark(IdleMemory|KillToServing)' -benchtime 5x -v ./integration/ |
 	grep -v '^=== RUN'
+# What a key the node provides keeps on the heap: kad-dht's default map
+# against the records file the router gives it.
+go test -run '^$' -bench BenchmarkProviderRecordHeap -benchtime 1x -count 2 ./router/internal/dhtstore/
 
 # The gokrazy image (issue 3): boot under QEMU (TCG) to all plugins running,
 # memory in use in the VM, sizes.

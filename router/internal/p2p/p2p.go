@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p-kad-dht/dual"
@@ -29,6 +32,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/vecino/vecino/config"
+	"github.com/vecino/vecino/router/internal/dhtstore"
 )
 
 // Node is the router's libp2p host and the services on it.
@@ -46,6 +50,7 @@ type Node struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	mdns      mdns.Service
+	records   *dhtstore.Store // the DHT's, nil without one
 
 	mu       sync.Mutex
 	topics   map[string]*topicRef
@@ -136,11 +141,18 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 		opts = append(opts, libp2p.EnableHolePunching())
 	}
 	if cfg.DHT != "off" {
+		// The records the DHT keeps (what this node provides, what others
+		// ask it to hold) live on disk, not on the heap; see dhtstore.
+		if n.records, err = dhtstore.Open(filepath.Join(stateDir, "dht.db"), log); err != nil {
+			return nil, err
+		}
 		mode := map[string]dht.ModeOpt{"auto": dht.ModeAuto, "server": dht.ModeServer, "client": dht.ModeClient}[cfg.DHT]
 		dopts := []dual.Option{
 			dual.DHTOption(dht.Mode(mode), dht.BootstrapPeers(n.bootstrap...)),
 			// The public bootstrap peers seed the public DHT only.
-			dual.WanDHTOption(dht.BootstrapPeers(dhtPeers...)),
+			dual.WanDHTOption(dht.BootstrapPeers(dhtPeers...),
+				dht.Datastore(namespace.Wrap(n.records, ds.NewKey("/wan")))),
+			dual.LanDHTOption(dht.Datastore(namespace.Wrap(n.records, ds.NewKey("/lan")))),
 		}
 		if loopbackOnly(cfg.Listen) {
 			// The LAN DHT leaves loopback addresses out of what it tells
@@ -157,6 +169,9 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 
 	h, err := libp2p.New(opts...)
 	if err != nil {
+		if n.records != nil {
+			n.records.Close()
+		}
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
 	n.Host = h
@@ -203,6 +218,9 @@ func (n *Node) Close() error {
 	}
 	if n.Host != nil {
 		errs = append(errs, n.Host.Close())
+	}
+	if n.records != nil {
+		errs = append(errs, n.records.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,229 @@
+package dhtstore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dsq "github.com/ipfs/go-datastore/query"
+	dssync "github.com/ipfs/go-datastore/sync"
+	dstest "github.com/ipfs/go-datastore/test"
+	"github.com/libp2p/go-libp2p-kad-dht/records"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/test"
+	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
+	mh "github.com/multiformats/go-multihash"
+)
+
+func openT(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// go-datastore's own conformance suite: gets, puts, queries with
+// prefixes, filters, orders, offsets and limits, batches.
+func TestDatastoreSuite(t *testing.T) {
+	s := openT(t, filepath.Join(t.TempDir(), "dht.db"))
+	defer s.Close()
+	// Its query combinations put thousands of keys one by one; without
+	// an fsync each they take seconds, not minutes.
+	s.db.NoSync = true
+	dstest.SubtestAll(t, s)
+}
+
+// kad-dht's record GC walks every provider record and deletes the
+// expired ones in batches while it walks, as new records come in. The
+// walk reads a page at a time, so it must pick up where it left off
+// across pages whose keys are gone, and stay under its prefix.
+func TestDeleteWhileQuerying(t *testing.T) {
+	ctx := t.Context()
+	s := openT(t, filepath.Join(t.TempDir(), "dht.db"))
+	defer s.Close()
+	const n = 5 * page
+	b, _ := s.Batch(ctx)
+	for i := range n {
+		b.Put(ctx, ds.NewKey(fmt.Sprintf("/providers/%05d", i)), make([]byte, 512))
+	}
+	b.Put(ctx, ds.NewKey("/providersx/not-under-the-prefix"), []byte("x"))
+	if err := b.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan int)
+	go func() {
+		res, err := s.Query(ctx, dsq.Query{Prefix: "/providers"})
+		if err != nil {
+			t.Error(err)
+		}
+		seen := 0
+		del, _ := s.Batch(ctx)
+		for r := range res.Next() {
+			if r.Error != nil {
+				t.Error(r.Error)
+			}
+			seen++
+			del.Delete(ctx, ds.RawKey(r.Key))
+			// Grow the file meanwhile, as new records arriving do.
+			s.Put(ctx, ds.NewKey(fmt.Sprintf("/other/%05d", seen)), make([]byte, 4096))
+			if seen%100 == 0 {
+				if err := del.Commit(ctx); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		if err := del.Commit(ctx); err != nil {
+			t.Error(err)
+		}
+		done <- seen
+	}()
+	select {
+	case seen := <-done:
+		if seen != n {
+			t.Fatalf("query walked %d records, want %d", seen, n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("query and deletes still running after 30 s: deadlocked")
+	}
+	left, err := s.Query(ctx, dsq.Query{Prefix: "/providers", KeysOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := left.Rest()
+	if len(rest) != 0 {
+		t.Fatalf("%d records left under /providers after deleting all, first %s", len(rest), rest[0].Key)
+	}
+	if ok, _ := s.Has(ctx, ds.NewKey("/providersx/not-under-the-prefix")); !ok {
+		t.Fatal("a key that only shares the prefix's letters was deleted")
+	}
+}
+
+// What a node provided is still answered for after it restarts.
+func TestProviderRecordsSurviveRestart(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "dht.db")
+	self, other := test.RandPeerIDFatal(t), test.RandPeerIDFatal(t)
+	key, _ := mh.Sum([]byte("a file the store provides"), mh.SHA2_256, -1)
+
+	providers := func(s *Store) *records.ProviderManager {
+		ps, err := pstoremem.NewPeerstore()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pm, err := records.NewProviderManager(self, ps, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pm
+	}
+	s := openT(t, path)
+	pm := providers(s)
+	for _, p := range []peer.ID{self, other} {
+		if err := pm.AddProvider(ctx, key, peer.AddrInfo{ID: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pm.Close() // flushes what it buffered
+	s.Close()
+
+	s = openT(t, path)
+	defer s.Close()
+	pm = providers(s)
+	defer pm.Close()
+	got, err := pm.GetProviders(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("after a restart, %d providers for the key, want 2 (%v)", len(got), got)
+	}
+}
+
+// A file bbolt cannot read does not keep the router from starting: it is
+// moved aside, kept for a look, and the node starts with no records.
+func TestUnreadableFileIsMovedAside(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dht.db")
+	junk := []byte("this is not a bbolt file, but it is long enough to be read as one's first page ")
+	for len(junk) < 8192 {
+		junk = append(junk, junk...)
+	}
+	if err := os.WriteFile(path, junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, path)
+	defer s.Close()
+	if err := s.Put(context.Background(), ds.NewKey("/a"), []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := os.ReadFile(path + ".bad")
+	if err != nil || string(kept) != string(junk) {
+		t.Fatalf("the unreadable file was not kept as %s.bad: %v", path, err)
+	}
+}
+
+// BenchmarkProviderRecordHeap is what each key a node provides keeps on
+// the heap, with kad-dht's default datastore (a map) and with this one:
+// the store plugin provides every file it adds, and a record lives 48
+// hours.
+func BenchmarkProviderRecordHeap(b *testing.B) {
+	const n = 20000
+	stores := []struct {
+		name string
+		open func(b *testing.B) ds.Batching
+	}{
+		{"map", func(*testing.B) ds.Batching { return dssync.MutexWrap(ds.NewMapDatastore()) }},
+		{"bolt", func(b *testing.B) ds.Batching {
+			s, err := Open(filepath.Join(b.TempDir(), "dht.db"), slog.New(slog.DiscardHandler))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			return s
+		}},
+	}
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	for _, st := range stores {
+		b.Run(st.name, func(b *testing.B) {
+			for range b.N {
+				store := st.open(b)
+				ps, err := pstoremem.NewPeerstore()
+				if err != nil {
+					b.Fatal(err)
+				}
+				self := test.RandPeerIDFatal(b)
+				pm, err := records.NewProviderManager(self, ps, store)
+				if err != nil {
+					b.Fatal(err)
+				}
+				before := heap()
+				start := time.Now()
+				for i := range n {
+					key, _ := mh.Sum(fmt.Appendf(nil, "file %d", i), mh.SHA2_256, -1)
+					if err := pm.AddProvider(b.Context(), key, peer.AddrInfo{ID: self}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				took := time.Since(start)
+				after := heap()
+				b.ReportMetric(float64(int64(after)-int64(before))/n, "heap-B/record")
+				b.ReportMetric(float64(took.Nanoseconds())/n, "ns/record")
+				pm.Close()
+			}
+		})
+	}
+}
