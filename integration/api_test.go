@@ -36,6 +36,42 @@ func TestChangesNeedTheToken(t *testing.T) {
 	n.WaitPlugin("chat", 20*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.Restarts == 1 })
 }
 
+// TestProfilesNeedTheSecret reads the router's heap profile and a
+// plugin's as an operator would, with go tool pprof: only with the secret,
+// and the plugin's from the plugin's own process.
+func TestProfilesNeedTheSecret(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": ""}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	for _, path := range []string{"/debug/pprof/heap", "/api/v1/plugins/chat/debug/pprof/heap"} {
+		code, body, err := n.Do("GET", path, nil, false)
+		if err != nil || code != http.StatusUnauthorized || !strings.Contains(string(body), "API password") {
+			t.Errorf("GET %s without the secret: %d %v %s", path, code, err, body)
+		}
+		code, body, err = n.Do("GET", path, nil, true)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("GET %s with the secret: %d %v %.200s", path, code, err, body)
+		}
+		file := filepath.Join(t.TempDir(), "heap.pprof")
+		if err := os.WriteFile(file, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("go", "tool", "pprof", "-top", file).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Type: inuse_space") {
+			t.Errorf("go tool pprof -top on %s: %v\n%s", path, err, out)
+		}
+	}
+	// The chat plugin's goroutines are in its profile, not the router's.
+	for path, want := range map[string]bool{"/debug/pprof/goroutine?debug=1": false, "/api/v1/plugins/chat/debug/pprof/goroutine?debug=1": true} {
+		code, body, err := n.Do("GET", path, nil, true)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("GET %s: %d %v", path, code, err)
+		}
+		if got := strings.Contains(string(body), "vecino/plugins/chat."); got != want {
+			t.Errorf("GET %s: chat plugin's functions in it: %v, want %v", path, got, want)
+		}
+	}
+}
+
 // TestMetricsArePrometheusText reads /metrics as a scraper would.
 func TestMetricsArePrometheusText(t *testing.T) {
 	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": ""}})

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/vecino/vecino/internal/profiles"
 	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
 )
 
@@ -109,9 +110,15 @@ func (s *pluginServer) Configure(ctx context.Context, req *pluginv1.ConfigureReq
 	case err != nil:
 		return nil, err
 	}
+	h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, strings.TrimSpace(string(noHTTP.Body)), http.StatusNotFound)
+	}))
 	if hp, ok := s.impl.(HTTPPlugin); ok {
-		s.http = hp.HTTPHandler()
+		h = hp.HTTPHandler()
 	}
+	// Every plugin serves its process's profiles to requests the router
+	// authenticated; see internal/profiles.
+	s.http = profiles.Handler(h, func(r *http.Request) bool { return r.Header.Get(AuthenticatedHeader) == "1" })
 	return &pluginv1.ConfigureResponse{}, nil
 }
 

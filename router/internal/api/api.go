@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vecino/vecino/internal/httpjson"
+	"github.com/vecino/vecino/internal/profiles"
 	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
 	"github.com/vecino/vecino/router/internal/hostapi"
 	"github.com/vecino/vecino/router/internal/p2p"
@@ -123,7 +124,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /api/v1/config", s.putConfig)
 	mux.HandleFunc("POST /api/v1/restart/{plugin}", s.restart)
 	mux.HandleFunc("/api/v1/plugins/{plugin}/{path...}", s.proxy)
-	return s.Auth.Guard(mux, s.publicPluginPath)
+	return s.Auth.Guard(profiles.Handler(mux, s.Auth.Check), s.publicPluginPath)
 }
 
 // publicPluginPath lets through, without the secret, writes to the paths a
