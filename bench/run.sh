@@ -47,7 +47,8 @@ go test -run '^$' -bench BenchmarkStoreAddGet1GiB -benchtime 2x -timeout 30m ./i
 go test -run '^$' -bench BenchmarkImport256MiB -benchtime 3x ./plugins/store/
 
 # The node left running under a steady mixed load (chat, store, torrent,
-# pages): PSS, open files, goroutines and live heap objects over time.
+# pages): PSS, live heap (from each process's profile), open files and
+# the router's goroutines over time.
 # VECINO_SOAK=1h for a long run; the default is 2 minutes.
 go test -run '^$' -bench BenchmarkSoak -benchtime 1x -timeout 3h -v ./integration/ |
 	grep -v '^=== RUN'

@@ -25,6 +25,27 @@ type soakSample struct {
 	pss, anon int64 // all, and of it anonymous (not the binary, not mapped files)
 	files     int
 	disk      int64 // the bytes its state directory takes on disk
+	heap      int64 // its live heap, right after a collection
+}
+
+// liveHeap is the live heap of the process whose profiles are at prefix
+// (the router's "", a plugin's "/api/v1/plugins/NAME"): the heap profile
+// asked for with gc=1 collects first, and its text form ends with the
+// runtime's figures.
+func liveHeap(t testing.TB, n *testnet.Node, prefix string) int64 {
+	code, body, err := n.Do("GET", prefix+"/debug/pprof/heap?gc=1&debug=1", nil, true)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("heap profile at %s: %d %v", prefix, code, err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("heap profile at %s has no HeapAlloc", prefix)
+	return 0
 }
 
 func sampleProcess(t testing.TB, pid int, dir string) soakSample {
@@ -200,19 +221,20 @@ func BenchmarkSoak(b *testing.B) {
 		})
 
 		time.Sleep(warmup)
-		// The router's goroutines and live heap objects, sampled alongside.
-		var goroutines, objects []float64
+		// The router's goroutines, sampled alongside.
+		var goroutines []float64
 		sample := func() (map[string]soakSample, int) {
 			s := map[string]soakSample{}
 			for name, pid := range pids {
-				dir := filepath.Join(n.State, "plugins", name)
+				dir, prefix := filepath.Join(n.State, "plugins", name), "/api/v1/plugins/"+name
 				if name == "router" {
-					dir = n.State // all of it, the plugins' too
+					dir, prefix = n.State, "" // all of the state, the plugins' too
 				}
-				s[name] = sampleProcess(b, pid, dir)
+				ps := sampleProcess(b, pid, dir)
+				ps.heap = liveHeap(b, n, prefix)
+				s[name] = ps
 			}
-			m := routerMetrics(b, n, "go_goroutines", "go_memstats_heap_objects")
-			goroutines, objects = append(goroutines, m[0]), append(objects, m[1])
+			goroutines = append(goroutines, routerMetrics(b, n, "go_goroutines")[0])
 			return s, int(goroutines[len(goroutines)-1])
 		}
 		// Six samples, the load's start to its end: growth that goes on
@@ -239,12 +261,13 @@ func BenchmarkSoak(b *testing.B) {
 			d := float64(l.pss-f.pss) / (1 << 20)
 			grew += d
 			late += float64(l.pss-mid[name].pss) / (1 << 20)
-			var line strings.Builder
+			var pss, heap strings.Builder
 			for _, s := range series {
-				fmt.Fprintf(&line, " %.1f", float64(s[name].pss)/(1<<20))
+				fmt.Fprintf(&pss, " %.1f", float64(s[name].pss)/(1<<20))
+				fmt.Fprintf(&heap, " %.1f", float64(s[name].heap)/(1<<20))
 			}
-			b.Logf("%-8s PSS MiB%s (%+.1f; anonymous %.1f -> %.1f); open files %d -> %d; state on disk %.1f -> %.1f MiB",
-				name, line.String(), d, float64(f.anon)/(1<<20), float64(l.anon)/(1<<20), f.files, l.files, float64(f.disk)/(1<<20), float64(l.disk)/(1<<20))
+			b.Logf("%-8s PSS MiB%s (%+.1f; anonymous %.1f -> %.1f); live heap MiB%s; open files %d -> %d; state on disk %.1f -> %.1f MiB",
+				name, pss.String(), d, float64(f.anon)/(1<<20), float64(l.anon)/(1<<20), heap.String(), f.files, l.files, float64(f.disk)/(1<<20), float64(l.disk)/(1<<20))
 		}
 		st := n.Status()
 		for _, name := range names[1:] {
@@ -252,7 +275,7 @@ func BenchmarkSoak(b *testing.B) {
 				b.Errorf("%s restarted during the soak: %+v", name, p)
 			}
 		}
-		b.Logf("router goroutines %v, live heap objects %v", goroutines, objects)
+		b.Logf("router goroutines %v", goroutines)
 		b.Logf("router goroutines %d -> %d; over %s: %d chat posts, %d long polls, %d store add/cat/unpin rounds, %d failures",
 			g0, g1, length, posts.Load(), reads.Load(), adds.Load(), failures.Load())
 		if failures.Load() > 0 {
