@@ -10,8 +10,8 @@
 // node that reboots still answers for what it provided.
 //
 // The records are soft state (their owners put them again before they
-// expire), so a file that cannot be opened is moved aside and a new one
-// started, rather than keeping the router from starting.
+// expire), so a damaged file is moved aside and a new one started, rather
+// than keeping the router from starting.
 package dhtstore
 
 import (
@@ -43,25 +43,34 @@ type Store struct {
 
 var _ ds.Batching = (*Store)(nil)
 
+// lockWait is how long Open waits for another process (a router still
+// stopping) to let go of the file.
+var lockWait = 5 * time.Second
+
 // Open opens the store at path, creating it if need be. A file bbolt
-// cannot open is renamed to path+".bad" and a new one started.
+// finds damaged is renamed to path+".bad" and a new one started; a file
+// another process holds is an error, not damage.
 func Open(path string, log *slog.Logger) (*Store, error) {
 	db, err := open(path)
-	if err != nil {
+	if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
 		bad := path + ".bad"
 		log.Warn("DHT records unreadable; starting with none", "path", path, "moved_to", bad, "err", err)
 		if rerr := os.Rename(path, bad); rerr != nil {
 			return nil, fmt.Errorf("open %s: %w (and moving it aside: %v)", path, err, rerr)
 		}
-		if db, err = open(path); err != nil {
-			return nil, err
-		}
+		db, err = open(path)
+	}
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: another process has it open after %s (is another router running on this state directory?)", path, lockWait)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return &Store{db: db}, nil
 }
 
 func open(path string) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

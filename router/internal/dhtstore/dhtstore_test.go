@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,6 +168,30 @@ func TestUnreadableFileIsMovedAside(t *testing.T) {
 	kept, err := os.ReadFile(path + ".bad")
 	if err != nil || string(kept) != string(junk) {
 		t.Fatalf("the unreadable file was not kept as %s.bad: %v", path, err)
+	}
+}
+
+// A file another process holds (a router still stopping, or a second
+// one started on the same state directory) is not damage: Open says so
+// and leaves the file be.
+func TestFileInUseIsNotMovedAside(t *testing.T) {
+	defer func(d time.Duration) { lockWait = d }(lockWait)
+	lockWait = 200 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "dht.db")
+	s := openT(t, path)
+	defer s.Close()
+	if err := s.Put(t.Context(), ds.NewKey("/kept"), []byte("yes")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(path, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "another router running") {
+		t.Fatalf("opening a file in use: %v, want an error that says another process has it", err)
+	}
+	if _, err := os.Stat(path + ".bad"); err == nil {
+		t.Fatal("a file in use was moved aside as damaged")
+	}
+	if v, err := s.Get(t.Context(), ds.NewKey("/kept")); err != nil || string(v) != "yes" {
+		t.Fatalf("the first store lost its record: %q %v", v, err)
 	}
 }
 
