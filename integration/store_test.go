@@ -597,6 +597,51 @@ func TestKuboAndVecinoFindEachOtherOnLanDHT(t *testing.T) {
 	}
 }
 
+// TestDHTRecordsSurviveARestart: a Vecino node serving the LAN DHT keeps
+// the provider records neighbours put on it across a restart, so an IPFS
+// node that asks it afterwards still learns who holds the content. kubo
+// k1 announces a file through node a alone; a restarts and k1 goes away;
+// a new kubo, told of a alone, finds k1 as the holder.
+func TestDHTRecordsSurviveARestart(t *testing.T) {
+	a := storeNode(t, "records-a", storeConf)
+	k1 := startKuboWith(t, kuboLanDHT...)
+	k1.run("swarm", "connect", a.TCPAddr())
+	path := filepath.Join(t.TempDir(), "kubo.bin")
+	randomFile(t, path, 64<<10+5)
+	root := k1.run("add", "-Q", "--cid-version=1", path)
+	// kubo adds a to its routing table a moment after connecting; until
+	// then it has nowhere to put the record.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		out, err := k1.try("routing", "provide", root)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubo could not announce %s through a: %s", root, out)
+		}
+	}
+	if out := vecinoCLI(t, a, true, "store", "providers", root); !strings.Contains(out, k1.ID) {
+		t.Fatalf("before the restart, a does not hold kubo's record for %s:\n%s", root, out)
+	}
+	k1.cmd.Process.Kill()
+	a.Stop()
+	a.Restart()
+	a.WaitPlugin("store", 30*time.Second, testnet.Running)
+
+	k2 := startKuboWith(t, kuboLanDHT...)
+	k2.run("swarm", "connect", a.TCPAddr())
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		out, _ = k2.try("routing", "findprovs", "--num-providers=1", root)
+		if strings.Contains(out, k1.ID) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a's restart, kubo's findprovs %s through a does not list the first kubo (%s):\n%s\n%s", root, k1.ID, out, a.Log())
+		}
+	}
+}
+
 // waitAnnounced waits until n has announced a root (root) on the DHT.
 func waitAnnounced(t testing.TB, n *testnet.Node, root string) {
 	t.Helper()
