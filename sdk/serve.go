@@ -111,7 +111,7 @@ func (s *pluginServer) Configure(ctx context.Context, req *pluginv1.ConfigureReq
 		return nil, err
 	}
 	h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, strings.TrimSpace(string(noHTTP.Body)), http.StatusNotFound)
+		http.Error(w, noHTTPText, http.StatusNotFound)
 	}))
 	if hp, ok := s.impl.(HTTPPlugin); ok {
 		h = hp.HTTPHandler()
@@ -178,7 +178,9 @@ func (s *pluginServer) handler() http.Handler {
 	return s.http
 }
 
-var noHTTP = &pluginv1.HTTPResponse{Status: http.StatusNotFound, Body: []byte("this plugin serves no HTTP API\n")}
+const noHTTPText = "this plugin serves no HTTP API"
+
+var noHTTP = &pluginv1.HTTPResponse{Status: http.StatusNotFound, Body: []byte(noHTTPText + "\n")}
 
 func (s *pluginServer) HTTP(ctx context.Context, req *pluginv1.HTTPRequest) (*pluginv1.HTTPResponse, error) {
 	h := s.handler()

@@ -202,10 +202,11 @@ type batch struct {
 func (s *Store) newBatch() *batch { return &batch{s: s} }
 
 func (b *batch) Put(_ context.Context, k ds.Key, value []byte) error {
-	b.ops = append(b.ops, op{key: k.Bytes(), value: bytes.Clone(value)})
-	if b.ops[len(b.ops)-1].value == nil {
-		b.ops[len(b.ops)-1].value = []byte{}
+	v := bytes.Clone(value)
+	if v == nil {
+		v = []byte{} // an empty value, not a delete
 	}
+	b.ops = append(b.ops, op{key: k.Bytes(), value: v})
 	return nil
 }
 
