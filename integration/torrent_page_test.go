@@ -39,6 +39,14 @@ func TestTorrentPageInChromium(t *testing.T) {
 	if href := wd.attr(row+" a.magnet", "href"); href != v.Magnet {
 		t.Errorf("the page links magnet %q, the API says %q", href, v.Magnet)
 	}
+	// The page refreshes every 2 s in place: a row's buttons stay the same
+	// elements, so one the user is pressing is not swapped for a copy
+	// under the pointer (and WebDriver's reference to it stays good).
+	before := wd.element(row + " button.verify")
+	time.Sleep(4500 * time.Millisecond)
+	if after := wd.element(row + " button.verify"); after != before {
+		t.Errorf("the row's Verify button was made anew by the page's refresh (element %s, then %s)", before, after)
+	}
 
 	// Adding needs the secret; the page says so, and adds once given it.
 	const wanted = "0123456789abcdef0123456789abcdef01234567"

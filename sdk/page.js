@@ -15,6 +15,34 @@ function failed(status, body) {
   if (status === 401) return 'The node wants its API password or token for that.';
   try { return JSON.parse(body).error || ('HTTP ' + status); } catch (e) { return 'HTTP ' + status; }
 }
+// keyed keeps one element in parent for each of items, in their order:
+// made by make the first time its key is seen, brought up to date by fill
+// on every call, removed when its item is gone. Elements that stay keep
+// their identity between refreshes, so a button the user is pressing is
+// not swapped for a copy under the pointer. Anything else in parent (an
+// empty-table hint) is removed.
+function keyed(parent, items, key, make, fill) {
+  const old = new Map();
+  for (const el of [...parent.children]) {
+    if (el.dataset.key !== undefined) old.set(el.dataset.key, el); else el.remove();
+  }
+  let prev = null;
+  for (const it of items) {
+    const k = key(it);
+    let el = old.get(k);
+    if (el) old.delete(k); else { el = make(it); el.dataset.key = k; }
+    fill(el, it);
+    const at = prev ? prev.nextSibling : parent.firstChild;
+    if (at !== el) parent.insertBefore(el, at);
+    prev = el;
+  }
+  for (const el of old.values()) el.remove();
+}
+// setText changes an element's or text node's text only if it differs.
+function setText(node, text) {
+  if (node.nodeType === Node.TEXT_NODE) { if (node.data !== text) node.data = text; }
+  else if (node.textContent !== text) node.textContent = text;
+}
 // emptyRow shows text across a table body that has no rows: what a new
 // user can do to fill it.
 function emptyRow(rows, text) {
