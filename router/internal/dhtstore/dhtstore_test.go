@@ -22,7 +22,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 )
 
-func openT(t *testing.T, path string) *Store {
+func openT(t testing.TB, path string) *Store {
 	t.Helper()
 	s, err := Open(path, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -207,10 +207,7 @@ func BenchmarkProviderRecordHeap(b *testing.B) {
 	}{
 		{"map", func(*testing.B) ds.Batching { return dssync.MutexWrap(ds.NewMapDatastore()) }},
 		{"bolt", func(b *testing.B) ds.Batching {
-			s, err := Open(filepath.Join(b.TempDir(), "dht.db"), slog.New(slog.DiscardHandler))
-			if err != nil {
-				b.Fatal(err)
-			}
+			s := openT(b, filepath.Join(b.TempDir(), "dht.db"))
 			b.Cleanup(func() { s.Close() })
 			return s
 		}},
