@@ -26,26 +26,31 @@ type soakSample struct {
 	files     int
 	disk      int64 // the bytes its state directory takes on disk
 	heap      int64 // its live heap, right after a collection
+	held      int64 // the heap memory the Go runtime holds from the system (HeapSys - HeapReleased)
 }
 
-// liveHeap is the live heap of the process whose profiles are at prefix
-// (the router's "", a plugin's "/api/v1/plugins/NAME"): the heap profile
-// asked for with gc=1 collects first, and its text form ends with the
-// runtime's figures.
-func liveHeap(t testing.TB, n *testnet.Node, prefix string) int64 {
+// heapFigures are the live heap and the heap memory held of the process
+// whose profiles are at prefix (the router's "", a plugin's
+// "/api/v1/plugins/NAME"): the heap profile asked for with gc=1 collects
+// first, and its text form ends with the runtime's figures.
+func heapFigures(t testing.TB, n *testnet.Node, prefix string) (live, held int64) {
 	code, body, err := n.Do("GET", prefix+"/debug/pprof/heap?gc=1&debug=1", nil, true)
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("heap profile at %s: %d %v", prefix, code, err)
 	}
+	figures := map[string]int64{}
 	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+		if name, v, ok := strings.Cut(strings.TrimPrefix(line, "# "), " = "); ok {
 			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-				return n
+				figures[name] = n
 			}
 		}
 	}
-	t.Fatalf("heap profile at %s has no HeapAlloc", prefix)
-	return 0
+	alloc, ok := figures["HeapAlloc"]
+	if !ok {
+		t.Fatalf("heap profile at %s has no HeapAlloc", prefix)
+	}
+	return alloc, figures["HeapSys"] - figures["HeapReleased"]
 }
 
 func sampleProcess(t testing.TB, pid int, dir string) soakSample {
@@ -231,7 +236,7 @@ func BenchmarkSoak(b *testing.B) {
 					dir, prefix = n.State, "" // all of the state, the plugins' too
 				}
 				ps := sampleProcess(b, pid, dir)
-				ps.heap = liveHeap(b, n, prefix)
+				ps.heap, ps.held = heapFigures(b, n, prefix)
 				s[name] = ps
 			}
 			goroutines = append(goroutines, routerMetrics(b, n, "go_goroutines")[0])
@@ -266,8 +271,9 @@ func BenchmarkSoak(b *testing.B) {
 				fmt.Fprintf(&pss, " %.1f", float64(s[name].pss)/(1<<20))
 				fmt.Fprintf(&heap, " %.1f", float64(s[name].heap)/(1<<20))
 			}
-			b.Logf("%-8s PSS MiB%s (%+.1f; anonymous %.1f -> %.1f); live heap MiB%s; open files %d -> %d; state on disk %.1f -> %.1f MiB",
-				name, pss.String(), d, float64(f.anon)/(1<<20), float64(l.anon)/(1<<20), heap.String(), f.files, l.files, float64(f.disk)/(1<<20), float64(l.disk)/(1<<20))
+			b.Logf("%-8s PSS MiB%s (%+.1f; anonymous %.1f -> %.1f); live heap MiB%s; heap held %.1f -> %.1f MiB; open files %d -> %d; state on disk %.1f -> %.1f MiB",
+				name, pss.String(), d, float64(f.anon)/(1<<20), float64(l.anon)/(1<<20), heap.String(), float64(f.held)/(1<<20), float64(l.held)/(1<<20),
+				f.files, l.files, float64(f.disk)/(1<<20), float64(l.disk)/(1<<20))
 		}
 		st := n.Status()
 		for _, name := range names[1:] {
