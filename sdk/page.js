@@ -15,22 +15,23 @@ function failed(status, body) {
   if (status === 401) return 'The node wants its API password or token for that.';
   try { return JSON.parse(body).error || ('HTTP ' + status); } catch (e) { return 'HTTP ' + status; }
 }
-// keyed keeps one element in parent for each of items, in their order:
-// made by make the first time its key is seen, brought up to date by fill
+// keyed keeps one element in parent for each of items, in their order,
+// named by its key in the data attribute attr (data-ATTR): made by make
+// the first time its key is seen, brought up to date by fill
 // on every call, removed when its item is gone. Elements that stay keep
 // their identity between refreshes, so a button the user is pressing is
 // not swapped for a copy under the pointer. Anything else in parent (an
 // empty-table hint) is removed.
-function keyed(parent, items, key, make, fill) {
+function keyed(parent, items, attr, key, make, fill) {
   const old = new Map();
   for (const el of [...parent.children]) {
-    if (el.dataset.key !== undefined) old.set(el.dataset.key, el); else el.remove();
+    if (el.dataset[attr] !== undefined) old.set(el.dataset[attr], el); else el.remove();
   }
   let prev = null;
   for (const it of items) {
-    const k = key(it);
+    const k = String(key(it));
     let el = old.get(k);
-    if (el) old.delete(k); else { el = make(it); el.dataset.key = k; }
+    if (el) old.delete(k); else { el = make(it); el.dataset[attr] = k; }
     fill(el, it);
     const at = prev ? prev.nextSibling : parent.firstChild;
     if (at !== el) parent.insertBefore(el, at);
