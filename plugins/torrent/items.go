@@ -455,9 +455,14 @@ func (s *seedbox) watchData(it *item) {
 		return
 	}
 	// What the engine counts as here may be all that shows the data was:
-	// a download can end, and its data go, between two looks.
-	_, done := it.wanted()
-	it.rec.Had = max(it.rec.Had, done)
+	// a download can end, and its data go, between two looks. But not
+	// while a verify runs: the engine counts pieces as here until they are
+	// hashed, so after a start that downloads gone data anew (Had 0) its
+	// stale count would hold the torrent again.
+	if !it.verifying {
+		_, done := it.wanted()
+		it.rec.Had = max(it.rec.Had, done)
+	}
 	if it.rec.Had == 0 {
 		return
 	}
