@@ -25,32 +25,50 @@ type soakSample struct {
 	pss, anon int64 // all, and of it anonymous (not the binary, not mapped files)
 	files     int
 	disk      int64 // the bytes its state directory takes on disk
-	heap      int64 // its live heap, right after a collection
-	held      int64 // the heap memory the Go runtime holds from the system (HeapSys - HeapReleased)
+	goMemory
 }
 
-// heapFigures are the live heap and the heap memory held of the process
-// whose profiles are at prefix (the router's "", a plugin's
-// "/api/v1/plugins/NAME"): the heap profile asked for with gc=1 collects
-// first, and its text form ends with the runtime's figures.
-func heapFigures(t testing.TB, n *testnet.Node, prefix string) (live, held int64) {
+// goMemory is what the Go runtime of a process says it holds.
+type goMemory struct {
+	heap   int64 // its live heap, right after a collection
+	held   int64 // the heap memory the runtime holds from the system (HeapSys - HeapReleased)
+	stacks int64 // goroutine stacks (StackSys)
+	all    int64 // all it holds from the system: heap, stacks, GC and other metadata (Sys - HeapReleased)
+}
+
+// heapFigures are the Go runtime's figures of the process whose profiles
+// are at prefix (the router's "", a plugin's "/api/v1/plugins/NAME"): the
+// heap profile asked for with gc=1 collects first, and its text form ends
+// with the runtime's figures.
+func heapFigures(t testing.TB, n *testnet.Node, prefix string) goMemory {
 	code, body, err := n.Do("GET", prefix+"/debug/pprof/heap?gc=1&debug=1", nil, true)
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("heap profile at %s: %d %v", prefix, code, err)
 	}
+	// "# HeapAlloc = 123", and for some "# Stack = 12 / 34" (in use / Sys).
 	figures := map[string]int64{}
 	for line := range strings.Lines(string(body)) {
 		if name, v, ok := strings.Cut(strings.TrimPrefix(line, "# "), " = "); ok {
+			if _, sys, ok := strings.Cut(v, " / "); ok {
+				name, v = name+"Sys", sys
+			}
 			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
 				figures[name] = n
 			}
 		}
 	}
-	alloc, ok := figures["HeapAlloc"]
-	if !ok {
-		t.Fatalf("heap profile at %s has no HeapAlloc", prefix)
+	for _, name := range []string{"HeapAlloc", "HeapSys", "HeapReleased", "StackSys", "Sys"} {
+		if _, ok := figures[name]; !ok {
+			t.Fatalf("heap profile at %s has no %s", prefix, name)
+		}
 	}
-	return alloc, figures["HeapSys"] - figures["HeapReleased"]
+	alloc := figures["HeapAlloc"]
+	return goMemory{
+		heap:   alloc,
+		held:   figures["HeapSys"] - figures["HeapReleased"],
+		stacks: figures["StackSys"],
+		all:    figures["Sys"] - figures["HeapReleased"],
+	}
 }
 
 func sampleProcess(t testing.TB, pid int, dir string) soakSample {
@@ -236,7 +254,7 @@ func BenchmarkSoak(b *testing.B) {
 					dir, prefix = n.State, "" // all of the state, the plugins' too
 				}
 				ps := sampleProcess(b, pid, dir)
-				ps.heap, ps.held = heapFigures(b, n, prefix)
+				ps.goMemory = heapFigures(b, n, prefix)
 				s[name] = ps
 			}
 			goroutines = append(goroutines, routerMetrics(b, n, "go_goroutines")[0])
@@ -271,8 +289,9 @@ func BenchmarkSoak(b *testing.B) {
 				fmt.Fprintf(&pss, " %.1f", float64(s[name].pss)/(1<<20))
 				fmt.Fprintf(&heap, " %.1f", float64(s[name].heap)/(1<<20))
 			}
-			b.Logf("%-8s PSS MiB%s (%+.1f; anonymous %.1f -> %.1f); live heap MiB%s; heap held %.1f -> %.1f MiB; open files %d -> %d; state on disk %.1f -> %.1f MiB",
-				name, pss.String(), d, float64(f.anon)/(1<<20), float64(l.anon)/(1<<20), heap.String(), float64(f.held)/(1<<20), float64(l.held)/(1<<20),
+			mib := func(a, b int64) string { return fmt.Sprintf("%.1f -> %.1f", float64(a)/(1<<20), float64(b)/(1<<20)) }
+			b.Logf("%-8s PSS MiB%s (%+.1f; anonymous %s); live heap MiB%s; heap held %s, stacks %s, all the Go runtime holds %s MiB; open files %d -> %d; state on disk %.1f -> %.1f MiB",
+				name, pss.String(), d, mib(f.anon, l.anon), heap.String(), mib(f.held, l.held), mib(f.stacks, l.stacks), mib(f.all, l.all),
 				f.files, l.files, float64(f.disk)/(1<<20), float64(l.disk)/(1<<20))
 		}
 		st := n.Status()
