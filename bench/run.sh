@@ -15,6 +15,9 @@ go test -run '^$' -bench 'Benchmark(IdleMemory|KillToServing)' -benchtime 5x -v 
 # What a key the node provides keeps on the heap: kad-dht's default map
 # against the records file the router gives it.
 go test -run '^$' -bench BenchmarkProviderRecordHeap -benchtime 1x -count 2 ./router/internal/dhtstore/
+# What the stream-socket token of a request, parked for every GET the
+# router proxies to a plugin, leaves on the heap once the request is over.
+go test -run '^$' -bench BenchmarkParkedTokenHeap -benchtime 3x ./router/internal/hostapi/
 
 # The gokrazy image (issue 3): boot under QEMU (TCG) to all plugins running,
 # memory in use in the VM, sizes.

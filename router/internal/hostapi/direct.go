@@ -38,10 +38,13 @@ type Direct struct {
 }
 
 // parked is what a token claims: attach gets the plugin's connection;
-// expire runs instead if nobody claims it in time (or at Close).
+// expire runs instead if nobody claims it in time (or at Close). timer
+// runs expire; it is stopped when the token is claimed or forgotten, or
+// the proxy's tokens (one per GET) would be kept for attachTimeout.
 type parked struct {
 	attach func(*net.UnixConn)
 	expire func()
+	timer  *time.Timer
 }
 
 // NewDirect listens on a fresh socket under the system's temporary
@@ -72,6 +75,7 @@ func (d *Direct) Close() error {
 	d.wg.Wait()
 	d.mu.Lock()
 	for tok, p := range d.pending {
+		p.timer.Stop()
 		p.expire()
 		delete(d.pending, tok)
 	}
@@ -92,10 +96,11 @@ func (d *Direct) Park(attach func(*net.UnixConn), expire func()) ([]byte, error)
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, err
 	}
+	p := &parked{attach: attach, expire: expire}
 	d.mu.Lock()
-	d.pending[tok] = &parked{attach: attach, expire: expire}
-	d.mu.Unlock()
-	time.AfterFunc(attachTimeout, func() {
+	defer d.mu.Unlock()
+	d.pending[tok] = p
+	p.timer = time.AfterFunc(attachTimeout, func() {
 		if p := d.claim(tok); p != nil {
 			p.expire()
 		}
@@ -114,7 +119,10 @@ func (d *Direct) claim(tok [tokenLen]byte) *parked {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p := d.pending[tok]
-	delete(d.pending, tok)
+	if p != nil {
+		p.timer.Stop()
+		delete(d.pending, tok)
+	}
 	return p
 }
 
