@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -49,4 +50,14 @@ func FreePort(t testing.TB) int {
 	}
 	t.Fatal("no new free port on 127.0.0.1 in 100 tries")
 	return 0
+}
+
+// LiveHeap is this process's heap in use after two collections: what is
+// still reachable, for benchmarks that report what a thing keeps.
+func LiveHeap() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

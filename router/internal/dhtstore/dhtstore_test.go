@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +19,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/test"
 	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
 	mh "github.com/multiformats/go-multihash"
+
+	"github.com/vecino/vecino/internal/testnet"
 )
 
 func openT(t testing.TB, path string) *Store {
@@ -212,13 +213,6 @@ func BenchmarkProviderRecordHeap(b *testing.B) {
 			return s
 		}},
 	}
-	heap := func() uint64 {
-		var m runtime.MemStats
-		runtime.GC()
-		runtime.GC()
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	for _, st := range stores {
 		b.Run(st.name, func(b *testing.B) {
 			for range b.N {
@@ -232,7 +226,7 @@ func BenchmarkProviderRecordHeap(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				before := heap()
+				before := testnet.LiveHeap()
 				start := time.Now()
 				for i := range n {
 					key, _ := mh.Sum(fmt.Appendf(nil, "file %d", i), mh.SHA2_256, -1)
@@ -241,7 +235,7 @@ func BenchmarkProviderRecordHeap(b *testing.B) {
 					}
 				}
 				took := time.Since(start)
-				after := heap()
+				after := testnet.LiveHeap()
 				b.ReportMetric(float64(int64(after)-int64(before))/n, "heap-B/record")
 				b.ReportMetric(float64(took.Nanoseconds())/n, "ns/record")
 				pm.Close()

@@ -4,9 +4,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 	"testing"
 
+	"github.com/vecino/vecino/internal/testnet"
 	"github.com/vecino/vecino/router/internal/hostapi"
 )
 
@@ -22,16 +22,9 @@ func BenchmarkParkedTokenHeap(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	heap := func() uint64 {
-		var m runtime.MemStats
-		runtime.GC()
-		runtime.GC()
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	var per float64
 	for range b.N {
-		before := heap()
+		before := testnet.LiveHeap()
 		for range n {
 			tok, err := d.Park(func(c *net.UnixConn) { c.Close() }, func() {})
 			if err != nil {
@@ -39,7 +32,7 @@ func BenchmarkParkedTokenHeap(b *testing.B) {
 			}
 			d.Forget(tok)
 		}
-		per = float64(int64(heap())-int64(before)) / n
+		per = float64(int64(testnet.LiveHeap())-int64(before)) / n
 	}
 	b.ReportMetric(per, "heap-B/forgotten-token")
 }
