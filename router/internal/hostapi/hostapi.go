@@ -57,7 +57,7 @@ type Server struct {
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
-	pending map[uint64]network.Stream
+	pending map[uint64]parkedStream
 	// verdicts waits for the plugin's answer to each message it validates.
 	verdicts map[uint64]chan pluginv1.Verdict
 }
@@ -69,7 +69,7 @@ func New(node *p2p.Node, plugin string, info *pluginv1.InfoResponse, dataDir str
 	return &Server{
 		node: node, plugin: plugin, protocols: info.Protocols, topics: info.Topics,
 		dataDir: dataDir, counters: counters, direct: direct, log: log,
-		pending: map[uint64]network.Stream{}, verdicts: map[uint64]chan pluginv1.Verdict{},
+		pending: map[uint64]parkedStream{}, verdicts: map[uint64]chan pluginv1.Verdict{},
 	}
 }
 
@@ -200,25 +200,36 @@ func (s *Server) HandleProtocol(req *pluginv1.HandleProtocolRequest, srv grpc.Se
 // attachTimeout is how long an announced stream waits for the plugin.
 const attachTimeout = 30 * time.Second
 
+// parkedStream is an incoming stream announced to a plugin; timer resets
+// it if the plugin has not taken it in time, and is stopped when it does,
+// so that a taken stream is not kept for attachTimeout.
+type parkedStream struct {
+	st    network.Stream
+	timer *time.Timer
+}
+
 func (s *Server) park(st network.Stream) uint64 {
 	id := s.nextID.Add(1)
 	s.mu.Lock()
-	s.pending[id] = st
-	s.mu.Unlock()
-	time.AfterFunc(attachTimeout, func() {
+	defer s.mu.Unlock()
+	s.pending[id] = parkedStream{st: st, timer: time.AfterFunc(attachTimeout, func() {
 		if st := s.take(id); st != nil {
 			st.Reset()
 		}
-	})
+	})}
 	return id
 }
 
 func (s *Server) take(id uint64) network.Stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.pending[id]
+	p, ok := s.pending[id]
+	if !ok {
+		return nil
+	}
+	p.timer.Stop()
 	delete(s.pending, id)
-	return st
+	return p.st
 }
 
 // Stream bridges one libp2p stream and one gRPC stream.
