@@ -24,6 +24,15 @@ type pin struct {
 	Added  time.Time `json:"added"`
 }
 
+// pinnedRoots is the set of pins' roots.
+func pinnedRoots(pins []pin) map[string]bool {
+	set := make(map[string]bool, len(pins))
+	for _, p := range pins {
+		set[p.Root] = true
+	}
+	return set
+}
+
 // pinDB is the pin set in a bbolt file: every change is a fsynced
 // transaction, so pins survive a kill -9 and a power cut.
 type pinDB struct{ db *bolt.DB }

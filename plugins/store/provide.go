@@ -112,10 +112,7 @@ func (p *provider) round(ctx context.Context) time.Duration {
 // forgetUnpinned drops the announcement times of roots no longer pinned:
 // a box that pins and unpins for years must not keep one for each.
 func (p *provider) forgetUnpinned(pins []pin) {
-	pinned := make(map[string]bool, len(pins))
-	for _, pn := range pins {
-		pinned[pn.Root] = true
-	}
+	pinned := pinnedRoots(pins)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for root := range p.last {

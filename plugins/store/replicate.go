@@ -158,10 +158,31 @@ func (r *replicator) round(ctx context.Context) {
 		}
 	}
 	r.publish(ctx, a)
+	r.forget(pins)
 	for _, p := range pins {
 		if p.Factor > 1 {
 			r.repair(ctx, p)
 			r.trim(p)
+		}
+	}
+}
+
+// forget drops what no longer steers a repair or a trim: when a peer was
+// asked for a root, once askBackoff is past, and since when a root no
+// longer pinned here was over its factor. A box that pins and unpins
+// files for years keeps only what concerns what it holds.
+func (r *replicator) forget(pins []pin) {
+	pinned := pinnedRoots(pins)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, when := range r.asked {
+		if time.Since(when) > askBackoff {
+			delete(r.asked, k)
+		}
+	}
+	for root := range r.over {
+		if !pinned[root] {
+			delete(r.over, root)
 		}
 	}
 }
@@ -315,6 +336,10 @@ func (r *replicator) repair(ctx context.Context, p pin) {
 		if id != p.Origin && r.live(ps) && !ps.roots[p.Root] && ps.free >= p.Size && time.Since(r.asked[p.Root+id]) > askBackoff {
 			cands = append(cands, id)
 		}
+	}
+	if len(cands) == 0 {
+		r.mu.Unlock()
+		return
 	}
 	byRank(p.Root, cands)
 	if len(cands) > need {
