@@ -48,6 +48,9 @@ go test -run '^$' -bench 'BenchmarkParseRoom|BenchmarkReadPage|BenchmarkReceiveB
 go test -run '^$' -bench BenchmarkStoreAddGet1GiB -benchtime 2x -timeout 30m ./integration/ |
 	grep -v '^=== RUN'
 go test -run '^$' -bench BenchmarkImport256MiB -benchtime 3x ./plugins/store/
+# What the store keeps on its heap per file added and unpinned (about 0).
+go test -run '^$' -bench BenchmarkStoreHeapPerFile -benchtime 1x -v ./integration/ |
+	grep -v '^=== RUN'
 
 # The node left running under a steady mixed load (chat, store, torrent,
 # pages): PSS, live heap (from each process's profile), open files and
