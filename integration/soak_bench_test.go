@@ -62,9 +62,8 @@ func heapFigures(t testing.TB, n *testnet.Node, prefix string) goMemory {
 			t.Fatalf("heap profile at %s has no %s", prefix, name)
 		}
 	}
-	alloc := figures["HeapAlloc"]
 	return goMemory{
-		heap:   alloc,
+		heap:   figures["HeapAlloc"],
 		held:   figures["HeapSys"] - figures["HeapReleased"],
 		stacks: figures["StackSys"],
 		all:    figures["Sys"] - figures["HeapReleased"],

@@ -29,12 +29,12 @@ func TestRepairWithNobodyToAskKeepsNothing(t *testing.T) {
 func TestReplicatorForgets(t *testing.T) {
 	r := newReplicator(&store{env: sdk.Env{NodeID: "self"}})
 	now := time.Now()
-	r.asked["kept"+"peer"] = now
+	r.asked["kept"+"peer"] = now // root+peer
 	r.asked["old"+"peer"] = now.Add(-askBackoff - time.Second)
 	r.over["kept"] = now
 	r.over["unpinned"] = now
 	r.forget([]pin{{Root: "kept"}})
-	if len(r.asked) != 1 || r.asked["keptpeer"] != now {
+	if len(r.asked) != 1 || r.asked["kept"+"peer"] != now {
 		t.Errorf("asked: %v, want the recent one only", r.asked)
 	}
 	if len(r.over) != 1 || r.over["kept"] != now {
