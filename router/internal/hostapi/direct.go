@@ -33,18 +33,14 @@ type Direct struct {
 	wg   sync.WaitGroup
 	done atomic.Bool
 
-	mu      sync.Mutex
-	pending map[[tokenLen]byte]*parked
+	pending *parking[[tokenLen]byte, parked]
 }
 
 // parked is what a token claims: attach gets the plugin's connection;
-// expire runs instead if nobody claims it in time (or at Close). timer
-// runs expire; it is stopped when the token is claimed or forgotten, or
-// the proxy's tokens (one per GET) would be kept for attachTimeout.
+// expire runs instead if nobody claims it in time (or at Close).
 type parked struct {
 	attach func(*net.UnixConn)
 	expire func()
-	timer  *time.Timer
 }
 
 // NewDirect listens on a fresh socket under the system's temporary
@@ -59,7 +55,7 @@ func NewDirect(log *slog.Logger) (*Direct, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("stream socket: %w", err)
 	}
-	d := &Direct{dir: dir, ln: ln, log: log, pending: map[[tokenLen]byte]*parked{}}
+	d := &Direct{dir: dir, ln: ln, log: log, pending: newParking[[tokenLen]byte](func(p parked) { p.expire() })}
 	d.wg.Add(1)
 	go d.serve()
 	return d, nil
@@ -73,13 +69,7 @@ func (d *Direct) Close() error {
 	d.done.Store(true)
 	err := d.ln.Close()
 	d.wg.Wait()
-	d.mu.Lock()
-	for tok, p := range d.pending {
-		p.timer.Stop()
-		p.expire()
-		delete(d.pending, tok)
-	}
-	d.mu.Unlock()
+	d.pending.expireAll()
 	os.RemoveAll(d.dir)
 	return err
 }
@@ -96,15 +86,7 @@ func (d *Direct) Park(attach func(*net.UnixConn), expire func()) ([]byte, error)
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, err
 	}
-	p := &parked{attach: attach, expire: expire}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.pending[tok] = p
-	p.timer = time.AfterFunc(attachTimeout, func() {
-		if p := d.claim(tok); p != nil {
-			p.expire()
-		}
-	})
+	d.pending.park(tok, parked{attach: attach, expire: expire})
 	return tok[:], nil
 }
 
@@ -112,18 +94,7 @@ func (d *Direct) Park(attach func(*net.UnixConn), expire func()) ([]byte, error)
 func (d *Direct) Forget(tok []byte) {
 	var t [tokenLen]byte
 	copy(t[:], tok)
-	d.claim(t)
-}
-
-func (d *Direct) claim(tok [tokenLen]byte) *parked {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p := d.pending[tok]
-	if p != nil {
-		p.timer.Stop()
-		delete(d.pending, tok)
-	}
-	return p
+	d.pending.take(t)
 }
 
 func (d *Direct) serve() {
@@ -148,8 +119,8 @@ func (d *Direct) handle(c *net.UnixConn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	p := d.claim(tok)
-	if p == nil {
+	p, ok := d.pending.take(tok)
+	if !ok {
 		d.log.Warn("stream socket: unknown or expired token")
 		c.Close()
 		return

@@ -56,8 +56,9 @@ type Server struct {
 	log       *slog.Logger
 
 	nextID  atomic.Uint64
-	mu      sync.Mutex
-	pending map[uint64]parkedStream
+	pending *parking[uint64, network.Stream]
+
+	mu sync.Mutex
 	// verdicts waits for the plugin's answer to each message it validates.
 	verdicts map[uint64]chan pluginv1.Verdict
 }
@@ -69,7 +70,7 @@ func New(node *p2p.Node, plugin string, info *pluginv1.InfoResponse, dataDir str
 	return &Server{
 		node: node, plugin: plugin, protocols: info.Protocols, topics: info.Topics,
 		dataDir: dataDir, counters: counters, direct: direct, log: log,
-		pending: map[uint64]parkedStream{}, verdicts: map[uint64]chan pluginv1.Verdict{},
+		pending: newParking[uint64](func(st network.Stream) { st.Reset() }), verdicts: map[uint64]chan pluginv1.Verdict{},
 	}
 }
 
@@ -181,55 +182,21 @@ func (s *Server) HandleProtocol(req *pluginv1.HandleProtocolRequest, srv grpc.Se
 		case <-ctx.Done():
 			return nil
 		case st := <-incoming:
-			id := s.park(st)
+			id := s.nextID.Add(1)
+			s.pending.park(id, st)
 			s.counters.StreamsIn.Add(1)
 			err := srv.Send(&pluginv1.IncomingStream{
 				StreamId: id, PeerId: st.Conn().RemotePeer().String(), Protocol: proto,
 				RemoteAddr: st.Conn().RemoteMultiaddr().String(),
 			})
 			if err != nil {
-				if st := s.take(id); st != nil {
+				if st, ok := s.pending.take(id); ok {
 					st.Reset()
 				}
 				return err
 			}
 		}
 	}
-}
-
-// attachTimeout is how long an announced stream waits for the plugin.
-const attachTimeout = 30 * time.Second
-
-// parkedStream is an incoming stream announced to a plugin; timer resets
-// it if the plugin has not taken it in time, and is stopped when it does,
-// so that a taken stream is not kept for attachTimeout.
-type parkedStream struct {
-	st    network.Stream
-	timer *time.Timer
-}
-
-func (s *Server) park(st network.Stream) uint64 {
-	id := s.nextID.Add(1)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pending[id] = parkedStream{st: st, timer: time.AfterFunc(attachTimeout, func() {
-		if st := s.take(id); st != nil {
-			st.Reset()
-		}
-	})}
-	return id
-}
-
-func (s *Server) take(id uint64) network.Stream {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.pending[id]
-	if !ok {
-		return nil
-	}
-	p.timer.Stop()
-	delete(s.pending, id)
-	return p.st
 }
 
 // Stream bridges one libp2p stream and one gRPC stream.
@@ -251,8 +218,8 @@ func (s *Server) Stream(srv grpc.BidiStreamingServer[pluginv1.StreamFrame, plugi
 		s.counters.StreamsOut.Add(1)
 		direct = f.Open.Direct
 	case *pluginv1.StreamFrame_Attach:
-		st = s.take(f.Attach.StreamId)
-		if st == nil {
+		var ok bool
+		if st, ok = s.pending.take(f.Attach.StreamId); !ok {
 			return status.Errorf(codes.NotFound, "stream %d is gone (claimed already, or not claimed within %s)", f.Attach.StreamId, attachTimeout)
 		}
 		direct = f.Attach.Direct

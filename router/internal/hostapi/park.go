@@ -1,0 +1,64 @@
+package hostapi
+
+import (
+	"sync"
+	"time"
+)
+
+// attachTimeout is how long a parked stream waits for its plugin.
+const attachTimeout = 30 * time.Second
+
+// parking holds values until someone takes them, for at most
+// attachTimeout; expire gets each value nobody took in time. Taking a
+// value stops its timer: the router parks one per proxied request, and a
+// running timer would keep each for the whole attachTimeout (the soak's
+// climb, bench/README.md).
+type parking[K comparable, V any] struct {
+	expire func(V)
+
+	mu    sync.Mutex
+	spots map[K]spot[V]
+}
+
+type spot[V any] struct {
+	v     V
+	timer *time.Timer
+}
+
+func newParking[K comparable, V any](expire func(V)) *parking[K, V] {
+	return &parking[K, V]{expire: expire, spots: map[K]spot[V]{}}
+}
+
+func (p *parking[K, V]) park(k K, v V) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.spots[k] = spot[V]{v: v, timer: time.AfterFunc(attachTimeout, func() {
+		if v, ok := p.take(k); ok {
+			p.expire(v)
+		}
+	})}
+}
+
+// take removes k's value and reports whether it was still there.
+func (p *parking[K, V]) take(k K) (V, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.spots[k]
+	if ok {
+		s.timer.Stop()
+		delete(p.spots, k)
+	}
+	return s.v, ok
+}
+
+// expireAll expires every value still parked.
+func (p *parking[K, V]) expireAll() {
+	p.mu.Lock()
+	spots := p.spots
+	p.spots = map[K]spot[V]{}
+	p.mu.Unlock()
+	for _, s := range spots {
+		s.timer.Stop()
+		p.expire(s.v)
+	}
+}
