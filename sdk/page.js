@@ -4,6 +4,7 @@
 const $ = id => document.getElementById(id);
 const fmt = n => n >= 1<<30 ? (n/(1<<30)).toFixed(2)+' GiB' : n >= 1<<20 ? (n/(1<<20)).toFixed(1)+' MiB' : (n/1024).toFixed(1)+' KiB';
 function cell(tr, text, cls) { const td = document.createElement('td'); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); return td; }
+function button(text, cls) { const b = document.createElement('button'); b.textContent = text; b.className = cls; return b; }
 // Changes need the node's API password or token; the page keeps it for
 // this tab only.
 const secret = $('secret');
