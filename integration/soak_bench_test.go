@@ -70,6 +70,17 @@ func heapFigures(t testing.TB, n *testnet.Node, prefix string) goMemory {
 	}
 }
 
+// keepHeapProfile writes the heap profile served at prefix to path.
+func keepHeapProfile(t testing.TB, n *testnet.Node, prefix, path string) {
+	code, body, err := n.Do("GET", prefix+"/debug/pprof/heap?gc=1", nil, true)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("heap profile at %s: %d %v", prefix, code, err)
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatalf("keep heap profile: %v", err)
+	}
+}
+
 func sampleProcess(t testing.TB, pid int, dir string) soakSample {
 	m, err := readMemory(pid)
 	if err != nil {
@@ -137,6 +148,9 @@ func BenchmarkSoak(b *testing.B) {
 		}
 		length = d
 	}
+	// VECINO_SOAK_PROFILES=DIR keeps every process's heap profile at
+	// each sample, for `go tool pprof -base first last`.
+	profiles := os.Getenv("VECINO_SOAK_PROFILES")
 	names := []string{"router", "torrent", "chat", "store"}
 	for range b.N {
 		b.StopTimer()
@@ -245,7 +259,9 @@ func BenchmarkSoak(b *testing.B) {
 		time.Sleep(warmup)
 		// The router's goroutines, sampled alongside.
 		var goroutines []float64
+		var samples int
 		sample := func() (map[string]soakSample, int) {
+			samples++
 			s := map[string]soakSample{}
 			for name, pid := range pids {
 				dir, prefix := filepath.Join(n.State, "plugins", name), "/api/v1/plugins/"+name
@@ -254,6 +270,9 @@ func BenchmarkSoak(b *testing.B) {
 				}
 				ps := sampleProcess(b, pid, dir)
 				ps.goMemory = heapFigures(b, n, prefix)
+				if profiles != "" {
+					keepHeapProfile(b, n, prefix, filepath.Join(profiles, fmt.Sprintf("%s-%d.pb.gz", name, samples)))
+				}
 				s[name] = ps
 			}
 			goroutines = append(goroutines, routerMetrics(b, n, "go_goroutines")[0])
