@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -105,24 +107,42 @@ func (p *pinDB) Unpin(c cid.Cid, at time.Time) error {
 	})
 }
 
-// Unpinned lists the roots the user unpinned since then, and forgets
-// older ones.
-func (p *pinDB) Unpinned(since time.Time) ([]string, error) {
-	var out []string
+// Unpinned lists the newest roots, at most max, that the user unpinned
+// since then, newest first, and forgets the others: older ones, and those
+// past max, which no announcement would name again.
+func (p *pinDB) Unpinned(since time.Time, max int) ([]string, error) {
+	type tomb struct {
+		key []byte
+		at  int64
+	}
+	var kept []tomb
 	var old [][]byte
 	err := p.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(unpinnedBucket).ForEach(func(k, v []byte) error {
-			c, err := cid.Cast(k)
-			switch {
-			case err != nil || len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < since.Unix():
+			if _, err := cid.Cast(k); err != nil || len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < since.Unix() {
 				old = append(old, k)
-			default:
-				out = append(out, c.String())
+			} else {
+				kept = append(kept, tomb{k, int64(binary.BigEndian.Uint64(v))})
 			}
 			return nil
 		})
 	})
-	if err == nil && len(old) > 0 {
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(kept, func(a, b tomb) int { return cmp.Compare(b.at, a.at) })
+	if len(kept) > max {
+		for _, t := range kept[max:] {
+			old = append(old, t.key)
+		}
+		kept = kept[:max]
+	}
+	out := make([]string, 0, len(kept))
+	for _, t := range kept {
+		c, _ := cid.Cast(t.key)
+		out = append(out, c.String())
+	}
+	if len(old) > 0 {
 		err = p.db.Update(func(tx *bolt.Tx) error {
 			for _, k := range old {
 				if err := tx.Bucket(unpinnedBucket).Delete(k); err != nil {

@@ -25,17 +25,47 @@ func TestUnpinnedList(t *testing.T) {
 	if _, ok := db.Get(a); ok {
 		t.Error("the pin is still there after Unpin")
 	}
-	if got, _ := db.Unpinned(now.Add(-3 * time.Hour)); !slices.Contains(got, a.String()) || !slices.Contains(got, b.String()) {
+	if got, _ := db.Unpinned(now.Add(-3*time.Hour), 10); !slices.Contains(got, a.String()) || !slices.Contains(got, b.String()) {
 		t.Errorf("unpinned: %v", got)
 	}
-	if got, _ := db.Unpinned(now.Add(-time.Hour)); !slices.Equal(got, []string{b.String()}) {
+	if got, _ := db.Unpinned(now.Add(-time.Hour), 10); !slices.Equal(got, []string{b.String()}) {
 		t.Errorf("unpinned in the last hour: %v, want only %s", got, b)
 	}
-	if got, _ := db.Unpinned(now.Add(-3 * time.Hour)); slices.Contains(got, a.String()) {
+	if got, _ := db.Unpinned(now.Add(-3*time.Hour), 10); slices.Contains(got, a.String()) {
 		t.Error("an entry past its time came back")
 	}
 	db.Put(pin{Root: b.String(), Factor: 3})
-	if got, _ := db.Unpinned(now.Add(-time.Hour)); len(got) != 0 {
+	if got, _ := db.Unpinned(now.Add(-time.Hour), 10); len(got) != 0 {
 		t.Errorf("pinned again, still listed: %v", got)
+	}
+}
+
+// Only the newest unpins are listed, newest first, and the others are
+// forgotten: a box that adds and unpins files all day must not announce
+// a week of them (every announcement once grew by each unpin).
+func TestUnpinnedListIsBounded(t *testing.T) {
+	db, err := openPins(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now()
+	var roots []string
+	for i := range 5 {
+		c := rawBlock(t, uint64(i), 10).Cid()
+		roots = append(roots, c.String())
+		if err := db.Put(pin{Root: c.String(), Factor: 3}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Unpin(c, now.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{roots[4], roots[3], roots[2]}
+	if got, err := db.Unpinned(now.Add(-time.Hour), 3); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("newest 3 unpinned: %v (%v), want %v", got, err, want)
+	}
+	if got, _ := db.Unpinned(now.Add(-time.Hour), 10); !slices.Equal(got, want) {
+		t.Errorf("after a bounded listing: %v, want only the %v it kept", got, want)
 	}
 }

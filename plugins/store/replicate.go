@@ -32,6 +32,12 @@ const (
 	// unpinnedFor is how long a node's announcements list what its user
 	// unpinned.
 	unpinnedFor = 7 * 24 * time.Hour
+	// maxUnpinned bounds how many of those an announcement names, the
+	// newest. Without it, a node that adds and unpins files all day named
+	// every one of the past week in each announcement, and published it
+	// after every pin: the soak's grew by 60 bytes a second, the routers
+	// kept the last few, and gossipsub refuses messages over 1 MiB.
+	maxUnpinned = 1000
 	// replicateTimeout bounds how long a holder may take to copy a DAG.
 	replicateTimeout = 30 * time.Minute
 )
@@ -44,8 +50,9 @@ type announcement struct {
 	Pins  []held `json:"pins,omitempty"`
 	Unpin string `json:"unpin,omitempty"`
 	// Unpinned lists the roots this node's user unpinned in the last
-	// unpinnedFor, so that replicas which missed the unpin (offline then,
-	// or made by a repair that had not heard) drop theirs too.
+	// unpinnedFor (the newest maxUnpinned), so that replicas which missed
+	// the unpin (offline then, or made by a repair that had not heard)
+	// drop theirs too.
 	Unpinned []string `json:"unpinned,omitempty"`
 	Origin   string   `json:"-"`
 }
@@ -149,7 +156,7 @@ func (r *replicator) round(ctx context.Context) {
 		return
 	}
 	a := announcement{Free: r.free()}
-	if a.Unpinned, err = r.s.pins.Unpinned(time.Now().Add(-unpinnedFor)); err != nil {
+	if a.Unpinned, err = r.s.pins.Unpinned(time.Now().Add(-unpinnedFor), maxUnpinned); err != nil {
 		slog.Error("list unpinned roots", "err", err)
 	}
 	for _, p := range pins {
