@@ -38,6 +38,12 @@ const (
 	// after every pin: the soak's grew by 60 bytes a second, the routers
 	// kept the last few, and gossipsub refuses messages over 1 MiB.
 	maxUnpinned = 1000
+	// maxAnnouncedPins bounds the pins one announcement names; a node
+	// that holds more announces them in parts. gossipsub drops a message
+	// over 1 MiB without a word, and at about 100 bytes a pin, a node with
+	// 10,000 replicated files went silent to its peers, who then took it
+	// for gone and copied everything it held elsewhere.
+	maxAnnouncedPins = 4000
 	// replicateTimeout bounds how long a holder may take to copy a DAG.
 	replicateTimeout = 30 * time.Minute
 )
@@ -54,7 +60,29 @@ type announcement struct {
 	// the unpin (offline then, or made by a repair that had not heard)
 	// drop theirs too.
 	Unpinned []string `json:"unpinned,omitempty"`
-	Origin   string   `json:"-"`
+	// A node with more than maxAnnouncedPins pins announces them in Parts
+	// messages of one Round, Part 0 to Parts-1; a peer replaces what it
+	// knows this node holds once it has every part of a round.
+	Round  int64  `json:"round,omitempty"`
+	Part   int    `json:"part,omitempty"`
+	Parts  int    `json:"parts,omitempty"`
+	Origin string `json:"-"`
+}
+
+// split cuts a into parts of at most maxAnnouncedPins pins each; the
+// first part carries the unpinned roots.
+func (a announcement) split(round int64) []announcement {
+	if len(a.Pins) <= maxAnnouncedPins {
+		return []announcement{a}
+	}
+	parts := (len(a.Pins) + maxAnnouncedPins - 1) / maxAnnouncedPins
+	out := make([]announcement, parts)
+	for i := range out {
+		out[i] = announcement{Free: a.Free, Round: round, Part: i, Parts: parts,
+			Pins: a.Pins[i*maxAnnouncedPins : min((i+1)*maxAnnouncedPins, len(a.Pins))]}
+	}
+	out[0].Unpinned = a.Unpinned
+	return out
 }
 
 type held struct {
@@ -84,6 +112,11 @@ type peerState struct {
 	seen  time.Time
 	free  int64
 	roots map[string]bool
+	// next gathers the roots of round's parts, got the parts, until all
+	// have come.
+	round int64
+	next  map[string]bool
+	got   map[int]bool
 }
 
 // replicator keeps every replicated pin on `replication` live nodes. Each
@@ -164,7 +197,9 @@ func (r *replicator) round(ctx context.Context) {
 			a.Pins = append(a.Pins, held{Root: p.Root, Factor: p.Factor, Size: p.Size})
 		}
 	}
-	r.publish(ctx, a)
+	for _, part := range a.split(time.Now().UnixNano()) {
+		r.publish(ctx, part)
+	}
 	r.forget(pins)
 	for _, p := range pins {
 		if p.Factor > 1 {
@@ -237,13 +272,18 @@ func (r *replicator) heard(ctx context.Context, from string, a announcement) {
 		r.peers[from] = ps
 	}
 	ps.seen, ps.free = time.Now(), a.Free
-	if a.Unpin != "" {
+	switch {
+	case a.Unpin != "":
 		delete(ps.roots, a.Unpin)
-	} else {
+		delete(ps.next, a.Unpin)
+	case a.Parts > 1:
+		ps.heardPart(a)
+	default:
 		ps.roots = make(map[string]bool, len(a.Pins))
 		for _, h := range a.Pins {
 			ps.roots[h.Root] = true
 		}
+		ps.next, ps.got = nil, nil
 	}
 	r.mu.Unlock()
 	// Only the node whose user pinned a DAG may drop its replicas.
@@ -258,6 +298,26 @@ func (r *replicator) heard(ctx context.Context, from string, a announcement) {
 				slog.Info("replica dropped: its origin unpinned it", "cid", root, "origin", from)
 			}
 		}
+	}
+}
+
+// heardPart takes one part of a round: its roots count as held at once,
+// and what the peer no longer holds is dropped once every part has come.
+// A round left incomplete (a part lost) drops nothing.
+func (ps *peerState) heardPart(a announcement) {
+	if a.Part < 0 || a.Part >= a.Parts {
+		return
+	}
+	if a.Round != ps.round || ps.next == nil {
+		ps.round, ps.next, ps.got = a.Round, map[string]bool{}, map[int]bool{}
+	}
+	for _, h := range a.Pins {
+		ps.roots[h.Root] = true
+		ps.next[h.Root] = true
+	}
+	ps.got[a.Part] = true
+	if len(ps.got) == a.Parts {
+		ps.roots, ps.next, ps.got = ps.next, nil, nil
 	}
 }
 

@@ -2,9 +2,14 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 
 	"github.com/vecino/vecino/sdk"
 )
@@ -40,4 +45,63 @@ func TestReplicatorForgets(t *testing.T) {
 	if len(r.over) != 1 || r.over["kept"] != now {
 		t.Errorf("over: %v, want the pinned root only", r.over)
 	}
+}
+
+// However much a node holds, each announcement fits in a gossipsub
+// message: one over 1 MiB is dropped without a word, and the node's peers
+// took it for gone.
+func TestAnnouncementFitsAMessage(t *testing.T) {
+	a := announcement{Free: 1 << 40, Unpinned: []string{"gone"}}
+	for i := range 20000 {
+		c := rawBlock(t, uint64(i), 10).Cid().String()
+		a.Pins = append(a.Pins, held{Root: c, Factor: 3, Size: 1 << 30})
+	}
+	whole, _ := json.Marshal(a)
+	parts := a.split(42)
+	seen := map[string]bool{}
+	for i, p := range parts {
+		b, _ := json.Marshal(p)
+		if len(b) > pubsub.DefaultMaxMessageSize/2 {
+			t.Errorf("part %d is %d bytes", i, len(b))
+		}
+		if p.Round != 42 || p.Part != i || p.Parts != len(parts) || (len(p.Unpinned) > 0) != (i == 0) {
+			t.Errorf("part %d: round %d, part %d of %d, unpinned %v", i, p.Round, p.Part, p.Parts, p.Unpinned)
+		}
+		for _, h := range p.Pins {
+			seen[h.Root] = true
+		}
+	}
+	if len(seen) != len(a.Pins) {
+		t.Errorf("the parts name %d pins of %d", len(seen), len(a.Pins))
+	}
+	t.Logf("%d pins: %d bytes whole, %d parts", len(a.Pins), len(whole), len(parts))
+}
+
+// A peer's holdings are replaced once every part of a round has come; a
+// part's roots count at once, and a round with a part lost drops nothing.
+func TestAnnouncementPartsReplaceHoldings(t *testing.T) {
+	r := newReplicator(&store{env: sdk.Env{NodeID: "self"}})
+	heard := func(round int64, part, parts int, roots ...string) {
+		a := announcement{Round: round, Part: part, Parts: parts}
+		for _, root := range roots {
+			a.Pins = append(a.Pins, held{Root: root})
+		}
+		r.heard(context.Background(), "peer", a)
+	}
+	holds := func(want ...string) {
+		t.Helper()
+		got := slices.Sorted(maps.Keys(r.peers["peer"].roots))
+		if !slices.Equal(got, want) {
+			t.Errorf("holds %v, want %v", got, want)
+		}
+	}
+	r.heard(context.Background(), "peer", announcement{Pins: []held{{Root: "old"}}})
+	heard(1, 0, 2, "a")
+	holds("a", "old")
+	heard(2, 1, 2, "c") // round 1's second part was lost
+	holds("a", "c", "old")
+	heard(2, 0, 2, "b")
+	holds("b", "c")
+	heard(3, 5, 2, "hostile") // a part past the round's count
+	holds("b", "c")
 }
