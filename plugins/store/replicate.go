@@ -171,26 +171,35 @@ func (r *replicator) kick() {
 func (r *replicator) loop(ctx context.Context) {
 	t := time.NewTicker(r.s.cfg.AnnounceInterval)
 	defer t.Stop()
+	tombstones := true
 	for {
-		r.round(ctx)
+		r.round(ctx, tombstones)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			tombstones = true
 		case <-r.kickC:
+			tombstones = false
 		}
 	}
 }
 
-func (r *replicator) round(ctx context.Context) {
+// round announces what this node holds and repairs what needs it. The
+// unpinned roots go out once an announce_interval, not in the rounds a
+// pin kicks: a node adding files one after another would otherwise send
+// up to maxUnpinned of them with every file.
+func (r *replicator) round(ctx context.Context, tombstones bool) {
 	pins, err := r.s.pins.All()
 	if err != nil {
 		slog.Error("list pins", "err", err)
 		return
 	}
 	a := announcement{Free: r.free()}
-	if a.Unpinned, err = r.s.pins.Unpinned(time.Now().Add(-unpinnedFor), maxUnpinned); err != nil {
-		slog.Error("list unpinned roots", "err", err)
+	if tombstones {
+		if a.Unpinned, err = r.s.pins.Unpinned(time.Now().Add(-unpinnedFor), maxUnpinned); err != nil {
+			slog.Error("list unpinned roots", "err", err)
+		}
 	}
 	for _, p := range pins {
 		if p.Factor > 1 {
