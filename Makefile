@@ -34,7 +34,8 @@ bench: build
 FUZZTIME ?= 60s
 FUZZ := ./config:FuzzParse ./plugins/chat/wire:FuzzParseRoom ./plugins/chat/wire:FuzzParseMail \
 	./plugins/torrent:FuzzParseMetainfo ./plugins/torrent:FuzzParsePeer ./plugins/torrent:FuzzParseLPD \
-	./plugins/store:FuzzParseTar ./plugins/store:FuzzParseBitswap ./plugins/store:FuzzReadRecord
+	./plugins/store:FuzzParseTar ./plugins/store:FuzzParseBitswap ./plugins/store:FuzzReadRecord \
+	./plugins/store:FuzzHeardAnnouncements
 fuzz:
 	set -e; for f in $(FUZZ); do \
 		$(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) "$${f%%:*}"; \

@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"testing"
 
 	bsmsg "github.com/ipfs/boxo/bitswap/message"
@@ -12,6 +13,8 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-msgio"
 	mh "github.com/multiformats/go-multihash"
+
+	"github.com/vecino/vecino/sdk"
 )
 
 // FuzzParseTar: whatever a client sends as a folder, the import ends with
@@ -87,6 +90,45 @@ func FuzzReadRecord(f *testing.F) {
 		}
 		if next > int64(len(raw)) || !hashMatches(got, block) {
 			t.Fatalf("record %s of %d bytes ends at %d of %d", got, len(block), next, len(raw))
+		}
+	})
+}
+
+// FuzzHeardAnnouncements: whatever a peer announces, in parts or whole,
+// the replicator keeps a set of its holdings and never panics; a whole
+// announcement replaces the set.
+func FuzzHeardAnnouncements(f *testing.F) {
+	f.Add([]byte(`[{"free":1,"pins":[{"cid":"a"}]},{"round":7,"part":0,"parts":2,"pins":[{"cid":"b"}]},{"round":7,"part":1,"parts":2}]`))
+	f.Add([]byte(`[{"round":-1,"part":-3,"parts":2},{"unpin":"a","unpinned":["bafkqaaa"]}]`))
+	f.Add([]byte(`[{"round":1,"part":1,"parts":1000000000}]`))
+	pins, err := openPins(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer pins.Close()
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var as []announcement
+		if json.Unmarshal(raw, &as) != nil {
+			return
+		}
+		r := newReplicator(&store{env: sdk.Env{NodeID: "self"}, pins: pins})
+		for _, a := range as {
+			r.heard(context.Background(), "peer", a)
+			ps := r.peers["peer"]
+			if ps.roots == nil {
+				t.Fatalf("no holdings after %+v", a)
+			}
+			if a.Unpin != "" || a.Parts > 1 {
+				continue
+			}
+			for _, h := range a.Pins {
+				if !ps.roots[h.Root] {
+					t.Fatalf("a whole announcement named %q; not among the holdings after it", h.Root)
+				}
+			}
+			if len(ps.roots) > len(a.Pins) {
+				t.Fatalf("a whole announcement of %d pins left %d holdings", len(a.Pins), len(ps.roots))
+			}
 		}
 	})
 }
