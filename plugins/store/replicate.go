@@ -34,9 +34,9 @@ const (
 	unpinnedFor = 7 * 24 * time.Hour
 	// maxUnpinned bounds how many of those an announcement names, the
 	// newest. Without it, a node that adds and unpins files all day named
-	// every one of the past week in each announcement, and published it
-	// after every pin: the soak's grew by 60 bytes a second, the routers
-	// kept the last few, and gossipsub refuses messages over 1 MiB.
+	// every one of the past week in each announcement: the soak's grew by
+	// 60 bytes a second, the routers kept the last few, and gossipsub
+	// drops messages over 1 MiB.
 	maxUnpinned = 1000
 	// maxAnnouncedPins bounds the pins one announcement names; a node
 	// that holds more announces them in parts. gossipsub drops a message
