@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
@@ -112,17 +113,20 @@ func (p *pinDB) Unpin(c cid.Cid, at time.Time) error {
 // past max, which no announcement would name again.
 func (p *pinDB) Unpinned(since time.Time, max int) ([]string, error) {
 	type tomb struct {
-		key []byte
-		at  int64
+		root cid.Cid
+		at   int64
 	}
 	var kept []tomb
 	var old [][]byte
 	err := p.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(unpinnedBucket).ForEach(func(k, v []byte) error {
-			if _, err := cid.Cast(k); err != nil || len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < since.Unix() {
-				old = append(old, k)
+			// k is bbolt's memory, valid only in this transaction: Cast
+			// copies it, and so does Clone.
+			c, err := cid.Cast(k)
+			if err != nil || len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < since.Unix() {
+				old = append(old, bytes.Clone(k))
 			} else {
-				kept = append(kept, tomb{k, int64(binary.BigEndian.Uint64(v))})
+				kept = append(kept, tomb{c, int64(binary.BigEndian.Uint64(v))})
 			}
 			return nil
 		})
@@ -133,14 +137,13 @@ func (p *pinDB) Unpinned(since time.Time, max int) ([]string, error) {
 	slices.SortStableFunc(kept, func(a, b tomb) int { return cmp.Compare(b.at, a.at) })
 	if len(kept) > max {
 		for _, t := range kept[max:] {
-			old = append(old, t.key)
+			old = append(old, t.root.Bytes())
 		}
 		kept = kept[:max]
 	}
 	out := make([]string, 0, len(kept))
 	for _, t := range kept {
-		c, _ := cid.Cast(t.key)
-		out = append(out, c.String())
+		out = append(out, t.root.String())
 	}
 	if len(old) > 0 {
 		err = p.db.Update(func(tx *bolt.Tx) error {
