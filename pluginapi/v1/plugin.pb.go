@@ -1999,6 +1999,16 @@ type SubscribeRequest struct {
 	// validation: REJECT also counts against the peer that sent it). What
 	// this node publishes itself is not delivered. One plugin may validate a
 	// topic; its messages reach no other subscriber here.
+	//
+	// Gossipsub judges one message at a time, in the order they came, so
+	// that each author's order holds. The router sends each message as it
+	// arrives, in that order, before gossipsub asks for its verdict: the
+	// plugin may work on several at once and answer them in any order, as
+	// long as what depends on order (refusing replays, say) is done in the
+	// order they were delivered. A message delivered this way may be dropped
+	// by gossipsub without its verdict being used: a copy whose envelope
+	// signature does not verify (the plugin sees it before that check), or
+	// one that stayed too long in the queue.
 	Validate      bool `protobuf:"varint,2,opt,name=validate,proto3" json:"validate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

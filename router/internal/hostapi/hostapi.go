@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -335,14 +334,14 @@ func (s *Server) Subscribe(req *pluginv1.SubscribeRequest, srv grpc.ServerStream
 	if !allowed(req.Topic, s.topics) {
 		return s.refuse("topic %s was not declared in Info", req.Topic)
 	}
+	if req.Validate {
+		return s.validate(req.Topic, srv)
+	}
 	sub, cancel, err := s.node.Subscribe(req.Topic)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "%v", err)
 	}
 	defer cancel()
-	if req.Validate {
-		return s.validate(req.Topic, sub, srv)
-	}
 	if err := srv.SendHeader(metadata.MD{}); err != nil {
 		return err
 	}
@@ -359,78 +358,6 @@ func (s *Server) Subscribe(req *pluginv1.SubscribeRequest, srv grpc.ServerStream
 		})
 		if err != nil {
 			return err
-		}
-	}
-}
-
-// validate serves a validating subscription: every message from a peer
-// goes to the plugin with a validation ID, and gossipsub passes it on only
-// if the plugin accepts it. The plugin has had each message then, so the
-// subscription's own deliveries are dropped; the subscription stays, for
-// it is what keeps this node in the topic's mesh.
-func (s *Server) validate(topic string, sub *pubsub.Subscription, srv grpc.ServerStreamingServer[pluginv1.PubsubMessage]) error {
-	// sendMu orders the stream's sends; the first message may come before
-	// the header is sent, and a send sends the header with it.
-	var sendMu sync.Mutex
-	headerSent := false
-	self := s.node.Host.ID()
-	judge := func(ctx context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-		if m.ReceivedFrom == self {
-			return pubsub.ValidationAccept // the plugin published it
-		}
-		start := time.Now()
-		defer func() { s.counters.Validating.Add(uint64(time.Since(start))) }()
-		id := s.nextID.Add(1)
-		c := make(chan pluginv1.Verdict, 1)
-		s.mu.Lock()
-		s.verdicts[id] = c
-		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			delete(s.verdicts, id)
-			s.mu.Unlock()
-		}()
-		s.counters.MessagesIn.Add(1)
-		sendMu.Lock()
-		headerSent = true
-		err := srv.Send(&pluginv1.PubsubMessage{
-			Topic: topic, From: m.GetFrom().String(), ReceivedFrom: m.ReceivedFrom.String(),
-			Data: m.Data, Seqno: m.Seqno, ValidationId: id,
-		})
-		sendMu.Unlock()
-		if err != nil {
-			return pubsub.ValidationIgnore
-		}
-		select {
-		case v := <-c:
-			switch v {
-			case pluginv1.Verdict_VERDICT_ACCEPT:
-				return pubsub.ValidationAccept
-			case pluginv1.Verdict_VERDICT_REJECT:
-				return pubsub.ValidationReject
-			}
-		case <-ctx.Done():
-		case <-srv.Context().Done():
-		}
-		return pubsub.ValidationIgnore
-	}
-	unregister, err := s.node.Validate(topic, judge)
-	if err != nil {
-		return status.Errorf(codes.FailedPrecondition, "%v", err)
-	}
-	defer unregister()
-	sendMu.Lock()
-	if !headerSent {
-		err = srv.SendHeader(metadata.MD{})
-		headerSent = true
-	}
-	sendMu.Unlock()
-	if err != nil {
-		return err
-	}
-	for {
-		if _, err := sub.Next(srv.Context()); err != nil {
-			return nil // the plugin went away or the node is stopping
 		}
 	}
 }

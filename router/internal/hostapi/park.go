@@ -39,6 +39,14 @@ func (p *parking[K, V]) park(k K, v V) {
 	})}
 }
 
+// has reports whether k has a value parked.
+func (p *parking[K, V]) has(k K) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.spots[k]
+	return ok
+}
+
 // take removes k's value and reports whether it was still there.
 func (p *parking[K, V]) take(k K) (V, bool) {
 	p.mu.Lock()

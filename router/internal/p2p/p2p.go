@@ -55,6 +55,9 @@ type Node struct {
 	mu       sync.Mutex
 	topics   map[string]*topicRef
 	handlers map[string]string // protocol -> plugin that handles it
+
+	arriveMu sync.RWMutex
+	arrivals map[string]func(*pubsub.Message) // topic -> its validator's, see Validate
 }
 
 // New starts the host described by cfg, with the identity kept under
@@ -76,7 +79,7 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	n := &Node{log: log, topics: map[string]*topicRef{}, handlers: map[string]string{}}
+	n := &Node{log: log, topics: map[string]*topicRef{}, handlers: map[string]string{}, arrivals: map[string]func(*pubsub.Message){}}
 	for _, s := range cfg.Bootstrap {
 		ai, err := peer.AddrInfoFromString(s)
 		if err != nil {
@@ -187,6 +190,9 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 		// they came; several reorder them. It still checks ~20k signatures
 		// a second.
 		pubsub.WithValidateWorkers(1),
+		// Validators see each message as it arrives, so they can work on
+		// several at once ahead of that worker (Validate).
+		pubsub.WithAppSpecificRpcInspector(n.inspect),
 	)
 	if err != nil {
 		n.Close()

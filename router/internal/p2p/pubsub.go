@@ -6,6 +6,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // pubsubQueue bounds gossipsub's queues and each subscription's buffer.
@@ -93,11 +94,59 @@ func (n *Node) ReleaseProtocol(protocol string) {
 // inline in the one validation worker, so messages are judged one at a
 // time in the order they came (as the worker's comment in New says, each
 // author's order matters).
-func (n *Node) Validate(topic string, fn pubsub.ValidatorEx) (unregister func(), err error) {
+//
+// arrive, if not nil, is handed each message on topic from a peer as it
+// arrives, in that same order, while the message still waits in
+// gossipsub's queue for fn: a validator can then start on several messages
+// at once and have its verdicts ready when the worker asks. It runs in
+// gossipsub's event loop, so it must not block. It sees messages gossipsub
+// may yet drop without asking fn: duplicates, and any whose envelope
+// signature does not verify (see inspect).
+func (n *Node) Validate(topic string, fn pubsub.ValidatorEx, arrive func(*pubsub.Message)) (unregister func(), err error) {
 	if err := n.PubSub.RegisterTopicValidator(topic, fn, pubsub.WithValidatorTimeout(validateTimeout), pubsub.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("validate topic %s: %w", topic, err)
 	}
-	return func() { n.PubSub.UnregisterTopicValidator(topic) }, nil
+	if arrive != nil {
+		n.arriveMu.Lock()
+		n.arrivals[topic] = arrive
+		n.arriveMu.Unlock()
+	}
+	return func() {
+		n.arriveMu.Lock()
+		delete(n.arrivals, topic)
+		n.arriveMu.Unlock()
+		n.PubSub.UnregisterTopicValidator(topic)
+	}, nil
+}
+
+// inspect hands the messages of each RPC from a peer to their topic's
+// arrive function, if it has one, in the order the peer sent them. It runs
+// in gossipsub's event loop before gossipsub looks at the messages, so it
+// repeats the cheap checks gossipsub makes before it queues a message for
+// validation: signed (this node's policy is strict signing) and not
+// claiming to come from this node. The envelope's signature itself is
+// checked by the validation worker, later. Peer scoring is off here, so
+// gossipsub takes every peer's messages; with it on, a graylisted peer's
+// would have to be left out too.
+func (n *Node) inspect(from peer.ID, rpc *pubsub.RPC) error {
+	msgs := rpc.GetPublish()
+	if len(msgs) == 0 {
+		return nil
+	}
+	n.arriveMu.RLock()
+	defer n.arriveMu.RUnlock()
+	if len(n.arrivals) == 0 {
+		return nil
+	}
+	self := n.Host.ID()
+	for _, pm := range msgs {
+		arrive := n.arrivals[pm.GetTopic()]
+		if arrive == nil || pm.Signature == nil || peer.ID(pm.From) == self {
+			continue
+		}
+		arrive(&pubsub.Message{Message: pm, ReceivedFrom: from})
+	}
+	return nil
 }
 
 // validateTimeout bounds how long a message waits for its validator.
