@@ -282,7 +282,7 @@ func (c *chat) Start(context.Context) error {
 		return err
 	}
 	c.wg.Add(3)
-	go c.consume(sub, "mail message", func(data []byte, now time.Time) sdk.Verdict {
+	go consume(c, sub, "mail message", func([]byte, time.Time) struct{} { return struct{}{} }, func(_ struct{}, data []byte, now time.Time) sdk.Verdict {
 		return c.verdict(c.mailOp(data, now))
 	})
 	go c.sweep()
@@ -381,7 +381,7 @@ func (c *chat) join(name string) (*room, error) {
 	r.joined = true
 	c.mu.Unlock()
 	c.wg.Add(2)
-	go c.consume(sub, "room message", c.receive(r))
+	go consume(c, sub, "room message", c.check, c.receive(r))
 	go c.publishLoop(r)
 	return r, nil
 }
@@ -476,28 +476,28 @@ func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, *b
 	return e, c.db.write(saveRoom(r.name, e.Cursor, now, m, keepFrom)), nil
 }
 
-// consume has handle judge each message others publish on sub's topic, for
-// as long as the node runs. The topics are validated here: the router
-// passes a message on to other nodes only once handle accepts it, so what
-// does not verify goes no further than this node.
-func (c *chat) consume(sub *sdk.Subscription, what string, handle func(data []byte, now time.Time) sdk.Verdict) {
+// consume judges each message others publish on sub's topic, for as long
+// as the node runs: check on several at once, take in the order they came
+// (sdk.JudgeAll). The topics are validated here: the router passes a
+// message on to other nodes only once take accepts it, so what does not
+// verify goes no further than this node.
+func consume[T any](c *chat, sub *sdk.Subscription, what string, check func(data []byte, now time.Time) T, take func(T, []byte, time.Time) sdk.Verdict) {
 	defer c.wg.Done()
-	for {
-		m, err := sub.Next()
-		if err != nil {
-			return
-		}
+	_ = sdk.JudgeAll(sub, func(m sdk.Message) (t T) {
 		if m.Local {
-			continue
+			return t
 		}
-		v := handle(m.Data, time.Now())
+		return check(m.Data, time.Now())
+	}, func(m sdk.Message, t T) sdk.Verdict {
+		if m.Local {
+			return sdk.Ignore
+		}
+		v := take(t, m.Data, time.Now())
 		if v != sdk.Accept {
 			slog.Debug("not passed on: "+what, "topic", m.Topic, "via", m.ReceivedFrom, "verdict", v)
 		}
-		if err := sub.Judge(m, v); err != nil {
-			slog.Debug("verdict not given", "err", err)
-		}
-	}
+		return v
+	})
 }
 
 // verdict counts err, if any, and says what becomes of the message that
@@ -519,19 +519,36 @@ func (c *chat) verdict(err error) sdk.Verdict {
 	return sdk.Ignore
 }
 
-// receive takes a room message, or a bundle of them, from the network. A
-// member that is refused is counted alone; the others are kept. A bundle
-// with a malformed or forged member is not passed on.
-func (c *chat) receive(r *room) func([]byte, time.Time) sdk.Verdict {
-	return func(data []byte, now time.Time) sdk.Verdict {
-		envs, err := wire.SplitRoom(data)
-		if err != nil {
-			return c.verdict(parseRefusal(err))
+// checked is a room message, or a bundle of them, from the network, parsed
+// and its signatures checked: each member, or why it is refused; or why
+// the whole cannot be split.
+type checked struct {
+	msgs []*wire.RoomMessage
+	errs []error
+	err  error
+}
+
+// check splits a room message from the network and checks each member.
+func (c *chat) check(data []byte, now time.Time) checked {
+	envs, err := wire.SplitRoom(data)
+	if err != nil {
+		return checked{err: parseRefusal(err)}
+	}
+	msgs, errs := c.parseAll(envs, now)
+	return checked{msgs: msgs, errs: errs}
+}
+
+// receive takes a room message, or a bundle of them, checked. A member
+// that is refused is counted alone; the others are kept. A bundle with a
+// malformed or forged member is not passed on.
+func (c *chat) receive(r *room) func(checked, []byte, time.Time) sdk.Verdict {
+	return func(ch checked, _ []byte, now time.Time) sdk.Verdict {
+		if ch.err != nil {
+			return c.verdict(ch.err)
 		}
-		msgs, errs := c.parseAll(envs, now)
 		out := sdk.Ignore
-		for i, m := range msgs {
-			err := errs[i]
+		for i, m := range ch.msgs {
+			err := ch.errs[i]
 			if err == nil {
 				_, _, err = c.accept(r, m, now)
 			}

@@ -83,16 +83,16 @@ func TestBundleMembersStandAlone(t *testing.T) {
 	r := c.roomLocked("lobby")
 	// The good members are kept, but a bundle carrying a forgery is not
 	// passed on, and its sender is blamed.
-	if v := c.receive(r)(wire.Bundle([][]byte{first, forged, second, first}), now); v != sdk.Reject {
+	if v := receiveNow(c, r, wire.Bundle([][]byte{first, forged, second, first}), now); v != sdk.Reject {
 		t.Errorf("a bundle with a forged member: verdict %v, want Reject", v)
 	}
-	if v := c.receive(r)([]byte(`[{"body": 1}`), now); v != sdk.Reject {
+	if v := receiveNow(c, r, []byte(`[{"body": 1}`), now); v != sdk.Reject {
 		t.Errorf("a bundle that is not JSON: verdict %v, want Reject", v)
 	}
-	if v := c.receive(r)(second, now); v != sdk.Ignore {
+	if v := receiveNow(c, r, second, now); v != sdk.Ignore {
 		t.Errorf("a replay: verdict %v, want Ignore", v)
 	}
-	if v := c.receive(r)(sign(3, "third"), now); v != sdk.Accept {
+	if v := receiveNow(c, r, sign(3, "third"), now); v != sdk.Accept {
 		t.Errorf("a new good message: verdict %v, want Accept", v)
 	}
 	var texts []string
@@ -171,7 +171,7 @@ func TestPostAllJudgesEachMessage(t *testing.T) {
 func TestSilentAuthorsAreForgotten(t *testing.T) {
 	c, r, sign := joinedRoom(t, `history_age = "1h"`)
 	now := time.Now()
-	if v := c.receive(r)(sign(1, "hello"), now); v != sdk.Accept {
+	if v := receiveNow(c, r, sign(1, "hello"), now); v != sdk.Accept {
 		t.Fatalf("message: %v", v)
 	}
 	if len(c.authorRooms) != 1 {
@@ -204,7 +204,7 @@ func BenchmarkReadPage(b *testing.B) {
 	c, r, sign := joinedRoom(b, "history = 1000\nrate = 1000.0\nburst = 1000")
 	now := time.Now()
 	for i := range 200 {
-		if v := c.receive(r)(sign(uint64(i+1), strings.Repeat("x", 1000)), now); v != sdk.Accept {
+		if v := receiveNow(c, r, sign(uint64(i+1), strings.Repeat("x", 1000)), now); v != sdk.Accept {
 			b.Fatalf("message %d: %v", i, v)
 		}
 	}
@@ -268,11 +268,17 @@ func BenchmarkReceiveBundle(b *testing.B) {
 			n = 0
 			b.StartTimer()
 		}
-		if v := c.receive(r)(bundles[n], time.Now()); v != sdk.Accept {
+		if v := receiveNow(c, r, bundles[n], time.Now()); v != sdk.Accept {
 			b.Fatalf("bundle %d: %v %v", n, v, c.dropped)
 		}
 		d.commit()
 		n++
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*perBundle), "us/msg")
+}
+
+// receiveNow checks data and takes it into r, as consume does with a
+// message from the network.
+func receiveNow(c *chat, r *room, data []byte, now time.Time) sdk.Verdict {
+	return c.receive(r)(c.check(data, now), data, now)
 }
