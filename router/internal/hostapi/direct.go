@@ -55,7 +55,7 @@ func NewDirect(log *slog.Logger) (*Direct, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("stream socket: %w", err)
 	}
-	d := &Direct{dir: dir, ln: ln, log: log, pending: newParking[[tokenLen]byte](func(p parked) { p.expire() })}
+	d := &Direct{dir: dir, ln: ln, log: log, pending: newParking[[tokenLen]byte](attachTimeout, func(p parked) { p.expire() })}
 	d.wg.Add(1)
 	go d.serve()
 	return d, nil

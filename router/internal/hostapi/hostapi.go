@@ -69,7 +69,7 @@ func New(node *p2p.Node, plugin string, info *pluginv1.InfoResponse, dataDir str
 	return &Server{
 		node: node, plugin: plugin, protocols: info.Protocols, topics: info.Topics,
 		dataDir: dataDir, counters: counters, direct: direct, log: log,
-		pending: newParking[uint64](func(st network.Stream) { st.Reset() }), verdicts: map[uint64]chan pluginv1.Verdict{},
+		pending: newParking[uint64](attachTimeout, func(st network.Stream) { st.Reset() }), verdicts: map[uint64]chan pluginv1.Verdict{},
 	}
 }
 

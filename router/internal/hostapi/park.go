@@ -8,12 +8,13 @@ import (
 // attachTimeout is how long a parked stream waits for its plugin.
 const attachTimeout = 30 * time.Second
 
-// parking holds values until someone takes them, for at most
-// attachTimeout; expire gets each value nobody took in time. Taking a
+// parking holds values until someone takes them, for at most after;
+// expire gets each value nobody took in time. Taking a
 // value stops its timer: the router parks one per proxied request, and a
 // running timer would keep each for the whole attachTimeout (the soak's
 // climb, bench/README.md).
 type parking[K comparable, V any] struct {
+	after  time.Duration
 	expire func(V)
 
 	mu    sync.Mutex
@@ -25,26 +26,26 @@ type spot[V any] struct {
 	timer *time.Timer
 }
 
-func newParking[K comparable, V any](expire func(V)) *parking[K, V] {
-	return &parking[K, V]{expire: expire, spots: map[K]spot[V]{}}
+func newParking[K comparable, V any](after time.Duration, expire func(V)) *parking[K, V] {
+	return &parking[K, V]{after: after, expire: expire, spots: map[K]spot[V]{}}
 }
 
 func (p *parking[K, V]) park(k K, v V) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.spots[k] = spot[V]{v: v, timer: time.AfterFunc(attachTimeout, func() {
+	p.spots[k] = spot[V]{v: v, timer: time.AfterFunc(p.after, func() {
 		if v, ok := p.take(k); ok {
 			p.expire(v)
 		}
 	})}
 }
 
-// has reports whether k has a value parked.
-func (p *parking[K, V]) has(k K) bool {
+// has reports whether k has a value parked, and how many values are.
+func (p *parking[K, V]) has(k K) (bool, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, ok := p.spots[k]
-	return ok
+	return ok, len(p.spots)
 }
 
 // take removes k's value and reports whether it was still there.

@@ -5,8 +5,10 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
+	"weak"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -21,6 +23,19 @@ import (
 // them, so this is full only when the plugin is far behind; then messages
 // go to it from the worker, as they would without this queue.
 const aheadQueue = 1024
+
+// aheadWaiting bounds the messages sent ahead whose verdicts wait to be
+// claimed: gossipsub's validation queue holds 4096 (p2p.pubsubQueue), so
+// more than that are messages gossipsub dropped (a peer's forgeries whose
+// envelopes do not verify, say), which are kept no longer than aheadExpiry.
+// Past the bound, messages are sent when the worker asks, as before.
+const aheadWaiting = 4096
+
+// aheadExpiry is how long a verdict sent ahead waits to be claimed. A
+// message waits in gossipsub's queue for the ones before it, each judged
+// within 2 s, but a full queue of 4096 with verdicts ready goes in well
+// under this.
+const aheadExpiry = 10 * time.Second
 
 // recentFor is how long a message whose verdict was taken is remembered (one
 // to two of these), so that a copy of it from another peer is not sent to
@@ -45,11 +60,7 @@ const recentFor = time.Minute
 // in between would be passed on unjudged.
 func (s *Server) validate(topic string, srv grpc.ServerStreamingServer[pluginv1.PubsubMessage]) error {
 	out := &validStream{srv: srv, topic: topic}
-	a := &ahead{
-		s: s, out: out, queue: make(chan aheadMsg, aheadQueue),
-		seed: maphash.MakeSeed(), recent: map[uint64]struct{}{}, older: map[uint64]struct{}{}, rotated: time.Now(),
-	}
-	a.waiting = newParking[string](func(m aheadMsg) { s.forget(m.vid) })
+	a := newAhead(s, out)
 	self := s.node.Host.ID()
 	judge := func(ctx context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 		if m.ReceivedFrom == self {
@@ -111,16 +122,19 @@ func (s *Server) validate(topic string, srv grpc.ServerStreamingServer[pluginv1.
 }
 
 // aheadMsg is a message sent to the plugin for its verdict, with the
-// validation ID the verdict comes back under.
+// validation ID the verdict comes back under. Once it is sent, only a weak
+// pointer to it is kept, to tell it from another message under its ID
+// (claim); a message gossipsub dropped is not kept alive by its spot here.
 type aheadMsg struct {
 	m       *pubsub.Message
+	sent    weak.Pointer[pb.Message]
 	vid     uint64
 	verdict chan pluginv1.Verdict
 }
 
 // expect gives m a validation ID, and a place for its verdict.
 func (s *Server) expect(m *pubsub.Message) aheadMsg {
-	am := aheadMsg{m: m, vid: s.nextID.Add(1), verdict: make(chan pluginv1.Verdict, 1)}
+	am := aheadMsg{m: m, sent: weak.Make(m.Message), vid: s.nextID.Add(1), verdict: make(chan pluginv1.Verdict, 1)}
 	s.mu.Lock()
 	s.verdicts[am.vid] = am.verdict
 	s.mu.Unlock()
@@ -180,6 +194,14 @@ type ahead struct {
 	rotated       time.Time
 }
 
+func newAhead(s *Server, out *validStream) *ahead {
+	return &ahead{
+		s: s, out: out, queue: make(chan aheadMsg, aheadQueue),
+		waiting: newParking[string](aheadExpiry, func(m aheadMsg) { s.forget(m.vid) }),
+		seed:    maphash.MakeSeed(), recent: map[uint64]struct{}{}, older: map[uint64]struct{}{}, rotated: time.Now(),
+	}
+}
+
 // arrive queues m to be sent to the plugin, unless it was sent already. It
 // runs in gossipsub's event loop: it never blocks.
 func (a *ahead) arrive(m *pubsub.Message) {
@@ -192,14 +214,19 @@ func (a *ahead) arrive(m *pubsub.Message) {
 	h := maphash.String(a.seed, id)
 	_, r := a.recent[h]
 	_, o := a.older[h]
-	if r || o || a.waiting.has(id) {
+	waiting, n := a.waiting.has(id)
+	if r || o || waiting {
 		return // another peer's copy
+	}
+	if n >= aheadWaiting {
+		return // the worker will send it when it gets to it
 	}
 	am := a.s.expect(m)
 	select {
 	case a.queue <- am:
+		am.m = nil // the queue has it until it is sent
 		a.waiting.park(id, am)
-	default: // the worker will send it when it gets to it
+	default:
 		a.s.forget(am.vid)
 	}
 }
@@ -218,7 +245,7 @@ func (a *ahead) claim(m *pubsub.Message) (aheadMsg, bool) {
 		return am, false
 	}
 	a.recent[maphash.String(a.seed, id)] = struct{}{}
-	if am.m.Message != m.Message {
+	if am.sent != weak.Make(m.Message) {
 		a.s.forget(am.vid)
 		return am, false
 	}
