@@ -96,11 +96,12 @@ func FuzzReadRecord(f *testing.F) {
 
 // FuzzHeardAnnouncements: whatever a peer announces, in parts or whole,
 // the replicator keeps a set of its holdings and never panics; a whole
-// announcement replaces the set.
+// announcement replaces the set, one of added pins adds to it.
 func FuzzHeardAnnouncements(f *testing.F) {
 	f.Add([]byte(`[{"free":1,"pins":[{"cid":"a"}]},{"round":7,"part":0,"parts":2,"pins":[{"cid":"b"}]},{"round":7,"part":1,"parts":2}]`))
 	f.Add([]byte(`[{"round":-1,"part":-3,"parts":2},{"unpin":"a","unpinned":["bafkqaaa"]}]`))
 	f.Add([]byte(`[{"round":1,"part":1,"parts":1000000000}]`))
+	f.Add([]byte(`[{"round":7,"part":0,"parts":3,"pins":[{"cid":"a"}]},{"added":true,"round":8,"parts":2,"pins":[{"cid":"b"}]},{"round":7,"part":1,"parts":3}]`))
 	pins, err := openPins(f.TempDir())
 	if err != nil {
 		f.Fatal(err)
@@ -118,7 +119,14 @@ func FuzzHeardAnnouncements(f *testing.F) {
 			if ps.roots == nil {
 				t.Fatalf("no holdings after %+v", a)
 			}
-			if a.Unpin != "" || a.Parts > 1 {
+			if a.Added && a.Unpin == "" {
+				for _, h := range a.Pins {
+					if !ps.roots[h.Root] {
+						t.Fatalf("an announcement of added pins named %q; not among the holdings after it", h.Root)
+					}
+				}
+			}
+			if a.Unpin != "" || a.Parts > 1 || a.Added {
 				continue
 			}
 			for _, h := range a.Pins {

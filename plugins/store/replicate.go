@@ -63,9 +63,13 @@ type announcement struct {
 	// A node with more than maxAnnouncedPins pins announces them in Parts
 	// messages of one Round, Part 0 to Parts-1; a peer replaces what it
 	// knows this node holds once it has every part of a round.
-	Round  int64  `json:"round,omitempty"`
-	Part   int    `json:"part,omitempty"`
-	Parts  int    `json:"parts,omitempty"`
+	Round int64 `json:"round,omitempty"`
+	Part  int   `json:"part,omitempty"`
+	Parts int   `json:"parts,omitempty"`
+	// Added marks an announcement that lists only the pins this node
+	// took since its last one (a pin kicked it): a peer adds them to what
+	// it knows the node holds and forgets nothing. See delta.
+	Added  bool   `json:"added,omitempty"`
 	Origin string `json:"-"`
 }
 
@@ -82,6 +86,29 @@ func (a announcement) split(round int64) []announcement {
 			Pins: a.Pins[i*maxAnnouncedPins : min((i+1)*maxAnnouncedPins, len(a.Pins))]}
 	}
 	out[0].Unpinned = a.Unpinned
+	return out
+}
+
+// delta is what a round a pin kicked announces when this node only took
+// pins since it last announced (before): the new ones, marked Added, in
+// parts of at most maxAnnouncedPins. Parts is one more than are sent, so
+// that a peer that does not know Added (an older node) takes them for the
+// parts of a round that never completes, which also adds their pins and
+// forgets nothing. A node holding tens of thousands of pins used to send
+// all of them, megabytes, for every pin a folder's import added.
+func (a announcement) delta(before map[string]bool, round int64) []announcement {
+	var added []held
+	for _, h := range a.Pins {
+		if !before[h.Root] {
+			added = append(added, h)
+		}
+	}
+	parts := (len(added) + maxAnnouncedPins - 1) / maxAnnouncedPins
+	out := make([]announcement, parts)
+	for i := range out {
+		out[i] = announcement{Free: a.Free, Added: true, Round: round, Part: i, Parts: parts + 1,
+			Pins: added[i*maxAnnouncedPins : min((i+1)*maxAnnouncedPins, len(added))]}
+	}
 	return out
 }
 
@@ -137,8 +164,10 @@ type replicator struct {
 	busy    map[string]bool // roots being copied here
 	// over is when each root held here was first seen on more live nodes
 	// than its factor.
-	over  map[string]time.Time
-	kickC chan struct{}
+	over map[string]time.Time
+	// announced is the roots the last announcements named (loop's alone).
+	announced map[string]bool
+	kickC     chan struct{}
 
 	refused, taken, trimmed atomic.Int64
 }
@@ -196,17 +225,19 @@ func (r *replicator) round(ctx context.Context, tombstones bool) {
 		return
 	}
 	a := announcement{Free: r.free()}
-	if tombstones {
-		if a.Unpinned, err = r.s.pins.Unpinned(time.Now().Add(-unpinnedFor), maxUnpinned); err != nil {
-			slog.Error("list unpinned roots", "err", err)
-		}
-	}
 	for _, p := range pins {
 		if p.Factor > 1 {
 			a.Pins = append(a.Pins, held{Root: p.Root, Factor: p.Factor, Size: p.Size})
 		}
 	}
-	for _, part := range a.split(time.Now().UnixNano()) {
+	unpinned := func() []string {
+		roots, err := r.s.pins.Unpinned(time.Now().Add(-unpinnedFor), maxUnpinned)
+		if err != nil {
+			slog.Error("list unpinned roots", "err", err)
+		}
+		return roots
+	}
+	for _, part := range r.toAnnounce(a, tombstones, unpinned, time.Now().UnixNano()) {
 		r.publish(ctx, part)
 	}
 	r.forget(pins)
@@ -216,6 +247,35 @@ func (r *replicator) round(ctx context.Context, tombstones bool) {
 			r.trim(p)
 		}
 	}
+}
+
+// toAnnounce is what a round announces of a, what this node holds: all of
+// it in ticker rounds (with the unpinned roots), and in the rounds a pin
+// kicks, only what was added since the last announcement, if nothing was
+// dropped (a delta), else all of it.
+func (r *replicator) toAnnounce(a announcement, tombstones bool, unpinned func() []string, round int64) []announcement {
+	now := make(map[string]bool, len(a.Pins))
+	for _, h := range a.Pins {
+		now[h.Root] = true
+	}
+	before := r.announced
+	r.announced = now
+	if !tombstones && before != nil && subset(before, now) {
+		return a.delta(before, round)
+	}
+	if tombstones {
+		a.Unpinned = unpinned()
+	}
+	return a.split(round)
+}
+
+func subset(a, b map[string]bool) bool {
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // forget drops what no longer steers a repair or a trim: when a peer was
@@ -285,6 +345,13 @@ func (r *replicator) heard(ctx context.Context, from string, a announcement) {
 	case a.Unpin != "":
 		delete(ps.roots, a.Unpin)
 		delete(ps.next, a.Unpin)
+	case a.Added:
+		for _, h := range a.Pins {
+			ps.roots[h.Root] = true
+			if ps.next != nil {
+				ps.next[h.Root] = true
+			}
+		}
 	case a.Parts > 1:
 		ps.heardPart(a)
 	default:

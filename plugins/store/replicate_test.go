@@ -105,3 +105,63 @@ func TestAnnouncementPartsReplaceHoldings(t *testing.T) {
 	heard(3, 5, 2, "hostile") // a part past the round's count
 	holds("b", "c")
 }
+
+// A round a pin kicks names only the pins added since the last
+// announcement; a peer, of this version or one that does not know
+// "added", then knows all of them. A pin dropped since, or a ticker
+// round, sends everything again.
+func TestKickedRoundsAnnounceWhatWasAdded(t *testing.T) {
+	r := newReplicator(&store{env: sdk.Env{NodeID: "self"}})
+	holding := func(n int) announcement {
+		a := announcement{Free: 1 << 40}
+		for i := range n {
+			a.Pins = append(a.Pins, held{Root: fmt.Sprintf("root%05d", i), Factor: 2, Size: 1 << 20})
+		}
+		return a
+	}
+	tombstones := func() []string { return []string{"gone"} }
+	size := func(parts []announcement) (pins, bytes int) {
+		for _, p := range parts {
+			b, _ := json.Marshal(p)
+			pins, bytes = pins+len(p.Pins), bytes+len(b)
+		}
+		return pins, bytes
+	}
+	full := r.toAnnounce(holding(10000), true, tombstones, 1)
+	fullPins, fullBytes := size(full)
+	if fullPins != 10000 || len(full[0].Unpinned) != 1 {
+		t.Fatalf("a ticker round named %d pins, unpinned %v", fullPins, full[0].Unpinned)
+	}
+	kicked := r.toAnnounce(holding(10001), false, tombstones, 2)
+	pins, bytes := size(kicked)
+	if pins != 1 || len(kicked) != 1 || !kicked[0].Added || kicked[0].Pins[0].Root != "root10000" || kicked[0].Unpinned != nil {
+		t.Fatalf("a round kicked by one new pin sent %+v", kicked)
+	}
+	t.Logf("10,000 pins held, one added: the kicked round sends %d bytes, the whole list %d", bytes, fullBytes)
+	if again := r.toAnnounce(holding(10001), false, tombstones, 3); len(again) != 0 {
+		t.Errorf("a kicked round with nothing new sent %d announcements", len(again))
+	}
+
+	// What peers make of it: a new one, and an older one that reads the
+	// delta as a part of a round that never completes.
+	for _, older := range []bool{false, true} {
+		peer := newReplicator(&store{env: sdk.Env{NodeID: "peer"}})
+		for _, a := range append(full, kicked...) {
+			if older {
+				a.Added = false
+			}
+			peer.heard(context.Background(), "self", a)
+		}
+		if got := len(peer.peers["self"].roots); got != 10001 {
+			t.Errorf("older %v: the peer knows %d pins held, want 10001", older, got)
+		}
+	}
+
+	// A pin dropped: the whole list again, without the tombstones.
+	dropped := holding(10001)
+	dropped.Pins = dropped.Pins[1:]
+	whole := r.toAnnounce(dropped, false, tombstones, 4)
+	if pins, _ := size(whole); pins != 10000 || whole[0].Added || whole[0].Unpinned != nil {
+		t.Errorf("a kicked round after a pin was dropped named %d pins (added %v, unpinned %v)", pins, whole[0].Added, whole[0].Unpinned)
+	}
+}
