@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -282,6 +283,30 @@ func TestChatMailboxSurvivesKillAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.WaitPlugin("chat", 30*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.PID != pid })
+	// The new plugin validates the room again: what b's clients say
+	// reaches a's history, each message once and in order.
+	waitMesh(t, "lobby", a, b)
+	carol := newChatter(t, b)
+	var said []string
+	for i := range 20 {
+		said = append(said, fmt.Sprintf("after the restart %02d", i))
+		carol.say("lobby", said[i])
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		msgs, _ := readRoom(t, a, "lobby", 0, 0)
+		got := textsFrom(msgs, carol.addr())
+		if slices.Equal(got, said) {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, st, _ := a.Do("GET", "/api/v1/status", nil, false)
+			t.Logf("a's status: %s", st)
+			t.Logf("a's log: %s", a.Log())
+			t.Fatalf("a's history after its plugin restarted has %v of carol's, want %v", got, said)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	// Then restart the whole node.
 	a.Stop()
 	a.Restart()

@@ -1,11 +1,14 @@
 package p2p
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -128,10 +131,24 @@ func (n *Node) Validate(topic string, fn pubsub.ValidatorEx, arrive func(*pubsub
 // checked by the validation worker, later. Peer scoring is off here, so
 // gossipsub takes every peer's messages; with it on, a graylisted peer's
 // would have to be left out too.
+//
+// It also puts each author's messages in an RPC back in the order the
+// author published them (gossipsub's seqno counts up per publisher): a
+// peer answers IWANT, the messages a node missed, in the order of a Go map,
+// and a chat room refuses an author's message older than one it has,
+// as a replay.
 func (n *Node) inspect(from peer.ID, rpc *pubsub.RPC) error {
 	msgs := rpc.GetPublish()
 	if len(msgs) == 0 {
 		return nil
+	}
+	if len(msgs) > 1 {
+		slices.SortStableFunc(msgs, func(a, b *pb.Message) int {
+			if c := bytes.Compare(a.From, b.From); c != 0 {
+				return c
+			}
+			return bytes.Compare(a.Seqno, b.Seqno)
+		})
 	}
 	n.arriveMu.RLock()
 	defer n.arriveMu.RUnlock()
