@@ -161,15 +161,56 @@ func newEntry(cursor uint64, received time.Time, m *wire.RoomMessage) entry {
 	return entry{Cursor: cursor, Received: e.Received, doc: doc}
 }
 
-// seen is the last message of an author in a room: its seq and time.
+// seen is what a room took of an author: the last (highest) seq and its
+// time, and which of the seenWindow seqs below it came too. Gossipsub does
+// not keep an author's order: a message can come by a slower path, or when
+// asked for, after a later one. Such a late message is taken once, if it is
+// within the window; a second copy of it, or anything older, is a replay.
 type seen struct {
 	Seq uint64
 	TS  int64 // Unix ms, as the author wrote it
+	// Below has bit i set when seq Seq-1-i was taken.
+	Below uint64
 }
 
+// seenWindow is how far behind an author's last message a late one is
+// still taken.
+const seenWindow = 64
+
+// fresh reports whether seq was not taken yet and is not too old to take.
+func (s seen) fresh(seq uint64) bool {
+	if seq > s.Seq {
+		return true
+	}
+	d := s.Seq - seq
+	return d > 0 && d <= seenWindow && s.Below&(1<<(d-1)) == 0
+}
+
+// with is s once seq, written at ts, is taken too (seq is fresh).
+func (s seen) with(seq uint64, ts int64) seen {
+	if seq < s.Seq {
+		s.Below |= 1 << (s.Seq - seq - 1)
+		return s
+	}
+	shift := seq - s.Seq
+	below := uint64(0)
+	if shift < seenWindow {
+		below = s.Below << shift
+	}
+	if s.Seq > 0 && shift <= seenWindow {
+		below |= 1 << (shift - 1) // the last one, now below
+	}
+	return seen{Seq: seq, TS: ts, Below: below}
+}
+
+// saw records what was taken of author before (loaded from disk).
 func (r *room) saw(author string, s seen) {
-	if last, ok := r.lastSeq[author]; !ok || s.Seq > last.Seq {
-		r.lastSeq[author] = s
+	last := r.lastSeq[author]
+	switch {
+	case s.Seq > last.Seq:
+		r.lastSeq[author] = seen{Seq: s.Seq, TS: s.TS, Below: last.with(s.Seq, s.TS).Below | s.Below}
+	case last.fresh(s.Seq):
+		r.lastSeq[author] = last.with(s.Seq, s.TS)
 	}
 }
 
@@ -253,7 +294,7 @@ func (c *chat) Start(context.Context) error {
 		r := c.roomLocked(name)
 		r.entries = append(r.entries, newEntry(cur, recv, m))
 		r.next = cur + 1
-		r.saw(m.From, seen{m.Seq, m.TS})
+		r.saw(m.From, seen{Seq: m.Seq, TS: m.TS})
 	})
 	if err != nil {
 		return fmt.Errorf("load history: %w", err)
@@ -447,8 +488,9 @@ func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (entry, *batc
 }
 
 func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, *batch, error) {
-	if last, ok := r.lastSeq[m.From]; ok && m.Seq <= last.Seq {
-		return entry{}, nil, &refusal{http.StatusConflict, "replayed", fmt.Errorf("seq %d from this author was already seen here (last %d): a replay or a duplicate", m.Seq, last.Seq)}
+	last := r.lastSeq[m.From]
+	if !last.fresh(m.Seq) {
+		return entry{}, nil, &refusal{http.StatusConflict, "replayed", fmt.Errorf("seq %d from this author was already seen here, or is more than %d behind the last (%d): a replay or a duplicate", m.Seq, seenWindow, last.Seq)}
 	}
 	rooms := c.authorRooms[m.From]
 	if !rooms[r.name] && len(rooms) >= c.cfg.RoomsPerClient {
@@ -464,7 +506,7 @@ func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, *b
 	rooms[r.name] = true
 	e := newEntry(r.next, now, m)
 	r.next++
-	r.lastSeq[m.From] = seen{m.Seq, m.TS}
+	r.lastSeq[m.From] = last.with(m.Seq, m.TS)
 	r.entries = append(r.entries, e)
 	if n := len(r.entries) - c.cfg.History; n > 0 {
 		r.entries = append(r.entries[:0:0], r.entries[n:]...)
@@ -473,7 +515,7 @@ func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, *b
 	r.wake = make(chan struct{})
 	c.accepted++
 	keepFrom := r.entries[0].Cursor
-	return e, c.db.write(saveRoom(r.name, e.Cursor, now, m, keepFrom)), nil
+	return e, c.db.write(saveRoom(r.name, e.Cursor, now, m, r.lastSeq[m.From], keepFrom)), nil
 }
 
 // consume judges each message others publish on sub's topic, for as long

@@ -282,3 +282,69 @@ func BenchmarkReceiveBundle(b *testing.B) {
 func receiveNow(c *chat, r *room, data []byte, now time.Time) sdk.Verdict {
 	return c.receive(r)(c.check(data, now), data, now)
 }
+
+// Gossipsub does not keep an author's order: a message can come after a
+// later one. It is taken once, late, if it is within the window behind the
+// author's last; a second copy, or one older than the window, is a replay,
+// also after a restart (the window is on disk).
+func TestLateMessagesTakenOnce(t *testing.T) {
+	const table = "burst = 1000\nrate = 1000.0"
+	c, d := testChat(t, table)
+	now := time.Now()
+	sign := signer(t, now)
+	r := c.roomLocked("lobby")
+	for _, step := range []struct {
+		seq  uint64
+		want sdk.Verdict
+	}{
+		{5, sdk.Accept}, {3, sdk.Accept}, {3, sdk.Ignore}, {5, sdk.Ignore}, {4, sdk.Accept},
+		{1, sdk.Accept}, {6, sdk.Accept}, {100, sdk.Accept}, {36, sdk.Accept},
+		{35, sdk.Ignore}, // 65 behind the last
+		{99, sdk.Accept}, {2, sdk.Ignore},
+	} {
+		if v := receiveNow(c, r, sign(step.seq, fmt.Sprint(step.seq)), now); v != step.want {
+			t.Errorf("seq %d: verdict %v, want %v", step.seq, v, step.want)
+		}
+	}
+	path := d.b.Path()
+	if err := d.close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := openDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	again := newChat()
+	if err := again.Configure(context.Background(), []byte(table), sdk.Env{DataDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.loadSeen(func(room, author string, last seen) { again.roomLocked(room).saw(author, last) }); err != nil {
+		t.Fatal(err)
+	}
+	again.db = d
+	r = again.roomLocked("lobby")
+	for _, step := range []struct {
+		seq  uint64
+		want sdk.Verdict
+	}{{99, sdk.Ignore}, {36, sdk.Ignore}, {98, sdk.Accept}, {101, sdk.Accept}, {100, sdk.Ignore}} {
+		if v := receiveNow(again, r, sign(step.seq, fmt.Sprint(step.seq)), now); v != step.want {
+			t.Errorf("after a restart, seq %d: verdict %v, want %v", step.seq, v, step.want)
+		}
+	}
+}
+
+// A seen record from before the window (16 bytes) still reads, with
+// nothing taken below its last seq.
+func TestSeenRecordsOfBothSizesRead(t *testing.T) {
+	s := seen{Seq: 7, TS: 1234, Below: 0b101}
+	if got, ok := parseSeen(s.record()); !ok || got != s {
+		t.Errorf("round trip: %+v %v, want %+v", got, ok, s)
+	}
+	if got, ok := parseSeen(s.record()[:16]); !ok || got != (seen{Seq: 7, TS: 1234}) {
+		t.Errorf("16 bytes: %+v %v", got, ok)
+	}
+	if _, ok := parseSeen(s.record()[:20]); ok {
+		t.Error("a 20-byte record read")
+	}
+}

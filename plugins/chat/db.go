@@ -22,8 +22,9 @@ import (
 // Layout: bucket "rooms" holds a bucket per room, cursor (8 bytes, big
 // endian) -> stored record; bucket "mail" holds recipient + "/" + id ->
 // record; bucket "seen" holds room + "/" + author -> the seq and time (8
-// bytes each) of the author's last message in that room, which outlives the
-// message in the history so that a replay is refused even after a restart.
+// bytes each) of the author's last message in that room and which of the 64
+// seqs below it were taken (seen.record), which outlives the message in the
+// history so that a replay is refused even after a restart.
 // A record is the receive time (8 bytes, Unix ms) then the message exactly
 // as it travelled.
 type db struct {
@@ -167,7 +168,7 @@ func splitRecord(v []byte) (time.Time, []byte, bool) {
 
 // saveRoom stores m under cursor c, notes it as its author's last, and
 // drops cursors below keepFrom.
-func saveRoom(room string, c uint64, recv time.Time, m *wire.RoomMessage, keepFrom uint64) func(*bolt.Tx) error {
+func saveRoom(room string, c uint64, recv time.Time, m *wire.RoomMessage, last seen, keepFrom uint64) func(*bolt.Tx) error {
 	return func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(roomsBucket).CreateBucketIfNotExists([]byte(room))
 		if err != nil {
@@ -181,8 +182,7 @@ func saveRoom(room string, c uint64, recv time.Time, m *wire.RoomMessage, keepFr
 		if err := b.Put(cursorKey(c), record(recv, m.Raw)); err != nil {
 			return err
 		}
-		last := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, m.Seq), uint64(m.TS))
-		if err := tx.Bucket(seenBucket).Put(seenKey(room, m.From), last); err != nil {
+		if err := tx.Bucket(seenBucket).Put(seenKey(room, m.From), last.record()); err != nil {
 			return err
 		}
 		return deleteBelow(b, keepFrom)
@@ -190,6 +190,26 @@ func saveRoom(room string, c uint64, recv time.Time, m *wire.RoomMessage, keepFr
 }
 
 func seenKey(room, author string) []byte { return []byte(room + "/" + author) }
+
+// record is s as the seen bucket keeps it: seq, time and the window below,
+// 8 bytes each, big endian. Records of 16 bytes (before the window) have
+// none taken below.
+func (s seen) record() []byte {
+	b := binary.BigEndian.AppendUint64(nil, s.Seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(s.TS))
+	return binary.BigEndian.AppendUint64(b, s.Below)
+}
+
+func parseSeen(v []byte) (seen, bool) {
+	if len(v) != 16 && len(v) != 24 {
+		return seen{}, false
+	}
+	s := seen{Seq: binary.BigEndian.Uint64(v), TS: int64(binary.BigEndian.Uint64(v[8:]))}
+	if len(v) == 24 {
+		s.Below = binary.BigEndian.Uint64(v[16:])
+	}
+	return s, true
+}
 
 func deleteSeen(room string, authors []string) func(*bolt.Tx) error {
 	keys := make([][]byte, len(authors))
@@ -217,8 +237,8 @@ func (d *db) loadSeen(fn func(room, author string, last seen)) error {
 	return d.b.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(seenBucket).ForEach(func(k, v []byte) error {
 			room, author, ok := strings.Cut(string(k), "/")
-			if ok && len(v) == 16 {
-				fn(room, author, seen{binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:]))})
+			if s, valid := parseSeen(v); ok && valid {
+				fn(room, author, s)
 			}
 			return nil
 		})
