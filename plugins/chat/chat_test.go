@@ -42,6 +42,20 @@ func TestBadSettingsNameTheirKey(t *testing.T) {
 	})
 }
 
+// reopen closes d and opens its file again, as a restart does.
+func reopen(tb testing.TB, d *db) *db {
+	tb.Helper()
+	path := d.b.Path()
+	if err := d.close(); err != nil {
+		tb.Fatal(err)
+	}
+	d, err := openDB(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return d
+}
+
 // testChat is a configured chat with its database, not started.
 func testChat(tb testing.TB, table string) (*chat, *db) {
 	c := newChat()
@@ -109,14 +123,7 @@ func TestBundleMembersStandAlone(t *testing.T) {
 	if c.dropped["bad_signature"] != 1 || c.dropped["replayed"] != 2 || c.dropped["malformed"] != 1 {
 		t.Errorf("dropped %v, want one bad_signature, one malformed and two replayed", c.dropped)
 	}
-	path := d.b.Path()
-	if err := d.close(); err != nil {
-		t.Fatal(err)
-	}
-	d, err := openDB(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d = reopen(t, d)
 	defer d.close()
 	var stored []string
 	if _, err := d.loadRooms(func(_ string, _ uint64, _ time.Time, m *wire.RoomMessage) { stored = append(stored, m.Text) }); err != nil {
@@ -306,14 +313,7 @@ func TestLateMessagesTakenOnce(t *testing.T) {
 			t.Errorf("seq %d: verdict %v, want %v", step.seq, v, step.want)
 		}
 	}
-	path := d.b.Path()
-	if err := d.close(); err != nil {
-		t.Fatal(err)
-	}
-	d, err := openDB(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d = reopen(t, d)
 	defer d.close()
 	again := newChat()
 	if err := again.Configure(context.Background(), []byte(table), sdk.Env{DataDir: t.TempDir()}); err != nil {
