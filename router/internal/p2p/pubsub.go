@@ -135,8 +135,8 @@ func (n *Node) Validate(topic string, fn pubsub.ValidatorEx, arrive func(*pubsub
 // It also puts each author's messages in an RPC back in the order the
 // author published them (gossipsub's seqno counts up per publisher): a
 // peer answers IWANT, the messages a node missed, in the order of a Go map,
-// and a chat room refuses an author's message older than one it has,
-// as a replay.
+// and a chat room shows an author's messages in the order they came (and
+// refuses one more than 64 behind the author's last, as a replay).
 func (n *Node) inspect(from peer.ID, rpc *pubsub.RPC) error {
 	msgs := rpc.GetPublish()
 	if len(msgs) == 0 {
