@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -161,54 +162,65 @@ func newEntry(cursor uint64, received time.Time, m *wire.RoomMessage) entry {
 	return entry{Cursor: cursor, Received: e.Received, doc: doc}
 }
 
-// seen is what a room took of an author: the last (highest) seq and its
-// time, and which of the seenWindow seqs below it came too. Gossipsub does
-// not keep an author's order: a message can come by a slower path, or when
-// asked for, after a later one. Such a late message is taken once, if it is
-// within the window; a second copy of it, or anything older, is a replay.
+// seen is what a room took of an author: its last (highest) seq and that
+// message's time, the seqs of the seenKept-1 messages it took before that
+// one, highest first, and Floor: no seq at or below it is taken. Gossipsub
+// does not keep an author's order: a message can come by a slower path, or
+// when asked for, after a later one. Such a late message is taken once, if
+// it is above Floor; a second copy of it, or anything older, is a replay.
+// Clients take seqs from their clock, so the seqs of an author's messages
+// lie far apart; what is kept is the messages, not a range of seqs.
 type seen struct {
-	Seq uint64
-	TS  int64 // Unix ms, as the author wrote it
-	// Below has bit i set when seq Seq-1-i was taken.
-	Below uint64
+	Seq   uint64
+	TS    int64 // Unix ms, as the author wrote it
+	Floor uint64
+	older [seenKept - 1]uint64
+	n     int // of older in use
 }
 
-// seenWindow is how far behind an author's last message a late one is
-// still taken.
-const seenWindow = 64
+// seenKept is how many of an author's messages a room keeps the seqs of: a
+// message may come after up to seenKept-1 of the author's later ones.
+const seenKept = 8
 
 // fresh reports whether seq was not taken yet and is not too old to take.
 func (s seen) fresh(seq uint64) bool {
 	if seq > s.Seq {
 		return true
 	}
-	d := s.Seq - seq
-	return d > 0 && d <= seenWindow && s.Below&(1<<(d-1)) == 0
+	return seq > s.Floor && seq != s.Seq && !slices.Contains(s.older[:s.n], seq)
 }
 
 // with is s once seq, written at ts, is taken too (seq is fresh).
 func (s seen) with(seq uint64, ts int64) seen {
-	if seq < s.Seq {
-		s.Below |= 1 << (s.Seq - seq - 1)
-		return s
+	var buf [seenKept]uint64
+	kept := append(buf[:0], s.older[:s.n]...)
+	if seq > s.Seq {
+		if s.Seq > 0 {
+			kept = slices.Insert(kept, 0, s.Seq)
+		}
+		s.Seq, s.TS = seq, ts
+	} else {
+		i := 0
+		for i < len(kept) && kept[i] > seq {
+			i++
+		}
+		kept = slices.Insert(kept, i, seq)
 	}
-	shift := seq - s.Seq
-	below := uint64(0)
-	if shift < seenWindow {
-		below = s.Below << shift
+	if len(kept) > len(s.older) {
+		s.Floor = max(s.Floor, kept[len(kept)-1])
+		kept = kept[:len(s.older)]
 	}
-	if s.Seq > 0 && shift <= seenWindow {
-		below |= 1 << (shift - 1) // the last one, now below
-	}
-	return seen{Seq: seq, TS: ts, Below: below}
+	s.n = copy(s.older[:], kept)
+	return s
 }
 
-// saw records what was taken of author before (loaded from disk).
+// saw records what was taken of author before: its seen record on disk,
+// then each of its messages in the history.
 func (r *room) saw(author string, s seen) {
-	last := r.lastSeq[author]
+	last, known := r.lastSeq[author]
 	switch {
-	case s.Seq > last.Seq:
-		r.lastSeq[author] = seen{Seq: s.Seq, TS: s.TS, Below: last.with(s.Seq, s.TS).Below | s.Below}
+	case !known:
+		r.lastSeq[author] = s
 	case last.fresh(s.Seq):
 		r.lastSeq[author] = last.with(s.Seq, s.TS)
 	}
@@ -488,9 +500,9 @@ func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (entry, *batc
 }
 
 func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, *batch, error) {
-	last := r.lastSeq[m.From]
-	if !last.fresh(m.Seq) {
-		return entry{}, nil, &refusal{http.StatusConflict, "replayed", fmt.Errorf("seq %d from this author was already seen here, or is more than %d behind the last (%d): a replay or a duplicate", m.Seq, seenWindow, last.Seq)}
+	last, known := r.lastSeq[m.From]
+	if known && !last.fresh(m.Seq) {
+		return entry{}, nil, &refusal{http.StatusConflict, "replayed", fmt.Errorf("seq %d from this author was already seen here, or is older than the %d messages of theirs kept (last %d): a replay or a duplicate", m.Seq, seenKept, last.Seq)}
 	}
 	rooms := c.authorRooms[m.From]
 	if !rooms[r.name] && len(rooms) >= c.cfg.RoomsPerClient {

@@ -291,28 +291,35 @@ func receiveNow(c *chat, r *room, data []byte, now time.Time) sdk.Verdict {
 }
 
 // Gossipsub does not keep an author's order: a message can come after a
-// later one. It is taken once, late, if it is within the window behind the
-// author's last; a second copy, or one older than the window, is a replay,
-// also after a restart (the window is on disk).
+// later one. It is taken once, if it is newer than the oldest of the
+// author's last seenKept messages; a second copy, or anything older, is a
+// replay, also after a restart (what is kept is on disk). Seqs come from
+// clients' clocks, so they lie far apart.
 func TestLateMessagesTakenOnce(t *testing.T) {
 	const table = "burst = 1000\nrate = 1000.0"
 	c, d := testChat(t, table)
 	now := time.Now()
 	sign := signer(t, now)
 	r := c.roomLocked("lobby")
-	for _, step := range []struct {
+	type step struct {
 		seq  uint64
 		want sdk.Verdict
-	}{
-		{5, sdk.Accept}, {3, sdk.Accept}, {3, sdk.Ignore}, {5, sdk.Ignore}, {4, sdk.Accept},
-		{1, sdk.Accept}, {6, sdk.Accept}, {100, sdk.Accept}, {36, sdk.Accept},
-		{35, sdk.Ignore}, // 65 behind the last
-		{99, sdk.Accept}, {2, sdk.Ignore},
-	} {
-		if v := receiveNow(c, r, sign(step.seq, fmt.Sprint(step.seq)), now); v != step.want {
-			t.Errorf("seq %d: verdict %v, want %v", step.seq, v, step.want)
+	}
+	run := func(c *chat, when string, steps []step) {
+		t.Helper()
+		for _, s := range steps {
+			if v := receiveNow(c, r, sign(s.seq, fmt.Sprint(s.seq)), now); v != s.want {
+				t.Errorf("%s, seq %d: verdict %v, want %v", when, s.seq, v, s.want)
+			}
 		}
 	}
+	run(c, "first", []step{
+		{5000, sdk.Accept}, {3000, sdk.Accept}, {3000, sdk.Ignore}, {5000, sdk.Ignore}, {4000, sdk.Accept},
+		{1000, sdk.Accept}, {6000, sdk.Accept}, {10_000_000, sdk.Accept},
+		{2000, sdk.Accept}, {7000, sdk.Accept},
+		{8000, sdk.Accept}, // the ninth: 1000 is no longer kept, and the floor
+		{1000, sdk.Ignore}, {500, sdk.Ignore}, {1500, sdk.Accept}, {1500, sdk.Ignore}, {2000, sdk.Ignore},
+	})
 	d = reopen(t, d)
 	defer d.close()
 	again := newChat()
@@ -324,27 +331,25 @@ func TestLateMessagesTakenOnce(t *testing.T) {
 	}
 	again.db = d
 	r = again.roomLocked("lobby")
-	for _, step := range []struct {
-		seq  uint64
-		want sdk.Verdict
-	}{{99, sdk.Ignore}, {36, sdk.Ignore}, {98, sdk.Accept}, {101, sdk.Accept}, {100, sdk.Ignore}} {
-		if v := receiveNow(again, r, sign(step.seq, fmt.Sprint(step.seq)), now); v != step.want {
-			t.Errorf("after a restart, seq %d: verdict %v, want %v", step.seq, v, step.want)
-		}
-	}
+	run(again, "after a restart", []step{
+		{10_000_000, sdk.Ignore}, {8000, sdk.Ignore}, {1500, sdk.Ignore}, {2000, sdk.Ignore},
+		{9000, sdk.Accept}, {10_000_001, sdk.Accept},
+	})
 }
 
-// A seen record from before the window (16 bytes) still reads, with
-// nothing taken below its last seq.
-func TestSeenRecordsOfBothSizesRead(t *testing.T) {
-	s := seen{Seq: 7, TS: 1234, Below: 0b101}
+// A seen record reads back as written; one from before late messages were
+// taken (16 bytes) reads with its floor at its seq.
+func TestSeenRecordsRead(t *testing.T) {
+	s := seen{Seq: 9000, TS: 1234}.with(7000, 1).with(8000, 1)
 	if got, ok := parseSeen(s.record()); !ok || got != s {
 		t.Errorf("round trip: %+v %v, want %+v", got, ok, s)
 	}
-	if got, ok := parseSeen(s.record()[:16]); !ok || got != (seen{Seq: 7, TS: 1234}) {
+	if got, ok := parseSeen(s.record()[:16]); !ok || got != (seen{Seq: 9000, TS: 1234, Floor: 9000}) {
 		t.Errorf("16 bytes: %+v %v", got, ok)
 	}
-	if _, ok := parseSeen(s.record()[:20]); ok {
-		t.Error("a 20-byte record read")
+	for _, n := range []int{20, 28, 24 + 8*seenKept} {
+		if _, ok := parseSeen(make([]byte, n)); ok {
+			t.Errorf("a %d-byte record read", n)
+		}
 	}
 }

@@ -22,9 +22,9 @@ import (
 // Layout: bucket "rooms" holds a bucket per room, cursor (8 bytes, big
 // endian) -> stored record; bucket "mail" holds recipient + "/" + id ->
 // record; bucket "seen" holds room + "/" + author -> the seq and time (8
-// bytes each) of the author's last message in that room and which of the 64
-// seqs below it were taken (seen.record), which outlives the message in the
-// history so that a replay is refused even after a restart.
+// bytes each) of the author's last message in that room and the seqs of the
+// few before it (seen.record), which outlives the message in the history so
+// that a replay is refused even after a restart.
 // A record is the receive time (8 bytes, Unix ms) then the message exactly
 // as it travelled.
 type db struct {
@@ -191,23 +191,34 @@ func saveRoom(room string, c uint64, recv time.Time, m *wire.RoomMessage, last s
 
 func seenKey(room, author string) []byte { return []byte(room + "/" + author) }
 
-// record is s as the seen bucket keeps it: seq, time and the window below,
-// 8 bytes each, big endian. Records of 16 bytes (before the window) have
-// none taken below.
+// record is s as the seen bucket keeps it, 8-byte big-endian numbers: seq,
+// time, floor, then the older seqs kept. A record of 16 bytes (before late
+// messages were taken) is seq and time, with the floor at seq.
 func (s seen) record() []byte {
 	b := binary.BigEndian.AppendUint64(nil, s.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.TS))
-	return binary.BigEndian.AppendUint64(b, s.Below)
+	b = binary.BigEndian.AppendUint64(b, s.Floor)
+	for _, o := range s.older[:s.n] {
+		b = binary.BigEndian.AppendUint64(b, o)
+	}
+	return b
 }
 
 func parseSeen(v []byte) (seen, bool) {
-	if len(v) != 16 && len(v) != 24 {
+	n := (len(v) - 24) / 8
+	if len(v) != 16 && (len(v) < 24 || len(v)%8 != 0 || n > seenKept-1) {
 		return seen{}, false
 	}
 	s := seen{Seq: binary.BigEndian.Uint64(v), TS: int64(binary.BigEndian.Uint64(v[8:]))}
-	if len(v) == 24 {
-		s.Below = binary.BigEndian.Uint64(v[16:])
+	if len(v) == 16 {
+		s.Floor = s.Seq
+		return s, true
 	}
+	s.Floor = binary.BigEndian.Uint64(v[16:])
+	for i := range n {
+		s.older[i] = binary.BigEndian.Uint64(v[24+8*i:])
+	}
+	s.n = n
 	return s, true
 }
 

@@ -136,7 +136,7 @@ func (n *Node) Validate(topic string, fn pubsub.ValidatorEx, arrive func(*pubsub
 // author published them (gossipsub's seqno counts up per publisher): a
 // peer answers IWANT, the messages a node missed, in the order of a Go map,
 // and a chat room shows an author's messages in the order they came (and
-// refuses one more than 64 behind the author's last, as a replay).
+// refuses one older than the author's last few, as a replay).
 func (n *Node) inspect(from peer.ID, rpc *pubsub.RPC) error {
 	msgs := rpc.GetPublish()
 	if len(msgs) == 0 {
