@@ -45,9 +45,8 @@ const recentFor = time.Minute
 
 // validate serves a validating subscription: every message from a peer
 // goes to the plugin with a validation ID, and gossipsub passes it on only
-// if the plugin accepts it. The plugin has had each message then, so the
-// subscription's own deliveries are dropped; the subscription stays, for
-// it is what keeps this node in the topic's mesh.
+// if the plugin accepts it. The node stays subscribed to the topic for as
+// long (and a little longer, for a plugin that restarts: p2p.Validate).
 //
 // gossipsub judges one message at a time, in the order they came (one
 // validation worker). So that the plugin need not answer one before it
@@ -55,9 +54,6 @@ const recentFor = time.Minute
 // arrive), in that order, and its verdict waits here until the worker asks
 // for it. A message that was not sent ahead (its queue was full) is sent
 // when the worker asks, as a plugin that answers at once would see it.
-//
-// The validator is in place before the node subscribes: a message that came
-// in between would be passed on unjudged.
 func (s *Server) validate(topic string, srv grpc.ServerStreamingServer[pluginv1.PubsubMessage]) error {
 	out := &validStream{srv: srv, topic: topic}
 	a := newAhead(s, out)
@@ -91,7 +87,7 @@ func (s *Server) validate(topic string, srv grpc.ServerStreamingServer[pluginv1.
 		}
 		return pubsub.ValidationIgnore
 	}
-	unregister, err := s.node.Validate(topic, judge, a.arrive)
+	unregister, err := s.node.Validate(topic, s.plugin, judge, a.arrive)
 	if err != nil {
 		return status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
@@ -106,19 +102,11 @@ func (s *Server) validate(topic string, srv grpc.ServerStreamingServer[pluginv1.
 		<-sent
 		a.waiting.expireAll()
 	}()
-	sub, cancel, err := s.node.Subscribe(topic)
-	if err != nil {
-		return status.Errorf(codes.Unavailable, "%v", err)
-	}
-	defer cancel()
 	if err := out.header(); err != nil {
 		return err
 	}
-	for {
-		if _, err := sub.Next(srv.Context()); err != nil {
-			return nil // the plugin went away or the node is stopping
-		}
-	}
+	<-srv.Context().Done() // the plugin went away or the node is stopping
+	return nil
 }
 
 // aheadMsg is a message sent to the plugin for its verdict, with the

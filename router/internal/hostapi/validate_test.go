@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ func TestValidatorSeesMessagesAhead(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	a, b, c := testNode(t), testNode(t), testNode(t)
-	srv, plugin, subC := validating(t, ctx, topic, []*p2p.Node{a, b, c}, [][2]int{{0, 1}, {0, 2}, {1, 2}})
+	srv, plugin, subC, _ := validating(t, ctx, topic, []*p2p.Node{a, b, c}, [][2]int{{0, 1}, {0, 2}, {1, 2}})
 	for _, n := range []*p2p.Node{a, b, c} {
 		for len(n.PubSub.ListPeers(topic)) < 2 {
 			if ctx.Err() != nil {
@@ -158,53 +159,14 @@ func TestValidatorNotFooledByForgedID(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	a, b, d := testNode(t), testNode(t), testNode(t)
-	srv, plugin, subD := validating(t, ctx, topic, []*p2p.Node{a, b, d}, [][2]int{{0, 1}, {1, 2}})
+	srv, plugin, subD, _ := validating(t, ctx, topic, []*p2p.Node{a, b, d}, [][2]int{{0, 1}, {1, 2}})
 	verdict := func(m *pluginv1.PubsubMessage, v pluginv1.Verdict) {
 		t.Helper()
 		if _, err := srv.Verdict(ctx, &pluginv1.VerdictRequest{ValidationId: m.ValidationId, Verdict: v}); err != nil {
 			t.Fatalf("verdict on %q: %v", m.Data, err)
 		}
 	}
-	// Probe until a probe from a, accepted by b's plugin, reaches d: every
-	// stream on the way is open then. The last message the plugin had from
-	// a gives a's counter.
-	var last *pluginv1.PubsubMessage
-	for i := 0; ; i++ {
-		if ctx.Err() != nil {
-			t.Fatal("no probe from a reached d through b")
-		}
-		if err := a.Publish(ctx, topic, fmt.Appendf(nil, "probe %d", i)); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case last = <-plugin.msgs:
-			verdict(last, pluginv1.Verdict_VERDICT_ACCEPT)
-		case <-time.After(100 * time.Millisecond):
-			continue
-		}
-		short, stop := context.WithTimeout(ctx, 100*time.Millisecond)
-		_, err := subD.Next(short)
-		stop()
-		if err == nil {
-			break
-		}
-	}
-	for drained := false; !drained; { // the probes still on their way
-		select {
-		case last = <-plugin.msgs:
-			verdict(last, pluginv1.Verdict_VERDICT_ACCEPT)
-		case <-time.After(300 * time.Millisecond):
-			drained = true
-		}
-	}
-	for { // and at d
-		short, stop := context.WithTimeout(ctx, 300*time.Millisecond)
-		_, err := subD.Next(short)
-		stop()
-		if err != nil {
-			break
-		}
-	}
+	last := probeThrough(t, ctx, a, topic, srv, plugin, subD)
 
 	next := binary.BigEndian.Uint64(last.Seqno) + 1
 	x, err := libp2p.New(libp2p.NoListenAddrs, libp2p.DisableRelay())
@@ -262,10 +224,64 @@ func TestValidatorNotFooledByForgedID(t *testing.T) {
 	}
 }
 
+// TestValidatorOutlivesAPluginRestart: a validating plugin on b goes away
+// and comes back, as a crashed one does. b stays in the topic meanwhile:
+// a message a sends in the gap waits for the plugin and is judged by it
+// once it is back, then reaches d behind b. A plugin away for longer than a
+// verdict may take has its messages ignored, not passed on unjudged.
+func TestValidatorOutlivesAPluginRestart(t *testing.T) {
+	const topic = "vecino/test/restart"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, b, d := testNode(t), testNode(t), testNode(t)
+	srv, plugin, subD, stop1 := validating(t, ctx, topic, []*p2p.Node{a, b, d}, [][2]int{{0, 1}, {1, 2}})
+	probeThrough(t, ctx, a, topic, srv, plugin, subD)
+	restart := func(stopOld func(), away time.Duration, during ...string) (*hostapi.Server, *fakeStream, func()) {
+		t.Helper()
+		stopOld()
+		for _, m := range during {
+			if err := a.Publish(ctx, topic, []byte(m)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(away / time.Duration(len(during)))
+		}
+		return startValidator(t, ctx, b, topic)
+	}
+	judged := func(plugin *fakeStream, srv *hostapi.Server, want string) {
+		t.Helper()
+		select {
+		case m := <-plugin.msgs:
+			if string(m.Data) != want {
+				t.Fatalf("the plugin got %q, want %q", m.Data, want)
+			}
+			if _, err := srv.Verdict(ctx, &pluginv1.VerdictRequest{ValidationId: m.ValidationId, Verdict: pluginv1.Verdict_VERDICT_ACCEPT}); err != nil {
+				t.Fatalf("verdict on %q: %v", m.Data, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q never reached the plugin", want)
+		}
+		m, err := subD.Next(ctx)
+		if err != nil || string(m.Data) != want {
+			t.Fatalf("d got %v %v, want %q through b", m, err, want)
+		}
+	}
+	// Back within a fraction of a second, as a crashed plugin is.
+	srv2, plugin2, stop2 := restart(stop1, 300*time.Millisecond, "in the gap")
+	judged(plugin2, srv2, "in the gap")
+	// Away for longer than a verdict may take (2 s): what came meanwhile is
+	// dropped, not passed on unjudged; what comes after is judged again.
+	srv3, plugin3, stop3 := restart(stop2, 3*time.Second, "unjudged 1", "unjudged 2")
+	defer stop3()
+	if err := a.Publish(ctx, topic, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	judged(plugin3, srv3, "after")
+}
+
 // validating connects nodes as pairs says, has a plugin validate topic on
 // nodes[1], and subscribes nodes[0] (the publisher) and nodes[2] (a plain
 // subscriber, returned) to it. The plugin's subscription ends with ctx.
-func validating(t *testing.T, ctx context.Context, topic string, nodes []*p2p.Node, pairs [][2]int) (*hostapi.Server, *fakeStream, *pubsub.Subscription) {
+func validating(t *testing.T, ctx context.Context, topic string, nodes []*p2p.Node, pairs [][2]int) (*hostapi.Server, *fakeStream, *pubsub.Subscription, func()) {
 	t.Helper()
 	for _, p := range pairs {
 		to := nodes[p[1]].Host
@@ -273,16 +289,8 @@ func validating(t *testing.T, ctx context.Context, topic string, nodes []*p2p.No
 			t.Fatal(err)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := hostapi.New(nodes[1], "validator", &pluginv1.InfoResponse{Topics: []string{topic}}, t.TempDir(), &hostapi.Counters{}, nil, log)
-	plugin := &fakeStream{ctx: ctx, msgs: make(chan *pluginv1.PubsubMessage, 100)}
-	subscribed := make(chan error, 1)
-	go func() { subscribed <- srv.Subscribe(&pluginv1.SubscribeRequest{Topic: topic, Validate: true}, plugin) }()
-	t.Cleanup(func() {
-		if err := <-subscribed; err != nil {
-			t.Errorf("subscribe: %v", err)
-		}
-	})
+	srv, plugin, stop := startValidator(t, ctx, nodes[1], topic)
+	t.Cleanup(stop)
 	plain, cancelPlain, err := nodes[2].Subscribe(topic)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +301,79 @@ func validating(t *testing.T, ctx context.Context, topic string, nodes []*p2p.No
 		t.Fatal(err)
 	}
 	t.Cleanup(cancelPub)
-	return srv, plugin, plain
+	return srv, plugin, plain, stop
+}
+
+// startValidator has a plugin (this test) validate topic on node, until
+// stop, which waits for its subscription to end.
+func startValidator(t *testing.T, ctx context.Context, node *p2p.Node, topic string) (*hostapi.Server, *fakeStream, func()) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := hostapi.New(node, "validator", &pluginv1.InfoResponse{Topics: []string{topic}}, t.TempDir(), &hostapi.Counters{}, nil, log)
+	ctx, cancel := context.WithCancel(ctx)
+	plugin := &fakeStream{ctx: ctx, msgs: make(chan *pluginv1.PubsubMessage, 100)}
+	subscribed := make(chan error, 1)
+	go func() { subscribed <- srv.Subscribe(&pluginv1.SubscribeRequest{Topic: topic, Validate: true}, plugin) }()
+	var once sync.Once
+	return srv, plugin, func() {
+		once.Do(func() {
+			cancel()
+			if err := <-subscribed; err != nil {
+				t.Errorf("subscribe: %v", err)
+			}
+		})
+	}
+}
+
+// probeThrough has a publish probes until one, accepted by the plugin,
+// reaches sub, the plain subscriber behind the validating node: every
+// stream on the way is open then. It answers and drains the probes still on
+// their way, and returns the last message the plugin had from a.
+func probeThrough(t *testing.T, ctx context.Context, a *p2p.Node, topic string, srv *hostapi.Server, plugin *fakeStream, sub *pubsub.Subscription) *pluginv1.PubsubMessage {
+	t.Helper()
+	accept := func(m *pluginv1.PubsubMessage) {
+		if _, err := srv.Verdict(ctx, &pluginv1.VerdictRequest{ValidationId: m.ValidationId, Verdict: pluginv1.Verdict_VERDICT_ACCEPT}); err != nil {
+			t.Fatalf("verdict on %q: %v", m.Data, err)
+		}
+	}
+	var last *pluginv1.PubsubMessage
+	for i := 0; ; i++ {
+		if ctx.Err() != nil {
+			t.Fatal("no probe from a reached the subscriber through the validating node")
+		}
+		if err := a.Publish(ctx, topic, fmt.Appendf(nil, "probe %d", i)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case last = <-plugin.msgs:
+			accept(last)
+		case <-time.After(100 * time.Millisecond):
+			continue
+		}
+		short, stop := context.WithTimeout(ctx, 100*time.Millisecond)
+		_, err := sub.Next(short)
+		stop()
+		if err == nil {
+			break
+		}
+	}
+	for drained := false; !drained; { // the probes still on their way
+		select {
+		case last = <-plugin.msgs:
+			accept(last)
+		case <-time.After(300 * time.Millisecond):
+			drained = true
+		}
+	}
+	for { // and at the subscriber
+		short, stop := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, err := sub.Next(short)
+		stop()
+		if err != nil {
+			break
+		}
+	}
+	return last
 }
 
 func testNode(t *testing.T) *p2p.Node {

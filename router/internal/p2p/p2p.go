@@ -58,6 +58,9 @@ type Node struct {
 
 	arriveMu sync.RWMutex
 	arrivals map[string]func(*pubsub.Message) // topic -> its validator's, see Validate
+
+	valMu       sync.Mutex
+	validations map[string]*validation // by topic, see Validate
 }
 
 // New starts the host described by cfg, with the identity kept under
@@ -79,7 +82,7 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	n := &Node{log: log, topics: map[string]*topicRef{}, handlers: map[string]string{}, arrivals: map[string]func(*pubsub.Message){}}
+	n := &Node{log: log, topics: map[string]*topicRef{}, handlers: map[string]string{}, arrivals: map[string]func(*pubsub.Message){}, validations: map[string]*validation{}}
 	for _, s := range cfg.Bootstrap {
 		ai, err := peer.AddrInfoFromString(s)
 		if err != nil {
@@ -213,6 +216,15 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 
 // Close stops the host and everything on it.
 func (n *Node) Close() error {
+	n.valMu.Lock()
+	for _, v := range n.validations {
+		v.mu.Lock()
+		if v.release != nil {
+			v.release.Stop()
+		}
+		v.mu.Unlock()
+	}
+	n.valMu.Unlock()
 	n.cancel()
 	n.wg.Wait()
 	var errs []error

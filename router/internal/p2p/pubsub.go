@@ -3,8 +3,10 @@ package p2p
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -92,8 +94,9 @@ func (n *Node) ReleaseProtocol(protocol string) {
 	delete(n.handlers, protocol)
 }
 
-// Validate has fn judge every message on topic before gossipsub passes it
-// on or delivers it; unregister ends that. One validator per topic. fn runs
+// Validate has fn, plugin owner's, judge every message on topic before
+// gossipsub passes it on or delivers it, and keeps this node subscribed to
+// topic meanwhile; unregister ends that. One validator per topic. fn runs
 // inline in the one validation worker, so messages are judged one at a
 // time in the order they came (as the worker's comment in New says, each
 // author's order matters).
@@ -105,8 +108,44 @@ func (n *Node) ReleaseProtocol(protocol string) {
 // gossipsub's event loop, so it must not block. It sees messages gossipsub
 // may yet drop without asking fn: duplicates, and any whose envelope
 // signature does not verify (see inspect).
-func (n *Node) Validate(topic string, fn pubsub.ValidatorEx, arrive func(*pubsub.Message)) (unregister func(), err error) {
-	if err := n.PubSub.RegisterTopicValidator(topic, fn, pubsub.WithValidatorTimeout(validateTimeout), pubsub.WithValidatorInline(true)); err != nil {
+//
+// After unregister the topic stays joined, and validated, for
+// validatorGrace: a plugin that crashed is back within a fraction of a
+// second, and leaving the topic would have the peers prune this node from
+// their meshes for gossipsub's backoff, a minute in which messages only
+// come when asked for, a heartbeat late. Meanwhile the first message waits
+// for the plugin (within the 2 s a verdict may take), and if it does not
+// come back by then, messages are ignored until it does: none passes
+// unjudged. If owner validates topic again within the grace, it takes
+// over.
+func (n *Node) Validate(topic, owner string, fn pubsub.ValidatorEx, arrive func(*pubsub.Message)) (unregister func(), err error) {
+	n.valMu.Lock()
+	defer n.valMu.Unlock()
+	v := n.validations[topic]
+	if v == nil {
+		v = &validation{owner: owner, back: make(chan struct{})}
+		if err := n.PubSub.RegisterTopicValidator(topic, v.judge, pubsub.WithValidatorTimeout(validateTimeout), pubsub.WithValidatorInline(true)); err != nil {
+			return nil, fmt.Errorf("validate topic %s: %w", topic, err)
+		}
+		sub, cancel, err := n.Subscribe(topic)
+		if err != nil {
+			n.PubSub.UnregisterTopicValidator(topic)
+			return nil, err
+		}
+		// The validator has had every message: the subscription only keeps
+		// this node in the topic's mesh, and its deliveries are dropped.
+		ctx, stop := context.WithCancel(context.Background())
+		go func() {
+			for {
+				if _, err := sub.Next(ctx); err != nil {
+					return
+				}
+			}
+		}()
+		v.leave = func() { stop(); cancel() }
+		n.validations[topic] = v
+	}
+	if err := v.attach(owner, fn); err != nil {
 		return nil, fmt.Errorf("validate topic %s: %w", topic, err)
 	}
 	if arrive != nil {
@@ -114,12 +153,100 @@ func (n *Node) Validate(topic string, fn pubsub.ValidatorEx, arrive func(*pubsub
 		n.arrivals[topic] = arrive
 		n.arriveMu.Unlock()
 	}
+	var once sync.Once
 	return func() {
-		n.arriveMu.Lock()
-		delete(n.arrivals, topic)
-		n.arriveMu.Unlock()
-		n.PubSub.UnregisterTopicValidator(topic)
+		once.Do(func() {
+			n.arriveMu.Lock()
+			delete(n.arrivals, topic)
+			n.arriveMu.Unlock()
+			v.detach(func() { n.dropValidation(topic, v) })
+		})
 	}, nil
+}
+
+// validatorGrace is how long a topic stays joined, and validated, after its
+// validating plugin went away (Validate).
+const validatorGrace = time.Minute
+
+// validation is a topic's validator, which outlives one plugin process.
+type validation struct {
+	owner string
+	leave func() // ends the node's subscription
+
+	mu      sync.Mutex
+	fn      pubsub.ValidatorEx // the plugin's; nil while it is away
+	back    chan struct{}      // closed when a plugin takes over
+	waited  bool               // a message waited in vain for this absence
+	release *time.Timer
+}
+
+func (v *validation) attach(owner string, fn pubsub.ValidatorEx) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch {
+	case owner != v.owner:
+		return fmt.Errorf("plugin %s validates it already", v.owner)
+	case v.fn != nil:
+		return errors.New("it has a validator already")
+	}
+	if v.release != nil {
+		v.release.Stop()
+		v.release = nil
+	}
+	v.fn, v.waited = fn, false
+	close(v.back)
+	return nil
+}
+
+func (v *validation) detach(drop func()) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.fn, v.waited, v.back = nil, false, make(chan struct{})
+	v.release = time.AfterFunc(validatorGrace, drop)
+}
+
+// judge is the topic's validator: the plugin's, or, while it is away, a
+// wait for it.
+func (v *validation) judge(ctx context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	v.mu.Lock()
+	fn, back, waited := v.fn, v.back, v.waited
+	if fn == nil {
+		v.waited = true
+	}
+	v.mu.Unlock()
+	if fn == nil {
+		if waited {
+			return pubsub.ValidationIgnore
+		}
+		select {
+		case <-back:
+		case <-ctx.Done():
+			return pubsub.ValidationIgnore
+		}
+		v.mu.Lock()
+		fn = v.fn
+		v.mu.Unlock()
+		if fn == nil {
+			return pubsub.ValidationIgnore
+		}
+	}
+	return fn(ctx, from, m)
+}
+
+// dropValidation ends a topic's validation once its grace is over with no
+// plugin back.
+func (n *Node) dropValidation(topic string, v *validation) {
+	n.valMu.Lock()
+	defer n.valMu.Unlock()
+	v.mu.Lock()
+	gone := v.fn == nil && n.validations[topic] == v
+	v.mu.Unlock()
+	if !gone {
+		return
+	}
+	delete(n.validations, topic)
+	n.PubSub.UnregisterTopicValidator(topic)
+	v.leave()
 }
 
 // inspect hands the messages of each RPC from a peer to their topic's
