@@ -217,12 +217,14 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 // Close stops the host and everything on it.
 func (n *Node) Close() error {
 	n.valMu.Lock()
-	for _, v := range n.validations {
+	for topic, v := range n.validations {
 		v.mu.Lock()
 		if v.release != nil {
 			v.release.Stop()
 		}
 		v.mu.Unlock()
+		v.leave() // its subscription, which pubsub's end does not close
+		delete(n.validations, topic)
 	}
 	n.valMu.Unlock()
 	n.cancel()
