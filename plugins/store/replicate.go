@@ -79,11 +79,10 @@ func (a announcement) split(round int64) []announcement {
 	if len(a.Pins) <= maxAnnouncedPins {
 		return []announcement{a}
 	}
-	parts := (len(a.Pins) + maxAnnouncedPins - 1) / maxAnnouncedPins
-	out := make([]announcement, parts)
-	for i := range out {
-		out[i] = announcement{Free: a.Free, Round: round, Part: i, Parts: parts,
-			Pins: a.Pins[i*maxAnnouncedPins : min((i+1)*maxAnnouncedPins, len(a.Pins))]}
+	chunks := slices.Collect(slices.Chunk(a.Pins, maxAnnouncedPins))
+	out := make([]announcement, len(chunks))
+	for i, pins := range chunks {
+		out[i] = announcement{Free: a.Free, Round: round, Part: i, Parts: len(chunks), Pins: pins}
 	}
 	out[0].Unpinned = a.Unpinned
 	return out
@@ -103,11 +102,10 @@ func (a announcement) delta(before map[string]bool, round int64) []announcement 
 			added = append(added, h)
 		}
 	}
-	parts := (len(added) + maxAnnouncedPins - 1) / maxAnnouncedPins
-	out := make([]announcement, parts)
-	for i := range out {
-		out[i] = announcement{Free: a.Free, Added: true, Round: round, Part: i, Parts: parts + 1,
-			Pins: added[i*maxAnnouncedPins : min((i+1)*maxAnnouncedPins, len(added))]}
+	chunks := slices.Collect(slices.Chunk(added, maxAnnouncedPins))
+	out := make([]announcement, len(chunks))
+	for i, pins := range chunks {
+		out[i] = announcement{Free: a.Free, Added: true, Round: round, Part: i, Parts: len(chunks) + 1, Pins: pins}
 	}
 	return out
 }
