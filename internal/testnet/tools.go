@@ -1,10 +1,13 @@
 package testnet
 
 import (
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -28,28 +31,61 @@ var (
 	given   = map[int]bool{}
 )
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
-// that it has not returned before in this process: the kernel may hand
-// out a just-closed port again, and two programs told the same port (say
-// Transmission's RPC and peer ports) would fight over it.
+// FreePort returns a port on 127.0.0.1, free for TCP and UDP a moment
+// ago, that it has not returned before in this process. It comes from
+// below the kernel's ephemeral range: a port from inside it could be
+// handed, once closed, to the next program that listens on port 0 (a
+// router's API did take a torrent plugin's port so), and two programs
+// told the same port would fight over it.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	low := ephemeralLow()
+	for range 1000 {
+		port := 10000 + rand.IntN(low-10000)
+		if given[port] || !bindable(port) {
+			continue
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if !given[port] {
-			given[port] = true
-			return port
-		}
+		given[port] = true
+		return port
 	}
-	t.Fatal("no new free port on 127.0.0.1 in 100 tries")
+	t.Fatalf("no free port on 127.0.0.1 between 10000 and %d in 1000 tries", low)
 	return 0
+}
+
+// ephemeralLow is the lowest port the kernel picks for port 0.
+func ephemeralLow() int {
+	const fallback = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fallback
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return fallback
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low <= 10000+1000 {
+		return fallback
+	}
+	return low
+}
+
+// bindable reports whether both TCP and UDP port on 127.0.0.1 are free.
+func bindable(port int) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer ln.Close()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	pc.Close()
+	return true
 }
 
 // LiveHeap is this process's heap in use after two collections: what is
