@@ -267,6 +267,7 @@ func BenchmarkReceiveBundle(b *testing.B) {
 		}
 	}
 	signAll()
+	writes := d.b.Stats().TxStats.Write
 	n := 0
 	for b.Loop() {
 		if n == len(bundles) {
@@ -282,6 +283,7 @@ func BenchmarkReceiveBundle(b *testing.B) {
 		n++
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*perBundle), "us/msg")
+	b.ReportMetric(float64(d.b.Stats().TxStats.Write-writes)/float64(b.N), "writes/commit")
 }
 
 // receiveNow checks data and takes it into r, as consume does with a
