@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/vecino/vecino/internal/testnet"
 	"github.com/vecino/vecino/plugins/chat/wire"
 )
@@ -692,5 +694,87 @@ func TestChatFullOrReadOnlyDisk(t *testing.T) {
 	msgs, _ := readRoom(t, n, "lobby", 0, 0)
 	if got := textsFrom(msgs, alice.addr()); len(got) < 2 || got[0] != "before the disk filled" || got[len(got)-1] != "after" {
 		t.Errorf("history after a restart: %q", got)
+	}
+}
+
+// TestChatStartsWhateverItCarried: what a node carried must not keep its
+// chat from starting again. Here the node carries its max_rooms, one of
+// them a room a client asked for; the operator then adds a room to
+// `rooms`, and a disk error has left a room whose name no client could
+// give. The plugin starts at once, with the rooms it carried, the new
+// one, and without the damaged one.
+func TestChatStartsWhateverItCarried(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": roomyChat + "\nmax_rooms = 2"}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	alice := newChatter(t, n)
+	alice.say("kitchen", "in the room a client asked for")
+	n.Stop()
+
+	conf, err := os.ReadFile(n.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	more := bytes.Replace(conf, []byte(`rooms = ["lobby"]`), []byte(`rooms = ["lobby", "garden"]`), 1)
+	if bytes.Equal(more, conf) {
+		t.Fatalf("no rooms line in %s", n.Config)
+	}
+	if err := os.WriteFile(n.Config, more, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	damage(t, filepath.Join(n.State, "plugins", "chat", "chat.db"), "kitchen", "Not A Room!")
+
+	n.Restart()
+	p := n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	if p.Restarts != 0 {
+		t.Errorf("chat restarted %d times: %s", p.Restarts, p.LastError)
+	}
+	if msgs, _ := readRoom(t, n, "kitchen", 0, 0); len(msgs) != 1 || msgs[0].Text != "in the room a client asked for" {
+		t.Errorf("kitchen after the restart: %+v", msgs)
+	}
+	alice.say("garden", "in the room the operator added")
+	alice.say("lobby", "in the lobby")
+	if code, body := postChat(t, n, "/rooms/attic/messages", nil); code != http.StatusForbidden || !strings.Contains(body, "room_limit") {
+		t.Errorf("a fourth room: %d %s, want 403 room_limit", code, body)
+	}
+	if !strings.Contains(n.Log(), "skipped damaged records") {
+		t.Errorf("the damaged room was not reported in the log")
+	}
+}
+
+// damage copies room's history and its authors' seen records in chat.db
+// under a room name that no client could have given.
+func damage(t *testing.T, path, room, bad string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		from := tx.Bucket([]byte("rooms")).Bucket([]byte(room))
+		to, err := tx.Bucket([]byte("rooms")).CreateBucket([]byte(bad))
+		if err != nil {
+			return err
+		}
+		if err := from.ForEach(func(k, v []byte) error { return to.Put(k, v) }); err != nil {
+			return err
+		}
+		seen := tx.Bucket([]byte("seen"))
+		var keys, vals [][]byte
+		seen.ForEach(func(k, v []byte) error {
+			if r, author, ok := strings.Cut(string(k), "/"); ok && r == room {
+				keys, vals = append(keys, []byte(bad+"/"+author)), append(vals, v)
+			}
+			return nil
+		})
+		for i := range keys {
+			if err := seen.Put(keys[i], vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

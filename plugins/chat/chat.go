@@ -26,7 +26,8 @@ import (
 
 type settings struct {
 	// Rooms the node always carries; clients may join others, up to
-	// MaxRooms in all.
+	// MaxRooms in all. Rooms carried before a restart are carried after
+	// it, with Rooms, even past a MaxRooms lowered meanwhile.
 	Rooms          []string      `toml:"rooms"`
 	History        int           `toml:"history"`
 	HistoryAge     time.Duration `toml:"history_age"`
@@ -297,12 +298,29 @@ func (c *chat) Start(context.Context) error {
 	c.db = d
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	now := time.Now()
+	// The configured rooms first: they are carried whatever else was, even
+	// when max_rooms was lowered, or rooms added, since the node carried
+	// what it has on disk (max_rooms limits the rooms clients ask for).
+	for _, name := range c.cfg.Rooms {
+		c.roomLocked(name)
+	}
+	// A room name no client could give is damage: its records are skipped,
+	// or joining it would fail the start, every time.
+	badRooms := 0
 	if err := d.loadSeen(func(room, author string, last seen) {
+		if !wire.RoomName.MatchString(room) {
+			badRooms++
+			return
+		}
 		c.roomLocked(room).saw(author, last)
 	}); err != nil {
 		return fmt.Errorf("load authors' last messages: %w", err)
 	}
 	bad, err := d.loadRooms(func(name string, cur uint64, recv time.Time, m *wire.RoomMessage) {
+		if !wire.RoomName.MatchString(name) {
+			badRooms++
+			return
+		}
 		r := c.roomLocked(name)
 		r.entries = append(r.entries, newEntry(cur, recv, m))
 		r.next = cur + 1
@@ -317,8 +335,8 @@ func (c *chat) Start(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load mailboxes: %w", err)
 	}
-	if bad+badMail > 0 {
-		slog.Warn("skipped damaged records", "history", bad, "mail", badMail)
+	if bad+badMail+badRooms > 0 {
+		slog.Warn("skipped damaged records", "history", bad, "mail", badMail, "bad_room_names", badRooms)
 	}
 	slog.Info("history loaded", "rooms", len(c.rooms), "mailboxes", len(c.boxes), "took", time.Since(now).String())
 	names := append([]string(nil), c.cfg.Rooms...)
