@@ -110,6 +110,9 @@ var errNotFound = errors.New("block not found")
 type quotaError struct{ need, free, quota int64 }
 
 func (e *quotaError) Error() string {
+	if e.free < 0 { // quota_mib lowered below what the store held
+		return fmt.Sprintf("store quota reached: need %d bytes, and %d MiB is already held, over the %d MiB quota ([plugins.store] quota_mib); unpin to make room", e.need, (e.quota-e.free)>>20, e.quota>>20)
+	}
 	return fmt.Sprintf("store quota reached: need %d bytes, %d of %d MiB free", e.need, e.free>>20, e.quota>>20)
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -106,6 +107,29 @@ func TestBlockstoreReopen(t *testing.T) {
 	}
 	bs = openTestStore(t, dir)
 	wantBlocks(t, bs, bl, nil)
+}
+
+// A store opened with a quota lowered below what it holds keeps all of
+// it, and refuses new blocks with an error that says why and what to do.
+func TestBlockstoreQuotaLoweredBelowWhatItHolds(t *testing.T) {
+	dir := t.TempDir()
+	bs := openTestStore(t, dir)
+	bl := testBlocks(t, 0, 10, 256<<10)
+	putAll(t, bs, bl)
+	if err := bs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := openBlockstore(dir, 1<<20)
+	if err != nil {
+		t.Fatalf("open with a lower quota: %v", err)
+	}
+	defer bs.Close()
+	wantBlocks(t, bs, bl, nil)
+	err = bs.Put(testBlocks(t, 10, 1, 1024)[0])
+	var qe *quotaError
+	if !errors.As(err, &qe) || !strings.Contains(err.Error(), "2 MiB is already held, over the 1 MiB quota ([plugins.store] quota_mib)") {
+		t.Errorf("a block past a lowered quota: %v", err)
+	}
 }
 
 // Blocks appended but never synced (the process killed) are found in the
