@@ -68,7 +68,16 @@ func loadList(dir string) (*torrentList, error) {
 		return l, fmt.Errorf("read %s: %w", l.path, err)
 	}
 	if err := json.Unmarshal(data, l); err != nil {
-		return &torrentList{path: l.path, Records: map[string]*record{}}, fmt.Errorf("%s: %w", l.path, err)
+		// The list is written anew at the next save: keep this one whole
+		// for whoever wants its ratios, paused and skipped files back.
+		err = fmt.Errorf("%s: %w", l.path, err)
+		aside := l.path + ".unreadable-" + time.Now().UTC().Format("20060102T150405Z")
+		if rerr := os.Rename(l.path, aside); rerr != nil {
+			err = errors.Join(err, rerr)
+		} else {
+			err = fmt.Errorf("%w (kept as %s)", err, filepath.Base(aside))
+		}
+		return &torrentList{path: l.path, Records: map[string]*record{}}, err
 	}
 	if l.Records == nil {
 		l.Records = map[string]*record{}

@@ -106,6 +106,8 @@ type seedbox struct {
 	// lpdErr says why it could not start.
 	lpd    *lpd
 	lpdErr string
+	// listErr says why list.json could not be read at start.
+	listErr string
 
 	mu       sync.Mutex
 	torrents map[string]*item // by info hash, hex
@@ -215,6 +217,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 	s.torrents = map[string]*item{}
 	s.list, err = loadList(s.state)
 	if err != nil {
+		s.listErr = err.Error()
 		s.log.Error("torrent list unreadable; starting from the .torrent files alone", "err", err)
 	}
 	if err := s.resume(); err != nil {
@@ -296,6 +299,9 @@ func (s *seedbox) Status(context.Context) (sdk.Status, error) {
 		details["local_peer_discovery"] = s.lpd.status()
 	case s.lpdErr != "":
 		details["local_peer_discovery"] = s.lpdErr
+	}
+	if s.listErr != "" {
+		details["list_unreadable"] = s.listErr
 	}
 	return sdk.Status{
 		Summary: fmt.Sprintf("%s; up %.1f KiB/s, down %.1f KiB/s", summary, up/1024, down/1024),
