@@ -778,3 +778,57 @@ func damage(t *testing.T, path, room, bad string) {
 		t.Fatal(err)
 	}
 }
+
+// TestChatCatchesUpAfterBeingAway: gossipsub does not replay what was said
+// while a node was away. Node b is stopped while alice, on node a, talks
+// in the lobby and bob starts a room b never carried. Started again, b
+// asks a for what it missed: its clients read all of alice's messages,
+// in order, once each, and the room bob started once one of them opens it.
+func TestChatCatchesUpAfterBeingAway(t *testing.T) {
+	nodes := startChatNodes(t, 2, roomyChat)
+	a, b := nodes[0], nodes[1]
+	waitMesh(t, "lobby", a, b)
+	alice, bob := newChatter(t, a), newChatter(t, a)
+	alice.say("lobby", "before b went away")
+	waitFor(t, b, "lobby", alice.addr(), 1)
+
+	b.Stop()
+	var said []string
+	for i := range 5 {
+		said = append(said, fmt.Sprintf("while b was away %d", i))
+		alice.say("lobby", said[i])
+	}
+	bob.say("garden", "a room b never carried")
+	// Past gossipsub's message cache on a (5 heartbeats of 1 s): a's
+	// gossip cannot bring these back to b, as it would a moment later.
+	time.Sleep(6 * time.Second)
+	b.Restart()
+	b.WaitPlugin("chat", 20*time.Second, testnet.Running)
+
+	got := waitFor(t, b, "lobby", alice.addr(), 6)
+	if want := append([]string{"before b went away"}, said...); !slices.Equal(got, want) {
+		t.Errorf("b's lobby after catching up:\n%q\nwant\n%q", got, want)
+	}
+	if got := waitFor(t, b, "garden", bob.addr(), 1); got[0] != "a room b never carried" {
+		t.Errorf("b's garden: %q", got)
+	}
+	if st := b.Status().Plugin("chat"); st.Details["caught_up"] == float64(0) {
+		t.Errorf("b's status counts nothing caught up: %v", st.Details)
+	}
+}
+
+// waitFor reads room on n until from's messages there number want (20 s
+// at most), and returns their texts.
+func waitFor(t *testing.T, n *testnet.Node, room, from string, want int) []string {
+	t.Helper()
+	var got []string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		msgs, _ := readRoom(t, n, room, 0, 0)
+		if got = textsFrom(msgs, from); len(got) >= want {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s on %s: %d messages from %s after 20 s, want %d: %q", room, n.ID, len(got), from[:10], want, got)
+		}
+	}
+}

@@ -117,8 +117,13 @@ type chat struct {
 	authorRooms map[string]map[string]bool
 	authors     *limiters
 	ips         *limiters
-	dropped     map[string]int64
-	accepted    int64
+	catchUps    *limiters // neighbours' catch-up requests, by peer
+	// live is set once Start has joined the rooms the node carried: a
+	// room joined after that catches up on its own.
+	live     atomic.Bool
+	dropped  map[string]int64
+	accepted int64
+	caughtUp int64 // of accepted: taken from neighbours' catch-up answers
 	// setAside names the file an unreadable chat.db was moved to at start.
 	setAside string
 	// disk says why the plugin's disk cannot take new messages, while it
@@ -146,6 +151,7 @@ type room struct {
 type entry struct {
 	Cursor   uint64
 	Received int64  // Unix ms, on this node
+	TS       int64  // Unix ms, when its author wrote it
 	doc      []byte // an entryDoc
 }
 
@@ -160,7 +166,7 @@ type entryDoc struct {
 func newEntry(cursor uint64, received time.Time, m *wire.RoomMessage) entry {
 	e := entryDoc{Cursor: cursor, Received: received.UnixMilli(), RoomBody: m.RoomBody, ID: m.ID}
 	doc, _ := json.Marshal(e) // strings, numbers: cannot fail
-	return entry{Cursor: cursor, Received: e.Received, doc: doc}
+	return entry{Cursor: cursor, Received: e.Received, TS: m.TS, doc: doc}
 }
 
 // seen is what a room took of an author: its last (highest) seq and that
@@ -262,6 +268,7 @@ func (c *chat) Info() sdk.Info {
 	return sdk.Info{
 		Name: "chat", Version: "0.2.0", Description: "rooms with history and sealed mailboxes, over gossipsub",
 		Topics:      []string{wire.RoomTopicPrefix + "*", wire.MailTopic},
+		Protocols:   []string{catchUpProtocol},
 		PublicPaths: []string{"/rooms/*", "/mail*"}, Page: true,
 	}
 }
@@ -275,6 +282,9 @@ func (c *chat) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 	c.cfg, c.env = cfg, env
 	c.authors = newLimiters(cfg.Rate, cfg.Burst)
 	c.ips = newLimiters(cfg.IPRate, cfg.IPBurst)
+	// A node that starts asks for every room it carries at once; then
+	// one request every 5 s.
+	c.catchUps = newLimiters(0.2, max(cfg.MaxRooms, 16))
 	return nil
 }
 
@@ -339,15 +349,26 @@ func (c *chat) Start(context.Context) error {
 		slog.Warn("skipped damaged records", "history", bad, "mail", badMail, "bad_room_names", badRooms)
 	}
 	slog.Info("history loaded", "rooms", len(c.rooms), "mailboxes", len(c.boxes), "took", time.Since(now).String())
+	if err := c.env.Host.Handle(c.ctx, catchUpProtocol, c.serveCatchUp); err != nil {
+		return err
+	}
 	names := append([]string(nil), c.cfg.Rooms...)
 	for name := range c.rooms {
 		names = append(names, name)
 	}
+	var carried []*room
 	for _, name := range names {
-		if _, err := c.join(name); err != nil {
+		r, err := c.join(name)
+		if err != nil {
 			return err
 		}
+		if !slices.Contains(carried, r) {
+			carried = append(carried, r)
+		}
 	}
+	c.wg.Add(1)
+	go c.catchUp(carried)
+	c.live.Store(true)
 	sub, err := c.env.Host.Validate(c.ctx, wire.MailTopic)
 	if err != nil {
 		return err
@@ -401,7 +422,7 @@ func (c *chat) Status(context.Context) (sdk.Status, error) {
 	}
 	st := sdk.Status{
 		Summary: fmt.Sprintf("%s, %s kept, %s held", plural(len(c.rooms), "room"), plural(total, "message"), plural(held, "direct message")),
-		Details: map[string]any{"rooms": rooms, "mailboxes": len(c.boxes), "held": held, "accepted": c.accepted, "dropped": dropped},
+		Details: map[string]any{"rooms": rooms, "mailboxes": len(c.boxes), "held": held, "accepted": c.accepted, "caught_up": c.caughtUp, "dropped": dropped},
 	}
 	if c.setAside != "" {
 		st.Summary += "; an unreadable chat.db was set aside as " + filepath.Base(c.setAside)
@@ -454,6 +475,10 @@ func (c *chat) join(name string) (*room, error) {
 	c.wg.Add(2)
 	go consume(c, sub, "room message", c.check, c.receive(r))
 	go c.publishLoop(r)
+	if c.live.Load() {
+		c.wg.Add(1)
+		go c.catchUp([]*room{r})
+	}
 	return r, nil
 }
 
@@ -504,8 +529,18 @@ func (c *chat) parse(raw []byte, now time.Time) (*wire.RoomMessage, error) {
 }
 
 // accept checks a parsed room message against this node's limits and adds
-// it to r's history. The returned channel is closed once it is on disk.
+// it to r's history. The returned batch is done once it is on disk.
 func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (entry, *batch, error) {
+	return c.admit(r, m, now, true)
+}
+
+// acceptOld is accept for a message a neighbour kept (catchUp): its
+// author's rate then is not now.
+func (c *chat) acceptOld(r *room, m *wire.RoomMessage, now time.Time) (entry, *batch, error) {
+	return c.admit(r, m, now, false)
+}
+
+func (c *chat) admit(r *room, m *wire.RoomMessage, now time.Time, rated bool) (entry, *batch, error) {
 	if m.Room != r.name {
 		return entry{}, nil, &refusal{http.StatusBadRequest, "wrong_room", fmt.Errorf("message is for room %q, not %q", m.Room, r.name)}
 	}
@@ -514,10 +549,12 @@ func (c *chat) accept(r *room, m *wire.RoomMessage, now time.Time) (entry, *batc
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.addLocked(r, m, now)
+	return c.addLocked(r, m, now, rated)
 }
 
-func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, *batch, error) {
+// addLocked adds m to r's history, unless it is a replay or over a limit;
+// rated says whether the author's rate limit applies.
+func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time, rated bool) (entry, *batch, error) {
 	last, known := r.lastSeq[m.From]
 	if known && !last.fresh(m.Seq) {
 		return entry{}, nil, &refusal{http.StatusConflict, "replayed", fmt.Errorf("seq %d from this author was already seen here, or is older than the %d messages of theirs kept (last %d): a replay or a duplicate", m.Seq, seenKept, last.Seq)}
@@ -526,7 +563,7 @@ func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time) (entry, *b
 	if !rooms[r.name] && len(rooms) >= c.cfg.RoomsPerClient {
 		return entry{}, nil, &refusal{http.StatusForbidden, "rooms_per_client", fmt.Errorf("this author already speaks in %d rooms here, the limit ([plugins.chat] rooms_per_client)", len(rooms))}
 	}
-	if !c.authors.allow(m.From, now, 1) {
+	if rated && !c.authors.allow(m.From, now, 1) {
 		return entry{}, nil, &refusal{http.StatusTooManyRequests, "rate", fmt.Errorf("this author is over %g messages a second (burst %d): slow down", c.cfg.Rate, c.cfg.Burst)}
 	}
 	if rooms == nil {
@@ -581,14 +618,24 @@ func (c *chat) verdict(err error) sdk.Verdict {
 		return sdk.Accept
 	}
 	c.count(err)
+	if !c.blameless(err) {
+		return sdk.Reject
+	}
+	return sdk.Ignore
+}
+
+// blameless reports whether err refuses a message that is well formed and
+// signed (a replay, or over a limit of this node's), rather than one no
+// honest node would pass on.
+func (c *chat) blameless(err error) bool {
 	var ref *refusal
 	if errors.As(err, &ref) {
 		switch ref.reason {
 		case "malformed", "unsigned", "bad_signature", "wrong_room":
-			return sdk.Reject
+			return false
 		}
 	}
-	return sdk.Ignore
+	return true
 }
 
 // checked is a room message, or a bundle of them, from the network, parsed
@@ -898,6 +945,7 @@ func (c *chat) expire(now time.Time) {
 	}
 	c.authors.forget(now)
 	c.ips.forget(now)
+	c.catchUps.forget(now)
 }
 
 // limiters is a token bucket per key (an author, an address).
