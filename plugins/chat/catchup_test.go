@@ -68,3 +68,25 @@ func FuzzCatchUpAnswer(f *testing.F) {
 		t.Fatal("more frames than bytes")
 	})
 }
+
+// What a catch-up brings is oldest first, so an author's messages missed
+// while away are all taken even when a newer one came by gossipsub first:
+// each late one is newer than the oldest the room still keeps.
+func TestCatchUpAfterANewerMessage(t *testing.T) {
+	var s seen
+	for seq := uint64(1000); seq <= 1010; seq++ { // before the node went away
+		s = s.with(seq, 0)
+	}
+	s = s.with(9000, 0) // said after it came back, by gossipsub
+	for seq := uint64(2000); seq < 2050; seq++ {
+		if !s.fresh(seq) {
+			t.Fatalf("missed seq %d refused as a replay: %+v", seq, s)
+		}
+		s = s.with(seq, 0)
+	}
+	for _, seq := range []uint64{1010, 2049, 9000} {
+		if s.fresh(seq) {
+			t.Errorf("seq %d taken twice", seq)
+		}
+	}
+}
