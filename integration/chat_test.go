@@ -255,26 +255,8 @@ func TestChatMailboxSurvivesKillAndRestart(t *testing.T) {
 	}
 	alice.say("lobby", "history that must survive too")
 
-	listMail := func(n *testnet.Node) []wire.Mail {
-		auth, _ := json.Marshal(bob.AuthorizeMailbox("list", time.Now(), nil))
-		code, body := postChat(t, n, "/mail/"+bob.Address().String()+"/list", auth)
-		if code != http.StatusOK {
-			t.Fatalf("list mail: %d %s", code, body)
-		}
-		var out struct{ Mail []wire.Mail }
-		json.Unmarshal([]byte(body), &out)
-		return out.Mail
-	}
-	waitMail := func(n *testnet.Node, want int) []wire.Mail {
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			m := listMail(n)
-			if len(m) == want || time.Now().After(deadline) {
-				return m
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	listMail := func(n *testnet.Node) []wire.Mail { return listMail(t, n, bob) }
+	waitMail := func(n *testnet.Node, want int) []wire.Mail { return waitMail(t, n, bob, want) }
 	if got := waitMail(b, 1); len(got) != 1 {
 		t.Fatalf("node b holds %d copies of the mail, want 1 (passed on over gossipsub)", len(got))
 	}
@@ -352,6 +334,32 @@ func TestChatMailboxSurvivesKillAndRestart(t *testing.T) {
 	a.WaitPeers(1, 30*time.Second)
 	if left := waitMail(b, 0); len(left) != 0 {
 		t.Errorf("b still holds %d mails after bob deleted them at a", len(left))
+	}
+}
+
+// listMail lists the mail that n holds for id.
+func listMail(t *testing.T, n *testnet.Node, id *wire.Identity) []wire.Mail {
+	t.Helper()
+	auth, _ := json.Marshal(id.AuthorizeMailbox("list", time.Now(), nil))
+	code, body := postChat(t, n, "/mail/"+id.Address().String()+"/list", auth)
+	if code != http.StatusOK {
+		t.Fatalf("list mail: %d %s", code, body)
+	}
+	var out struct{ Mail []wire.Mail }
+	json.Unmarshal([]byte(body), &out)
+	return out.Mail
+}
+
+// waitMail lists id's mail on n until it holds want (15 s at most).
+func waitMail(t *testing.T, n *testnet.Node, id *wire.Identity, want int) []wire.Mail {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		m := listMail(t, n, id)
+		if len(m) == want || time.Now().After(deadline) {
+			return m
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -781,9 +789,10 @@ func damage(t *testing.T, path, room, bad string) {
 
 // TestChatCatchesUpAfterBeingAway: gossipsub does not replay what was said
 // while a node was away. Node b is stopped while alice, on node a, talks
-// in the lobby and bob starts a room b never carried. Started again, b
-// asks a for what it missed: its clients read all of alice's messages,
-// in order, once each, and the room bob started once one of them opens it.
+// in the lobby, leaves mail for dave, and bob starts a room b never
+// carried. Started again, b asks a for what it missed: its clients read
+// all of alice's messages, in order, once each, and the room bob started
+// once one of them opens it; dave finds his mail on b.
 func TestChatCatchesUpAfterBeingAway(t *testing.T) {
 	nodes := startChatNodes(t, 2, roomyChat)
 	a, b := nodes[0], nodes[1]
@@ -799,6 +808,17 @@ func TestChatCatchesUpAfterBeingAway(t *testing.T) {
 		alice.say("lobby", said[i])
 	}
 	bob.say("garden", "a room b never carried")
+	dave, err := wire.NewIdentity() // offline, and will fetch from b
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := alice.id.Seal(dave.Address(), time.Now(), "left on a while b was away")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postChat(t, a, "/mail", sealed); code != http.StatusAccepted {
+		t.Fatalf("deposit: %d %s", code, body)
+	}
 	// Past gossipsub's message cache on a (5 heartbeats of 1 s): a's
 	// gossip cannot bring these back to b, as it would a moment later.
 	time.Sleep(6 * time.Second)
@@ -811,6 +831,9 @@ func TestChatCatchesUpAfterBeingAway(t *testing.T) {
 	}
 	if got := waitFor(t, b, "garden", bob.addr(), 1); got[0] != "a room b never carried" {
 		t.Errorf("b's garden: %q", got)
+	}
+	if got := waitMail(t, b, dave, 1); len(got) != 1 {
+		t.Errorf("b holds %d of dave's mail after catching up, want 1", len(got))
 	}
 	if st := b.Status().Plugin("chat"); st.Details["caught_up"] == float64(0) {
 		t.Errorf("b's status counts nothing caught up: %v", st.Details)

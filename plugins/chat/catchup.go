@@ -31,7 +31,10 @@ import (
 const catchUpProtocol = "/vecino/chat/catchup/1.0.0"
 
 type catchUpRequest struct {
-	Room string `json:"room"`
+	// Mail asks for the sealed direct messages the neighbour holds, for
+	// every recipient, instead of a room's messages.
+	Mail bool   `json:"mail,omitempty"`
+	Room string `json:"room,omitempty"`
 	// After is a time (Unix ms, the authors' clocks): messages written
 	// after it are wanted. 0 asks for all the neighbour keeps.
 	After int64 `json:"after"`
@@ -52,6 +55,8 @@ const (
 	// catchUpTimeout bounds one neighbour's answer.
 	catchUpTimeout    = 30 * time.Second
 	maxCatchUpRequest = 1 << 10
+	// maxCatchUpMail bounds the deposits of one answer.
+	maxCatchUpMail = 10_000
 )
 
 // serveCatchUp answers a neighbour's catchUpRequest.
@@ -62,7 +67,7 @@ func (c *chat) serveCatchUp(st *sdk.Stream) {
 	if err == nil {
 		err = json.Unmarshal(line, &req)
 	}
-	if err == nil && (!wire.RoomName.MatchString(req.Room) || req.Limit < 1) {
+	if err == nil && (!req.Mail && !wire.RoomName.MatchString(req.Room) || req.Limit < 1) {
 		err = fmt.Errorf("room %.70q or limit %d out of range", req.Room, req.Limit)
 	}
 	if err != nil {
@@ -71,6 +76,18 @@ func (c *chat) serveCatchUp(st *sdk.Stream) {
 		return
 	}
 	now := time.Now()
+	if req.Mail {
+		c.mu.Lock()
+		allowed := c.catchUps.allow(st.Peer(), now, 1)
+		c.mu.Unlock()
+		if allowed {
+			err = c.sendMail(st, min(req.Limit, maxCatchUpMail))
+		}
+		if err != nil {
+			slog.Debug("catch-up answer cut short", "peer", st.Peer(), "mail", true, "err", err)
+		}
+		return
+	}
 	c.mu.Lock()
 	r, carried := c.rooms[req.Room]
 	var cursors []uint64
@@ -124,11 +141,30 @@ func (c *chat) serveCatchUp(st *sdk.Stream) {
 	}
 }
 
+// sendMail writes up to limit of the deposits this node holds, each as it
+// travelled, in a frame of its own.
+func (c *chat) sendMail(st *sdk.Stream, limit int) error {
+	return c.db.b.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(mailBucket).Cursor()
+		for k, v := cur.First(); k != nil && limit > 0; k, v = cur.Next() {
+			_, raw, ok := splitRecord(v)
+			if !ok || len(raw) == 0 {
+				continue
+			}
+			if _, err := st.Write(append(binary.AppendUvarint(nil, uint64(len(raw))), raw...)); err != nil {
+				return err
+			}
+			limit--
+		}
+		return nil
+	})
+}
+
 // catchUp asks neighbours, once some are connected, for the messages of
-// each of rooms that this node missed.
-func (c *chat) catchUp(rooms []*room) {
+// each of rooms that this node missed and, with mail, for the deposits.
+func (c *chat) catchUp(rooms []*room, mail bool) {
 	defer c.wg.Done()
-	for try := 0; try < catchUpTries && len(rooms) > 0; try++ {
+	for try := 0; try < catchUpTries; try++ {
 		if try > 0 {
 			select {
 			case <-c.ctx.Done():
@@ -140,12 +176,10 @@ func (c *chat) catchUp(rooms []*room) {
 		if err != nil || len(peers) == 0 {
 			continue
 		}
+		peers = peers[:min(len(peers), catchUpAsk)]
 		for _, r := range rooms {
-			for i, p := range peers {
-				if i == catchUpAsk || c.ctx.Err() != nil {
-					break
-				}
-				took, got, err := c.askCatchUp(p.ID, r)
+			for _, p := range peers {
+				took, got, err := c.askRoom(p.ID, r)
 				if err != nil {
 					slog.Info("catch-up not had", "room", r.name, "peer", p.ID, "err", err)
 					continue
@@ -156,39 +190,62 @@ func (c *chat) catchUp(rooms []*room) {
 				}
 			}
 		}
+		// A deposit is held by the nodes that were up when it was made:
+		// each neighbour may hold some that the others do not.
+		for _, p := range peers {
+			if !mail {
+				break
+			}
+			took, got, err := c.askMail(p.ID)
+			if err != nil {
+				slog.Info("catch-up not had", "mail", true, "peer", p.ID, "err", err)
+			} else if got > 0 {
+				slog.Info("caught up", "mail", true, "peer", p.ID, "deposits", got, "taken", took)
+			}
+		}
 		return
 	}
 }
 
-// askCatchUp asks peer for r's messages that this node missed and takes
-// them: it returns how many it took, of how many it got.
-func (c *chat) askCatchUp(peer string, r *room) (took, got int, err error) {
+// ask sends req to peer and returns the answer to read, and a function to
+// call once it is read.
+func (c *chat) ask(peer string, req catchUpRequest) (*bufio.Reader, func(), error) {
 	ctx, cancel := context.WithTimeout(c.ctx, catchUpTimeout)
-	defer cancel()
-	defer func() {
-		c.mu.Lock()
-		c.caughtUp += int64(took)
-		c.mu.Unlock()
-	}()
+	s, err := c.env.Host.OpenStream(ctx, peer, catchUpProtocol)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	done := func() {
+		stop()
+		s.Close()
+		cancel()
+	}
+	line, _ := json.Marshal(req)
+	if _, err := s.Write(append(line, '\n')); err != nil {
+		done()
+		return nil, nil, err
+	}
+	s.CloseWrite()
+	return bufio.NewReader(s), done, nil
+}
+
+// askRoom asks peer for r's messages that this node missed and takes
+// them: it returns how many it took, of how many it got.
+func (c *chat) askRoom(peer string, r *room) (took, got int, err error) {
 	req := catchUpRequest{Room: r.name, Limit: c.cfg.History}
 	c.mu.Lock()
 	for _, e := range r.entries {
 		req.After = max(req.After, e.TS-catchUpMargin.Milliseconds())
 	}
 	c.mu.Unlock()
-	s, err := c.env.Host.OpenStream(ctx, peer, catchUpProtocol)
+	in, done, err := c.ask(peer, req)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer s.Close()
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
-	line, _ := json.Marshal(req)
-	if _, err := s.Write(append(line, '\n')); err != nil {
-		return 0, 0, err
-	}
-	s.CloseWrite()
-	in := bufio.NewReader(s)
+	defer done()
+	defer c.countCaughtUp(&took)
 	for got < req.Limit {
 		bundle, err := readFrame(in, wire.MaxBundle)
 		if errors.Is(err, io.EOF) {
@@ -207,17 +264,50 @@ func (c *chat) askCatchUp(peer string, r *room) (took, got int, err error) {
 			if err == nil {
 				_, _, err = c.acceptOld(r, m, time.Now())
 			}
-			if err == nil {
+			switch {
+			case err == nil:
 				took++
-				continue
+			case !c.blameless(err): // not had already, too old, or over a limit here
+				return took, got, c.countedCatchUp(err)
 			}
-			if c.blameless(err) {
-				continue // had already, too old, or over a limit of this node's
-			}
+		}
+	}
+	return took, got, nil
+}
+
+// askMail asks peer for the deposits it holds and takes those this node
+// lacks: it returns how many it took, of how many it got.
+func (c *chat) askMail(peer string) (took, got int, err error) {
+	in, done, err := c.ask(peer, catchUpRequest{Mail: true, Limit: maxCatchUpMail})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer done()
+	defer c.countCaughtUp(&took)
+	for got < maxCatchUpMail {
+		raw, err := readFrame(in, wire.MaxMail)
+		if errors.Is(err, io.EOF) {
+			return took, got, nil
+		}
+		if err != nil {
+			return took, got, err
+		}
+		got++
+		_, saved, err := c.deposit(raw, time.Now())
+		switch {
+		case err == nil && saved != nil: // nil: held already
+			took++
+		case err != nil && !c.blameless(err):
 			return took, got, c.countedCatchUp(err)
 		}
 	}
 	return took, got, nil
+}
+
+func (c *chat) countCaughtUp(took *int) {
+	c.mu.Lock()
+	c.caughtUp += int64(*took)
+	c.mu.Unlock()
 }
 
 // countedCatchUp counts err, what a neighbour's catch-up answer held that

@@ -367,7 +367,7 @@ func (c *chat) Start(context.Context) error {
 		}
 	}
 	c.wg.Add(1)
-	go c.catchUp(carried)
+	go c.catchUp(carried, true)
 	c.live.Store(true)
 	sub, err := c.env.Host.Validate(c.ctx, wire.MailTopic)
 	if err != nil {
@@ -477,7 +477,7 @@ func (c *chat) join(name string) (*room, error) {
 	go c.publishLoop(r)
 	if c.live.Load() {
 		c.wg.Add(1)
-		go c.catchUp([]*room{r})
+		go c.catchUp([]*room{r}, false)
 	}
 	return r, nil
 }
