@@ -27,7 +27,8 @@ import (
 // and half-closes; the neighbour answers with the room's messages newer
 // than After, oldest first, as bundles (wire.Bundle), each after its length
 // (uvarint), and closes. A neighbour that does not carry the room answers
-// nothing.
+// nothing. Asked for mail, it answers with the deposits it holds, one a
+// frame. docs/chat-wire.md says the same for other clients.
 const catchUpProtocol = "/vecino/chat/catchup/1.0.0"
 
 type catchUpRequest struct {
@@ -102,18 +103,15 @@ func (c *chat) serveCatchUp(st *sdk.Stream) {
 	if len(cursors) > req.Limit {
 		cursors = cursors[len(cursors)-req.Limit:]
 	}
+	out := bufio.NewWriterSize(st, 64<<10)
 	var envs [][]byte
 	size := 2
 	send := func() error {
 		if len(envs) == 0 {
 			return nil
 		}
-		b := wire.Bundle(envs)
+		err := writeFrame(out, wire.Bundle(envs))
 		envs, size = envs[:0], 2
-		if _, err := st.Write(binary.AppendUvarint(nil, uint64(len(b)))); err != nil {
-			return err
-		}
-		_, err := st.Write(b)
 		return err
 	}
 	err = c.db.b.View(func(tx *bolt.Tx) error {
@@ -136,28 +134,45 @@ func (c *chat) serveCatchUp(st *sdk.Stream) {
 		}
 		return send()
 	})
+	if err == nil {
+		err = out.Flush()
+	}
 	if err != nil {
 		slog.Debug("catch-up answer cut short", "peer", st.Peer(), "room", req.Room, "err", err)
 	}
 }
 
+// writeFrame writes b after its length.
+func writeFrame(w *bufio.Writer, b []byte) error {
+	if _, err := w.Write(binary.AppendUvarint(nil, uint64(len(b)))); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}
+
 // sendMail writes up to limit of the deposits this node holds, each as it
 // travelled, in a frame of its own.
 func (c *chat) sendMail(st *sdk.Stream, limit int) error {
-	return c.db.b.View(func(tx *bolt.Tx) error {
+	out := bufio.NewWriterSize(st, 64<<10)
+	err := c.db.b.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(mailBucket).Cursor()
 		for k, v := cur.First(); k != nil && limit > 0; k, v = cur.Next() {
 			_, raw, ok := splitRecord(v)
 			if !ok || len(raw) == 0 {
 				continue
 			}
-			if _, err := st.Write(append(binary.AppendUvarint(nil, uint64(len(raw))), raw...)); err != nil {
+			if err := writeFrame(out, raw); err != nil {
 				return err
 			}
 			limit--
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return out.Flush()
 }
 
 // catchUp asks neighbours, once some are connected, for the messages of
@@ -177,6 +192,9 @@ func (c *chat) catchUp(rooms []*room, mail bool) {
 			continue
 		}
 		peers = peers[:min(len(peers), catchUpAsk)]
+		// A neighbour's router may know the protocol while its chat is
+		// restarting: until one answers, look again at the next try.
+		answered := false
 		for _, r := range rooms {
 			for _, p := range peers {
 				took, got, err := c.askRoom(p.ID, r)
@@ -184,6 +202,7 @@ func (c *chat) catchUp(rooms []*room, mail bool) {
 					slog.Info("catch-up not had", "room", r.name, "peer", p.ID, "err", err)
 					continue
 				}
+				answered = true
 				if got > 0 {
 					slog.Info("caught up", "room", r.name, "peer", p.ID, "messages", got, "taken", took)
 					break
@@ -199,11 +218,16 @@ func (c *chat) catchUp(rooms []*room, mail bool) {
 			took, got, err := c.askMail(p.ID)
 			if err != nil {
 				slog.Info("catch-up not had", "mail", true, "peer", p.ID, "err", err)
-			} else if got > 0 {
+				continue
+			}
+			answered = true
+			if got > 0 {
 				slog.Info("caught up", "mail", true, "peer", p.ID, "deposits", got, "taken", took)
 			}
 		}
-		return
+		if answered || len(rooms) == 0 && !mail {
+			return
+		}
 	}
 }
 
@@ -267,7 +291,7 @@ func (c *chat) askRoom(peer string, r *room) (took, got int, err error) {
 			switch {
 			case err == nil:
 				took++
-			case !c.blameless(err): // not had already, too old, or over a limit here
+			case !c.blameless(err): // malformed or forged: no honest node sends it
 				return took, got, c.countedCatchUp(err)
 			}
 		}
