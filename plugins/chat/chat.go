@@ -366,9 +366,6 @@ func (c *chat) Start(context.Context) error {
 			carried = append(carried, r)
 		}
 	}
-	c.wg.Add(1)
-	go c.catchUp(carried, true)
-	c.live.Store(true)
 	sub, err := c.env.Host.Validate(c.ctx, wire.MailTopic)
 	if err != nil {
 		return err
@@ -380,6 +377,10 @@ func (c *chat) Start(context.Context) error {
 	go c.sweep()
 	c.watchDisk(time.Now())
 	go func() { defer c.wg.Done(); sdk.Every(c.ctx, time.Second, c.watchDisk) }()
+	// Last: a start that fails leaves nothing asking.
+	c.wg.Add(1)
+	go c.catchUp(carried, true)
+	c.live.Store(true)
 	return nil
 }
 
