@@ -1251,3 +1251,42 @@ func downloadThroughTrouble(t *testing.T, data, want string, breakIt, mendIt fun
 	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
 	checkFiles(t, "vecino", data, sums)
 }
+
+// TestUnreadablePieceRecordIsRebuilt: the engine keeps which pieces were
+// verified in a bbolt file it writes without syncing, for speed, so a
+// power cut can leave it unreadable. The plugin must still start: the
+// file is set aside, and the data on disk is hashed again, so a torrent
+// that was seeding seeds again without downloading anything.
+func TestUnreadablePieceRecordIsRebuilt(t *testing.T) {
+	n := torrentNode(t)
+	makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
+	v := createTorrent(t, n, "album")
+	n.Stop()
+	path := filepath.Join(n.State, "plugins", "torrent", "torrents", ".torrent.bolt.db")
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("no piece record where the engine keeps it: %v", err)
+	}
+	junk := bytes.Repeat([]byte("power cut "), 4<<10)
+	if err := os.WriteFile(path, junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.Restart()
+	p := n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
+	if p.Restarts != 0 {
+		t.Errorf("torrent plugin restarted %d times: %s", p.Restarts, p.LastError)
+	}
+	got := waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
+	if got.Progress != 1 || got.Download != 0 {
+		t.Errorf("after the piece record was rebuilt: %s, %d bytes downloaded", got, got.Download)
+	}
+	kept, _ := filepath.Glob(path + ".unreadable-*")
+	if len(kept) != 1 {
+		t.Fatalf("set-aside piece records: %v, want one", kept)
+	}
+	if b, err := os.ReadFile(kept[0]); err != nil || !bytes.Equal(b, junk) {
+		t.Errorf("the set-aside file does not hold what was there: %v", err)
+	}
+	if s := n.Status().Plugin("torrent"); s.Details["piece_record_unreadable"] == nil {
+		t.Errorf("the status does not say the piece record was set aside: %v", s.Details)
+	}
+}

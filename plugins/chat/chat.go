@@ -8,7 +8,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -20,6 +19,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/vecino/vecino/internal/damaged"
 	"github.com/vecino/vecino/plugins/chat/wire"
 	"github.com/vecino/vecino/sdk"
 )
@@ -291,11 +291,11 @@ func (c *chat) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 func (c *chat) Start(context.Context) error {
 	path := filepath.Join(c.env.DataDir, "chat.db")
 	d, err := openDB(path)
-	if notADatabase(err) {
+	if damaged.NotBolt(err) {
 		// The relay keeps working: the file is kept for whoever wants to
 		// recover it, and the other nodes still hold the rooms and mail.
-		aside := path + ".unreadable-" + time.Now().UTC().Format("20060102T150405Z")
-		if rerr := os.Rename(path, aside); rerr != nil {
+		aside, rerr := damaged.SetAside(path)
+		if rerr != nil {
 			return errors.Join(err, rerr)
 		}
 		slog.Error("chat.db unreadable: set aside; history and mailboxes start empty here", "err", err, "kept_as", aside)

@@ -3,7 +3,6 @@ package chat
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -72,13 +71,6 @@ func openDB(path string) (*db, error) {
 	d.wg.Add(1)
 	go d.commitLoop()
 	return d, nil
-}
-
-// notADatabase reports whether err says the file is not a bbolt database
-// (not damage in it, nor an error of the disk or of permissions).
-func notADatabase(err error) bool {
-	return err != nil && (errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrVersionMismatch) ||
-		errors.Is(err, bolt.ErrChecksum) || strings.Contains(err.Error(), "file size too small"))
 }
 
 // batch is the writes that one commit carries.

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -286,6 +287,46 @@ func (s *seedbox) withInfoLocked(ih, why string) (*item, error) {
 		err = fmt.Errorf("%s has no metadata yet, so %s: %w", ih, why, errBusy)
 	}
 	return it, err
+}
+
+// recheckAll verifies every torrent with metadata, one after another, in
+// the background: after the engine's record of verified pieces was lost,
+// so that data on disk is seeded, not downloaded again.
+func (s *seedbox) recheckAll() {
+	s.mu.Lock()
+	var all []string
+	for ih, it := range s.torrents {
+		if it.hasInfo() {
+			all = append(all, ih)
+		}
+	}
+	s.mu.Unlock()
+	sort.Strings(all)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for _, ih := range all {
+			if _, err := s.verify(ih); err != nil {
+				s.log.Warn("not verified", "torrent", ih, "err", err)
+				continue
+			}
+			for s.verifying(ih) {
+				select {
+				case <-s.bg.Done():
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		}
+	}()
+}
+
+// verifying reports whether ih's data is being verified.
+func (s *seedbox) verifying(ih string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it := s.torrents[ih]
+	return it != nil && it.verifying
 }
 
 // verify hashes every piece of ih's data again, in the background, one piece

@@ -18,6 +18,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/vecino/vecino/internal/atomicfile"
+	"github.com/vecino/vecino/internal/damaged"
 	"github.com/vecino/vecino/sdk"
 )
 
@@ -71,8 +72,7 @@ func loadList(dir string) (*torrentList, error) {
 		// The list is written anew at the next save: keep this one whole
 		// for whoever wants its ratios, paused and skipped files back.
 		err = fmt.Errorf("%s: %w", l.path, err)
-		aside := l.path + ".unreadable-" + time.Now().UTC().Format("20060102T150405Z")
-		if rerr := os.Rename(l.path, aside); rerr != nil {
+		if aside, rerr := damaged.SetAside(l.path); rerr != nil {
 			err = errors.Join(err, rerr)
 		} else {
 			err = fmt.Errorf("%w (kept as %s)", err, filepath.Base(aside))

@@ -16,6 +16,7 @@ import (
 	"github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
 
+	"github.com/vecino/vecino/internal/damaged"
 	"github.com/vecino/vecino/sdk"
 )
 
@@ -106,8 +107,9 @@ type seedbox struct {
 	// lpdErr says why it could not start.
 	lpd    *lpd
 	lpdErr string
-	// listErr says why list.json could not be read at start.
-	listErr string
+	// listErr says why list.json could not be read at start; pieceErr
+	// why the engine's piece record could not.
+	listErr, pieceErr string
 
 	mu       sync.Mutex
 	torrents map[string]*item // by info hash, hex
@@ -194,8 +196,22 @@ func (s *seedbox) Start(ctx context.Context) error {
 		}
 	}
 	// Piece completion in bbolt (pure Go): what was verified once is not
-	// hashed again after a restart.
+	// hashed again after a restart. The engine writes it without syncing,
+	// so a power cut can leave it unreadable: it is then set aside, and
+	// every torrent's data is hashed again after the resume.
 	pc, err := storage.NewBoltPieceCompletion(s.state)
+	recheck := false
+	if damaged.NotBolt(err) {
+		path := filepath.Join(s.state, ".torrent.bolt.db")
+		aside, rerr := damaged.SetAside(path)
+		if rerr != nil {
+			return fmt.Errorf("open piece completion in %s: %w", s.state, errors.Join(err, rerr))
+		}
+		s.pieceErr = fmt.Sprintf("%s: %v; kept as %s, the data is hashed again", path, err, filepath.Base(aside))
+		s.log.Error("piece record unreadable: set aside; verifying every torrent's data", "err", err, "kept_as", aside)
+		pc, err = storage.NewBoltPieceCompletion(s.state)
+		recheck = true
+	}
 	if err != nil {
 		return fmt.Errorf("open piece completion in %s: %w", s.state, err)
 	}
@@ -225,6 +241,9 @@ func (s *seedbox) Start(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	s.bg, s.stop = bg, cancel
+	if recheck {
+		s.recheckAll()
+	}
 	s.hashing = make(chan struct{}, 1)
 	s.resumeMakings()
 	if s.cfg.LocalPeerDiscover {
@@ -302,6 +321,9 @@ func (s *seedbox) Status(context.Context) (sdk.Status, error) {
 	}
 	if s.listErr != "" {
 		details["list_unreadable"] = s.listErr
+	}
+	if s.pieceErr != "" {
+		details["piece_record_unreadable"] = s.pieceErr
 	}
 	return sdk.Status{
 		Summary: fmt.Sprintf("%s; up %.1f KiB/s, down %.1f KiB/s", summary, up/1024, down/1024),
