@@ -91,6 +91,8 @@ func fail(w http.ResponseWriter, err error) {
 		code = http.StatusUnprocessableEntity
 	case errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusGatewayTimeout
+	case errors.Is(err, errGCHeld):
+		code = http.StatusConflict
 	}
 	httpjson.Error(w, code, err)
 }

@@ -46,6 +46,9 @@ type blockstore struct {
 	quota   int64
 	packMax int64
 	db      *bolt.DB
+	// rebuilt names where an unreadable index was set aside at open (the
+	// index was then rebuilt from the packs), or "".
+	rebuilt string
 
 	used   atomic.Int64
 	count  atomic.Int64
@@ -133,11 +136,13 @@ func openBlockstore(dir string, quota int64) (*blockstore, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	db, err := openDB(filepath.Join(dir, "blocks.db"), indexBucket, packBucket)
+	// An unreadable index is rebuilt from the packs: load reads every
+	// record of a pack the index does not know.
+	db, aside, err := openOrSetAside(filepath.Join(dir, "blocks.db"), indexBucket, packBucket)
 	if err != nil {
 		return nil, err
 	}
-	bs.db = db
+	bs.db, bs.rebuilt = db, aside
 	if err := bs.load(); err != nil {
 		bs.closeFiles()
 		return nil, fmt.Errorf("open blocks in %s: %w", dir, err)

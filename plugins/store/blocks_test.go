@@ -109,9 +109,10 @@ func TestBlockstoreReopen(t *testing.T) {
 	wantBlocks(t, bs, bl, nil)
 }
 
-// A store opened with a quota lowered below what it holds keeps all of
-// it, and refuses new blocks with an error that says why and what to do.
-func TestBlockstoreQuotaLoweredBelowWhatItHolds(t *testing.T) {
+// closedStore writes ten 256 KiB blocks to a new store, closes it, and
+// returns its folder and the blocks.
+func closedStore(t *testing.T) (string, []blocks.Block) {
+	t.Helper()
 	dir := t.TempDir()
 	bs := openTestStore(t, dir)
 	bl := testBlocks(t, 0, 10, 256<<10)
@@ -119,6 +120,13 @@ func TestBlockstoreQuotaLoweredBelowWhatItHolds(t *testing.T) {
 	if err := bs.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return dir, bl
+}
+
+// A store opened with a quota lowered below what it holds keeps all of
+// it, and refuses new blocks with an error that says why and what to do.
+func TestBlockstoreQuotaLoweredBelowWhatItHolds(t *testing.T) {
+	dir, bl := closedStore(t)
 	bs, err := openBlockstore(dir, 1<<20)
 	if err != nil {
 		t.Fatalf("open with a lower quota: %v", err)
@@ -129,6 +137,21 @@ func TestBlockstoreQuotaLoweredBelowWhatItHolds(t *testing.T) {
 	var qe *quotaError
 	if !errors.As(err, &qe) || !strings.Contains(err.Error(), "2 MiB is already held, over the 1 MiB quota ([plugins.store] quota_mib)") {
 		t.Errorf("a block past a lowered quota: %v", err)
+	}
+}
+
+// An index that is no database any more is set aside whole, and rebuilt
+// from the packs: every block is found again.
+func TestBlockstoreRebuildsAnUnreadableIndex(t *testing.T) {
+	dir, bl := closedStore(t)
+	junk := bytes.Repeat([]byte("not a database "), 1<<10)
+	if err := os.WriteFile(filepath.Join(dir, "blocks.db"), junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bs := openTestStore(t, dir)
+	wantBlocks(t, bs, bl, nil)
+	if b, err := os.ReadFile(bs.rebuilt); err != nil || !bytes.Equal(b, junk) {
+		t.Errorf("the set-aside index (%q) does not hold what was there: %v", bs.rebuilt, err)
 	}
 }
 

@@ -5,13 +5,17 @@ import (
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/vecino/vecino/internal/damaged"
 )
 
 // pin keeps a DAG (every block under root) from garbage collection. Pins
@@ -38,7 +42,12 @@ func pinnedRoots(pins []pin) map[string]bool {
 
 // pinDB is the pin set in a bbolt file: every change is a fsynced
 // transaction, so pins survive a kill -9 and a power cut.
-type pinDB struct{ db *bolt.DB }
+type pinDB struct {
+	db *bolt.DB
+	// lost names where an unreadable pins.db was set aside at open: the
+	// pins it held are not known, so garbage collection waits (heldGC).
+	lost string
+}
 
 var (
 	pinBucket = []byte("pins")
@@ -48,11 +57,28 @@ var (
 )
 
 func openPins(dir string) (*pinDB, error) {
-	db, err := openDB(filepath.Join(dir, "pins.db"), pinBucket, unpinnedBucket)
+	db, aside, err := openOrSetAside(filepath.Join(dir, "pins.db"), pinBucket, unpinnedBucket)
 	if err != nil {
 		return nil, err
 	}
-	return &pinDB{db: db}, nil
+	return &pinDB{db: db, lost: aside}, nil
+}
+
+// openOrSetAside is openDB, except that a file that is no bbolt database
+// (a disk error wrote over it) is set aside, kept whole, and a new one
+// made; it returns where the old one went, or "".
+func openOrSetAside(path string, buckets ...[]byte) (*bolt.DB, string, error) {
+	db, err := openDB(path, buckets...)
+	if !damaged.NotBolt(err) {
+		return db, "", err
+	}
+	aside, rerr := damaged.SetAside(path)
+	if rerr != nil {
+		return nil, "", errors.Join(err, rerr)
+	}
+	slog.Error("unreadable: set aside, starting a new one", "file", path, "err", err, "kept_as", aside)
+	db, err = openDB(path, buckets...)
+	return db, aside, err
 }
 
 // openDB opens a bbolt file with the buckets given.

@@ -1,7 +1,13 @@
 package store
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,5 +73,34 @@ func TestUnpinnedListIsBounded(t *testing.T) {
 	}
 	if got, _ := db.Unpinned(now.Add(-time.Hour), 10); !slices.Equal(got, want) {
 		t.Errorf("after a bounded listing: %v, want only the %v it kept", got, want)
+	}
+}
+
+// A pins.db that is no database any more (a disk error wrote over it) is
+// set aside whole and the store starts; garbage collection waits, since
+// any block might have been pinned, until the set-aside file is deleted.
+func TestUnreadablePinsHoldGarbageCollection(t *testing.T) {
+	dir := t.TempDir()
+	junk := bytes.Repeat([]byte("not a database "), 1<<10)
+	if err := os.WriteFile(filepath.Join(dir, "pins.db"), junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pins, err := openPins(dir)
+	if err != nil {
+		t.Fatalf("open over an unreadable pins.db: %v", err)
+	}
+	defer pins.Close()
+	if b, err := os.ReadFile(pins.lost); err != nil || !bytes.Equal(b, junk) {
+		t.Fatalf("the set-aside pins.db (%q) does not hold what was there: %v", pins.lost, err)
+	}
+	s := &store{pins: pins}
+	if _, _, err := s.gc(context.Background()); !errors.Is(err, errGCHeld) || !strings.Contains(err.Error(), filepath.Base(pins.lost)) {
+		t.Fatalf("gc with the pins unknown: %v", err)
+	}
+	if err := os.Remove(pins.lost); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.heldGC(); err != nil {
+		t.Errorf("gc still held once the set-aside file is gone: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -228,7 +229,7 @@ func (s *store) Status(ctx context.Context) (sdk.Status, error) {
 	pins, _ := s.pins.All()
 	under := s.repl.underReplicated(pins)
 	used := s.bs.used.Load()
-	return sdk.Status{
+	st := sdk.Status{
 		Summary: fmt.Sprintf("%d pins, %d blocks, %d of %d MiB used, %d store peers, %d under-replicated", len(pins), s.bs.count.Load(), used>>20, s.cfg.QuotaMiB, s.repl.livePeers(), under),
 		Details: map[string]any{
 			"pins": len(pins), "blocks": s.bs.count.Load(), "used_bytes": used, "quota_mib": s.cfg.QuotaMiB,
@@ -242,7 +243,15 @@ func (s *store) Status(ctx context.Context) (sdk.Status, error) {
 			"verify_runs": s.verifies.Load(), "last_verify": unixOrEmpty(s.lastVerify.Load()),
 			"dht_provided": s.prov.provided.Load(), "dht_provide_errors": s.prov.failed.Load(), "dht_holders_found": s.prov.found.Load(),
 		},
-	}, nil
+	}
+	if err := s.heldGC(); err != nil {
+		st.Summary += "; " + err.Error()
+		st.Details["gc_held"] = err.Error()
+	}
+	if s.bs.rebuilt != "" {
+		st.Details["index_rebuilt"] = "blocks.db was unreadable at start: kept as " + s.bs.rebuilt + ", the index rebuilt from the packs"
+	}
+	return st, nil
 }
 
 // unixOrEmpty is t (Unix seconds) as RFC 3339, or "" for never.
@@ -416,8 +425,27 @@ func (s *store) unpin(ctx context.Context, c cid.Cid) (pin, error) {
 	return p, nil
 }
 
+// errGCHeld says why garbage collection waits.
+var errGCHeld = errors.New("garbage collection is held")
+
+// heldGC says why garbage collection must wait, or nil: while the pins of
+// an unreadable pins.db are not known, every block might be pinned. Pin
+// again what must be kept, then delete the set-aside file.
+func (s *store) heldGC() error {
+	if s.pins.lost == "" {
+		return nil
+	}
+	if _, err := os.Stat(s.pins.lost); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("%w: pins.db was unreadable at start and is kept as %s; pin again what must be kept (add it again, or ask its replicas), then delete that file", errGCHeld, s.pins.lost)
+}
+
 // gc deletes every block no pin reaches.
 func (s *store) gc(ctx context.Context) (int, int64, error) {
+	if err := s.heldGC(); err != nil {
+		return 0, 0, err
+	}
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
 	pins, err := s.pins.All()
@@ -459,7 +487,7 @@ func (s *store) gc(ctx context.Context) (int, int64, error) {
 // otherwise fill with what was unpinned until adds are refused.
 func (s *store) autoGC(ctx context.Context) {
 	sdk.Every(ctx, s.cfg.GCInterval, func(time.Time) {
-		if s.bs.used.Load()*100 <= s.bs.quota*int64(s.cfg.GCWatermark) || !s.garbage.Swap(false) {
+		if s.bs.used.Load()*100 <= s.bs.quota*int64(s.cfg.GCWatermark) || s.heldGC() != nil || !s.garbage.Swap(false) {
 			return
 		}
 		slog.Info("store past its gc watermark: collecting garbage", "used_bytes", s.bs.used.Load(), "watermark_pct", s.cfg.GCWatermark)
