@@ -438,7 +438,7 @@ func (s *store) heldGC() error {
 	if _, err := os.Stat(s.pins.lost); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	return fmt.Errorf("%w: pins.db was unreadable at start and is kept as %s; pin again what must be kept (add it again, or ask its replicas), then delete that file", errGCHeld, s.pins.lost)
+	return fmt.Errorf("%w: pins.db was unreadable at start and is kept as %s; pin again what must be kept (add it again, or pin its CID: a neighbour that holds it sends it), then delete that file", errGCHeld, s.pins.lost)
 }
 
 // gc deletes every block no pin reaches.
