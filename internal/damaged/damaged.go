@@ -22,10 +22,34 @@ func SetAside(path string) (string, error) {
 	return aside, nil
 }
 
-// NotBolt reports whether err, from opening a bbolt file, says the file is
+// notBolt reports whether err, from opening a bbolt file, says the file is
 // not a bbolt database (not damage in one, nor an error of the disk or of
 // permissions).
-func NotBolt(err error) bool {
+func notBolt(err error) bool {
 	return err != nil && (errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrVersionMismatch) ||
 		errors.Is(err, bolt.ErrChecksum) || strings.Contains(err.Error(), "file size too small"))
+}
+
+// Gone is a file set aside by Open, and why it could not be opened.
+type Gone struct {
+	Path  string // where it was moved
+	Cause error
+}
+
+// Open calls open, which opens the bbolt file at path. If what is there is
+// no bbolt database, it sets the file aside and calls open again for a new
+// one; gone then says where the old one went, and why. An error of the
+// disk, or a file another process holds, is returned as it is.
+func Open[T any](path string, open func() (T, error)) (v T, gone *Gone, err error) {
+	v, err = open()
+	if !notBolt(err) {
+		return v, nil, err
+	}
+	aside, rerr := SetAside(path)
+	if rerr != nil {
+		return v, nil, errors.Join(err, rerr)
+	}
+	gone = &Gone{Path: aside, Cause: err}
+	v, err = open()
+	return v, gone, err
 }

@@ -290,17 +290,13 @@ func (c *chat) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 
 func (c *chat) Start(context.Context) error {
 	path := filepath.Join(c.env.DataDir, "chat.db")
-	d, err := openDB(path)
-	if damaged.NotBolt(err) {
-		// The relay keeps working: the file is kept for whoever wants to
-		// recover it, and the other nodes still hold the rooms and mail.
-		aside, rerr := damaged.SetAside(path)
-		if rerr != nil {
-			return errors.Join(err, rerr)
-		}
-		slog.Error("chat.db unreadable: set aside; history and mailboxes start empty here", "err", err, "kept_as", aside)
-		c.setAside = aside
-		d, err = openDB(path)
+	// The relay keeps working past an unreadable chat.db: the file is kept
+	// for whoever wants to recover it, and the other nodes still hold the
+	// rooms and mail.
+	d, gone, err := damaged.Open(path, func() (*db, error) { return openDB(path) })
+	if gone != nil {
+		slog.Error("chat.db unreadable: set aside; history and mailboxes start empty here", "err", gone.Cause, "kept_as", gone.Path)
+		c.setAside = gone.Path
 	}
 	if err != nil {
 		return err

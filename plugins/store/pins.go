@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -68,17 +67,12 @@ func openPins(dir string) (*pinDB, error) {
 // (a disk error wrote over it) is set aside, kept whole, and a new one
 // made; it returns where the old one went, or "".
 func openOrSetAside(path string, buckets ...[]byte) (*bolt.DB, string, error) {
-	db, err := openDB(path, buckets...)
-	if !damaged.NotBolt(err) {
+	db, gone, err := damaged.Open(path, func() (*bolt.DB, error) { return openDB(path, buckets...) })
+	if gone == nil {
 		return db, "", err
 	}
-	aside, rerr := damaged.SetAside(path)
-	if rerr != nil {
-		return nil, "", errors.Join(err, rerr)
-	}
-	slog.Error("unreadable: set aside, starting a new one", "file", path, "err", err, "kept_as", aside)
-	db, err = openDB(path, buckets...)
-	return db, aside, err
+	slog.Error("unreadable: set aside, starting a new one", "file", path, "err", gone.Cause, "kept_as", gone.Path)
+	return db, gone.Path, err
 }
 
 // openDB opens a bbolt file with the buckets given.

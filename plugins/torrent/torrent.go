@@ -199,18 +199,11 @@ func (s *seedbox) Start(ctx context.Context) error {
 	// hashed again after a restart. The engine writes it without syncing,
 	// so a power cut can leave it unreadable: it is then set aside, and
 	// every torrent's data is hashed again after the resume.
-	pc, err := storage.NewBoltPieceCompletion(s.state)
-	recheck := false
-	if damaged.NotBolt(err) {
-		path := filepath.Join(s.state, ".torrent.bolt.db")
-		aside, rerr := damaged.SetAside(path)
-		if rerr != nil {
-			return fmt.Errorf("open piece completion in %s: %w", s.state, errors.Join(err, rerr))
-		}
-		s.pieceErr = fmt.Sprintf("%s: %v; kept as %s, the data is hashed again", path, err, filepath.Base(aside))
-		s.log.Error("piece record unreadable: set aside; verifying every torrent's data", "err", err, "kept_as", aside)
-		pc, err = storage.NewBoltPieceCompletion(s.state)
-		recheck = true
+	path := filepath.Join(s.state, ".torrent.bolt.db") // where the engine keeps it
+	pc, gone, err := damaged.Open(path, func() (storage.PieceCompletion, error) { return storage.NewBoltPieceCompletion(s.state) })
+	if gone != nil {
+		s.pieceErr = fmt.Sprintf("%s: %v; kept as %s, the data is hashed again", path, gone.Cause, filepath.Base(gone.Path))
+		s.log.Error("piece record unreadable: set aside; verifying every torrent's data", "err", gone.Cause, "kept_as", gone.Path)
 	}
 	if err != nil {
 		return fmt.Errorf("open piece completion in %s: %w", s.state, err)
@@ -241,7 +234,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	s.bg, s.stop = bg, cancel
-	if recheck {
+	if gone != nil {
 		s.recheckAll()
 	}
 	s.hashing = make(chan struct{}, 1)
