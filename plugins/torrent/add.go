@@ -306,27 +306,16 @@ func (s *seedbox) recheckAll() {
 	go func() {
 		defer s.wg.Done()
 		for _, ih := range all {
-			if _, err := s.verify(ih); err != nil {
+			s.mu.Lock()
+			it, _, err := s.startVerifyLocked(ih)
+			s.mu.Unlock()
+			if err != nil {
 				s.log.Warn("not verified", "torrent", ih, "err", err)
 				continue
 			}
-			for s.verifying(ih) {
-				select {
-				case <-s.bg.Done():
-					return
-				case <-time.After(200 * time.Millisecond):
-				}
-			}
+			s.verifyPieces(ih, it)
 		}
 	}()
-}
-
-// verifying reports whether ih's data is being verified.
-func (s *seedbox) verifying(ih string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	it := s.torrents[ih]
-	return it != nil && it.verifying
 }
 
 // verify hashes every piece of ih's data again, in the background, one piece
@@ -340,40 +329,55 @@ func (s *seedbox) verify(ih string) (View, error) {
 }
 
 func (s *seedbox) verifyLocked(ih string) (View, error) {
-	it, err := s.withInfoLocked(ih, "no data to verify")
-	switch {
-	case err != nil:
-		return View{}, err
-	case it.verifying:
-		return it.view(), fmt.Errorf("%s is being verified already: %w", ih, errBusy)
-	case s.bg.Err() != nil:
-		return it.view(), fmt.Errorf("the plugin is stopping: %w", errBusy)
+	it, v, err := s.startVerifyLocked(ih)
+	if err != nil {
+		return v, err
 	}
-	it.verifying, it.verified = true, 0
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		start, n := time.Now(), it.t.NumPieces()
-		var err error
-		for i := range n {
-			if err = it.t.Piece(i).VerifyDataContext(s.bg); err != nil {
-				break
-			}
-			s.mu.Lock()
-			it.verified = i + 1
-			s.mu.Unlock()
+		s.verifyPieces(ih, it)
+	}()
+	return v, nil
+}
+
+// startVerifyLocked marks ih as being verified, unless it cannot be.
+func (s *seedbox) startVerifyLocked(ih string) (*item, View, error) {
+	it, err := s.withInfoLocked(ih, "no data to verify")
+	switch {
+	case err != nil:
+		return nil, View{}, err
+	case it.verifying:
+		return nil, it.view(), fmt.Errorf("%s is being verified already: %w", ih, errBusy)
+	case s.bg.Err() != nil:
+		return nil, it.view(), fmt.Errorf("the plugin is stopping: %w", errBusy)
+	}
+	it.verifying, it.verified = true, 0
+	return it, it.view(), nil
+}
+
+// verifyPieces hashes it's pieces one after another, counting them, and
+// marks it verified when done (or stopped).
+func (s *seedbox) verifyPieces(ih string, it *item) {
+	start, n := time.Now(), it.t.NumPieces()
+	var err error
+	for i := range n {
+		if err = it.t.Piece(i).VerifyDataContext(s.bg); err != nil {
+			break
 		}
 		s.mu.Lock()
-		it.verifying = false
-		verified := it.verified
+		it.verified = i + 1
 		s.mu.Unlock()
-		if err != nil {
-			s.log.Warn("verify stopped", "torrent", ih, "pieces", verified, "of", n, "err", err)
-			return
-		}
-		s.log.Info("verified", "torrent", ih, "pieces", n, "missing_bytes", it.t.BytesMissing(), "took", time.Since(start).Round(time.Millisecond).String())
-	}()
-	return it.view(), nil
+	}
+	s.mu.Lock()
+	it.verifying = false
+	verified := it.verified
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Warn("verify stopped", "torrent", ih, "pieces", verified, "of", n, "err", err)
+		return
+	}
+	s.log.Info("verified", "torrent", ih, "pieces", n, "missing_bytes", it.t.BytesMissing(), "took", time.Since(start).Round(time.Millisecond).String())
 }
 
 // torrentFile returns the kept .torrent of a torrent.
