@@ -160,12 +160,7 @@ func TestValidatorNotFooledByForgedID(t *testing.T) {
 	defer cancel()
 	a, b, d := testNode(t), testNode(t), testNode(t)
 	srv, plugin, subD, _ := validating(t, ctx, topic, []*p2p.Node{a, b, d}, [][2]int{{0, 1}, {1, 2}})
-	verdict := func(m *pluginv1.PubsubMessage, v pluginv1.Verdict) {
-		t.Helper()
-		if _, err := srv.Verdict(ctx, &pluginv1.VerdictRequest{ValidationId: m.ValidationId, Verdict: v}); err != nil {
-			t.Fatalf("verdict on %q: %v", m.Data, err)
-		}
-	}
+	verdict := func(m *pluginv1.PubsubMessage, v pluginv1.Verdict) { t.Helper(); give(t, ctx, srv, m, v) }
 	last := probeThrough(t, ctx, a, topic, srv, plugin, subD)
 
 	next := binary.BigEndian.Uint64(last.Seqno) + 1
@@ -254,9 +249,7 @@ func TestValidatorOutlivesAPluginRestart(t *testing.T) {
 			if string(m.Data) != want {
 				t.Fatalf("the plugin got %q, want %q", m.Data, want)
 			}
-			if _, err := srv.Verdict(ctx, &pluginv1.VerdictRequest{ValidationId: m.ValidationId, Verdict: pluginv1.Verdict_VERDICT_ACCEPT}); err != nil {
-				t.Fatalf("verdict on %q: %v", m.Data, err)
-			}
+			give(t, ctx, srv, m, pluginv1.Verdict_VERDICT_ACCEPT)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%q never reached the plugin", want)
 		}
@@ -304,6 +297,15 @@ func validating(t *testing.T, ctx context.Context, topic string, nodes []*p2p.No
 	return srv, plugin, plain, stop
 }
 
+// give answers m with v, as the plugin would, and fails the test if the
+// router no longer waits for that answer.
+func give(t *testing.T, ctx context.Context, srv *hostapi.Server, m *pluginv1.PubsubMessage, v pluginv1.Verdict) {
+	t.Helper()
+	if _, err := srv.Verdict(ctx, &pluginv1.VerdictRequest{ValidationId: m.ValidationId, Verdict: v}); err != nil {
+		t.Fatalf("verdict on %q: %v", m.Data, err)
+	}
+}
+
 // startValidator has a plugin (this test) validate topic on node, until
 // stop, which waits for its subscription to end.
 func startValidator(t *testing.T, ctx context.Context, node *p2p.Node, topic string) (*hostapi.Server, *fakeStream, func()) {
@@ -331,11 +333,7 @@ func startValidator(t *testing.T, ctx context.Context, node *p2p.Node, topic str
 // their way, and returns the last message the plugin had from a.
 func probeThrough(t *testing.T, ctx context.Context, a *p2p.Node, topic string, srv *hostapi.Server, plugin *fakeStream, sub *pubsub.Subscription) *pluginv1.PubsubMessage {
 	t.Helper()
-	accept := func(m *pluginv1.PubsubMessage) {
-		if _, err := srv.Verdict(ctx, &pluginv1.VerdictRequest{ValidationId: m.ValidationId, Verdict: pluginv1.Verdict_VERDICT_ACCEPT}); err != nil {
-			t.Fatalf("verdict on %q: %v", m.Data, err)
-		}
-	}
+	accept := func(m *pluginv1.PubsubMessage) { give(t, ctx, srv, m, pluginv1.Verdict_VERDICT_ACCEPT) }
 	var last *pluginv1.PubsubMessage
 	for i := 0; ; i++ {
 		if ctx.Err() != nil {
