@@ -313,9 +313,18 @@ func startValidator(t *testing.T, ctx context.Context, node *p2p.Node, topic str
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := hostapi.New(node, "validator", &pluginv1.InfoResponse{Topics: []string{topic}}, t.TempDir(), &hostapi.Counters{}, nil, log)
 	ctx, cancel := context.WithCancel(ctx)
-	plugin := &fakeStream{ctx: ctx, msgs: make(chan *pluginv1.PubsubMessage, 100)}
+	plugin := &fakeStream{ctx: ctx, msgs: make(chan *pluginv1.PubsubMessage, 100), ready: make(chan struct{})}
 	subscribed := make(chan error, 1)
 	go func() { subscribed <- srv.Subscribe(&pluginv1.SubscribeRequest{Topic: topic, Validate: true}, plugin) }()
+	// A message that comes before the router has taken the subscription is
+	// not the plugin's to judge: wait as a plugin does.
+	select {
+	case <-plugin.ready:
+	case err := <-subscribed:
+		t.Fatalf("subscribe: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the router never took the subscription")
+	}
 	var once sync.Once
 	return srv, plugin, func() {
 		once.Do(func() {
@@ -388,15 +397,24 @@ func testNode(t *testing.T) *p2p.Node {
 }
 
 // fakeStream is the plugin's end of a subscription, in this process.
+// Its header, or its first message, closes ready: the router has taken the
+// subscription then, as the SDK's Subscribe waits for.
 type fakeStream struct {
 	grpc.ServerStream
-	ctx  context.Context
-	msgs chan *pluginv1.PubsubMessage
+	ctx   context.Context
+	msgs  chan *pluginv1.PubsubMessage
+	ready chan struct{}
+	once  sync.Once
 }
 
 func (f *fakeStream) Send(m *pluginv1.PubsubMessage) error {
+	f.once.Do(func() { close(f.ready) })
 	f.msgs <- m
 	return nil
 }
-func (f *fakeStream) SendHeader(metadata.MD) error { return nil }
-func (f *fakeStream) Context() context.Context     { return f.ctx }
+
+func (f *fakeStream) SendHeader(metadata.MD) error {
+	f.once.Do(func() { close(f.ready) })
+	return nil
+}
+func (f *fakeStream) Context() context.Context { return f.ctx }
