@@ -840,6 +840,61 @@ func TestChatCatchesUpAfterBeingAway(t *testing.T) {
 	}
 }
 
+// TestChatCatchesUpAfterAnOutage: two nodes on a LAN of the test's own
+// lose the link between them for longer than their connection outlives (a
+// Wi-Fi outage, a cable pulled) while alice talks on a. Neither restarts.
+// Once the link is back and b has reconnected, b's lobby holds what alice
+// said meanwhile, which gossipsub alone does not bring.
+func TestChatCatchesUpAfterAnOutage(t *testing.T) {
+	lan := testnet.NewLAN(t)
+	start := func(i int, boot []string) *testnet.Node {
+		return testnet.Start(t, testnet.Options{
+			Name: fmt.Sprintf("chat-lan-%d", i), Netns: lan.NS[i], Bootstrap: boot,
+			Listen:  []string{"/ip4/" + lan.IP[i] + "/tcp/0", "/ip4/" + lan.IP[i] + "/udp/0/quic-v1"},
+			Plugins: map[string]string{"chat": roomyChat},
+		})
+	}
+	a := start(0, nil)
+	b := start(1, []string{a.TCPAddr()})
+	for _, n := range []*testnet.Node{a, b} {
+		n.WaitPeers(1, 30*time.Second)
+		n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	}
+	waitMesh(t, "lobby", a, b)
+	alice := newChatter(t, a)
+	alice.say("lobby", "before the outage")
+	waitFor(t, b, "lobby", alice.addr(), 1)
+	caughtUp := b.Status().Plugin("chat").Details["caught_up"]
+
+	lan.Link(t, false)
+	cut := time.Now()
+	for a.Status().Peers+b.Status().Peers > 0 {
+		if time.Since(cut) > 2*time.Minute {
+			t.Fatalf("a and b still count each other as peers 2 min after the link went down")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("a and b lost each other %s after the link went down", time.Since(cut).Round(time.Second))
+	var said []string
+	for i := range 3 {
+		said = append(said, fmt.Sprintf("during the outage %d", i))
+		alice.say("lobby", said[i])
+	}
+	// Past gossipsub's message cache on a (5 heartbeats of 1 s), so that
+	// its gossip cannot bring these to b once they meet again.
+	time.Sleep(6 * time.Second)
+	lan.Link(t, true)
+	b.WaitPeers(1, time.Minute) // b redials a, its bootstrap peer, every 15 s
+
+	got := waitFor(t, b, "lobby", alice.addr(), 4)
+	if want := append([]string{"before the outage"}, said...); !slices.Equal(got, want) {
+		t.Errorf("b's lobby after the outage:\n%q\nwant\n%q", got, want)
+	}
+	if st := b.Status().Plugin("chat"); st.Restarts != 0 || st.Details["caught_up"] == caughtUp {
+		t.Errorf("b's chat restarted %d times, and counts %v caught up (%v before the outage)", st.Restarts, st.Details["caught_up"], caughtUp)
+	}
+}
+
 // waitFor reads room on n until from's messages there number want (20 s
 // at most), and returns their texts.
 func waitFor(t *testing.T, n *testnet.Node, room, from string, want int) []string {

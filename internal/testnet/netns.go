@@ -82,6 +82,21 @@ func (l *LAN) DropIPv4(t testing.TB) {
 	}
 }
 
+// Link takes the link between the two machines down, or brings it back
+// up: a cable pulled, or a Wi-Fi outage.
+func (l *LAN) Link(t testing.TB, up bool) {
+	t.Helper()
+	state := "down"
+	if up {
+		state = "up"
+	}
+	for i, ns := range l.NS {
+		if out, err := exec.Command("ip", "-n", ns, "link", "set", "dev", l.Dev[i], state).CombinedOutput(); err != nil {
+			t.Fatalf("ip -n %s link set dev %s %s: %v %s", ns, l.Dev[i], state, err, out)
+		}
+	}
+}
+
 // Command is name run inside namespace i.
 func (l *LAN) Command(i int, name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", l.NS[i], name}, args...)...)

@@ -89,6 +89,9 @@ type Options struct {
 	// Netns runs the router inside that network namespace (see LAN); the
 	// test reaches its API there.
 	Netns string
+	// Listen replaces the libp2p listen addresses, TCP and QUIC on
+	// 127.0.0.1 (a LAN's machine listens on its address on the link).
+	Listen []string
 }
 
 // Node is one running router.
@@ -140,8 +143,12 @@ func configText(o Options) string {
 	if dht == "" {
 		dht = "server"
 	}
+	listen, _ := json.Marshal(o.Listen)
+	if o.Listen == nil {
+		listen = []byte(`["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"]`)
+	}
 	fmt.Fprintf(&b, `[network]
-listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"]
+listen = %s
 bootstrap = %s
 public_bootstrap = false
 dht = %q
@@ -152,7 +159,7 @@ hole_punching = false
 %s
 [api]
 listen = "127.0.0.1:0"
-`, boot, dht, o.Network)
+`, listen, boot, dht, o.Network)
 	for name, body := range o.Plugins {
 		fmt.Fprintf(&b, "\n[plugins.%s]\n%s\n", name, body)
 		for _, kv := range loopbackKeys[name] {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -50,9 +51,13 @@ const (
 	// catchUpAsk is how many neighbours are asked until one has messages.
 	catchUpAsk = 3
 	// catchUpTries and catchUpEvery: a node that starts has no peers yet,
-	// so it looks for some every 2 s for a minute.
+	// so it looks for some every 2 s for a minute; and it looks as often
+	// for neighbours that come back (watchNeighbours).
 	catchUpTries = 30
 	catchUpEvery = 2 * time.Second
+	// catchUpAgain is the least time between two catch-ups from one
+	// neighbour whose connection comes and goes.
+	catchUpAgain = time.Minute
 	// catchUpTimeout bounds one neighbour's answer.
 	catchUpTimeout    = 30 * time.Second
 	maxCatchUpRequest = 1 << 10
@@ -176,7 +181,8 @@ func (c *chat) sendMail(st *sdk.Stream, limit int) error {
 }
 
 // catchUp asks neighbours, once some are connected, for the messages of
-// each of rooms that this node missed and, with mail, for the deposits.
+// each of rooms that this node missed and, with mail, for the deposits. It
+// is for a room a client opened; watchNeighbours covers the rest.
 func (c *chat) catchUp(rooms []*room, mail bool) {
 	defer c.wg.Done()
 	for try := 0; try < catchUpTries; try++ {
@@ -191,44 +197,144 @@ func (c *chat) catchUp(rooms []*room, mail bool) {
 		if err != nil || len(peers) == 0 {
 			continue
 		}
-		peers = peers[:min(len(peers), catchUpAsk)]
+		ids := make([]string, 0, catchUpAsk)
+		for _, p := range peers[:min(len(peers), catchUpAsk)] {
+			ids = append(ids, p.ID)
+		}
 		// A neighbour's router may know the protocol while its chat is
 		// restarting: until one answers, look again at the next try.
-		answered := false
-		for _, r := range rooms {
-			for _, p := range peers {
-				took, got, err := c.askRoom(p.ID, r)
-				if err != nil {
-					slog.Info("catch-up not had", "room", r.name, "peer", p.ID, "err", err)
-					continue
-				}
-				answered = true
-				if got > 0 {
-					slog.Info("caught up", "room", r.name, "peer", p.ID, "messages", got, "taken", took)
-					break
-				}
-			}
-		}
-		// A deposit is held by the nodes that were up when it was made:
-		// each neighbour may hold some that the others do not.
-		for _, p := range peers {
-			if !mail {
-				break
-			}
-			took, got, err := c.askMail(p.ID)
-			if err != nil {
-				slog.Info("catch-up not had", "mail", true, "peer", p.ID, "err", err)
-				continue
-			}
-			answered = true
-			if got > 0 {
-				slog.Info("caught up", "mail", true, "peer", p.ID, "deposits", got, "taken", took)
-			}
-		}
-		if answered || len(rooms) == 0 && !mail {
+		if len(c.catchUpFrom(ids, rooms, mail)) > 0 {
 			return
 		}
 	}
+}
+
+// watchNeighbours asks each neighbour that connects for what this node
+// missed while they were apart: at start, every neighbour is one; later,
+// one that comes back after the node was cut off for longer than a
+// connection outlives (a Wi-Fi outage, a cable pulled: gossipsub does not
+// replay what was said meanwhile), and a new one. Of those that come at
+// once, catchUpAsk are asked, for every room the node carries and for
+// mail; one that answers covers the others. A neighbour that does not
+// answer (its chat restarting) is asked again at the next look, catchUpTries
+// times at most, and none is asked more than once in catchUpAgain, however
+// often its connection drops.
+func (c *chat) watchNeighbours() {
+	defer c.wg.Done()
+	known := map[string]bool{}      // connected at the last look, and asked or covered
+	asked := map[string]time.Time{} // when each was last asked
+	failed := map[string]int{}      // tries that had no answer, of those connected
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(catchUpEvery):
+			}
+		}
+		peers, err := c.env.Host.Peers(c.ctx, catchUpProtocol)
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		here := map[string]bool{}
+		var fresh, ask []string
+		for _, p := range peers {
+			here[p.ID] = true
+			if known[p.ID] {
+				continue
+			}
+			fresh = append(fresh, p.ID)
+			if len(ask) < catchUpAsk && now.Sub(asked[p.ID]) >= catchUpAgain {
+				ask = append(ask, p.ID)
+			}
+		}
+		for id := range known {
+			if !here[id] {
+				delete(known, id)
+			}
+		}
+		for id := range failed {
+			if !here[id] {
+				delete(failed, id)
+			}
+		}
+		for id, at := range asked {
+			if now.Sub(at) >= catchUpAgain {
+				delete(asked, id)
+			}
+		}
+		if len(ask) == 0 {
+			continue
+		}
+		answered := c.catchUpFrom(ask, c.joinedRooms(), true)
+		for _, id := range fresh {
+			switch {
+			case answered[id]:
+				known[id], asked[id] = true, now
+				delete(failed, id)
+			case slices.Contains(ask, id):
+				if failed[id]++; failed[id] >= catchUpTries {
+					known[id], asked[id] = true, now
+					delete(failed, id)
+				}
+			case len(answered) > 0:
+				known[id] = true // covered by one that answered
+			}
+		}
+	}
+}
+
+// joinedRooms lists the rooms this node carries.
+func (c *chat) joinedRooms() []*room {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var rooms []*room
+	for _, r := range c.rooms {
+		if r.joined {
+			rooms = append(rooms, r)
+		}
+	}
+	return rooms
+}
+
+// catchUpFrom asks peers for the messages of rooms that this node missed,
+// each room from one peer after another until one has some, and, with
+// mail, each of them for the deposits it holds. It returns those that
+// answered.
+func (c *chat) catchUpFrom(peers []string, rooms []*room, mail bool) map[string]bool {
+	answered := map[string]bool{}
+	for _, r := range rooms {
+		for _, p := range peers {
+			took, got, err := c.askRoom(p, r)
+			if err != nil {
+				slog.Info("catch-up not had", "room", r.name, "peer", p, "err", err)
+				continue
+			}
+			answered[p] = true
+			if got > 0 {
+				slog.Info("caught up", "room", r.name, "peer", p, "messages", got, "taken", took)
+				break
+			}
+		}
+	}
+	// A deposit is held by the nodes that were up when it was made: each
+	// neighbour may hold some that the others do not.
+	for _, p := range peers {
+		if !mail {
+			break
+		}
+		took, got, err := c.askMail(p)
+		if err != nil {
+			slog.Info("catch-up not had", "mail", true, "peer", p, "err", err)
+			continue
+		}
+		answered[p] = true
+		if got > 0 {
+			slog.Info("caught up", "mail", true, "peer", p, "deposits", got, "taken", took)
+		}
+	}
+	return answered
 }
 
 // ask sends req to peer and returns the answer to read, and a function to

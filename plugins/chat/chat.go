@@ -352,14 +352,9 @@ func (c *chat) Start(context.Context) error {
 	for name := range c.rooms {
 		names = append(names, name)
 	}
-	var carried []*room
 	for _, name := range names {
-		r, err := c.join(name)
-		if err != nil {
+		if _, err := c.join(name); err != nil {
 			return err
-		}
-		if !slices.Contains(carried, r) {
-			carried = append(carried, r)
 		}
 	}
 	sub, err := c.env.Host.Validate(c.ctx, wire.MailTopic)
@@ -375,7 +370,7 @@ func (c *chat) Start(context.Context) error {
 	go func() { defer c.wg.Done(); sdk.Every(c.ctx, time.Second, c.watchDisk) }()
 	// Last: a start that fails leaves nothing asking.
 	c.wg.Add(1)
-	go c.catchUp(carried, true)
+	go c.watchNeighbours()
 	c.live.Store(true)
 	return nil
 }
