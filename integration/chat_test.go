@@ -840,6 +840,49 @@ func TestChatCatchesUpAfterBeingAway(t *testing.T) {
 	}
 }
 
+// TestDeletedMailStaysDeleted: dave fetches and deletes his mail at a while
+// b, which held a copy, is away. Back, b learns of the deletion from a and
+// drops its copy, and a does not take it again from b: dave is not handed
+// mail he had, and it does not use his quota until its time to live ends.
+func TestDeletedMailStaysDeleted(t *testing.T) {
+	nodes := startChatNodes(t, 2, roomyChat)
+	a, b := nodes[0], nodes[1]
+	alice, dave := newChatter(t, a), newChatter(t, a).id
+	sealed, err := alice.id.Seal(dave.Address(), time.Now(), "read it at a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postChat(t, a, "/mail", sealed); code != http.StatusAccepted {
+		t.Fatalf("deposit: %d %s", code, body)
+	}
+	if got := waitMail(t, b, dave, 1); len(got) != 1 {
+		t.Fatalf("b holds %d of dave's mail, want 1", len(got))
+	}
+
+	b.Stop()
+	got := listMail(t, a, dave)
+	del, _ := json.Marshal(dave.AuthorizeMailbox("delete", time.Now(), []string{got[0].ID}))
+	if code, body := postChat(t, a, "/mail/"+dave.Address().String()+"/delete", del); code != http.StatusOK {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	b.Restart()
+	b.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	b.WaitPeers(1, 30*time.Second)
+	if left := waitMail(t, b, dave, 0); len(left) != 0 {
+		t.Errorf("b still holds %d of dave's mail after catching up with a, where he deleted it", len(left))
+	}
+	// a asks b, back, for mail within 2 s of seeing it: give it twice that.
+	time.Sleep(5 * time.Second)
+	if left := listMail(t, a, dave); len(left) != 0 {
+		t.Errorf("a holds %d of dave's mail again, taken from b", len(left))
+	}
+	for _, n := range nodes {
+		if kept := n.Status().Plugin("chat").Details["deletions_kept"]; kept != float64(1) {
+			t.Errorf("%s keeps %v deletions, want 1", n.ID, kept)
+		}
+	}
+}
+
 // TestChatCatchesUpAfterAnOutage: two nodes on a LAN of the test's own
 // lose the link between them for longer than their connection outlives (a
 // Wi-Fi outage, a cable pulled) while alice talks on a. Neither restarts.

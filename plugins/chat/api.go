@@ -308,8 +308,9 @@ func (c *chat) deleteMail(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	saved := c.take(addr, a.IDs)
-	op, _ := json.Marshal(wire.MailOp{Delete: &wire.MailDelete{To: addr, Auth: a}})
+	del := &wire.MailDelete{To: addr, Auth: a}
+	saved := c.forgetMail(del)
+	op, _ := json.Marshal(wire.MailOp{Delete: del})
 	if err := c.env.Host.Publish(r.Context(), wire.MailTopic, op); err != nil {
 		slog.Warn("mail deleted here but other nodes not told", "err", err)
 	}

@@ -35,8 +35,12 @@ const catchUpProtocol = "/vecino/chat/catchup/1.0.0"
 type catchUpRequest struct {
 	// Mail asks for the sealed direct messages the neighbour holds, for
 	// every recipient, instead of a room's messages.
-	Mail bool   `json:"mail,omitempty"`
-	Room string `json:"room,omitempty"`
+	Mail bool `json:"mail,omitempty"`
+	// Deletes, with Mail, asks first for the deletions the neighbour
+	// keeps (forgetMail), so that mail its recipient had is not taken
+	// again, and is dropped here.
+	Deletes bool   `json:"deletes,omitempty"`
+	Room    string `json:"room,omitempty"`
 	// After is a time (Unix ms, the authors' clocks): messages written
 	// after it are wanted. 0 asks for all the neighbour keeps.
 	After int64 `json:"after"`
@@ -87,7 +91,7 @@ func (c *chat) serveCatchUp(st *sdk.Stream) {
 		allowed := c.catchUps.allow(st.Peer(), now, 1)
 		c.mu.Unlock()
 		if allowed {
-			err = c.sendMail(st, min(req.Limit, maxCatchUpMail))
+			err = c.sendMail(st, min(req.Limit, maxCatchUpMail), req.Deletes)
 		}
 		if err != nil {
 			slog.Debug("catch-up answer cut short", "peer", st.Peer(), "mail", true, "err", err)
@@ -157,9 +161,15 @@ func writeFrame(w *bufio.Writer, b []byte) error {
 }
 
 // sendMail writes up to limit of the deposits this node holds, each as it
-// travelled, in a frame of its own.
-func (c *chat) sendMail(st *sdk.Stream, limit int) error {
+// travelled, in a frame of its own; with deletes, after the deletions it
+// keeps, each a wire.MailOp in a frame of its own.
+func (c *chat) sendMail(st *sdk.Stream, limit int, deletes bool) error {
 	out := bufio.NewWriterSize(st, 64<<10)
+	if deletes {
+		if err := c.db.eachGone(func(op []byte) error { return writeFrame(out, op) }); err != nil {
+			return err
+		}
+	}
 	err := c.db.b.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(mailBucket).Cursor()
 		for k, v := cur.First(); k != nil && limit > 0; k, v = cur.Next() {
@@ -408,19 +418,30 @@ func (c *chat) askRoom(peer string, r *room) (took, got int, err error) {
 // askMail asks peer for the deposits it holds and takes those this node
 // lacks: it returns how many it took, of how many it got.
 func (c *chat) askMail(peer string) (took, got int, err error) {
-	in, done, err := c.ask(peer, catchUpRequest{Mail: true, Limit: maxCatchUpMail})
+	in, done, err := c.ask(peer, catchUpRequest{Mail: true, Deletes: true, Limit: maxCatchUpMail})
 	if err != nil {
 		return 0, 0, err
 	}
 	defer done()
 	defer c.countCaughtUp(&took)
-	for got < maxCatchUpMail {
+	deletions := true // they come first
+	for n := 0; got < maxCatchUpMail && n < maxCatchUpMail+maxDeletionsKept; n++ {
 		raw, err := readFrame(in, wire.MaxMail)
 		if errors.Is(err, io.EOF) {
 			return took, got, nil
 		}
 		if err != nil {
 			return took, got, err
+		}
+		if deletions {
+			var op wire.MailOp
+			if json.Unmarshal(raw, &op) == nil && op.Delete != nil {
+				if err := c.caughtUpDeletion(op.Delete, time.Now()); err != nil && !c.blameless(err) {
+					return took, got, c.countedCatchUp(err)
+				}
+				continue
+			}
+			deletions = false
 		}
 		got++
 		_, saved, err := c.deposit(raw, time.Now())

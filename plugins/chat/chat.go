@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"runtime"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/time/rate"
 
 	"github.com/vecino/vecino/internal/damaged"
@@ -124,6 +126,11 @@ type chat struct {
 	dropped  map[string]int64
 	accepted int64
 	caughtUp int64 // of accepted: taken from neighbours' catch-up answers
+	// gone is the mail IDs recipients deleted here, each until its
+	// deletion's expiry (Unix ms, keepDeletion); kept, the expiries of the
+	// deletions kept, one each.
+	gone map[string]int64
+	kept []int64
 	// setAside names the file an unreadable chat.db was moved to at start.
 	setAside string
 	// disk says why the plugin's disk cannot take new messages, while it
@@ -260,7 +267,7 @@ type mailItem struct {
 func newChat() *chat {
 	return &chat{
 		rooms: map[string]*room{}, boxes: map[string]*mailbox{}, authorRooms: map[string]map[string]bool{},
-		dropped: map[string]int64{}, seed: maphash.MakeSeed(),
+		dropped: map[string]int64{}, seed: maphash.MakeSeed(), gone: map[string]int64{},
 	}
 }
 
@@ -341,8 +348,16 @@ func (c *chat) Start(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load mailboxes: %w", err)
 	}
-	if bad+badMail+badRooms > 0 {
-		slog.Warn("skipped damaged records", "history", bad, "mail", badMail, "bad_room_names", badRooms)
+	badGone, err := d.loadGone(func(expiry int64, del *wire.MailDelete) {
+		if expiry > now.UnixMilli() {
+			c.noteDeletionLocked(expiry, del)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("load deleted mail: %w", err)
+	}
+	if bad+badMail+badRooms+badGone > 0 {
+		slog.Warn("skipped damaged records", "history", bad, "mail", badMail, "bad_room_names", badRooms, "deletions", badGone)
 	}
 	slog.Info("history loaded", "rooms", len(c.rooms), "mailboxes", len(c.boxes), "took", time.Since(now).String())
 	if err := c.env.Host.Handle(c.ctx, catchUpProtocol, c.serveCatchUp); err != nil {
@@ -414,7 +429,7 @@ func (c *chat) Status(context.Context) (sdk.Status, error) {
 	}
 	st := sdk.Status{
 		Summary: fmt.Sprintf("%s, %s kept, %s held", plural(len(c.rooms), "room"), plural(total, "message"), plural(held, "direct message")),
-		Details: map[string]any{"rooms": rooms, "mailboxes": len(c.boxes), "held": held, "accepted": c.accepted, "caught_up": c.caughtUp, "dropped": dropped},
+		Details: map[string]any{"rooms": rooms, "mailboxes": len(c.boxes), "held": held, "accepted": c.accepted, "caught_up": c.caughtUp, "dropped": dropped, "deletions_kept": len(c.kept)},
 	}
 	if c.setAside != "" {
 		st.Summary += "; an unreadable chat.db was set aside as " + filepath.Base(c.setAside)
@@ -841,6 +856,9 @@ func (c *chat) deposit(raw []byte, now time.Time) (*wire.Mail, *batch, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, deleted := c.gone[m.ID]; deleted {
+		return m, nil, nil // its recipient has had it
+	}
 	b := c.boxLocked(m.To)
 	if b.has(m.ID) {
 		return m, nil, nil
@@ -852,21 +870,72 @@ func (c *chat) deposit(raw []byte, now time.Time) (*wire.Mail, *batch, error) {
 	return m, c.db.write(saveMail(m, now, raw)), nil
 }
 
-// take removes ids from to's mailbox, here and on disk.
-func (c *chat) take(to string, ids []string) *batch {
+// forgetMail carries out a recipient's signed deletion: the mail it names
+// leaves the mailbox, here and on disk. If this node held any of it, the
+// deletion is kept (keepDeletion), so that no copy is taken again from a
+// node that was away when it was made, and so that such a node, catching
+// up from this one, drops its copy too.
+func (c *chat) forgetMail(del *wire.MailDelete) *batch {
 	want := map[string]bool{}
-	for _, id := range ids {
+	for _, id := range del.Auth.IDs {
 		want[id] = true
 	}
 	c.mu.Lock()
-	if b := c.boxes[to]; b != nil {
-		b.remove(func(it mailItem) bool { return want[it.ID] })
+	defer c.mu.Unlock()
+	var held []string
+	if b := c.boxes[del.To]; b != nil {
+		held = b.remove(func(it mailItem) bool { return want[it.ID] })
 		if len(b.items) == 0 {
-			delete(c.boxes, to)
+			delete(c.boxes, del.To)
 		}
 	}
-	c.mu.Unlock()
-	return c.db.write(deleteMail(to, ids))
+	if len(held) == 0 {
+		return doneBatch
+	}
+	drop := deleteMail(del.To, held)
+	if len(c.kept) >= maxDeletionsKept || len(del.Auth.IDs) > c.cfg.MailboxMessages {
+		return c.db.write(drop)
+	}
+	expiry := del.Auth.TS + keepDeletion(c.cfg.MailboxTTL).Milliseconds()
+	c.noteDeletionLocked(expiry, del)
+	op, _ := json.Marshal(wire.MailOp{Delete: del})
+	keep := saveGone(goneKey(expiry, op), op)
+	return c.db.write(func(tx *bolt.Tx) error {
+		if err := drop(tx); err != nil {
+			return err
+		}
+		return keep(tx)
+	})
+}
+
+// keepDeletion is how long after its signing a deletion is kept: for as
+// long as a copy of the mail it names could be taken (its time stamp is
+// within ttl, and at most MaxSkew after the deletion's on the recipient's
+// clock), and the node's own clock may be MaxSkew ahead.
+func keepDeletion(ttl time.Duration) time.Duration { return ttl + 2*wire.MaxSkew }
+
+// maxDeletionsKept bounds the deletions kept. Past it, mail is still
+// deleted, but a copy held by a node that was away may come back.
+const maxDeletionsKept = 10_000
+
+func (c *chat) noteDeletionLocked(expiry int64, del *wire.MailDelete) {
+	for _, id := range del.Auth.IDs {
+		c.gone[id] = max(c.gone[id], expiry)
+	}
+	c.kept = append(c.kept, expiry)
+}
+
+// caughtUpDeletion carries out a deletion a neighbour kept: signed by the
+// recipient, no older than a deletion is kept.
+func (c *chat) caughtUpDeletion(del *wire.MailDelete, now time.Time) error {
+	if time.UnixMilli(del.Auth.TS).After(now.Add(wire.MaxSkew)) {
+		return parseRefusal(fmt.Errorf("deletion signed at %d: %w (ahead of this node's clock)", del.Auth.TS, wire.ErrStale))
+	}
+	if err := wire.CheckMailboxAuth(del.To, "delete", del.Auth, now, keepDeletion(c.cfg.MailboxTTL)); err != nil {
+		return parseRefusal(err)
+	}
+	c.forgetMail(del)
+	return nil
 }
 
 func (c *chat) mailOp(data []byte, now time.Time) error {
@@ -882,7 +951,7 @@ func (c *chat) mailOp(data []byte, now time.Time) error {
 		if err := wire.CheckMailboxAuth(op.Delete.To, "delete", op.Delete.Auth, now, mailAuthWindow); err != nil {
 			return &refusal{http.StatusForbidden, "bad_signature", err}
 		}
-		c.take(op.Delete.To, op.Delete.Auth.IDs)
+		c.forgetMail(op.Delete)
 		return nil
 	}
 	return &refusal{http.StatusBadRequest, "malformed", errors.New("mail op: neither deposit nor delete")}
@@ -934,6 +1003,12 @@ func (c *chat) expire(now time.Time) {
 		if len(b.items) == 0 {
 			delete(c.boxes, to)
 		}
+	}
+	ms := now.UnixMilli()
+	if kept := slices.DeleteFunc(c.kept, func(e int64) bool { return e < ms }); len(kept) < len(c.kept) {
+		c.kept = kept
+		maps.DeleteFunc(c.gone, func(_ string, e int64) bool { return e < ms })
+		c.db.write(pruneGone(ms))
 	}
 	c.authors.forget(now)
 	c.ips.forget(now)

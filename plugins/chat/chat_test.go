@@ -8,9 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/vecino/vecino/internal/plugintest"
 	"github.com/vecino/vecino/plugins/chat/wire"
@@ -354,4 +357,67 @@ func TestSeenRecordsRead(t *testing.T) {
 			t.Errorf("a %d-byte record read", n)
 		}
 	}
+}
+
+// TestDeletedMailIsNotTakenAgain: once its recipient deleted a mail, a copy
+// of it (from a node that was away, catching up) is not held again, even
+// after a restart, for as long as the copy could be taken; a deletion a
+// neighbour passes on must be signed by the recipient.
+func TestDeletedMailIsNotTakenAgain(t *testing.T) {
+	c, d := testChat(t, "")
+	now := time.Now()
+	alice, dave, eve := identity(t), identity(t), identity(t)
+	sealed, err := alice.Seal(dave.Address(), now, "read once")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, saved, err := c.deposit(sealed, now)
+	if err != nil || saved.wait() != nil {
+		t.Fatalf("deposit: %v", err)
+	}
+	del := &wire.MailDelete{To: dave.Address().String(), Auth: dave.AuthorizeMailbox("delete", now, []string{m.ID})}
+	if err := c.forgetMail(del).wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, saved, err := c.deposit(sealed, now); err != nil || saved != nil || c.boxes[del.To] != nil {
+		t.Fatalf("a copy of the deleted mail was held again (err %v, box %v)", err, c.boxes[del.To])
+	}
+
+	d = reopen(t, d)
+	var kept []int64
+	if _, err := d.loadGone(func(expiry int64, got *wire.MailDelete) {
+		if got.To != del.To || !slices.Equal(got.Auth.IDs, del.Auth.IDs) {
+			t.Errorf("kept %+v, want %+v", got, del)
+		}
+		kept = append(kept, expiry)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := now.Add(keepDeletion(c.cfg.MailboxTTL)).UnixMilli(); len(kept) != 1 || kept[0] != want {
+		t.Fatalf("after a restart the deletions kept expire at %v, want [%d]", kept, want)
+	}
+
+	// Passed on by a neighbour: eve cannot delete dave's mail.
+	forged := &wire.MailDelete{To: del.To, Auth: eve.AuthorizeMailbox("delete", now, []string{"x"})}
+	if err := c.caughtUpDeletion(forged, now); err == nil || c.blameless(err) {
+		t.Errorf("a deletion eve signed for dave's mail: %v", err)
+	}
+	// Once a copy could no longer be taken, the deletion is forgotten.
+	c.db = d
+	c.expire(now.Add(keepDeletion(c.cfg.MailboxTTL) + time.Minute))
+	if len(c.gone) != 0 || len(c.kept) != 0 {
+		t.Errorf("expired deletions still kept: %v %v", c.gone, c.kept)
+	}
+	c.db.write(func(*bolt.Tx) error { return nil }).wait()
+	if n, _ := d.loadGone(func(int64, *wire.MailDelete) { t.Error("an expired deletion is still on disk") }); n != 0 {
+		t.Errorf("%d damaged deletions", n)
+	}
+}
+
+func identity(tb testing.TB) *wire.Identity {
+	id, err := wire.NewIdentity()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
 }

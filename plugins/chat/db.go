@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -24,6 +25,11 @@ import (
 // bytes each) of the author's last message in that room and the seqs of the
 // few before it (seen.record), which outlives the message in the history so
 // that a replay is refused even after a restart.
+// Bucket "deleted" holds the deletions recipients signed for mail this
+// node held, expiry (8 bytes, Unix ms) + a hash of the deletion -> the
+// deletion as it travels on vecino/chat/mail (a wire.MailOp), kept while a
+// copy of that mail could still come back from a node that was away
+// (keepDeletion).
 // A record is the receive time (8 bytes, Unix ms) then the message exactly
 // as it travelled.
 type db struct {
@@ -45,6 +51,7 @@ var (
 	roomsBucket = []byte("rooms")
 	mailBucket  = []byte("mail")
 	seenBucket  = []byte("seen")
+	goneBucket  = []byte("deleted")
 )
 
 func openDB(path string) (*db, error) {
@@ -56,7 +63,7 @@ func openDB(path string) (*db, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{roomsBucket, mailBucket, seenBucket} {
+		for _, name := range [][]byte{roomsBucket, mailBucket, seenBucket, goneBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -80,6 +87,13 @@ type batch struct {
 }
 
 func newBatch() *batch { return &batch{done: make(chan struct{})} }
+
+// doneBatch is the batch of no writes.
+var doneBatch = func() *batch {
+	b := newBatch()
+	close(b.done)
+	return b
+}()
 
 // wait returns once the batch's commit is over, with its error: each
 // writer learns the fate of its own write, whatever commits came after.
@@ -325,4 +339,50 @@ func (d *db) loadMail(fn func(m *wire.Mail, recv time.Time, size int)) (bad int,
 		})
 	})
 	return bad, err
+}
+
+// goneKey is the key a deletion is kept under until expiry.
+func goneKey(expiry int64, op []byte) []byte {
+	h := sha256.Sum256(op)
+	return append(binary.BigEndian.AppendUint64(nil, uint64(expiry)), h[:16]...)
+}
+
+func saveGone(key, op []byte) func(*bolt.Tx) error {
+	return func(tx *bolt.Tx) error { return tx.Bucket(goneBucket).Put(key, op) }
+}
+
+// pruneGone drops the deletions kept until before now (Unix ms).
+func pruneGone(now int64) func(*bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		cur := tx.Bucket(goneBucket).Cursor()
+		for k, _ := cur.First(); k != nil && len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) < now; k, _ = cur.First() {
+			if err := cur.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// loadGone reads the deletions kept, with their expiries.
+func (d *db) loadGone(fn func(expiry int64, del *wire.MailDelete)) (bad int, err error) {
+	err = d.b.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(goneBucket).ForEach(func(k, v []byte) error {
+			var op wire.MailOp
+			if len(k) != 24 || json.Unmarshal(v, &op) != nil || op.Delete == nil {
+				bad++
+				return nil
+			}
+			fn(int64(binary.BigEndian.Uint64(k)), op.Delete)
+			return nil
+		})
+	})
+	return bad, err
+}
+
+// eachGone calls fn with each deletion kept, as it travels, until fn fails.
+func (d *db) eachGone(fn func(op []byte) error) error {
+	return d.b.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(goneBucket).ForEach(func(_, v []byte) error { return fn(v) })
+	})
 }
