@@ -1254,9 +1254,10 @@ func downloadThroughTrouble(t *testing.T, data, want string, breakIt, mendIt fun
 
 // TestUnreadablePieceRecordIsRebuilt: the engine keeps which pieces were
 // verified in a bbolt file it writes without syncing, for speed, so a
-// power cut can leave it unreadable. The plugin must still start: the
-// file is set aside, and the data on disk is hashed again, so a torrent
-// that was seeding seeds again without downloading anything.
+// power cut can leave its meta pages pointing at pages that were never
+// written, which bbolt panics on. The plugin must still start: the file
+// is set aside, and the data on disk is hashed again, so a torrent that
+// was seeding seeds again without downloading anything.
 func TestUnreadablePieceRecordIsRebuilt(t *testing.T) {
 	n := torrentNode(t)
 	makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
@@ -1266,7 +1267,13 @@ func TestUnreadablePieceRecordIsRebuilt(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("no piece record where the engine keeps it: %v", err)
 	}
-	junk := bytes.Repeat([]byte("power cut "), 4<<10)
+	junk, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2 * os.Getpagesize(); i < len(junk); i++ { // all but the meta pages
+		junk[i] = "power cut "[i%10]
+	}
 	if err := os.WriteFile(path, junk, 0o600); err != nil {
 		t.Fatal(err)
 	}

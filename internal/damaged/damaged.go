@@ -37,13 +37,17 @@ type Gone struct {
 }
 
 // Open calls open, which opens the bbolt file at path. If what is there is
-// no bbolt database, it sets the file aside and calls open again for a new
-// one; gone then says where the old one went, and why. An error of the
-// disk, or a file another process holds, is returned as it is.
+// no bbolt database, or one with damaged pages (Check), it sets the file
+// aside and calls open again for a new one; gone then says where the old
+// one went, and why. An error of the disk, or a file another process holds,
+// is returned as it is.
 func Open[T any](path string, open func() (T, error)) (v T, gone *Gone, err error) {
-	v, err = open()
-	if !notBolt(err) {
-		return v, nil, err
+	err = Check(path)
+	if err == nil {
+		v, err = open()
+		if !notBolt(err) {
+			return v, nil, err
+		}
 	}
 	aside, rerr := SetAside(path)
 	if rerr != nil {
