@@ -40,7 +40,7 @@ func init() {
 // checkMain is the checking process: it opens path read-only, has bbolt
 // check its pages, and reads every key and value.
 func checkMain(path string) int {
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		if notBolt(err) {

@@ -20,12 +20,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
 	dsq "github.com/ipfs/go-datastore/query"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/vecino/vecino/internal/damaged"
 )
 
 var bucket = []byte("dht")
@@ -47,18 +48,15 @@ var _ ds.Batching = (*Store)(nil)
 // stopping) to let go of the file.
 var lockWait = 5 * time.Second
 
-// Open opens the store at path, creating it if need be. A file bbolt
-// finds damaged is renamed to path+".bad" and a new one started; a file
-// another process holds is an error, not damage.
+// Open opens the store at path, creating it if need be. A file that is no
+// bbolt database, or has damaged pages (damaged.Check: bbolt panics on
+// them, and this is the router), is set aside as
+// path.unreadable-TIME and a new one started; a file another process holds
+// is an error, not damage.
 func Open(path string, log *slog.Logger) (*Store, error) {
-	db, err := open(path)
-	if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
-		bad := path + ".bad"
-		log.Warn("DHT records unreadable; starting with none", "path", path, "moved_to", bad, "err", err)
-		if rerr := os.Rename(path, bad); rerr != nil {
-			return nil, fmt.Errorf("open %s: %w (and moving it aside: %v)", path, err, rerr)
-		}
-		db, err = open(path)
+	db, gone, err := damaged.Open(path, func() (*bolt.DB, error) { return open(path) })
+	if gone != nil {
+		log.Warn("DHT records unreadable; starting with none", "path", path, "kept_as", gone.Path, "err", gone.Cause)
 	}
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: another process has it open after %s (is another router running on this state directory?)", path, lockWait)
