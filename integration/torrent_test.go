@@ -131,7 +131,7 @@ pex = false
 utp = false
 port_mapping = false
 trackers = true
-%s`, testnet.FreePort(t), strings.Join(extra, "\n"))}})
+%s`, testnet.FreePort(t), strings.Join(extra, "\n"))}, Group: true})
 	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
 	return n
 }
@@ -1262,7 +1262,7 @@ func TestUnreadablePieceRecordIsRebuilt(t *testing.T) {
 	n := torrentNode(t)
 	makeFiles(t, filepath.Join(n.State, "plugins", "torrent", "data"), album)
 	v := createTorrent(t, n, "album")
-	n.Stop()
+	n.PowerCut()
 	path := filepath.Join(n.State, "plugins", "torrent", "torrents", ".torrent.bolt.db")
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("no piece record where the engine keeps it: %v", err)

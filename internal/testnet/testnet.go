@@ -272,6 +272,18 @@ func (n *Node) stop(group bool) {
 	}
 }
 
+// PowerCut kills the router and its plugins at once with SIGKILL, as a
+// power cut stops them (the node must have been started with Group), and
+// waits for the router to exit. Restart starts it again.
+func (n *Node) PowerCut() {
+	n.t.Helper()
+	if !n.group {
+		n.t.Fatal("PowerCut needs a node started with Group")
+	}
+	syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+	<-n.done
+}
+
 // PID is the router process's id.
 func (n *Node) PID() int { return n.cmd.Process.Pid }
 

@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/vecino/vecino/internal/damaged"
 	"github.com/vecino/vecino/plugins/chat/wire"
 )
 
@@ -156,7 +157,12 @@ func (d *db) commit() {
 func (d *db) close() error {
 	close(d.stop)
 	d.wg.Wait()
-	return d.b.Close()
+	path := d.b.Path()
+	if err := d.b.Close(); err != nil {
+		return err
+	}
+	damaged.Closed(path)
+	return nil
 }
 
 func cursorKey(c uint64) []byte { return binary.BigEndian.AppendUint64(nil, c) }

@@ -334,7 +334,7 @@ func (bs *blockstore) closeFiles() error {
 		f.(*os.File).Close()
 		return true
 	})
-	return bs.db.Close()
+	return closeDB(bs.db)
 }
 
 // lookup says where c is.

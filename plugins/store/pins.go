@@ -96,7 +96,18 @@ func openDB(path string, buckets ...[]byte) (*bolt.DB, error) {
 	return db, nil
 }
 
-func (p *pinDB) Close() error { return p.db.Close() }
+func (p *pinDB) Close() error { return closeDB(p.db) }
+
+// closeDB closes a file openOrSetAside opened, and says it was closed
+// cleanly.
+func closeDB(db *bolt.DB) error {
+	path := db.Path()
+	if err := db.Close(); err != nil {
+		return err
+	}
+	damaged.Closed(path)
+	return nil
+}
 
 func (p *pinDB) Put(pn pin) error {
 	c, err := cid.Decode(pn.Root)

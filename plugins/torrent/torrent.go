@@ -99,6 +99,7 @@ type seedbox struct {
 	cl      *torrent.Client
 	storage storage.ClientImplCloser
 	pc      storage.PieceCompletion // which pieces are verified, kept in bbolt
+	pcPath  string                  // where
 	bg      context.Context         // ends at Stop: background work
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
@@ -208,7 +209,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open piece completion in %s: %w", s.state, err)
 	}
-	s.pc = pc
+	s.pc, s.pcPath = pc, path
 	// No .part files: with them the engine forgets, at start, every piece of
 	// a file not yet complete, so a restart mid-download started over.
 	s.storage = storage.NewFileOpts(storage.NewFileClientOpts{
@@ -271,7 +272,11 @@ func (s *seedbox) Stop(context.Context) error {
 		errs = s.cl.Close()
 	}
 	if s.storage != nil {
-		errs = append(errs, s.storage.Close())
+		err := s.storage.Close() // and the piece record with it
+		if err == nil {
+			damaged.Closed(s.pcPath)
+		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
