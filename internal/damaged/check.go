@@ -2,6 +2,7 @@ package damaged
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -95,7 +96,12 @@ func Check(path string) error {
 	if err != nil {
 		return nil
 	}
-	cmd := exec.Command(exe)
+	// Damaged pages could send bbolt round in a loop, and a plugin must
+	// start within 30 s: past 20 s (a Pi reads some 800 MB from its card
+	// in that time), the check decides nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe)
 	cmd.Env = append(os.Environ(), checkEnv+"="+path)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

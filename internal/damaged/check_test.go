@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/vecino/vecino/internal/testnet"
 )
 
 // TestDamagedPagesAreSetAside: a bbolt file whose meta pages are sound but
@@ -33,7 +35,7 @@ func TestDamagedPagesAreSetAside(t *testing.T) {
 			}
 			db.Close()
 
-			damage(t, path)
+			testnet.DamagePages(t, path, 0.25, 0.5)
 			was, _ := os.ReadFile(path)
 			db, gone, err = Open(path, open)
 			if err != nil {
@@ -75,7 +77,7 @@ func TestCleanlyClosedFilesAreNotReadThrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	Closed(path)
-	damage(t, path)
+	testnet.DamagePages(t, path, 0.25, 0.5)
 	db, gone, err := Open(path, open)
 	if err != nil || gone != nil {
 		t.Fatalf("a file closed cleanly was checked: set aside %+v, %v", gone, err)
@@ -111,23 +113,6 @@ func fill(t *testing.T, path string, opts *bolt.Options) {
 	}
 }
 
-// damage writes over the pages of path's second quarter, as a disk error
-// would, and leaves its meta pages (the first two) as they were.
-func damage(t *testing.T, path string) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := os.Getpagesize()
-	for i := len(data) / 4 / page * page; i < len(data)/2; i++ {
-		data[i] = 0xa5
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // BenchmarkCheck: what the check adds to a plugin's start, for a file of
 // 10,000 values of 1 KiB (the chat history of BenchmarkChatMemory).
 func BenchmarkCheck(b *testing.B) {
@@ -159,4 +144,64 @@ func BenchmarkCheck(b *testing.B) {
 	}
 	st, _ := os.Stat(path)
 	b.ReportMetric(float64(st.Size())/(1<<20), "file-MiB")
+}
+
+// TestSalvageReadsAroundTheDamage: from a file with damaged pages, Salvage
+// gets the keys before the damage and those after it, each with the value
+// it had.
+func TestSalvageReadsAroundTheDamage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	fill(t, path, nil)
+	testnet.DamagePages(t, path, 0.25, 0.5)
+	got, err := Salvage(path, []byte("records"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, last bool
+	for k, v := range got {
+		var i int
+		if _, err := fmt.Sscanf(k, "key %06d", &i); err != nil || !bytes.Equal(v, bytes.Repeat([]byte{byte(i)}, 100)) {
+			t.Fatalf("salvaged %q = %x", k, v)
+		}
+		first, last = first || i == 0, last || i == 4999
+	}
+	t.Logf("salvaged %d of 5000", len(got))
+	if !first || !last || len(got) >= 5000 {
+		t.Errorf("salvaged %d of 5000 (the first: %v, the last: %v)", len(got), first, last)
+	}
+}
+
+// FuzzSalvage: whatever bytes a set-aside file holds, Salvage ends without
+// a panic, and what it returns was in the file.
+func FuzzSalvage(f *testing.F) {
+	path := filepath.Join(f.TempDir(), "seed.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{PageSize: 1024})
+	if err != nil {
+		f.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		b, _ := tx.CreateBucket([]byte("records"))
+		for i := range 40 {
+			b.Put(fmt.Appendf(nil, "key %d", i), bytes.Repeat([]byte{'v'}, i))
+		}
+		tx.CreateBucket([]byte("inline"))
+		tx.Bucket([]byte("inline")).Put([]byte("k"), []byte("v"))
+		return nil
+	})
+	db.Close()
+	seed, _ := os.ReadFile(path)
+	f.Add(seed, "records")
+	f.Add(seed, "inline")
+	f.Add([]byte("not a database"), "records")
+	f.Fuzz(func(t *testing.T, data []byte, bucket string) {
+		got, err := salvage(data, []byte(bucket))
+		if err != nil {
+			return
+		}
+		for k, v := range got {
+			if !bytes.Contains(data, []byte(k)) || !bytes.Contains(data, v) {
+				t.Fatalf("salvaged %q = %q, which the file does not hold", k, v)
+			}
+		}
+	})
 }

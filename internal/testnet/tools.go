@@ -97,3 +97,23 @@ func LiveHeap() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// DamagePages writes over the pages of the bbolt file at path that lie
+// between the fractions from and to of its length, as a disk error or a
+// power cut mid-write would, and never over its two meta pages: bbolt
+// opens it, and meets the damage when it reads those pages.
+func DamagePages(t testing.TB, path string, from, to float64) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := os.Getpagesize()
+	start := max(2*page, int(from*float64(len(data)))/page*page)
+	for i := start; i < int(to*float64(len(data))); i++ {
+		data[i] ^= 0x5a
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

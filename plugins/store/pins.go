@@ -44,8 +44,10 @@ func pinnedRoots(pins []pin) map[string]bool {
 type pinDB struct {
 	db *bolt.DB
 	// lost names where an unreadable pins.db was set aside at open: the
-	// pins it held are not known, so garbage collection waits (heldGC).
-	lost string
+	// pins it held are not all known, so garbage collection waits
+	// (heldGC). salvaged is how many of them were read back from it.
+	lost     string
+	salvaged int
 }
 
 var (
@@ -60,7 +62,53 @@ func openPins(dir string) (*pinDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pinDB{db: db, lost: aside}, nil
+	p := &pinDB{db: db, lost: aside}
+	if aside != "" {
+		if err := p.salvage(); err != nil {
+			closeDB(db)
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// salvage puts back the pins, and the unpins, that can still be read from
+// the pins.db set aside: a disk error that damaged some of its pages left
+// the others. Each must be a pin of the CID it is kept under.
+func (p *pinDB) salvage() error {
+	pins, err := damaged.Salvage(p.lost, pinBucket)
+	if err != nil {
+		slog.Warn("no pins could be read back from the pins.db set aside", "err", err)
+		return nil
+	}
+	unpins, _ := damaged.Salvage(p.lost, unpinnedBucket)
+	err = p.db.Update(func(tx *bolt.Tx) error {
+		for k, v := range pins {
+			var pn pin
+			c, err := cid.Cast([]byte(k))
+			if err != nil || json.Unmarshal(v, &pn) != nil || pn.Root != c.String() {
+				continue
+			}
+			if err := tx.Bucket(pinBucket).Put([]byte(k), v); err != nil {
+				return err
+			}
+			p.salvaged++
+		}
+		for k, v := range unpins {
+			if _, err := cid.Cast([]byte(k)); err != nil || len(v) != 8 {
+				continue
+			}
+			if err := tx.Bucket(unpinnedBucket).Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put back what was read from %s: %w", p.lost, err)
+	}
+	slog.Warn("pins read back from the pins.db set aside", "pins", p.salvaged, "kept_as", p.lost)
+	return nil
 }
 
 // openOrSetAside is openDB, except that a file that is no bbolt database

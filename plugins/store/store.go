@@ -247,6 +247,7 @@ func (s *store) Status(ctx context.Context) (sdk.Status, error) {
 	if err := s.heldGC(); err != nil {
 		st.Summary += "; " + err.Error()
 		st.Details["gc_held"] = err.Error()
+		st.Details["pins_salvaged"] = s.pins.salvaged
 	}
 	if s.bs.rebuilt != "" {
 		st.Details["index_rebuilt"] = "blocks.db was unreadable at start: kept as " + s.bs.rebuilt + ", the index rebuilt from the packs"
@@ -438,7 +439,7 @@ func (s *store) heldGC() error {
 	if _, err := os.Stat(s.pins.lost); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	return fmt.Errorf("%w: pins.db was unreadable at start and is kept as %s; pin again what must be kept (add it again, or pin its CID: a neighbour that holds it sends it), then delete that file", errGCHeld, s.pins.lost)
+	return fmt.Errorf("%w: pins.db was unreadable at start and is kept as %s; %d pins were read back from it, but there may have been more: pin again what must be kept (add it again, or pin its CID: a neighbour that holds it sends it), then delete that file", errGCHeld, s.pins.lost, s.pins.salvaged)
 }
 
 // gc deletes every block no pin reaches.

@@ -189,16 +189,7 @@ func TestDamagedPagesAreSetAside(t *testing.T) {
 		}
 	}
 	s.db.Close() // not s.Close: as a crash leaves it
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 2 * os.Getpagesize(); i < len(data); i++ {
-		data[i] ^= 0x5a
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testnet.DamagePages(t, path, 0, 1)
 	s = openT(t, path)
 	defer s.Close()
 	if ok, err := s.Has(t.Context(), ds.NewKey("/record/1")); ok || err != nil {
