@@ -598,6 +598,45 @@ func TestChatSetsAsideAnUnreadableDatabase(t *testing.T) {
 	}
 }
 
+// TestChatReadsBackADamagedDatabase: a power cut leaves pages of the chat
+// plugin's database damaged. At the next start the file is set aside, and
+// what its sound pages hold is put back: the relay starts with that part
+// of its history, each message as it was said, and takes new ones.
+func TestChatReadsBackADamagedDatabase(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": roomyChat}, Group: true})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	alice := newChatter(t, n)
+	said := map[string]bool{}
+	for i := range 300 {
+		text := fmt.Sprintf("said before the power cut %03d %s", i, strings.Repeat("x", 500))
+		alice.say("lobby", text)
+		said[text] = true
+	}
+	n.PowerCut()
+	path := filepath.Join(n.State, "plugins", "chat", "chat.db")
+	testnet.DamagePages(t, path, 0.2, 0.6)
+	n.Restart()
+	p := n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	if p.Restarts != 0 || !strings.Contains(p.Summary, "unreadable chat.db was set aside") {
+		t.Fatalf("chat after a power cut damaged its database: restarts %d, summary %q", p.Restarts, p.Summary)
+	}
+	msgs, _ := readRoom(t, n, "lobby", 0, 0)
+	got := textsFrom(msgs, alice.addr())
+	for i, text := range got {
+		if !said[text] || i > 0 && text <= got[i-1] {
+			t.Fatalf("read back %.40q after %.40q: not what was said, or out of order", text, got[max(i-1, 0)])
+		}
+	}
+	t.Logf("%d of 300 messages read back; %v records", len(got), p.Details["salvaged"])
+	if len(got) == 0 || p.Details["salvaged"] == float64(0) {
+		t.Errorf("nothing read back: %d messages, status %v", len(got), p.Details)
+	}
+	alice.say("lobby", "after the power cut")
+	if msgs, _ := readRoom(t, n, "lobby", 0, 0); msgs[len(msgs)-1].Text != "after the power cut" {
+		t.Errorf("the relay does not take new messages: %+v", msgs[len(msgs)-1])
+	}
+}
+
 // TestChatFullOrReadOnlyDisk: the chat plugin's disk fills up (the torrent
 // plugin's downloads, say, on the same SD card). A client's new message
 // and mail are refused with 507 and a reason saying so, nothing

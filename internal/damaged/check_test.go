@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -153,10 +154,11 @@ func TestSalvageReadsAroundTheDamage(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	fill(t, path, nil)
 	testnet.DamagePages(t, path, 0.25, 0.5)
-	got, err := Salvage(path, []byte("records"))
+	root, err := Salvage(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := root.Buckets["records"].Values
 	var first, last bool
 	for k, v := range got {
 		var i int
@@ -190,18 +192,88 @@ func FuzzSalvage(f *testing.F) {
 	})
 	db.Close()
 	seed, _ := os.ReadFile(path)
-	f.Add(seed, "records")
-	f.Add(seed, "inline")
-	f.Add([]byte("not a database"), "records")
-	f.Fuzz(func(t *testing.T, data []byte, bucket string) {
-		got, err := salvage(data, []byte(bucket))
-		if err != nil {
-			return
-		}
-		for k, v := range got {
+	f.Add(seed)
+	f.Add([]byte("not a database"))
+	var within func(t *testing.T, data []byte, b *Bucket)
+	within = func(t *testing.T, data []byte, b *Bucket) {
+		for k, v := range b.Values {
 			if !bytes.Contains(data, []byte(k)) || !bytes.Contains(data, v) {
 				t.Fatalf("salvaged %q = %q, which the file does not hold", k, v)
 			}
 		}
+		for _, sub := range b.Buckets {
+			within(t, data, sub)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if root, err := salvage(data); err == nil {
+			within(t, data, root)
+		}
 	})
+}
+
+// TestSalvageRestoresBucketsInBuckets: a sound file's buckets, those in
+// buckets and the small ones bbolt keeps inline, are read whole, and
+// Restore puts them into a new file as they were.
+func TestSalvageRestoresBucketsInBuckets(t *testing.T) {
+	dir := t.TempDir()
+	want := map[string]string{}
+	old, err := bolt.Open(filepath.Join(dir, "old.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = old.Update(func(tx *bolt.Tx) error {
+		rooms, _ := tx.CreateBucket([]byte("rooms"))
+		for r, n := range map[string]int{"lobby": 500, "garden": 2} { // garden stays inline
+			b, _ := rooms.CreateBucket([]byte(r))
+			for i := range n {
+				k, v := fmt.Sprintf("%08d", i), fmt.Sprintf("%s message %d", r, i)
+				want["rooms/"+r+"/"+k] = v
+				b.Put([]byte(k), []byte(v))
+			}
+		}
+		mail, _ := tx.CreateBucket([]byte("mail"))
+		want["mail/dave"] = "sealed"
+		return mail.Put([]byte("dave"), []byte("sealed"))
+	})
+	old.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := Salvage(filepath.Join(dir, "old.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root.Count() != len(want) {
+		t.Fatalf("salvaged %d values of a sound file, want %d", root.Count(), len(want))
+	}
+	db, err := bolt.Open(filepath.Join(dir, "new.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got := map[string]string{}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := Restore(tx, root); err != nil {
+			return err
+		}
+		var walk func(prefix string, b *bolt.Bucket)
+		walk = func(prefix string, b *bolt.Bucket) {
+			b.ForEach(func(k, v []byte) error {
+				if v == nil {
+					walk(prefix+string(k)+"/", b.Bucket(k))
+				} else {
+					got[prefix+string(k)] = string(v)
+				}
+				return nil
+			})
+		}
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { walk(string(name)+"/", b); return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("restored %d values; differing from what was written", len(got))
+	}
 }

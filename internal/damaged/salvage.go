@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // A file set aside for damaged pages may still hold most of what was in
@@ -35,44 +38,103 @@ const (
 
 var le = binary.LittleEndian
 
-// Salvage returns the keys and values of the top-level bucket named bucket
-// that can still be read from the bbolt file at path, which may have
-// damaged pages: how many were lost is not known.
-func Salvage(path string, bucket []byte) (map[string][]byte, error) {
+// Bucket is what was read of a bucket: its keys and values, and the
+// buckets in it.
+type Bucket struct {
+	Values  map[string][]byte
+	Buckets map[string]*Bucket
+}
+
+// Count is how many values b and the buckets in it hold.
+func (b *Bucket) Count() int {
+	n := len(b.Values)
+	for _, sub := range b.Buckets {
+		n += sub.Count()
+	}
+	return n
+}
+
+// Salvage returns what can still be read from the bbolt file at path,
+// which may have damaged pages, as its root bucket: how much was lost is
+// not known.
+func Salvage(path string) (*Bucket, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("salvage %s: %w", path, err)
 	}
-	got, err := salvage(data, bucket)
+	root, err := salvage(data)
 	if err != nil {
 		return nil, fmt.Errorf("salvage %s: %w", path, err)
 	}
-	return got, nil
+	return root, nil
 }
 
 // salvage is Salvage of the file's bytes.
-func salvage(data, bucket []byte) (map[string][]byte, error) {
+func salvage(data []byte) (*Bucket, error) {
 	f, root, err := newRawFile(data)
 	if err != nil {
 		return nil, err
 	}
-	got := map[string][]byte{}
-	f.walk(root, func(k, v []byte, flags uint32) {
-		if flags&bucketLeaf == 0 || !bytes.Equal(k, bucket) || len(v) < bucketHeader {
-			return
-		}
-		each := func(k, v []byte, flags uint32) {
-			if flags&bucketLeaf == 0 {
-				got[string(k)] = bytes.Clone(v)
-			}
-		}
-		if sub := le.Uint64(v); sub != 0 {
-			f.walk(sub, each)
-		} else { // inline: a leaf page follows the header within the value
-			f.leaf(v[bucketHeader:], each)
+	return f.bucket(func(fn func(k, v []byte, flags uint32)) { f.walk(root, fn) }), nil
+}
+
+// bucket reads the bucket whose elements each calls fn with.
+func (f *rawFile) bucket(each func(fn func(k, v []byte, flags uint32))) *Bucket {
+	b := &Bucket{Values: map[string][]byte{}, Buckets: map[string]*Bucket{}}
+	each(func(k, v []byte, flags uint32) {
+		switch {
+		case flags&bucketLeaf == 0:
+			b.Values[string(k)] = bytes.Clone(v)
+		case len(v) < bucketHeader:
+		case le.Uint64(v) != 0:
+			sub := le.Uint64(v)
+			b.Buckets[string(k)] = f.bucket(func(fn func(k, v []byte, flags uint32)) { f.walk(sub, fn) })
+		default: // inline: a leaf page follows the header within the value
+			inline := v[bucketHeader:]
+			b.Buckets[string(k)] = f.bucket(func(fn func(k, v []byte, flags uint32)) { f.leaf(inline, fn) })
 		}
 	})
-	return got, nil
+	return b
+}
+
+// Restore puts what b holds into tx's buckets of the same names, made if
+// need be, for the top-level buckets named (all if none are): a value
+// already there is kept.
+func Restore(tx *bolt.Tx, b *Bucket, names ...string) error {
+	for name, sub := range b.Buckets {
+		if len(names) > 0 && !slices.Contains(names, name) {
+			continue
+		}
+		dst, err := tx.CreateBucketIfNotExists([]byte(name))
+		if err != nil {
+			return err
+		}
+		if err := restoreInto(dst, sub); err != nil {
+			return fmt.Errorf("restore %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func restoreInto(dst *bolt.Bucket, b *Bucket) error {
+	for k, v := range b.Values {
+		if dst.Get([]byte(k)) != nil || dst.Bucket([]byte(k)) != nil {
+			continue
+		}
+		if err := dst.Put([]byte(k), v); err != nil {
+			return err
+		}
+	}
+	for name, sub := range b.Buckets {
+		into, err := dst.CreateBucketIfNotExists([]byte(name))
+		if err != nil {
+			continue // the name is a value's here
+		}
+		if err := restoreInto(into, sub); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type rawFile struct {

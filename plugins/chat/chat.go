@@ -131,8 +131,10 @@ type chat struct {
 	// deletions kept, one each.
 	gone map[string]int64
 	kept []int64
-	// setAside names the file an unreadable chat.db was moved to at start.
+	// setAside names the file an unreadable chat.db was moved to at start,
+	// and salvaged is how many records were read back from it.
 	setAside string
+	salvaged int
 	// disk says why the plugin's disk cannot take new messages, while it
 	// cannot (watchDisk): full or read-only.
 	disk *refusal
@@ -298,15 +300,18 @@ func (c *chat) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 func (c *chat) Start(context.Context) error {
 	path := filepath.Join(c.env.DataDir, "chat.db")
 	// The relay keeps working past an unreadable chat.db: the file is kept
-	// for whoever wants to recover it, and the other nodes still hold the
-	// rooms and mail.
+	// for whoever wants to recover it, what its sound pages hold is put
+	// back, and the other nodes still hold the rest of the rooms and mail.
 	d, gone, err := damaged.Open(path, func() (*db, error) { return openDB(path) })
 	if gone != nil {
-		slog.Error("chat.db unreadable: set aside; history and mailboxes start empty here", "err", gone.Cause, "kept_as", gone.Path)
+		slog.Error("chat.db unreadable: set aside; history and mailboxes start with what can be read back from it", "err", gone.Cause, "kept_as", gone.Path)
 		c.setAside = gone.Path
 	}
 	if err != nil {
 		return err
+	}
+	if gone != nil {
+		c.salvaged = d.salvage(gone.Path)
 	}
 	c.db = d
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -432,8 +437,9 @@ func (c *chat) Status(context.Context) (sdk.Status, error) {
 		Details: map[string]any{"rooms": rooms, "mailboxes": len(c.boxes), "held": held, "accepted": c.accepted, "caught_up": c.caughtUp, "dropped": dropped, "deletions_kept": len(c.kept)},
 	}
 	if c.setAside != "" {
-		st.Summary += "; an unreadable chat.db was set aside as " + filepath.Base(c.setAside)
+		st.Summary += fmt.Sprintf("; an unreadable chat.db was set aside as %s, %d records read back from it", filepath.Base(c.setAside), c.salvaged)
 		st.Details["set_aside"] = c.setAside
+		st.Details["salvaged"] = c.salvaged
 	}
 	if c.disk != nil {
 		st.Summary += "; " + c.disk.Error()

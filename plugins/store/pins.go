@@ -76,12 +76,18 @@ func openPins(dir string) (*pinDB, error) {
 // the pins.db set aside: a disk error that damaged some of its pages left
 // the others. Each must be a pin of the CID it is kept under.
 func (p *pinDB) salvage() error {
-	pins, err := damaged.Salvage(p.lost, pinBucket)
+	root, err := damaged.Salvage(p.lost)
 	if err != nil {
 		slog.Warn("no pins could be read back from the pins.db set aside", "err", err)
 		return nil
 	}
-	unpins, _ := damaged.Salvage(p.lost, unpinnedBucket)
+	var pins, unpins map[string][]byte
+	if b := root.Buckets[string(pinBucket)]; b != nil {
+		pins = b.Values
+	}
+	if b := root.Buckets[string(unpinnedBucket)]; b != nil {
+		unpins = b.Values
+	}
 	err = p.db.Update(func(tx *bolt.Tx) error {
 		for k, v := range pins {
 			var pn pin
