@@ -55,8 +55,19 @@ var lockWait = 5 * time.Second
 // is an error, not damage.
 func Open(path string, log *slog.Logger) (*Store, error) {
 	db, gone, err := damaged.Open(path, func() (*bolt.DB, error) { return open(path) })
-	if gone != nil {
-		log.Warn("DHT records unreadable; starting with none", "path", path, "kept_as", gone.Path, "err", gone.Cause)
+	if gone != nil && err == nil {
+		// What the sound pages hold comes back: kad-dht checks each
+		// record's age as it reads it.
+		n := 0
+		root, serr := damaged.Salvage(gone.Path)
+		if serr == nil && root.Buckets[string(bucket)] != nil {
+			n = root.Buckets[string(bucket)].Count()
+			serr = db.Update(func(tx *bolt.Tx) error { return damaged.Restore(tx, root, string(bucket)) })
+		}
+		if serr != nil {
+			n = 0
+		}
+		log.Warn("DHT records unreadable; starting with what could be read back", "path", path, "kept_as", gone.Path, "err", gone.Cause, "records", n)
 	}
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: another process has it open after %s (is another router running on this state directory?)", path, lockWait)
