@@ -328,12 +328,12 @@ func (c *chat) catchUpFrom(peers []string, rooms []*room, mail bool) map[string]
 			}
 		}
 	}
+	if !mail {
+		return answered
+	}
 	// A deposit is held by the nodes that were up when it was made: each
 	// neighbour may hold some that the others do not.
 	for _, p := range peers {
-		if !mail {
-			break
-		}
 		took, got, err := c.askMail(p)
 		if err != nil {
 			slog.Info("catch-up not had", "mail", true, "peer", p, "err", err)
