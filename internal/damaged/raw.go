@@ -22,6 +22,10 @@ type rawFile struct {
 	meta     []byte // the newer sound meta, after its page header
 	seen     map[uint64]bool
 	problem  error // the first page skipped, and why
+	// steps bounds the elements read: a sound file holds fewer than a
+	// sixteenth of its size, but damaged ones can point many elements at
+	// the same bytes, over and over, down buckets kept inline.
+	steps int64
 }
 
 // bbolt's on-disk constants (page.go, db.go, bucket.go, freelist.go).
@@ -49,7 +53,7 @@ var errNoMeta = errors.New("no sound meta page: not a bbolt file, or both its me
 // newRawFile finds the page size and the newer of the two meta pages whose
 // checksum holds, as bbolt does.
 func newRawFile(r io.ReaderAt, size int64) (*rawFile, error) {
-	f := &rawFile{r: r, size: size, seen: map[uint64]bool{}}
+	f := &rawFile{r: r, size: size, seen: map[uint64]bool{}, steps: size/8 + 1024}
 	first := f.read(pageHeader, metaSize)
 	sizes := []int{4096, 16384, 65536}
 	if first != nil {
@@ -102,6 +106,17 @@ func (f *rawFile) skip(id uint64, why string, args ...any) {
 	}
 }
 
+// step counts an element read, and says whether reading goes on.
+func (f *rawFile) step(id uint64) bool {
+	if f.steps--; f.steps >= 0 {
+		return true
+	}
+	if f.steps == -1 {
+		f.skip(id, "more elements than the file can hold: pages or buckets that point at each other")
+	}
+	return false
+}
+
 // page returns the bytes of page id, overflow included, of one of kinds.
 func (f *rawFile) page(id uint64, kinds uint16) []byte {
 	switch {
@@ -126,11 +141,17 @@ func (f *rawFile) page(id uint64, kinds uint16) []byte {
 		f.skip(id, "of kind %#x, not %#x", le.Uint16(head[8:]), kinds)
 		return nil
 	}
-	p := f.read(off, (int(le.Uint32(head[12:]))+1)*f.pageSize)
-	if p == nil {
-		f.skip(id, "its %d overflow pages run past the end of the file", le.Uint32(head[12:]))
+	overflow := uint64(le.Uint32(head[12:]))
+	if id+overflow >= f.highWater() {
+		f.skip(id, "its %d overflow pages run past the file's %d pages", overflow, f.highWater())
+		return nil
 	}
-	for o := range uint64(le.Uint32(head[12:])) {
+	p := f.read(off, int(overflow+1)*f.pageSize)
+	if p == nil {
+		f.skip(id, "its %d overflow pages run past the end of the file", overflow)
+		return nil
+	}
+	for o := range overflow {
 		f.seen[id+1+o] = true
 	}
 	return p
@@ -153,6 +174,9 @@ func (f *rawFile) walk(id uint64, fn func(k, v []byte, flags uint32)) {
 			f.skip(id, "element %d past the page's end", i)
 			return
 		}
+		if !f.step(id) {
+			return
+		}
 		f.walk(le.Uint64(e[8:]), fn)
 	}
 }
@@ -169,6 +193,9 @@ func (f *rawFile) leaf(id uint64, p []byte, fn func(k, v []byte, flags uint32)) 
 		e := slice(p, at, elementSize)
 		if e == nil {
 			f.skip(id, "element %d past the page's end", i)
+			return
+		}
+		if !f.step(id) {
 			return
 		}
 		flags, pos, ksize, vsize := le.Uint32(e), int64(le.Uint32(e[4:])), int64(le.Uint32(e[8:])), int64(le.Uint32(e[12:]))
