@@ -34,7 +34,6 @@ const (
 	elementSize    = 16 // branch: pos, ksize u32, pgid u64; leaf: flags, pos, ksize, vsize u32
 	branchPage     = 0x01
 	leafPage       = 0x02
-	metaPage       = 0x04
 	freelistPage   = 0x10
 	bucketLeaf     = 0x01
 	boltMagic      = 0xED0CDAED
