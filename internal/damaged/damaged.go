@@ -1,6 +1,8 @@
-// Package damaged helps plugins keep going past a state file that cannot
-// be read: the file is kept whole, beside where it was, for whoever wants
-// to recover it, and the plugin starts without it.
+// Package damaged helps plugins, and the router, keep going past a state
+// file that cannot be read: a bbolt file that is no database any more, or
+// whose pages a crash or a power cut damaged (Check), is kept whole,
+// beside where it was, for whoever wants to recover it; the process starts
+// with a new one, and with what can still be read from the old (Salvage).
 package damaged
 
 import (
