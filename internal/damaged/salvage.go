@@ -49,23 +49,37 @@ func Salvage(path string) (*Bucket, error) {
 	return f.tree(true), nil
 }
 
-// Restore puts what b holds into tx's buckets of the same names, made if
-// need be, for the top-level buckets named (all if none are): a value
-// already there is kept.
-func Restore(tx *bolt.Tx, b *Bucket, names ...string) error {
-	for name, sub := range b.Buckets {
-		if len(names) > 0 && !slices.Contains(names, name) {
-			continue
-		}
-		dst, err := tx.CreateBucketIfNotExists([]byte(name))
-		if err != nil {
-			return err
-		}
-		if err := restoreInto(dst, sub); err != nil {
-			return fmt.Errorf("restore %s: %w", name, err)
-		}
+// SalvageInto reads what can still be read from the bbolt file at aside
+// (Salvage) and puts it into db's buckets of the same names, made if need
+// be, for the top-level buckets named (all if none are), in one
+// transaction: a value already there is kept. It returns how many values
+// were read from those buckets.
+func SalvageInto(db *bolt.DB, aside string, names ...string) (int, error) {
+	root, err := Salvage(aside)
+	if err != nil {
+		return 0, err
 	}
-	return nil
+	n := 0
+	err = db.Update(func(tx *bolt.Tx) error {
+		for name, sub := range root.Buckets {
+			if len(names) > 0 && !slices.Contains(names, name) {
+				continue
+			}
+			dst, err := tx.CreateBucketIfNotExists([]byte(name))
+			if err != nil {
+				return err
+			}
+			if err := restoreInto(dst, sub); err != nil {
+				return fmt.Errorf("restore %s: %w", name, err)
+			}
+			n += sub.Count()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("put back what was read from %s: %w", aside, err)
+	}
+	return n, nil
 }
 
 func restoreInto(dst *bolt.Bucket, b *Bucket) error {

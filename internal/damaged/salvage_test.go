@@ -89,7 +89,7 @@ func FuzzSalvage(f *testing.F) {
 
 // TestSalvageRestoresBucketsInBuckets: a sound file's buckets, those in
 // buckets and the small ones bbolt keeps inline, are read whole, and
-// Restore puts them into a new file as they were.
+// SalvageInto puts them into a new file as they were.
 func TestSalvageRestoresBucketsInBuckets(t *testing.T) {
 	dir := t.TempDir()
 	want := map[string]string{}
@@ -127,11 +127,11 @@ func TestSalvageRestoresBucketsInBuckets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	if n, err := SalvageInto(db, filepath.Join(dir, "old.db")); err != nil || n != len(want) {
+		t.Fatalf("put back %d values (%v), want %d", n, err, len(want))
+	}
 	got := map[string]string{}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := Restore(tx, root); err != nil {
-			return err
-		}
+	err = db.View(func(tx *bolt.Tx) error {
 		var walk func(prefix string, b *bolt.Bucket)
 		walk = func(prefix string, b *bolt.Bucket) {
 			b.ForEach(func(k, v []byte) error {

@@ -158,21 +158,10 @@ func (d *db) commit() {
 // aside at aside (damaged pages leave the others whole), each record as it
 // was; loading then checks them as it does any. It returns how many.
 func (d *db) salvage(aside string) int {
-	root, err := damaged.Salvage(aside)
-	if err == nil {
-		err = d.b.Update(func(tx *bolt.Tx) error {
-			return damaged.Restore(tx, root, string(roomsBucket), string(mailBucket), string(seenBucket), string(goneBucket))
-		})
-	}
+	n, err := damaged.SalvageInto(d.b, aside, string(roomsBucket), string(mailBucket), string(seenBucket), string(goneBucket))
 	if err != nil {
 		slog.Warn("nothing read back from the chat.db set aside", "kept_as", aside, "err", err)
 		return 0
-	}
-	n := 0
-	for _, name := range [][]byte{roomsBucket, mailBucket, seenBucket, goneBucket} {
-		if b := root.Buckets[string(name)]; b != nil {
-			n += b.Count()
-		}
 	}
 	slog.Warn("records read back from the chat.db set aside", "records", n, "kept_as", aside)
 	return n

@@ -58,15 +58,7 @@ func Open(path string, log *slog.Logger) (*Store, error) {
 	if gone != nil && err == nil {
 		// What the sound pages hold comes back: kad-dht checks each
 		// record's age as it reads it.
-		n := 0
-		root, serr := damaged.Salvage(gone.Path)
-		if serr == nil && root.Buckets[string(bucket)] != nil {
-			n = root.Buckets[string(bucket)].Count()
-			serr = db.Update(func(tx *bolt.Tx) error { return damaged.Restore(tx, root, string(bucket)) })
-		}
-		if serr != nil {
-			n = 0
-		}
+		n, _ := damaged.SalvageInto(db, gone.Path, string(bucket))
 		log.Warn("DHT records unreadable; starting with what could be read back", "path", path, "kept_as", gone.Path, "err", gone.Cause, "records", n)
 	}
 	if errors.Is(err, bolt.ErrTimeout) {
