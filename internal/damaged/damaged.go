@@ -89,6 +89,16 @@ func markOpen(path string) error {
 	return nil
 }
 
+// Close closes db, a bbolt file opened by Open, and says so (Closed).
+func Close(db *bolt.DB) error {
+	path := db.Path()
+	if err := db.Close(); err != nil {
+		return err
+	}
+	Closed(path)
+	return nil
+}
+
 // Closed says the file at path, opened by Open, was closed cleanly: the
 // next Open need not read it through. Call it after the close succeeded.
 // The file is synced first: one written without syncing (the torrent

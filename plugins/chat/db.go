@@ -170,12 +170,7 @@ func (d *db) salvage(aside string) int {
 func (d *db) close() error {
 	close(d.stop)
 	d.wg.Wait()
-	path := d.b.Path()
-	if err := d.b.Close(); err != nil {
-		return err
-	}
-	damaged.Closed(path)
-	return nil
+	return damaged.Close(d.b)
 }
 
 func cursorKey(c uint64) []byte { return binary.BigEndian.AppendUint64(nil, c) }

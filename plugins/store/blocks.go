@@ -21,6 +21,8 @@ import (
 	"github.com/ipfs/go-cid"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
+
+	"github.com/vecino/vecino/internal/damaged"
 )
 
 // blockstore keeps blocks appended to pack files (packs/NNNNNNNN.pack, at
@@ -334,7 +336,7 @@ func (bs *blockstore) closeFiles() error {
 		f.(*os.File).Close()
 		return true
 	})
-	return closeDB(bs.db)
+	return damaged.Close(bs.db)
 }
 
 // lookup says where c is.

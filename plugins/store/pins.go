@@ -65,7 +65,7 @@ func openPins(dir string) (*pinDB, error) {
 	p := &pinDB{db: db, lost: aside}
 	if aside != "" {
 		if err := p.salvage(); err != nil {
-			closeDB(db)
+			damaged.Close(db)
 			return nil, err
 		}
 	}
@@ -150,18 +150,7 @@ func openDB(path string, buckets ...[]byte) (*bolt.DB, error) {
 	return db, nil
 }
 
-func (p *pinDB) Close() error { return closeDB(p.db) }
-
-// closeDB closes a file openOrSetAside opened, and says it was closed
-// cleanly.
-func closeDB(db *bolt.DB) error {
-	path := db.Path()
-	if err := db.Close(); err != nil {
-		return err
-	}
-	damaged.Closed(path)
-	return nil
-}
+func (p *pinDB) Close() error { return damaged.Close(p.db) }
 
 func (p *pinDB) Put(pn pin) error {
 	c, err := cid.Decode(pn.Root)

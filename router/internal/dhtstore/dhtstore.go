@@ -134,14 +134,7 @@ func (s *Store) Delete(ctx context.Context, k ds.Key) error {
 // Sync does nothing: every write is on disk when it returns.
 func (s *Store) Sync(context.Context, ds.Key) error { return nil }
 
-func (s *Store) Close() error {
-	path := s.db.Path()
-	if err := s.db.Close(); err != nil {
-		return err
-	}
-	damaged.Closed(path)
-	return nil
-}
+func (s *Store) Close() error { return damaged.Close(s.db) }
 
 // Query walks the keys under q.Prefix in order, a page at a time; the
 // filters, orders, offset and limit are go-datastore's own.
