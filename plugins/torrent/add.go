@@ -185,6 +185,7 @@ func (s *seedbox) remove(ih string, deleteData bool) error {
 	it, ok := s.torrents[ih]
 	if ok {
 		delete(s.torrents, ih)
+		s.forgetNumberLocked(ih)
 	}
 	s.mu.Unlock()
 	if !ok {

@@ -38,11 +38,15 @@ const maxTorrentFile = 16 << 20
 //	GET    /creates/{id}             one making: state queued, hashing, done (info_hash, magnet), failed (error)
 //	                                 or cancelled
 //	DELETE /creates/{id}             call off a making not yet ended: 202 (409 if it has ended)
+//	POST   /transmission/rpc         Transmission's RPC (rpc.go), for the clients made for it
 //	GET    /engine                   the engine's own status of every peer and piece, as text
 //	GET    /                         a page with every torrent and its progress
 func (s *seedbox) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	sdk.ServePage(mux, page)
+	// transmission-remote asks for .../rpc/, other clients for .../rpc.
+	mux.HandleFunc("/transmission/rpc", s.rpcHandler)
+	mux.HandleFunc("/transmission/rpc/", s.rpcHandler)
 	mux.HandleFunc("GET /torrents", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views()})
 	})

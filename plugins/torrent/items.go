@@ -119,6 +119,10 @@ type item struct {
 	// named is the peers a user named, tried again while not connected
 	// (named.go).
 	named map[netip.AddrPort]*namedPeer
+	// peers is the connected peers at the last sample, with their
+	// rates; peerSeen the same by connection, for the next.
+	peers    []peerSample
+	peerSeen map[*torrent.PeerConn]*peerSample
 }
 
 func (it *item) runBytes() (up, down int64) {
@@ -128,11 +132,13 @@ func (it *item) runBytes() (up, down int64) {
 
 func (it *item) sample(now time.Time) {
 	up, down := it.runBytes()
+	var secs float64
 	if !it.at.IsZero() {
-		secs := now.Sub(it.at).Seconds()
+		secs = now.Sub(it.at).Seconds()
 		it.upRate = float64(up-it.up) / secs
 		it.downRate = float64(down-it.down) / secs
 	}
+	it.samplePeers(secs)
 	if up > it.up || it.lastUpload.IsZero() {
 		it.lastUpload = now
 	}

@@ -21,7 +21,7 @@ import (
 const FileIOEnv = "TORRENT_STORAGE_DEFAULT_FILE_IO"
 
 // New returns the plugin, for sdk.Serve.
-func New() sdk.Plugin { return &seedbox{} }
+func New() sdk.Plugin { return &seedbox{rpc: newRPCState()} }
 
 // Main serves the plugin, first making sure FileIOEnv was set when this
 // process started: if not, it runs itself again in place (same PID and

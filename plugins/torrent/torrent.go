@@ -121,6 +121,11 @@ type seedbox struct {
 	// hashing is held by the one whose data is being hashed.
 	making  []*making
 	hashing chan struct{}
+
+	// rpc is what Transmission's RPC keeps for its clients (rpc.go);
+	// started is when the engine started.
+	rpc     *rpcState
+	started time.Time
 }
 
 func (s *seedbox) Info() sdk.Info {
@@ -223,7 +228,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 		s.storage.Close()
 		return fmt.Errorf("start BitTorrent client on port %d: %w", s.cfg.ListenPort, err)
 	}
-	s.cl = cl
+	s.cl, s.started = cl, time.Now()
 	s.torrents = map[string]*item{}
 	s.list, err = loadList(s.state)
 	if err != nil {

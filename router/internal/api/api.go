@@ -124,7 +124,19 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /api/v1/config", s.putConfig)
 	mux.HandleFunc("POST /api/v1/restart/{plugin}", s.restart)
 	mux.HandleFunc("/api/v1/plugins/{plugin}/{path...}", s.proxy)
+	// Transmission's clients look for its RPC at /transmission/rpc, and
+	// many cannot be told another path: it is the torrent plugin's.
+	mux.HandleFunc("/transmission/rpc", s.transmissionRPC)
+	mux.HandleFunc("/transmission/rpc/", s.transmissionRPC)
 	return s.Auth.Guard(profiles.Handler(mux, s.Auth.Check), s.publicPluginPath)
+}
+
+// transmissionRPC hands /transmission/rpc to the torrent plugin's
+// .../transmission/rpc.
+func (s *Server) transmissionRPC(w http.ResponseWriter, r *http.Request) {
+	r.SetPathValue("plugin", "torrent")
+	r.SetPathValue("path", "transmission/rpc")
+	s.proxy(w, r)
 }
 
 // publicPluginPath lets through, without the secret, writes to the paths a

@@ -1,0 +1,176 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// TestTransmissionRemoteDrivesTheSeedbox: Transmission's own command-line
+// client, pointed at the node as at a transmission-daemon, lists, adds
+// (a .torrent from its disk, one by URL, a magnet link), pauses, resumes,
+// leaves files out and removes, and what it does is what the node's own
+// API then shows. A download it asked for comes whole from aria2c. What
+// the node does not do is refused with a reason, and a wrong password
+// changes nothing.
+func TestTransmissionRemoteDrivesTheSeedbox(t *testing.T) {
+	testnet.NeedTools(t, "transmission-remote", "transmission-create", "aria2c")
+	n := torrentNode(t)
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	// Where transmission-remote is pointed: the router's /transmission/rpc,
+	// where Transmission's clients look for it.
+	url := n.API + "/transmission"
+	remoteAs := func(auth string, args ...string) (string, error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "transmission-remote", append([]string{url, "-n", auth}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	remote := func(args ...string) string {
+		t.Helper()
+		out, err := remoteAs("vecino:"+n.Token, args...)
+		if err != nil {
+			t.Fatalf("transmission-remote %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	refused := func(want string, args ...string) {
+		t.Helper()
+		out, err := remoteAs("vecino:"+n.Token, args...)
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("transmission-remote %s: %v, %q; want it refused with %q", strings.Join(args, " "), err, out, want)
+		}
+	}
+
+	if out := remote("-si"); !strings.Contains(out, "RPC version: 16") || !strings.Contains(out, "Download directory: "+data) {
+		t.Errorf("session info does not show the RPC version and the data folder:\n%s", out)
+	}
+
+	// A .torrent on the client's disk: sent as metainfo; its data is here.
+	makeFiles(t, data, album)
+	alb := createTorrent(t, n, "album")
+	tfile := filepath.Join(t.TempDir(), "album.torrent")
+	if err := os.WriteFile(tfile, torrentFileOf(t, n, alb.InfoHash), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := n.Do("DELETE", "/api/v1/plugins/torrent/torrents/"+alb.InfoHash, nil, true); code != http.StatusNoContent {
+		t.Fatalf("remove album: %d", code)
+	}
+	remote("-a", tfile)
+	waitVecino(t, n, alb.InfoHash, "seeding", time.Minute)
+	list := remote("-l")
+	if !strings.Contains(list, "album") || !strings.Contains(list, "100%") {
+		t.Errorf("list does not show album complete:\n%s", list)
+	}
+	id := listedID(t, list, "album")
+
+	remote("-t", id, "-S")
+	if v := vecinoTorrent(t, n, alb.InfoHash); v.State != "paused" {
+		t.Errorf("after -S the node has album %s, want paused", v)
+	}
+	if out := remote("-l"); !strings.Contains(out, "Stopped") {
+		t.Errorf("list after -S:\n%s", out)
+	}
+	remote("-t", id, "-s")
+	waitVecino(t, n, alb.InfoHash, "seeding", 30*time.Second)
+
+	// File 0 in the torrent's order is left out, then taken back.
+	files := remote("-t", id, "-f")
+	remote("-t", id, "-G", "0")
+	if v := vecinoTorrent(t, n, alb.InfoHash); v.Skipped != 1 {
+		t.Errorf("after -G 0 the node skips %d files, want 1\n%s", v.Skipped, files)
+	}
+	if out := remote("-t", id, "-f"); !strings.Contains(out, "No ") {
+		t.Errorf("file list after -G 0 shows no file left out:\n%s", out)
+	}
+	remote("-t", id, "-g", "0")
+	if v := vecinoTorrent(t, n, alb.InfoHash); v.Skipped != 0 {
+		t.Errorf("after -g 0 the node skips %d files, want 0", v.Skipped)
+	}
+
+	// What the node does not do, and ids that name nothing: refused.
+	refused("[plugins.torrent]", "-t", id, "-sr", "2")
+	refused("no torrent with id 99", "-t", "99", "-S")
+	refused("session-set", "-u", "100")
+	if v := vecinoTorrent(t, n, alb.InfoHash); v.State != "seeding" {
+		t.Errorf("after refused calls album is %s, want seeding", v)
+	}
+	// The API secret is the password; a wrong one changes nothing.
+	if out, err := remoteAs("vecino:wrong", "-t", id, "-S"); err == nil {
+		t.Errorf("a wrong password was taken: %s", out)
+	}
+	if v := vecinoTorrent(t, n, alb.InfoHash); v.State != "seeding" {
+		t.Errorf("after a call with a wrong password album is %s, want seeding", v)
+	}
+
+	// A magnet link, then removed.
+	const wanted = "89abcdef0123456789abcdef0123456789abcdef"
+	remote("-a", "magnet:?xt=urn:btih:"+wanted+"&dn=wanted")
+	if v := vecinoTorrent(t, n, wanted); v.State != "metadata" {
+		t.Errorf("magnet added through the RPC: %s, want waiting for metadata", v)
+	}
+	remote("-t", listedID(t, remote("-l"), "wanted"), "-r")
+	for _, v := range vecinoTorrents(t, n) {
+		if v.InfoHash == wanted {
+			t.Errorf("the magnet is still on the node after -r: %s", v)
+		}
+	}
+
+	// By URL: the node fetches the .torrent and downloads what aria2c
+	// seeds; transmission-remote sees it done, and every file is whole.
+	sums, file, port := seedWithAria2(t, nil, "mixtape", map[string]int{"mixtape/a.ogg": 2<<20 + 5, "mixtape/b.ogg": 600 << 10})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/mixtape.torrent" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(file)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	out := remote("-a", fmt.Sprintf("http://%s/mixtape.torrent", ln.Addr()))
+	mixID := listedID(t, remote("-l"), "mixtape")
+	var mix torrentView
+	for _, v := range vecinoTorrents(t, n) {
+		if v.Name == "mixtape" {
+			mix = v
+		}
+	}
+	if mix.InfoHash == "" {
+		t.Fatalf("the torrent added by URL is not on the node:\n%s", out)
+	}
+	addPeer(t, n, mix.InfoHash, port)
+	waitVecino(t, n, mix.InfoHash, "seeding", 2*time.Minute)
+	checkFiles(t, "vecino", data, sums)
+	if info := remote("-t", mixID, "-i"); !strings.Contains(info, "Percent Done: 100%") || !strings.Contains(info, "Hash: "+mix.InfoHash) {
+		t.Errorf("details of the finished download:\n%s", info)
+	}
+	refused("404", "-a", fmt.Sprintf("http://%s/missing.torrent", ln.Addr()))
+}
+
+// listedID is the id transmission-remote -l gives the torrent named name.
+func listedID(t testing.TB, list, name string) string {
+	t.Helper()
+	for _, line := range strings.Split(list, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && f[len(f)-1] == name {
+			return strings.TrimSuffix(f[0], "*") // * marks a torrent in error
+		}
+	}
+	t.Fatalf("%s not listed:\n%s", name, list)
+	return ""
+}

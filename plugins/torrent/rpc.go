@@ -1,0 +1,581 @@
+package torrent
+
+// Transmission's RPC protocol (rpc-version 16, as Transmission 3.00
+// speaks it), so that the clients people already drive a seedbox with
+// (transmission-remote, Transmission Remote GUI, Transdroid, Sonarr...)
+// drive this one: POST /transmission/rpc under the plugin's API, with the
+// API secret as the basic-auth password. The router checks the secret;
+// this file keeps Transmission's session-id handshake, which stops a web
+// page in another tab from posting here with the browser's saved
+// credentials. What the node does not do (per-torrent limits, moving
+// data, settings changed at run time: they come from the TOML file) is
+// refused with a result that says so, never taken and ignored.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vecino/vecino/sdk"
+)
+
+const (
+	rpcVersion    = 16 // Transmission 3.00's
+	rpcSessionHdr = "X-Transmission-Session-Id"
+	// maxRPCBody bounds a request: a torrent-add carries a whole .torrent
+	// in base64.
+	maxRPCBody = maxTorrentFile*4/3 + 64<<10
+	// rpcRecent is how long "recently-active" looks back, and how long a
+	// removed torrent's id is reported as removed.
+	rpcRecent = time.Minute
+)
+
+// rpcRequest is one call: {"method": ..., "arguments": {...}, "tag": N}.
+type rpcRequest struct {
+	Method string
+	Args   map[string]json.RawMessage
+	Tag    json.RawMessage
+}
+
+// parseRPC reads a request body; its error says what is wrong and where.
+func parseRPC(body []byte) (rpcRequest, error) {
+	var raw struct {
+		Method    *string         `json:"method"`
+		Arguments json.RawMessage `json:"arguments"`
+		Tag       json.RawMessage `json:"tag"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&raw); err != nil {
+		return rpcRequest{}, fmt.Errorf("request is not a JSON object: %w", err)
+	}
+	if dec.More() {
+		return rpcRequest{}, errors.New("request: more than one JSON value")
+	}
+	if raw.Method == nil {
+		return rpcRequest{}, errors.New(`request has no "method"`)
+	}
+	req := rpcRequest{Method: *raw.Method, Args: map[string]json.RawMessage{}}
+	if len(raw.Tag) > 0 {
+		var tag json.Number
+		if err := json.Unmarshal(raw.Tag, &tag); err != nil {
+			return rpcRequest{}, fmt.Errorf(`"tag" must be a number: %w`, err)
+		}
+		req.Tag = raw.Tag
+	}
+	if len(raw.Arguments) > 0 && string(raw.Arguments) != "null" {
+		if err := json.Unmarshal(raw.Arguments, &req.Args); err != nil {
+			return rpcRequest{}, fmt.Errorf(`"arguments" must be an object: %w`, err)
+		}
+	}
+	return req, nil
+}
+
+// arg decodes argument name into v, if it is there.
+func (r rpcRequest) arg(name string, v any) (bool, error) {
+	raw, ok := r.Args[name]
+	if !ok || string(raw) == "null" {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return true, fmt.Errorf("argument %q: %w", name, err)
+	}
+	return true, nil
+}
+
+// only refuses arguments other than those named: they ask for what the
+// node does not do, and taking the call would hide that.
+func (r rpcRequest) only(names ...string) error {
+	var extra []string
+	for k := range r.Args {
+		if !slices.Contains(names, k) {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	sort.Strings(extra)
+	return fmt.Errorf("%s: argument %s not supported by this node (rates, ratio and idle limits, and where data goes, are set for all torrents in [plugins.torrent] of the TOML file)", r.Method, strings.Join(extra, ", "))
+}
+
+// rpcIDs is a call's "ids": every torrent, the recently active ones, or
+// those named by number or info hash.
+type rpcIDs struct {
+	all, recent bool
+	nums        []int
+	hashes      []string
+}
+
+func (r rpcRequest) ids() (rpcIDs, error) {
+	raw, ok := r.Args["ids"]
+	if !ok || string(raw) == "null" {
+		return rpcIDs{all: true}, nil
+	}
+	var sel rpcIDs
+	one := func(v any) error {
+		switch v := v.(type) {
+		case float64:
+			if v != float64(int(v)) || v < 1 {
+				return fmt.Errorf("%v is not a torrent id (1 or more)", v)
+			}
+			sel.nums = append(sel.nums, int(v))
+		case string:
+			h := strings.ToLower(v)
+			if len(h) != 40 || strings.Trim(h, "0123456789abcdef") != "" {
+				return fmt.Errorf("%q is neither a torrent id nor a 40-digit hex info hash", v)
+			}
+			sel.hashes = append(sel.hashes, h)
+		default:
+			return fmt.Errorf("%s is neither a torrent id nor an info hash", string(must(json.Marshal(v))))
+		}
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return sel, fmt.Errorf(`argument "ids": %w`, err)
+	}
+	switch v := v.(type) {
+	case string:
+		if v == "recently-active" {
+			return rpcIDs{recent: true}, nil
+		}
+		if err := one(v); err != nil {
+			return sel, fmt.Errorf(`argument "ids": %w`, err)
+		}
+	case []any:
+		for i, e := range v {
+			if err := one(e); err != nil {
+				return sel, fmt.Errorf(`argument "ids"[%d]: %w`, i, err)
+			}
+		}
+	default:
+		if err := one(v); err != nil {
+			return sel, fmt.Errorf(`argument "ids": %w`, err)
+		}
+	}
+	return sel, nil
+}
+
+func must(b []byte, _ error) []byte { return b }
+
+// rpcState is what the RPC keeps for its clients in this run: the
+// session id, and a number for each torrent, given in the order they
+// were added, as Transmission numbers them.
+type rpcState struct {
+	session string
+	ids     map[string]int
+	hashes  map[int]string
+	next    int
+	removed map[int]time.Time
+}
+
+func newRPCState() *rpcState {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return &rpcState{session: hex.EncodeToString(b), ids: map[string]int{}, hashes: map[int]string{}, removed: map[int]time.Time{}}
+}
+
+// numberLocked gives every torrent without a number one, oldest first,
+// and returns the torrents in number order.
+func (s *seedbox) numberLocked() []*item {
+	all := make([]*item, 0, len(s.torrents))
+	for _, it := range s.torrents {
+		all = append(all, it)
+	}
+	sort.Slice(all, func(i, j int) bool {
+		a, b := all[i].rec, all[j].rec
+		return a.AddedAt.Before(b.AddedAt) || a.AddedAt.Equal(b.AddedAt) && a.InfoHash < b.InfoHash
+	})
+	st := s.rpc
+	for _, it := range all {
+		if _, ok := st.ids[it.rec.InfoHash]; !ok {
+			st.next++
+			st.ids[it.rec.InfoHash], st.hashes[st.next] = st.next, it.rec.InfoHash
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return st.ids[all[i].rec.InfoHash] < st.ids[all[j].rec.InfoHash] })
+	return all
+}
+
+// forgetNumberLocked drops a removed torrent's number, reporting it as
+// removed to "recently-active" callers for a while.
+func (s *seedbox) forgetNumberLocked(ih string) {
+	if id, ok := s.rpc.ids[ih]; ok {
+		delete(s.rpc.ids, ih)
+		delete(s.rpc.hashes, id)
+		s.rpc.removed[id] = time.Now()
+	}
+}
+
+// selectLocked returns the torrents sel names, in number order. With
+// strict, a number or hash that names no torrent is an error (a change
+// must not seem to have been made); otherwise it is passed over, as
+// Transmission does when asked for torrents.
+func (s *seedbox) selectLocked(sel rpcIDs, strict bool, now time.Time) ([]*item, error) {
+	all := s.numberLocked()
+	if sel.all {
+		return all, nil
+	}
+	if sel.recent {
+		var out []*item
+		for _, it := range all {
+			if now.Sub(it.lastUpload) < rpcRecent || now.Sub(it.lastDown) < rpcRecent || now.Sub(it.rec.AddedAt) < rpcRecent ||
+				it.upRate > 0 || it.downRate > 0 || it.verifying {
+				out = append(out, it)
+			}
+		}
+		return out, nil
+	}
+	want := map[string]bool{}
+	for _, n := range sel.nums {
+		ih, ok := s.rpc.hashes[n]
+		if !ok && strict {
+			return nil, fmt.Errorf("no torrent with id %d", n)
+		}
+		want[ih] = ok
+	}
+	for _, h := range sel.hashes {
+		_, ok := s.torrents[h]
+		if !ok && strict {
+			return nil, fmt.Errorf("no torrent %s", h)
+		}
+		want[h] = ok
+	}
+	var out []*item
+	for _, it := range all {
+		if want[it.rec.InfoHash] {
+			out = append(out, it)
+		}
+	}
+	return out, nil
+}
+
+// rpcHandler serves POST /transmission/rpc.
+func (s *seedbox) rpcHandler(w http.ResponseWriter, r *http.Request) {
+	if got := r.Header.Get(rpcSessionHdr); got != s.rpc.session {
+		w.Header().Set(rpcSessionHdr, s.rpc.session)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusConflict)
+		fmt.Fprintf(w, "409: Conflict\n\nSend the header %s: %s with each request (Transmission's RPC handshake); it changes when the plugin restarts.\n", rpcSessionHdr, s.rpc.session)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "Transmission RPC calls are POSTed", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRPCBody))
+	if err != nil {
+		s.writeRPC(w, http.StatusRequestEntityTooLarge, rpcRequest{}, nil, fmt.Errorf("request over %d bytes", maxRPCBody))
+		return
+	}
+	req, err := parseRPC(body)
+	if err != nil {
+		s.writeRPC(w, http.StatusBadRequest, req, nil, err)
+		return
+	}
+	args, err := s.call(r, req)
+	s.writeRPC(w, http.StatusOK, req, args, err)
+}
+
+// writeRPC answers {"result": "success" or the error, "arguments", "tag"}.
+func (s *seedbox) writeRPC(w http.ResponseWriter, code int, req rpcRequest, args map[string]any, err error) {
+	out := map[string]any{"result": "success", "arguments": args}
+	if args == nil {
+		out["arguments"] = map[string]any{}
+	}
+	if err != nil {
+		out["result"] = err.Error()
+		s.log.Info("transmission rpc refused", "method", req.Method, "err", err)
+	}
+	if req.Tag != nil {
+		out["tag"] = req.Tag
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(out)
+}
+
+// call runs one method.
+func (s *seedbox) call(r *http.Request, req rpcRequest) (map[string]any, error) {
+	switch req.Method {
+	case "session-get":
+		return s.rpcSessionGet(req)
+	case "session-stats":
+		return s.rpcSessionStats(), nil
+	case "torrent-get":
+		return s.rpcTorrentGet(req)
+	case "torrent-add":
+		return s.rpcTorrentAdd(r, req)
+	case "torrent-start", "torrent-start-now":
+		return nil, s.rpcEach(req, viewless(s.start))
+	case "torrent-stop":
+		return nil, s.rpcEach(req, viewless(s.pause))
+	case "torrent-verify":
+		return nil, s.rpcEach(req, viewless(s.verify))
+	case "torrent-remove":
+		return nil, s.rpcRemove(req)
+	case "torrent-set":
+		return nil, s.rpcTorrentSet(req)
+	case "free-space":
+		return s.rpcFreeSpace(req)
+	case "session-set":
+		return nil, errors.New("session-set: this node's settings come from [plugins.torrent] in its TOML file (PUT /api/v1/config, applied at the next start), not from a torrent client")
+	case "session-close":
+		return nil, errors.New("session-close: a torrent client does not shut this node down; restart the plugin with POST /api/v1/restart/torrent")
+	case "port-test":
+		return nil, errors.New("port-test: not done: it would ask a service on the Internet to connect back to this node")
+	case "blocklist-update":
+		return nil, errors.New("blocklist-update: this node keeps no blocklist")
+	case "torrent-reannounce", "torrent-set-location", "torrent-rename-path",
+		"queue-move-top", "queue-move-up", "queue-move-down", "queue-move-bottom":
+		return nil, fmt.Errorf("%s: not supported by this node", req.Method)
+	}
+	return nil, errors.New("method name not recognized")
+}
+
+// rpcEach applies do to each torrent named; the call may carry the
+// arguments named besides "ids". One that is already as asked (started
+// twice, a verify under way) is no error, as in Transmission.
+func (s *seedbox) rpcEach(req rpcRequest, do func(ih string) error, args ...string) error {
+	if err := req.only(append([]string{"ids"}, args...)...); err != nil {
+		return err
+	}
+	hashes, err := s.rpcHashes(req)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ih := range hashes {
+		if err := do(ih); err != nil && !errors.Is(err, errBusy) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// viewless is a change to one torrent that answers with its error alone.
+func viewless(do func(ih string) (View, error)) func(string) error {
+	return func(ih string) error {
+		_, err := do(ih)
+		return err
+	}
+}
+
+// rpcHashes resolves a change's ids, refusing ones that name nothing.
+func (s *seedbox) rpcHashes(req rpcRequest) ([]string, error) {
+	sel, err := req.ids()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	items, err := s.selectLocked(sel, true, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, it := range items {
+		out = append(out, it.rec.InfoHash)
+	}
+	return out, nil
+}
+
+func (s *seedbox) rpcRemove(req rpcRequest) error {
+	var del bool
+	if _, err := req.arg("delete-local-data", &del); err != nil {
+		return err
+	}
+	return s.rpcEach(req, func(ih string) error { return s.remove(ih, del) }, "delete-local-data")
+}
+
+// rpcTorrentSet takes the files wanted and unwanted, by index; every
+// other per-torrent setting is the node's, from the TOML file.
+func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
+	if err := req.only("ids", "files-wanted", "files-unwanted"); err != nil {
+		return err
+	}
+	var want, skip []int
+	if _, err := req.arg("files-wanted", &want); err != nil {
+		return err
+	}
+	if _, err := req.arg("files-unwanted", &skip); err != nil {
+		return err
+	}
+	hashes, err := s.rpcHashes(req)
+	if err != nil {
+		return err
+	}
+	for _, ih := range hashes {
+		if err := s.setFileIndices(ih, want, skip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setFileIndices is setFiles with files named by their index in the
+// torrent, as Transmission names them.
+func (s *seedbox) setFileIndices(ih string, want, skip []int) error {
+	if len(want) == 0 && len(skip) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	it, err := s.withInfoLocked(ih, "no files to choose from")
+	var files []string
+	if err == nil {
+		for _, f := range it.t.Files() {
+			files = append(files, f.DisplayPath())
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	paths := func(key string, idx []int) ([]string, error) {
+		var out []string
+		for _, i := range idx {
+			if i < 0 || i >= len(files) {
+				return nil, fmt.Errorf("argument %q: torrent %s has files 0 to %d, not %d", key, ih, len(files)-1, i)
+			}
+			out = append(out, files[i])
+		}
+		return out, nil
+	}
+	w, err := paths("files-wanted", want)
+	if err != nil {
+		return err
+	}
+	sk, err := paths("files-unwanted", skip)
+	if err != nil {
+		return err
+	}
+	_, err = s.setFiles(ih, sk, w)
+	return err
+}
+
+// rpcTorrentAdd adds a .torrent (base64 "metainfo"), or a magnet link or
+// the URL of a .torrent ("filename").
+func (s *seedbox) rpcTorrentAdd(r *http.Request, req rpcRequest) (map[string]any, error) {
+	if err := req.only("metainfo", "filename", "paused", "download-dir", "files-wanted", "files-unwanted", "cookies"); err != nil {
+		return nil, err
+	}
+	var meta, name, dir, cookies string
+	var paused bool
+	var want, skip []int
+	for _, a := range []struct {
+		name string
+		v    any
+	}{{"metainfo", &meta}, {"filename", &name}, {"download-dir", &dir}, {"cookies", &cookies}, {"paused", &paused}, {"files-wanted", &want}, {"files-unwanted", &skip}} {
+		if _, err := req.arg(a.name, a.v); err != nil {
+			return nil, err
+		}
+	}
+	if dir != "" && filepath.Clean(dir) != filepath.Clean(s.cfg.DataDir) {
+		return nil, fmt.Errorf("torrent-add: argument \"download-dir\": this node keeps all data in %s (data_dir in [plugins.torrent]), not %s", s.cfg.DataDir, dir)
+	}
+	var v View
+	var err error
+	switch {
+	case meta != "":
+		data, derr := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(meta), ""))
+		if derr != nil {
+			return nil, fmt.Errorf("torrent-add: argument \"metainfo\" is not base64: %w", derr)
+		}
+		v, err = s.addMetainfo(data)
+	case strings.HasPrefix(strings.TrimSpace(name), "magnet:"):
+		v, err = s.addMagnet(strings.TrimSpace(name))
+	case name != "":
+		data, ferr := s.fetchTorrent(r, name, cookies)
+		if ferr != nil {
+			return nil, fmt.Errorf("torrent-add: %w", ferr)
+		}
+		v, err = s.addMetainfo(data)
+	default:
+		return nil, errors.New(`torrent-add: give "metainfo" (a .torrent in base64) or "filename" (a magnet link or the URL of a .torrent)`)
+	}
+	key := "torrent-added"
+	switch {
+	case errors.Is(err, errExists):
+		key = "torrent-duplicate"
+	case err != nil:
+		return nil, fmt.Errorf("torrent-add: %w", err)
+	default:
+		if err := s.setFileIndices(v.InfoHash, want, skip); err != nil && !errors.Is(err, errBusy) {
+			return nil, fmt.Errorf("torrent-add: added, but: %w", err)
+		}
+		if paused {
+			if _, err := s.pause(v.InfoHash); err != nil {
+				return nil, fmt.Errorf("torrent-add: added, but not paused: %w", err)
+			}
+		}
+	}
+	s.mu.Lock()
+	s.numberLocked()
+	id := s.rpc.ids[v.InfoHash]
+	s.mu.Unlock()
+	return map[string]any{key: map[string]any{"id": id, "name": v.Name, "hashString": v.InfoHash}}, nil
+}
+
+// fetchTorrent downloads a .torrent from an http or https URL, as
+// Transmission does for a "filename" that is no magnet link.
+func (s *seedbox) fetchTorrent(r *http.Request, raw, cookies string) ([]byte, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("argument \"filename\": %q is neither a magnet link nor an http(s) URL of a .torrent (a file on the client is sent as \"metainfo\")", raw)
+	}
+	get, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", raw, err)
+	}
+	if cookies != "" {
+		get.Header.Set("Cookie", cookies)
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(get)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", raw, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch %s: %s", raw, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTorrentFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", raw, err)
+	}
+	if len(data) > maxTorrentFile {
+		return nil, fmt.Errorf("fetch %s: over %d bytes, no .torrent", raw, maxTorrentFile)
+	}
+	return data, nil
+}
+
+func (s *seedbox) rpcFreeSpace(req rpcRequest) (map[string]any, error) {
+	if err := req.only("path"); err != nil {
+		return nil, err
+	}
+	var path string
+	if _, err := req.arg("path", &path); err != nil {
+		return nil, err
+	}
+	if path == "" {
+		path = s.cfg.DataDir
+	}
+	free, _, err := sdk.DiskSpace(path)
+	if err != nil {
+		return nil, fmt.Errorf("free-space: %w", err)
+	}
+	return map[string]any{"path": path, "size-bytes": free}, nil
+}

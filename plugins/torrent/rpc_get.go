@@ -1,0 +1,445 @@
+package torrent
+
+// What Transmission's RPC reads: the session, its counters, and the
+// torrents' fields. A field the node has no true value for is left out
+// of the answer, as Transmission leaves out fields it does not know.
+
+import (
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/vecino/vecino/sdk"
+)
+
+// Transmission's torrent status numbers.
+const (
+	trStopped      = 0
+	trCheck        = 2
+	trDownloadWait = 3
+	trDownload     = 4
+	trSeed         = 6
+)
+
+// trLocalError is Transmission's "error" for a torrent whose trouble is
+// on this node (its data, its disk), not its tracker.
+const trLocalError = 3
+
+func (s *seedbox) rpcSessionGet(req rpcRequest) (map[string]any, error) {
+	if err := req.only("fields"); err != nil {
+		return nil, err
+	}
+	var fields []string
+	if _, err := req.arg("fields", &fields); err != nil {
+		return nil, err
+	}
+	kB := func(kib int64) int64 { return kib * 1024 / 1000 } // Transmission's speeds are in kB/s
+	enc := map[string]string{"prefer": "preferred", "require": "required", "off": "tolerated"}[s.cfg.Encryption]
+	idleMin := int64(s.cfg.idle / time.Minute)
+	perTorrent := torrent.NewDefaultClientConfig().EstablishedConnsPerTorrent
+	all := map[string]any{
+		"version":                      "3.00 (Vecino torrent plugin " + s.Info().Version + ")",
+		"rpc-version":                  rpcVersion,
+		"rpc-version-minimum":          1,
+		"session-id":                   s.rpc.session,
+		"download-dir":                 s.cfg.DataDir,
+		"config-dir":                   s.state,
+		"peer-port":                    s.port(),
+		"peer-port-random-on-start":    false,
+		"port-forwarding-enabled":      s.cfg.PortMapping,
+		"dht-enabled":                  s.cfg.DHT,
+		"pex-enabled":                  s.cfg.PEX,
+		"utp-enabled":                  s.cfg.UTP,
+		"lpd-enabled":                  s.cfg.LocalPeerDiscover,
+		"encryption":                   enc,
+		"speed-limit-down":             kB(s.cfg.DownloadKiBps),
+		"speed-limit-down-enabled":     s.cfg.DownloadKiBps > 0,
+		"speed-limit-up":               kB(s.cfg.UploadKiBps),
+		"speed-limit-up-enabled":       s.cfg.UploadKiBps > 0,
+		"alt-speed-enabled":            false, // no alternate limits here
+		"alt-speed-time-enabled":       false,
+		"alt-speed-time-begin":         0,
+		"alt-speed-time-end":           0,
+		"alt-speed-time-day":           0,
+		"alt-speed-down":               0,
+		"alt-speed-up":                 0,
+		"seedRatioLimit":               s.cfg.RatioLimit,
+		"seedRatioLimited":             s.cfg.RatioLimit > 0,
+		"idle-seeding-limit":           idleMin,
+		"idle-seeding-limit-enabled":   s.cfg.idle > 0,
+		"download-queue-enabled":       true,
+		"download-queue-size":          s.cfg.MaxActive,
+		"seed-queue-enabled":           true,
+		"seed-queue-size":              s.cfg.MaxActive,
+		"queue-stalled-enabled":        false,
+		"peer-limit-per-torrent":       perTorrent,
+		"peer-limit-global":            perTorrent * s.cfg.MaxActive,
+		"start-added-torrents":         true,
+		"incomplete-dir-enabled":       false,
+		"rename-partial-files":         false,
+		"blocklist-enabled":            false,
+		"blocklist-size":               0,
+		"trash-original-torrent-files": false,
+		"script-torrent-done-enabled":  false,
+		"units": map[string]any{
+			"speed-units": []string{"kB/s", "MB/s", "GB/s", "TB/s"}, "speed-bytes": 1000,
+			"size-units": []string{"kB", "MB", "GB", "TB"}, "size-bytes": 1000,
+			"memory-units": []string{"KiB", "MiB", "GiB", "TiB"}, "memory-bytes": 1024,
+		},
+	}
+	if free, _, err := sdk.DiskSpace(s.cfg.DataDir); err == nil {
+		all["download-dir-free-space"] = free
+	}
+	if len(fields) == 0 {
+		return all, nil
+	}
+	out := map[string]any{}
+	for _, f := range fields {
+		if v, ok := all[f]; ok {
+			out[f] = v
+		}
+	}
+	return out, nil
+}
+
+func (s *seedbox) rpcSessionStats() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var up, down float64
+	var paused, active int
+	var sentNow, gotNow int64
+	for _, it := range s.torrents {
+		up += it.upRate
+		down += it.downRate
+		if it.rec.Paused || it.rec.Finished {
+			paused++
+		} else {
+			active++
+		}
+		u, d := it.runBytes()
+		sentNow += u
+		gotNow += d
+	}
+	return map[string]any{
+		"activeTorrentCount": active, "pausedTorrentCount": paused, "torrentCount": len(s.torrents),
+		"uploadSpeed": int64(up), "downloadSpeed": int64(down),
+		// This run's counts, of the torrents still held.
+		"current-stats": map[string]any{
+			"uploadedBytes": sentNow, "downloadedBytes": gotNow,
+			"secondsActive": int64(time.Since(s.started) / time.Second), "sessionCount": 1,
+		},
+	}
+}
+
+func (s *seedbox) rpcTorrentGet(req rpcRequest) (map[string]any, error) {
+	if err := req.only("ids", "fields", "format"); err != nil {
+		return nil, err
+	}
+	var fields []string
+	var format string
+	if _, err := req.arg("fields", &fields); err != nil {
+		return nil, err
+	}
+	if _, err := req.arg("format", &format); err != nil {
+		return nil, err
+	}
+	if format != "" && format != "objects" {
+		return nil, errTableFormat
+	}
+	if len(fields) == 0 {
+		return nil, errNoFields
+	}
+	sel, err := req.ids()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	items, _ := s.selectLocked(sel, false, now)
+	list := make([]map[string]any, 0, len(items))
+	for _, it := range items {
+		list = append(list, s.rpcFieldsLocked(it, fields))
+	}
+	out := map[string]any{"torrents": list}
+	if sel.recent {
+		removed := []int{}
+		for id, at := range s.rpc.removed {
+			if now.Sub(at) < rpcRecent {
+				removed = append(removed, id)
+			} else {
+				delete(s.rpc.removed, id)
+			}
+		}
+		out["removed"] = removed
+	}
+	return out, nil
+}
+
+var (
+	errNoFields    = rpcError("torrent-get: no \"fields\" asked for")
+	errTableFormat = rpcError("torrent-get: \"format\" must be \"objects\"")
+)
+
+type rpcError string
+
+func (e rpcError) Error() string { return string(e) }
+
+// rpcFieldsLocked answers the fields asked for of one torrent.
+func (s *seedbox) rpcFieldsLocked(it *item, fields []string) map[string]any {
+	v := it.view()
+	out := make(map[string]any, len(fields))
+	info := it.t.Info()
+	for _, f := range fields {
+		if val, ok := s.rpcField(it, v, info != nil, f); ok {
+			out[f] = val
+		}
+	}
+	return out
+}
+
+func (s *seedbox) rpcField(it *item, v View, hasInfo bool, f string) (any, bool) {
+	switch f {
+	case "id":
+		return s.rpc.ids[it.rec.InfoHash], true
+	case "hashString":
+		return v.InfoHash, true
+	case "name":
+		return v.Name, true
+	case "status":
+		return trStatus(v.State), true
+	case "error":
+		if v.Error != "" {
+			return trLocalError, true
+		}
+		return 0, true
+	case "errorString":
+		if v.Error != "" {
+			return v.Error, true
+		}
+		return v.Note, true
+	case "isFinished":
+		return it.rec.Finished, true
+	case "percentDone":
+		return v.Progress, true
+	case "metadataPercentComplete":
+		if hasInfo {
+			return 1, true
+		}
+		return 0, true
+	case "recheckProgress":
+		return v.Verified, true
+	case "totalSize":
+		if hasInfo {
+			return it.t.Length(), true
+		}
+		return 0, true
+	case "sizeWhenDone":
+		return v.Size, true
+	case "leftUntilDone":
+		return v.Size - v.Done, true
+	case "haveValid":
+		return v.Done, true
+	case "haveUnchecked":
+		return 0, true
+	case "rateDownload":
+		return int64(it.downRate), true
+	case "rateUpload":
+		return int64(it.upRate), true
+	case "downloadedEver":
+		return v.Downloaded, true
+	case "uploadedEver":
+		return v.Uploaded, true
+	case "uploadRatio":
+		if !hasInfo {
+			return -1, true // Transmission's "not available"
+		}
+		return v.Ratio, true
+	case "eta":
+		if left := v.Size - v.Done; left > 0 && it.downRate > 0 && v.State == "downloading" {
+			return int64(float64(left) / it.downRate), true
+		}
+		return -1, true
+	case "peersConnected":
+		return v.Peers, true
+	case "peersSendingToUs", "peersGettingFromUs":
+		var n int
+		for _, p := range it.peers {
+			if f == "peersSendingToUs" && p.downRate > 0 || f == "peersGettingFromUs" && p.upRate > 0 {
+				n++
+			}
+		}
+		return n, true
+	case "webseedsSendingToUs":
+		return 0, true
+	case "addedDate":
+		return it.rec.AddedAt.Unix(), true
+	case "activityDate":
+		last := it.lastUpload
+		if it.lastDown.After(last) {
+			last = it.lastDown
+		}
+		return last.Unix(), !last.IsZero()
+	case "downloadDir":
+		return s.cfg.DataDir, true
+	case "magnetLink":
+		return v.Magnet, true
+	case "isPrivate":
+		return it.private(), true
+	case "queuePosition":
+		return s.rpc.ids[it.rec.InfoHash] - 1, true
+	case "bandwidthPriority":
+		return 0, true // normal: the node has no priorities
+	case "seedRatioMode", "seedIdleMode":
+		return 0, true // the session's limits, which are all there are
+	case "seedRatioLimit":
+		return s.cfg.RatioLimit, true
+	case "seedIdleLimit":
+		return int64(s.cfg.idle / time.Minute), true
+	case "honorsSessionLimits":
+		return true, true
+	case "labels":
+		return []string{}, true
+	case "pieceCount":
+		return it.t.NumPieces(), hasInfo
+	case "pieceSize":
+		if !hasInfo {
+			return nil, false
+		}
+		return it.t.Info().PieceLength, true
+	case "comment", "creator", "dateCreated":
+		// From the kept .torrent: the engine's Metainfo makes these up.
+		mi, err := metainfo.LoadFromFile(filepath.Join(s.state, it.rec.InfoHash+".torrent"))
+		if err != nil {
+			return nil, false
+		}
+		switch f {
+		case "comment":
+			return mi.Comment, true
+		case "creator":
+			return mi.CreatedBy, true
+		}
+		return mi.CreationDate, true
+	case "fileCount":
+		return len(it.t.Files()), hasInfo
+	case "files", "fileStats", "wanted", "priorities":
+		return rpcFiles(it, f), true
+	case "trackers":
+		var out []map[string]any
+		mi := it.t.Metainfo()
+		for tier, urls := range mi.UpvertedAnnounceList() {
+			for _, u := range urls {
+				out = append(out, map[string]any{"announce": u, "id": len(out), "scrape": "", "tier": tier})
+			}
+		}
+		if out == nil {
+			out = []map[string]any{}
+		}
+		return out, true
+	case "peers":
+		out := []map[string]any{}
+		for _, p := range it.peers {
+			out = append(out, p.rpc())
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// rpcFiles is the torrent's files in one of Transmission's four views.
+func rpcFiles(it *item, f string) any {
+	files := it.t.Files()
+	out := make([]any, 0, len(files))
+	for _, file := range files {
+		wanted := !it.skipped(file.DisplayPath())
+		switch f {
+		case "files":
+			out = append(out, map[string]any{"name": file.Path(), "length": file.Length(), "bytesCompleted": file.BytesCompleted()})
+		case "fileStats":
+			out = append(out, map[string]any{"bytesCompleted": file.BytesCompleted(), "wanted": wanted, "priority": 0})
+		case "wanted":
+			w := 0
+			if wanted {
+				w = 1
+			}
+			out = append(out, w)
+		case "priorities":
+			out = append(out, 0)
+		}
+	}
+	return out
+}
+
+// trStatus is Transmission's status number for a state.
+func trStatus(state string) int {
+	switch state {
+	case "queued":
+		return trDownloadWait
+	case "checking", "verifying":
+		return trCheck
+	case "metadata", "downloading":
+		return trDownload
+	case "seeding":
+		return trSeed
+	}
+	return trStopped // paused, finished, error
+}
+
+// peerSample is one connected peer as of the last second's sample.
+type peerSample struct {
+	addr             netip.AddrPort
+	client           string
+	progress         float64
+	up, down         int64 // bytes so far on this connection
+	upRate, downRate float64
+}
+
+func (p peerSample) rpc() map[string]any {
+	flags := ""
+	if p.downRate > 0 {
+		flags += "D"
+	}
+	if p.upRate > 0 {
+		flags += "U"
+	}
+	return map[string]any{
+		"address": p.addr.Addr().Unmap().String(), "port": p.addr.Port(), "clientName": p.client,
+		"progress": p.progress, "rateToClient": int64(p.downRate), "rateToPeer": int64(p.upRate),
+		"isDownloadingFrom": p.downRate > 0, "isUploadingTo": p.upRate > 0, "flagStr": flags,
+	}
+}
+
+// samplePeers takes the rates of each connected peer over secs seconds.
+func (it *item) samplePeers(secs float64) {
+	conns := it.t.PeerConns()
+	next := make(map[*torrent.PeerConn]*peerSample, len(conns))
+	n := it.t.NumPieces()
+	for _, pc := range conns {
+		st := pc.Stats()
+		p := &peerSample{up: st.BytesWrittenData.Int64(), down: st.BytesReadUsefulData.Int64()}
+		if addr, err := netip.ParseAddrPort(pc.RemoteAddr.String()); err == nil {
+			p.addr = addr
+		}
+		if name, ok := pc.PeerClientName.Load().(string); ok {
+			p.client = name
+		}
+		if n > 0 {
+			p.progress = float64(st.RemotePieceCount) / float64(n)
+		}
+		if last, ok := it.peerSeen[pc]; ok && secs > 0 {
+			p.upRate = float64(p.up-last.up) / secs
+			p.downRate = float64(p.down-last.down) / secs
+		}
+		next[pc] = p
+	}
+	it.peerSeen = next
+	it.peers = it.peers[:0]
+	for _, p := range next {
+		it.peers = append(it.peers, *p)
+	}
+	slices.SortFunc(it.peers, func(a, b peerSample) int { return a.addr.Compare(b.addr) })
+}
