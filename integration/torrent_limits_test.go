@@ -182,3 +182,42 @@ func TestSkippedFilesAreNotDownloaded(t *testing.T) {
 		t.Errorf("after a restart %d files are skipped, want 1", again.Skipped)
 	}
 }
+
+// TestATorrentsOwnLimits: a torrent given its own idle limit stops
+// seeding at it while the node's other torrents, under no limit, seed on;
+// one given its own ratio and no idle limit keeps them across a restart.
+// A limit that is no limit is refused by name.
+func TestATorrentsOwnLimits(t *testing.T) {
+	n := torrentNode(t)
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	makeFiles(t, data, map[string]int{"brief/a.bin": 200 << 10, "lasting/b.bin": 300 << 10})
+	brief, lasting := createTorrent(t, n, "brief"), createTorrent(t, n, "lasting")
+
+	if out := vecinoCLI(t, n, true, "torrent", "limit", brief.InfoHash, "-idle", "2s"); !strings.Contains(out, "idle limit 2s (its own)") || !strings.Contains(out, "ratio limit none (the node's)") {
+		t.Errorf("torrent limit -idle 2s printed %q", out)
+	}
+	if v := waitVecino(t, n, brief.InfoHash, "finished", 30*time.Second); !strings.Contains(v.Note, "idle for 2s") {
+		t.Errorf("brief finished with note %q, want its idle limit named", v.Note)
+	}
+	if v := vecinoTorrent(t, n, lasting.InfoHash); v.State != "seeding" {
+		t.Errorf("lasting, under the node's limits (none), is %s", v)
+	}
+
+	vecinoCLI(t, n, true, "torrent", "limit", lasting.InfoHash, "-ratio", "3", "-idle", "none")
+	// The page shows the ratio against the limit it stops at.
+	wd := startWebDriver(t)
+	wd.open(n.API + "/api/v1/plugins/torrent/")
+	wd.waitText(`tr[data-infohash="`+lasting.InfoHash+`"]`, "0.00 / 3.00", 15*time.Second)
+	if msg := vecinoCLI(t, n, false, "torrent", "limit", lasting.InfoHash, "-ratio", "0"); !strings.Contains(msg, `"ratio"`) {
+		t.Errorf("a ratio limit of 0 was refused with %q", msg)
+	}
+	n.Stop()
+	n.Restart()
+	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
+	if l := vecinoLimits(t, n, lasting.InfoHash); l.Ratio != 3 || !l.RatioOwn || l.Idle != "" || !l.IdleOwn {
+		t.Errorf("after a restart lasting's limits are %+v, want its own ratio 3 and no idle limit", l)
+	}
+	if again := waitVecino(t, n, brief.InfoHash, "finished", 30*time.Second); !strings.Contains(again.Note, "idle for 2s") {
+		t.Errorf("after a restart brief is %s (%s)", again, again.Note)
+	}
+}

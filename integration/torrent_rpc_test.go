@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -98,8 +99,24 @@ func TestTransmissionRemoteDrivesTheSeedbox(t *testing.T) {
 		t.Errorf("after -g 0 the node skips %d files, want 0", v.Skipped)
 	}
 
+	// Its own ratio limit, then none, then the node's again.
+	for _, c := range []struct {
+		flag  string
+		ratio float64
+		own   bool
+	}{{"-sr", 2, true}, {"-SR", 0, true}, {"-srd", 0, false}} {
+		args := []string{"-t", id, c.flag}
+		if c.flag == "-sr" {
+			args = append(args, "2")
+		}
+		remote(args...)
+		if l := vecinoLimits(t, n, alb.InfoHash); l.Ratio != c.ratio || l.RatioOwn != c.own {
+			t.Errorf("after %s the node has album's ratio limit %+v, want %g (own: %v)", strings.Join(args, " "), l, c.ratio, c.own)
+		}
+	}
+
 	// What the node does not do, and ids that name nothing: refused.
-	refused("[plugins.torrent]", "-t", id, "-sr", "2")
+	refused("uploadLimit", "-t", id, "-u", "100")
 	refused("no torrent with id 99", "-t", "99", "-S")
 	refused("session-set", "-u", "100")
 	if v := vecinoTorrent(t, n, alb.InfoHash); v.State != "seeding" {
@@ -160,6 +177,24 @@ func TestTransmissionRemoteDrivesTheSeedbox(t *testing.T) {
 		t.Errorf("details of the finished download:\n%s", info)
 	}
 	refused("404", "-a", fmt.Sprintf("http://%s/missing.torrent", ln.Addr()))
+}
+
+type limitsView struct {
+	Ratio    float64
+	RatioOwn bool `json:"ratio_own"`
+	Idle     string
+	IdleOwn  bool `json:"idle_own"`
+}
+
+// vecinoLimits is the seeding limits the node holds torrent ih to.
+func vecinoLimits(t testing.TB, n *testnet.Node, ih string) limitsView {
+	t.Helper()
+	var v struct{ Limits limitsView }
+	code, body, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+ih, nil, false)
+	if err != nil || code != http.StatusOK || json.Unmarshal(body, &v) != nil {
+		t.Fatalf("GET torrent %s: %d %v %s", ih, code, err, body)
+	}
+	return v.Limits
 }
 
 // listedID is the id transmission-remote -l gives the torrent named name.

@@ -34,11 +34,17 @@ type torrentView struct {
 	Verified float64 `json:"verified"`
 	Error    string  `json:"error"`
 	Note     string  `json:"note"`
+	Limits   struct {
+		Ratio    float64 `json:"ratio"`
+		RatioOwn bool    `json:"ratio_own"`
+		Idle     string  `json:"idle"`
+		IdleOwn  bool    `json:"idle_own"`
+	} `json:"limits"`
 }
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, files, skip, want, wait, verify, start, stop, rm or create")
+		return errors.New("torrent: say ls, add, show, files, skip, want, wait, verify, start, stop, limit, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -103,6 +109,8 @@ func (c *client) torrent(args []string) error {
 		}
 		fmt.Printf("%s %s: %s\n", v.InfoHash, v.Name, v.State)
 		return nil
+	case "limit":
+		return c.torrentLimit(rest)
 	case "rm", "remove":
 		fs := flag.NewFlagSet("torrent rm", flag.ExitOnError)
 		del := fs.Bool("delete-data", false, "delete the downloaded files too")
@@ -380,4 +388,54 @@ func (c *client) torrentVerifyWait(ih string) error {
 		}
 		return fmt.Errorf("%s: only %.1f%% of the data is good; the rest will be fetched again from peers", v.Name, v.Progress*100)
 	}
+}
+
+// torrentLimit gives a torrent its own seeding limits, or the node's back.
+func (c *client) torrentLimit(args []string) error {
+	fs := flag.NewFlagSet("torrent limit", flag.ExitOnError)
+	ratio := fs.String("ratio", "", `stop seeding at this ratio; "none" seeds for ever, "node" takes [plugins.torrent]'s ratio_limit again`)
+	idle := fs.String("idle", "", `stop seeding after nobody downloaded for this long ("90m"); "none", or "node" for idle_limit`)
+	usage := errors.New("torrent limit INFOHASH [-ratio N|none|node] [-idle DURATION|none|node]")
+	var ih string // before the flags or after them
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		ih, args = args[0], args[1:]
+	}
+	fs.Parse(args)
+	switch {
+	case ih == "" && fs.NArg() == 1:
+		ih = fs.Arg(0)
+	case ih == "" || fs.NArg() != 0:
+		return usage
+	}
+	body := map[string]any{}
+	if *ratio != "" {
+		body["ratio"] = *ratio
+	}
+	if *idle != "" {
+		body["idle"] = *idle
+	}
+	var v torrentView
+	if _, err := c.postJSON(torrentAPI+"/torrents/"+ih+"/limits", body, &v); err != nil {
+		return err
+	}
+	fmt.Printf("%s %s: %s\n", v.InfoHash, v.Name, limitsText(v))
+	return nil
+}
+
+// limitsText says a torrent's seeding limits and whose they are.
+func limitsText(v torrentView) string {
+	whose := func(own bool) string {
+		if own {
+			return "its own"
+		}
+		return "the node's"
+	}
+	ratio, idle := "none", "none"
+	if v.Limits.Ratio > 0 {
+		ratio = fmt.Sprintf("%.2f", v.Limits.Ratio)
+	}
+	if v.Limits.Idle != "" {
+		idle = v.Limits.Idle
+	}
+	return fmt.Sprintf("ratio limit %s (%s), idle limit %s (%s)", ratio, whose(v.Limits.RatioOwn), idle, whose(v.Limits.IdleOwn))
 }

@@ -107,7 +107,7 @@ func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error))
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", rec.InfoHash, err)
 	}
-	it := &item{rec: rec, t: t}
+	it := &item{rec: rec, t: t, cfg: &s.cfg}
 	t.SetOnWriteChunkError(func(err error) { s.onWriteError(it, err) })
 	s.torrents[rec.InfoHash] = it
 	s.watchData(it) // before the engine may fetch: the data's disk may be missing

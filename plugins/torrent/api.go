@@ -28,6 +28,8 @@ const maxTorrentFile = 16 << 20
 //	POST   /torrents/{ih}/stop       pause it
 //	POST   /torrents/{ih}/start      resume it; seed again one a limit finished; download anew one whose data is missing
 //	GET    /torrents/{ih}/files      its files; POST with {"skip":[...]} or {"want":[...]}
+//	POST   /torrents/{ih}/limits     body: {"ratio": 2 | "node" | "none", "idle": "90m" | "node" | "none"}: its own
+//	                                 seeding limits, the node's ([plugins.torrent]) again, or none; either may be left out
 //	GET    /torrents/{ih}/torrent    its .torrent file
 //	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to, tried again
 //	                                 while not connected, every 20 s for an hour
@@ -100,6 +102,37 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		}
 		fs, err := s.setFiles(strings.ToLower(r.PathValue("ih")), req.Skip, req.Want)
 		writeFiles(w, fs, err)
+	})
+	mux.HandleFunc("POST /torrents/{ih}/limits", func(w http.ResponseWriter, r *http.Request) {
+		var req map[string]json.RawMessage
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"ratio\": ..., \"idle\": ...}: %w", err))
+			return
+		}
+		var set [2]*limitSetting
+		for i, what := range []string{"ratio", "idle"} {
+			raw, ok := req[what]
+			if !ok {
+				continue
+			}
+			delete(req, what)
+			l, err := parseLimit(what, raw)
+			if err != nil {
+				httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
+				return
+			}
+			set[i] = &l
+		}
+		for k := range req {
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: %q is not a limit (ratio, idle)", k))
+			return
+		}
+		v, err := s.setLimits(strings.ToLower(r.PathValue("ih")), set[0], set[1])
+		if err != nil {
+			httpjson.Error(w, errStatus(err), err)
+			return
+		}
+		httpjson.Write(w, http.StatusOK, v)
 	})
 	mux.HandleFunc("GET /torrents/{ih}/torrent", func(w http.ResponseWriter, r *http.Request) {
 		data, err := s.torrentFile(strings.ToLower(r.PathValue("ih")))

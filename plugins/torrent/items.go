@@ -47,6 +47,13 @@ type record struct {
 	// Error holds a torrent that must not run (its files would clash
 	// with another's), saying why.
 	Error string `json:"error,omitempty"`
+	// RatioMode and IdleMode say whether the torrent seeds to the node's
+	// limits (""), to its own ("own": RatioLimit, IdleSeconds), or to
+	// none ("none"); limits.go.
+	RatioMode   string  `json:"ratio_mode,omitempty"`
+	RatioLimit  float64 `json:"ratio_limit,omitempty"`
+	IdleMode    string  `json:"idle_mode,omitempty"`
+	IdleSeconds int64   `json:"idle_seconds,omitempty"`
 	// Had is the most bytes of the wanted data seen here (until the user
 	// has the torrent downloaded anew). Data that was here and is gone
 	// whole (a disk not mounted) holds the torrent instead of downloading
@@ -89,6 +96,7 @@ func loadList(dir string) (*torrentList, error) {
 type item struct {
 	rec *record
 	t   *torrent.Torrent
+	cfg *settings // the plugin's, for the seeding limits
 
 	queued     bool
 	fetching   bool // the engine is told to fetch the wanted files (setFetching)
@@ -237,6 +245,8 @@ type View struct {
 	// Note says why a finished torrent stopped seeding.
 	Note    string `json:"note,omitempty"`
 	AddedAt string `json:"added_at"`
+	// Limits is the seeding limits in effect.
+	Limits LimitsView `json:"limits"`
 }
 
 func (it *item) view() View {
@@ -247,6 +257,7 @@ func (it *item) view() View {
 	st := it.t.Stats()
 	v.Peers, v.Seeders = st.ActivePeers, st.ConnectedSeeders
 	v.Magnet = it.rec.Magnet
+	v.Limits = it.limitsView()
 	switch {
 	case it.trouble() != "":
 		v.State, v.Error = "error", it.trouble()
@@ -323,11 +334,12 @@ func (s *seedbox) applyLimits(it *item, now time.Time) {
 		return
 	}
 	var why string
+	ratio, idle := it.limits()
 	switch {
-	case s.cfg.RatioLimit > 0 && it.ratio(it.rec.LimitFrom) >= s.cfg.RatioLimit:
-		why = fmt.Sprintf("ratio %.2f reached the limit %.2f", it.ratio(it.rec.LimitFrom), s.cfg.RatioLimit)
-	case s.cfg.idle > 0 && now.Sub(it.lastUpload) >= s.cfg.idle:
-		why = fmt.Sprintf("idle for %s", s.cfg.idle)
+	case ratio > 0 && it.ratio(it.rec.LimitFrom) >= ratio:
+		why = fmt.Sprintf("ratio %.2f reached the limit %.2f", it.ratio(it.rec.LimitFrom), ratio)
+	case idle > 0 && now.Sub(it.lastUpload) >= idle:
+		why = fmt.Sprintf("idle for %s", idle)
 	default:
 		return
 	}

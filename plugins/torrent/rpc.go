@@ -107,7 +107,7 @@ func (r rpcRequest) only(names ...string) error {
 		return nil
 	}
 	sort.Strings(extra)
-	return fmt.Errorf("%s: argument %s not supported by this node (rates, ratio and idle limits, and where data goes, are set for all torrents in [plugins.torrent] of the TOML file)", r.Method, strings.Join(extra, ", "))
+	return fmt.Errorf("%s: argument %s not supported by this node (rate limits and where data goes are set for all torrents in [plugins.torrent] of the TOML file)", r.Method, strings.Join(extra, ", "))
 }
 
 // rpcIDs is a call's "ids": every torrent, the recently active ones, or
@@ -401,10 +401,11 @@ func (s *seedbox) rpcRemove(req rpcRequest) error {
 	return s.rpcEach(req, func(ih string) error { return s.remove(ih, del) }, "delete-local-data")
 }
 
-// rpcTorrentSet takes the files wanted and unwanted, by index; every
-// other per-torrent setting is the node's, from the TOML file.
+// rpcTorrentSet takes the files wanted and unwanted, by index, and the
+// torrent's own seeding limits; other per-torrent settings (rates,
+// peers, trackers) are the node's alone.
 func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
-	if err := req.only("ids", "files-wanted", "files-unwanted"); err != nil {
+	if err := req.only("ids", "files-wanted", "files-unwanted", "seedRatioMode", "seedRatioLimit", "seedIdleMode", "seedIdleLimit"); err != nil {
 		return err
 	}
 	var want, skip []int
@@ -412,6 +413,16 @@ func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
 		return err
 	}
 	if _, err := req.arg("files-unwanted", &skip); err != nil {
+		return err
+	}
+	ratio, err := req.limit("seedRatioMode", "seedRatioLimit", func(v float64) limitSetting { return limitSetting{mode: limitOwn, ratio: v} })
+	if err != nil {
+		return err
+	}
+	idle, err := req.limit("seedIdleMode", "seedIdleLimit", func(v float64) limitSetting {
+		return limitSetting{mode: limitOwn, idle: time.Duration(v) * time.Minute}
+	})
+	if err != nil {
 		return err
 	}
 	hashes, err := s.rpcHashes(req)
@@ -422,8 +433,47 @@ func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
 		if err := s.setFileIndices(ih, want, skip); err != nil {
 			return err
 		}
+		if ratio != nil || idle != nil {
+			if _, err := s.setLimits(ih, ratio, idle); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// limit reads one of Transmission's seeding limits: a mode (0 the
+// session's, 1 the torrent's own, 2 none) and the own limit's value. A
+// value alone sets the own limit; nil if neither is given.
+func (r rpcRequest) limit(modeArg, valueArg string, own func(float64) limitSetting) (*limitSetting, error) {
+	var mode int
+	var value float64
+	hasMode, err := r.arg(modeArg, &mode)
+	if err != nil {
+		return nil, err
+	}
+	hasValue, err := r.arg(valueArg, &value)
+	if err != nil {
+		return nil, err
+	}
+	if hasValue && (value < 0 || value > 1e6) {
+		return nil, fmt.Errorf("argument %q: %g is out of range", valueArg, value)
+	}
+	switch {
+	case !hasMode && !hasValue:
+		return nil, nil
+	case !hasMode || mode == 1:
+		if !hasValue {
+			return nil, fmt.Errorf("argument %q: the torrent's own limit needs %q", modeArg, valueArg)
+		}
+		l := own(value)
+		return &l, nil
+	case mode == 0:
+		return &limitSetting{mode: limitNode}, nil
+	case mode == 2:
+		return &limitSetting{mode: limitNone}, nil
+	}
+	return nil, fmt.Errorf("argument %q: %d is not 0 (the session's), 1 (its own) or 2 (none)", modeArg, mode)
 }
 
 // setFileIndices is setFiles with files named by their index in the

@@ -294,11 +294,19 @@ func (s *seedbox) rpcField(it *item, v View, hasInfo bool, f string) (any, bool)
 		return s.rpc.ids[it.rec.InfoHash] - 1, true
 	case "bandwidthPriority":
 		return 0, true // normal: the node has no priorities
-	case "seedRatioMode", "seedIdleMode":
-		return 0, true // the session's limits, which are all there are
+	case "seedRatioMode":
+		return trLimitMode(it.rec.RatioMode), true
+	case "seedIdleMode":
+		return trLimitMode(it.rec.IdleMode), true
 	case "seedRatioLimit":
+		if it.rec.RatioMode == limitOwn {
+			return it.rec.RatioLimit, true
+		}
 		return s.cfg.RatioLimit, true
 	case "seedIdleLimit":
+		if it.rec.IdleMode == limitOwn {
+			return it.rec.IdleSeconds / 60, true
+		}
 		return int64(s.cfg.idle / time.Minute), true
 	case "honorsSessionLimits":
 		return true, true
@@ -372,6 +380,17 @@ func rpcFiles(it *item, f string) any {
 		}
 	}
 	return out
+}
+
+// trLimitMode is Transmission's number for a limit mode.
+func trLimitMode(mode string) int {
+	switch mode {
+	case limitOwn:
+		return 1
+	case limitNone:
+		return 2
+	}
+	return 0
 }
 
 // trStatus is Transmission's status number for a state.
