@@ -27,14 +27,13 @@ func TestTransmissionRemoteDrivesTheSeedbox(t *testing.T) {
 	testnet.NeedTools(t, "transmission-remote", "transmission-create", "aria2c")
 	n := torrentNode(t)
 	data := filepath.Join(n.State, "plugins", "torrent", "data")
-	// Where transmission-remote is pointed: the router's /transmission/rpc,
+	// transmission-remote is pointed at the router's /transmission/rpc,
 	// where Transmission's clients look for it.
-	url := n.API + "/transmission"
 	remoteAs := func(auth string, args ...string) (string, error) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, "transmission-remote", append([]string{url, "-n", auth}, args...)...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, "transmission-remote", append([]string{n.API + "/transmission", "-n", auth}, args...)...).CombinedOutput()
 		return string(out), err
 	}
 	remote := func(args ...string) string {
@@ -143,8 +142,10 @@ func TestTransmissionRemoteDrivesTheSeedbox(t *testing.T) {
 		}
 	}
 
-	// By URL: the node fetches the .torrent and downloads what aria2c
+	// By URL, into a folder of the data folder as Sonarr asks for its
+	// category: the node fetches the .torrent and downloads what aria2c
 	// seeds; transmission-remote sees it done, and every file is whole.
+	// After a restart it seeds from that folder still.
 	sums, file, port := seedWithAria2(t, nil, "mixtape", map[string]int{"mixtape/a.ogg": 2<<20 + 5, "mixtape/b.ogg": 600 << 10})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -159,7 +160,8 @@ func TestTransmissionRemoteDrivesTheSeedbox(t *testing.T) {
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	out := remote("-a", fmt.Sprintf("http://%s/mixtape.torrent", ln.Addr()))
+	category := filepath.Join(data, "tv-sonarr")
+	out := remote("-a", fmt.Sprintf("http://%s/mixtape.torrent", ln.Addr()), "-w", category)
 	mixID := listedID(t, remote("-l"), "mixtape")
 	var mix torrentView
 	for _, v := range vecinoTorrents(t, n) {
@@ -172,9 +174,17 @@ func TestTransmissionRemoteDrivesTheSeedbox(t *testing.T) {
 	}
 	addPeer(t, n, mix.InfoHash, port)
 	waitVecino(t, n, mix.InfoHash, "seeding", 2*time.Minute)
-	checkFiles(t, "vecino", data, sums)
-	if info := remote("-t", mixID, "-i"); !strings.Contains(info, "Percent Done: 100%") || !strings.Contains(info, "Hash: "+mix.InfoHash) {
+	checkFiles(t, "vecino", category, sums)
+	if info := remote("-t", mixID, "-i"); !strings.Contains(info, "Percent Done: 100%") || !strings.Contains(info, "Hash: "+mix.InfoHash) ||
+		!strings.Contains(info, "Location: "+category) {
 		t.Errorf("details of the finished download:\n%s", info)
+	}
+	refused("not in this node's data folder", "-a", "magnet:?xt=urn:btih:"+wanted, "-w", "/etc")
+	n.Stop()
+	n.Restart()
+	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
+	if v := waitVecino(t, n, mix.InfoHash, "seeding", time.Minute); v.Done != v.Size {
+		t.Errorf("after a restart mixtape is %s", v)
 	}
 	refused("404", "-a", fmt.Sprintf("http://%s/missing.torrent", ln.Addr()))
 }

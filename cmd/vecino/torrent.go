@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -211,9 +212,14 @@ func printFiles(files []torrentFile) error {
 func (c *client) torrentAdd(args []string) error {
 	fs := flag.NewFlagSet("torrent add", flag.ExitOnError)
 	wait := fs.Bool("wait", false, "show progress until every torrent added is complete")
+	dir := fs.String("dir", "", "a folder in the node's data folder for the data (made if need be)")
 	fs.Parse(args)
 	if fs.NArg() == 0 {
-		return errors.New("torrent add [-wait] FILE.torrent|MAGNET...")
+		return errors.New("torrent add [-wait] [-dir FOLDER] FILE.torrent|MAGNET...")
+	}
+	path := torrentAPI + "/torrents"
+	if *dir != "" {
+		path += "?dir=" + url.QueryEscape(*dir)
 	}
 	var failed int
 	var added []string
@@ -231,7 +237,7 @@ func (c *client) torrentAdd(args []string) error {
 			body = data
 		}
 		var v torrentView
-		code, err := c.do("POST", torrentAPI+"/torrents", bytes.NewReader(body), "application/x-bittorrent", &v)
+		code, err := c.do("POST", path, bytes.NewReader(body), "application/x-bittorrent", &v)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "vecino: %s: %v\n", arg, err)
 			failed++

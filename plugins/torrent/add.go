@@ -22,13 +22,17 @@ import (
 // errExists is returned when a torrent is added twice.
 var errExists = errors.New("torrent already added")
 
-// addMetainfo adds a .torrent.
-func (s *seedbox) addMetainfo(data []byte) (View, error) {
+// addMetainfo adds a .torrent, its data to go to dir, a folder in the
+// data folder ("" for the data folder itself).
+func (s *seedbox) addMetainfo(data []byte, dir string) (View, error) {
 	mi, info, err := parseMetainfo(data)
 	if err != nil {
 		return View{}, err
 	}
-	rec := &record{InfoHash: mi.HashInfoBytes().HexString(), Name: info.BestName(), AddedAt: time.Now()}
+	if dir, err = cleanDir(dir); err != nil {
+		return View{}, err
+	}
+	rec := &record{InfoHash: mi.HashInfoBytes().HexString(), Name: info.BestName(), AddedAt: time.Now(), Dir: dir}
 	return s.add(rec, data, &info, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) })
 }
 
@@ -38,11 +42,11 @@ func (s *seedbox) addMetainfo(data []byte) (View, error) {
 // the same data from another tracker) is welcome.
 func (s *seedbox) clashLocked(rec *record, info *metainfo.Info) error {
 	for other, it := range s.torrents {
-		if other == rec.InfoHash || it.rec.Error != "" || !it.rec.AddedAt.Before(rec.AddedAt) ||
+		if other == rec.InfoHash || it.rec.Error != "" || it.rec.Dir != rec.Dir || !it.rec.AddedAt.Before(rec.AddedAt) ||
 			!it.hasInfo() || it.t.Info().BestName() != info.BestName() || sameFiles(it.t.Info(), info) {
 			continue
 		}
-		return fmt.Errorf("its data would go to %s, where torrent %s keeps other files under the same name: adding it would overwrite them", filepath.Join(s.cfg.DataDir, info.BestName()), other)
+		return fmt.Errorf("its data would go to %s, where torrent %s keeps other files under the same name: adding it would overwrite them", filepath.Join(s.cfg.DataDir, rec.Dir, info.BestName()), other)
 	}
 	return nil
 }
@@ -62,13 +66,17 @@ func sameFiles(a, b *metainfo.Info) bool {
 	return true
 }
 
-// addMagnet adds a magnet link; the metadata comes from peers.
-func (s *seedbox) addMagnet(uri string) (View, error) {
+// addMagnet adds a magnet link, its data to go to dir as for
+// addMetainfo; the metadata comes from peers.
+func (s *seedbox) addMagnet(uri, dir string) (View, error) {
 	m, err := parseMagnet(uri)
 	if err != nil {
 		return View{}, err
 	}
-	rec := &record{InfoHash: m.InfoHash.HexString(), Name: m.DisplayName, Magnet: strings.TrimSpace(uri), AddedAt: time.Now()}
+	if dir, err = cleanDir(dir); err != nil {
+		return View{}, err
+	}
+	rec := &record{InfoHash: m.InfoHash.HexString(), Name: m.DisplayName, Magnet: strings.TrimSpace(uri), AddedAt: time.Now(), Dir: dir}
 	return s.add(rec, nil, nil, func() (*torrent.Torrent, error) { return s.cl.AddMagnet(rec.Magnet) })
 }
 
@@ -103,8 +111,12 @@ func (s *seedbox) add(rec *record, torrentFile []byte, info *metainfo.Info, star
 // startLocked hands a torrent to the engine and, once its metadata is
 // known, keeps the .torrent and starts downloading what is missing.
 func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error)) (*item, error) {
+	if rec.Dir != "" {
+		s.dirs.Store(rec.InfoHash, rec.Dir) // for the storage's torrentDir
+	}
 	t, err := add()
 	if err != nil {
+		s.dirs.Delete(rec.InfoHash)
 		return nil, fmt.Errorf("add %s: %w", rec.InfoHash, err)
 	}
 	it := &item{rec: rec, t: t, cfg: &s.cfg}
@@ -200,8 +212,9 @@ func (s *seedbox) remove(ih string, deleteData bool) error {
 	s.mu.Lock()
 	s.saveListLocked()
 	s.mu.Unlock()
+	s.dirs.Delete(ih)
 	if deleteData && name != "" && safeName(name) == nil {
-		if err := os.RemoveAll(filepath.Join(s.cfg.DataDir, name)); err != nil {
+		if err := os.RemoveAll(filepath.Join(it.dataDir(), name)); err != nil {
 			return fmt.Errorf("delete data of %s: %w", name, err)
 		}
 	}
@@ -442,13 +455,13 @@ func (s *seedbox) scanWatchDir() {
 		case strings.HasSuffix(name, ".torrent") && !e.IsDir():
 			data, err := os.ReadFile(path)
 			if err == nil {
-				_, err = s.addMetainfo(data)
+				_, err = s.addMetainfo(data, "")
 			}
 			addErr = err
 		case strings.HasSuffix(name, ".magnet") && !e.IsDir():
 			data, err := os.ReadFile(path)
 			if err == nil {
-				_, err = s.addMagnet(string(data))
+				_, err = s.addMagnet(string(data), "")
 			}
 			addErr = err
 		default:

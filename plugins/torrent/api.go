@@ -20,8 +20,8 @@ const maxTorrentFile = 16 << 20
 // router.
 //
 //	GET    /torrents                 every torrent (View)
-//	POST   /torrents                 body: a .torrent file or a magnet link (400 if its files would
-//	                                 overwrite another torrent's)
+//	POST   /torrents[?dir=FOLDER]    body: a .torrent file or a magnet link (400 if its files would
+//	                                 overwrite another torrent's); its data goes to FOLDER in the data folder
 //	GET    /torrents/{ih}            one torrent
 //	DELETE /torrents/{ih}[?delete_data=true]
 //	POST   /torrents/{ih}/verify     hash its data again (state "verifying", progress in "verified")
@@ -62,9 +62,9 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		trimmed := bytes.TrimSpace(body)
 		switch {
 		case bytes.HasPrefix(trimmed, []byte("magnet:")):
-			v, err = s.addMagnet(string(trimmed))
+			v, err = s.addMagnet(string(trimmed), r.URL.Query().Get("dir"))
 		case bytes.HasPrefix(body, []byte("d")):
-			v, err = s.addMetainfo(body)
+			v, err = s.addMetainfo(body, r.URL.Query().Get("dir"))
 		default:
 			err = errors.New("body is neither a .torrent file (bencoded, starts with 'd') nor a magnet link")
 		}

@@ -342,7 +342,7 @@ func (s *seedbox) build(ctx context.Context, m *making) error {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", m.name, err)
 	}
-	v, err := s.addMetainfo(data)
+	v, err := s.addMetainfo(data, "")
 	if err != nil && !errors.Is(err, errExists) {
 		return err
 	}

@@ -54,6 +54,9 @@ type record struct {
 	RatioLimit  float64 `json:"ratio_limit,omitempty"`
 	IdleMode    string  `json:"idle_mode,omitempty"`
 	IdleSeconds int64   `json:"idle_seconds,omitempty"`
+	// Dir is the folder in the data folder its data goes to ("" for the
+	// data folder itself), as a Transmission client's download-dir asks.
+	Dir string `json:"dir,omitempty"`
 	// Had is the most bytes of the wanted data seen here (until the user
 	// has the torrent downloaded anew). Data that was here and is gone
 	// whole (a disk not mounted) holds the torrent instead of downloading
@@ -158,6 +161,31 @@ func (it *item) sample(now time.Time) {
 
 func (it *item) hasInfo() bool { return it.t.Info() != nil }
 
+// dataDir is the folder the torrent's data is in.
+func (it *item) dataDir() string { return filepath.Join(it.cfg.DataDir, it.rec.Dir) }
+
+// cleanDir checks a folder asked for a torrent's data: relative to the
+// data folder and within it. It returns it cleaned, "" for the data
+// folder itself.
+func cleanDir(dir string) (string, error) {
+	if dir == "" {
+		return "", nil
+	}
+	if filepath.IsAbs(dir) {
+		return "", fmt.Errorf("folder %q: give it relative to the data folder", dir)
+	}
+	clean := filepath.Clean(dir)
+	if clean == "." {
+		return "", nil
+	}
+	for _, part := range strings.Split(clean, "/") {
+		if part == "" || part == "." || part == ".." || strings.ContainsAny(part, "\\\x00") || strings.HasPrefix(part, ".") {
+			return "", fmt.Errorf("folder %q: %q may not be a part of it (it must stay in the data folder)", dir, part)
+		}
+	}
+	return clean, nil
+}
+
 // private reports whether the torrent is private (BEP 27): its peers come
 // from its tracker alone.
 func (it *item) private() bool {
@@ -247,6 +275,9 @@ type View struct {
 	AddedAt string `json:"added_at"`
 	// Limits is the seeding limits in effect.
 	Limits LimitsView `json:"limits"`
+	// Dir is the folder in the data folder its data is in, if not the
+	// data folder itself.
+	Dir string `json:"dir,omitempty"`
 }
 
 func (it *item) view() View {
@@ -257,7 +288,7 @@ func (it *item) view() View {
 	st := it.t.Stats()
 	v.Peers, v.Seeders = st.ActivePeers, st.ConnectedSeeders
 	v.Magnet = it.rec.Magnet
-	v.Limits = it.limitsView()
+	v.Limits, v.Dir = it.limitsView(), it.rec.Dir
 	switch {
 	case it.trouble() != "":
 		v.State, v.Error = "error", it.trouble()
@@ -493,7 +524,7 @@ func (s *seedbox) watchData(it *item) {
 	if it.rec.Had == 0 {
 		return
 	}
-	root := filepath.Join(s.cfg.DataDir, it.t.Info().BestName())
+	root := filepath.Join(it.dataDir(), it.t.Info().BestName())
 	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
 		s.hold(it, root, fmt.Sprintf("no data found at %s, where %d MiB of it was: is its disk mounted?", root, it.rec.Had>>20))
 	} else if path, had := s.missingFile(it); path != "" {
@@ -533,7 +564,7 @@ func (s *seedbox) missingFile(it *item) (path string, had int64) {
 			continue
 		}
 		fi := f.FileInfo()
-		p := filepath.Join(append([]string{s.cfg.DataDir, info.BestName()}, fi.BestPath()...)...)
+		p := filepath.Join(append([]string{it.dataDir(), info.BestName()}, fi.BestPath()...)...)
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

@@ -36,3 +36,35 @@ func TestUnreadableListIsKept(t *testing.T) {
 		t.Errorf("list.json is still there to be written over: %v", err)
 	}
 }
+
+func TestFoldersForDataStayInTheDataFolder(t *testing.T) {
+	s := &seedbox{cfg: settings{DataDir: "/srv/data"}}
+	for _, c := range []struct{ in, want, err string }{
+		{"", "", ""},
+		{"tv-sonarr", "tv-sonarr", ""},
+		{"films/2024/", "films/2024", ""},
+		{"/srv/data", "", ""},
+		{"/srv/data/tv-sonarr", "tv-sonarr", ""},
+		{"/srv/data/a/../b", "b", ""},
+		{"/srv/database", "", "not in this node's data folder"},
+		{"/srv/data/../etc", "", "not in this node's data folder"},
+		{"/etc", "", "not in this node's data folder"},
+		{"../etc", "", `".."`},
+		{"a/../../etc", "", `".."`},
+		{".hidden", "", `".hidden"`},
+		{"a\\b", "", `"a\\b"`},
+	} {
+		got, err := s.rpcDir(c.in)
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: %q, %v; want an error saying %s", c.in, got, err, c.err)
+			}
+		case err != nil || got != c.want:
+			t.Errorf("%q: %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+	if _, err := cleanDir("/srv/data/x"); err == nil {
+		t.Error("the API took an absolute folder")
+	}
+}

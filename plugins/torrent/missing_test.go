@@ -88,7 +88,7 @@ func TestDownloadAnewIsNotHeldAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := s.addMetainfo(mi)
+	v, err := s.addMetainfo(mi, "")
 	if err != nil {
 		t.Fatal(err)
 	}

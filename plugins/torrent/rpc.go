@@ -533,26 +533,26 @@ func (s *seedbox) rpcTorrentAdd(r *http.Request, req rpcRequest) (map[string]any
 			return nil, err
 		}
 	}
-	if dir != "" && filepath.Clean(dir) != filepath.Clean(s.cfg.DataDir) {
-		return nil, fmt.Errorf("torrent-add: argument \"download-dir\": this node keeps all data in %s (data_dir in [plugins.torrent]), not %s", s.cfg.DataDir, dir)
+	dir, err := s.rpcDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("torrent-add: argument \"download-dir\": %w", err)
 	}
 	var v View
-	var err error
 	switch {
 	case meta != "":
 		data, derr := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(meta), ""))
 		if derr != nil {
 			return nil, fmt.Errorf("torrent-add: argument \"metainfo\" is not base64: %w", derr)
 		}
-		v, err = s.addMetainfo(data)
+		v, err = s.addMetainfo(data, dir)
 	case strings.HasPrefix(strings.TrimSpace(name), "magnet:"):
-		v, err = s.addMagnet(strings.TrimSpace(name))
+		v, err = s.addMagnet(strings.TrimSpace(name), dir)
 	case name != "":
 		data, ferr := s.fetchTorrent(r, name, cookies)
 		if ferr != nil {
 			return nil, fmt.Errorf("torrent-add: %w", ferr)
 		}
-		v, err = s.addMetainfo(data)
+		v, err = s.addMetainfo(data, dir)
 	default:
 		return nil, errors.New(`torrent-add: give "metainfo" (a .torrent in base64) or "filename" (a magnet link or the URL of a .torrent)`)
 	}
@@ -577,6 +577,20 @@ func (s *seedbox) rpcTorrentAdd(r *http.Request, req rpcRequest) (map[string]any
 	id := s.rpc.ids[v.InfoHash]
 	s.mu.Unlock()
 	return map[string]any{key: map[string]any{"id": id, "name": v.Name, "hashString": v.InfoHash}}, nil
+}
+
+// rpcDir turns a download-dir into a folder in the data folder: the data
+// folder itself, a folder in it (as Sonarr asks for its category), or a
+// path relative to it. Data goes nowhere else.
+func (s *seedbox) rpcDir(dir string) (string, error) {
+	if !filepath.IsAbs(dir) {
+		return cleanDir(dir)
+	}
+	rel, err := filepath.Rel(s.cfg.DataDir, filepath.Clean(dir))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("%s is not in this node's data folder %s (data_dir in [plugins.torrent])", dir, s.cfg.DataDir)
+	}
+	return cleanDir(rel)
 }
 
 // fetchTorrent downloads a .torrent from an http or https URL, as

@@ -285,7 +285,7 @@ func (s *seedbox) rpcField(it *item, v View, hasInfo bool, f string) (any, bool)
 		}
 		return last.Unix(), !last.IsZero()
 	case "downloadDir":
-		return s.cfg.DataDir, true
+		return it.dataDir(), true
 	case "magnetLink":
 		return v.Magnet, true
 	case "isPrivate":

@@ -13,6 +13,7 @@ import (
 
 	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
 
@@ -126,6 +127,9 @@ type seedbox struct {
 	// started is when the engine started.
 	rpc     *rpcState
 	started time.Time
+	// dirs holds, by info hash, the folder in the data folder of each
+	// torrent whose data is not in the data folder itself (torrentDir).
+	dirs sync.Map
 }
 
 func (s *seedbox) Info() sdk.Info {
@@ -219,7 +223,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 	// a file not yet complete, so a restart mid-download started over.
 	s.storage = storage.NewFileOpts(storage.NewFileClientOpts{
 		ClientBaseDir: s.cfg.DataDir, PieceCompletion: pc, UsePartFiles: g.Some(false),
-		Logger: s.engineLog(),
+		Logger: s.engineLog(), TorrentDirMaker: s.torrentDir,
 	})
 	cc := s.clientConfig()
 	cc.DefaultStorage = s.storage
@@ -332,6 +336,15 @@ func (s *seedbox) Status(context.Context) (sdk.Status, error) {
 		Summary: fmt.Sprintf("%s; up %.1f KiB/s, down %.1f KiB/s", summary, up/1024, down/1024),
 		Details: details,
 	}, nil
+}
+
+// torrentDir is where the engine keeps a torrent's data: the data folder,
+// or the folder in it the torrent was added with.
+func (s *seedbox) torrentDir(base string, _ *metainfo.Info, ih metainfo.Hash) string {
+	if dir, ok := s.dirs.Load(ih.HexString()); ok {
+		return filepath.Join(base, dir.(string))
+	}
+	return base
 }
 
 // port is the BitTorrent port actually bound (listen_port 0 picks one).
