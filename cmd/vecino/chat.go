@@ -30,7 +30,7 @@ type chatMessage struct {
 
 func (c *client) chat(args []string) error {
 	if len(args) == 0 {
-		return errors.New("chat: say id, send, read, dm or inbox")
+		return errors.New("chat: say id, send, read, dm, inbox, block, unblock or blocked")
 	}
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("chat "+cmd, flag.ExitOnError)
@@ -39,7 +39,12 @@ func (c *client) chat(args []string) error {
 	after := fs.Uint64("after", 0, "read: only messages after this cursor")
 	asJSON := fs.Bool("json", false, "read, inbox: one JSON object a line")
 	keep := fs.Bool("keep", false, "inbox: leave the mail on the node")
+	note := fs.String("note", "", "block: why, kept with the block")
 	fs.Parse(rest)
+	switch cmd { // the node operator's: no chat key needed
+	case "block", "unblock", "blocked":
+		return c.chatBlock(cmd, fs.Args(), *note)
+	}
 	id, err := loadOrCreateKey(*keyFile)
 	if err != nil {
 		return err
@@ -82,8 +87,47 @@ func (c *client) chat(args []string) error {
 	case "inbox":
 		return c.chatInbox(id, *keep, *asJSON)
 	default:
-		return fmt.Errorf("chat: unknown command %q (say id, send, read, dm or inbox)", cmd)
+		return fmt.Errorf("chat: unknown command %q (say id, send, read, dm, inbox, block, unblock or blocked)", cmd)
 	}
+}
+
+// chatBlock blocks an author on the node, unblocks one, or lists them.
+func (c *client) chatBlock(cmd string, args []string, note string) error {
+	switch {
+	case cmd == "blocked" && len(args) == 0:
+		var out struct {
+			Blocked []struct {
+				Author, Note string
+				At           int64
+				Config       bool
+			}
+		}
+		if err := c.getJSON(chatAPI+"/blocked", &out); err != nil {
+			return err
+		}
+		for _, b := range out.Blocked {
+			when := "in the TOML file"
+			if !b.Config {
+				when = time.UnixMilli(b.At).Format("2006-01-02 15:04")
+			}
+			fmt.Printf("%s\t%s\t%s\n", b.Author, when, b.Note)
+		}
+		return nil
+	case cmd == "block" && len(args) == 1:
+		var out struct{ Removed int }
+		if _, err := c.postJSON(chatAPI+"/blocked", map[string]string{"author": args[0], "note": note}, &out); err != nil {
+			return err
+		}
+		fmt.Printf("blocked %s: %d of their messages removed from this node's history\n", args[0], out.Removed)
+		return nil
+	case cmd == "unblock" && len(args) == 1:
+		if _, err := c.do("DELETE", chatAPI+"/blocked/"+url.PathEscape(args[0]), nil, "", nil); err != nil {
+			return err
+		}
+		fmt.Println("unblocked", args[0])
+		return nil
+	}
+	return errors.New("chat block [-note WHY] ADDRESS | chat unblock ADDRESS | chat blocked")
 }
 
 func defaultKeyFile() string {

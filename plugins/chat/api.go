@@ -41,7 +41,48 @@ func (c *chat) HTTPHandler() http.Handler {
 	mux.HandleFunc("POST /mail", c.postMail)
 	mux.HandleFunc("POST /mail/{addr}/list", c.listMail)
 	mux.HandleFunc("POST /mail/{addr}/delete", c.deleteMail)
+	// The operator's: blocked authors (block.go). Writes need the API
+	// secret: these paths are not among the public ones.
+	mux.HandleFunc("GET /blocked", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Write(w, http.StatusOK, map[string]any{"blocked": c.blocks()})
+	})
+	mux.HandleFunc("POST /blocked", c.postBlock)
+	mux.HandleFunc("DELETE /blocked/{author}", func(w http.ResponseWriter, r *http.Request) {
+		if err := c.unblock(r.PathValue("author")); err != nil {
+			refuse(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	return mux
+}
+
+// postBlock blocks an author: body {"author": "vc1...", "note": "why"}.
+func (c *chat) postBlock(w http.ResponseWriter, r *http.Request) {
+	var req struct{ Author, Note string }
+	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"author\": \"vc1...\", \"note\": \"...\"}: %w", err))
+		return
+	}
+	n, err := c.block(req.Author, req.Note, time.Now())
+	if err != nil {
+		refuse(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"author": req.Author, "removed": n})
+}
+
+// refuse answers err with its refusal's status, or 500, without counting
+// it: an operator's request, not a message.
+func refuse(w http.ResponseWriter, err error) {
+	var ref *refusal
+	if errors.As(err, &ref) {
+		httpjson.Write(w, ref.status, map[string]string{"error": ref.Error(), "reason": ref.reason})
+		return
+	}
+	httpjson.Error(w, http.StatusInternalServerError, err)
 }
 
 func serveFile(w http.ResponseWriter, name, ctype string) {
@@ -57,12 +98,7 @@ func serveFile(w http.ResponseWriter, name, ctype string) {
 // fail counts err and answers it with its refusal's status, or 500.
 func (c *chat) fail(w http.ResponseWriter, err error) {
 	c.count(err)
-	var ref *refusal
-	if errors.As(err, &ref) {
-		httpjson.Write(w, ref.status, map[string]string{"error": ref.Error(), "reason": ref.reason})
-		return
-	}
-	httpjson.Error(w, http.StatusInternalServerError, err)
+	refuse(w, err)
 }
 
 type roomInfo struct {

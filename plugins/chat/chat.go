@@ -48,6 +48,9 @@ type settings struct {
 	// BundleInterval is the least time between two publishes of one busy
 	// room: what arrives meanwhile leaves as one bundle.
 	BundleInterval time.Duration `toml:"bundle_interval"`
+	// Blocked lists authors ("vc1...") whose room messages this node
+	// refuses; block.go.
+	Blocked []string `toml:"blocked"`
 }
 
 func defaults() settings {
@@ -55,7 +58,7 @@ func defaults() settings {
 		Rooms: []string{"lobby"}, History: 1000, HistoryAge: 7 * 24 * time.Hour,
 		MaxRooms: 64, RoomsPerClient: 16, Rate: 5, Burst: 20, IPRate: 50, IPBurst: 200,
 		MaxMessageBytes: 8 << 10, MailboxMessages: 200, MailboxKiB: 1024, MailboxTTL: 14 * 24 * time.Hour,
-		BundleInterval: 5 * time.Millisecond,
+		BundleInterval: 5 * time.Millisecond, Blocked: []string{},
 	}
 }
 
@@ -92,6 +95,11 @@ func (s *settings) check() sdk.ConfigErrors {
 	}
 	if s.HistoryAge < time.Minute || s.MailboxTTL < time.Minute {
 		bad("history_age", "history_age and mailbox_ttl must be at least 1m")
+	}
+	for i, a := range s.Blocked {
+		if _, err := wire.ParseAddress(a); err != nil {
+			bad("blocked", "entry %d (%q): %v", i+1, a, err)
+		}
 	}
 	if s.BundleInterval < 0 || s.BundleInterval > time.Second {
 		bad("bundle_interval", "must be from 0 to 1s, not %s", s.BundleInterval)
@@ -138,6 +146,9 @@ type chat struct {
 	// disk says why the plugin's disk cannot take new messages, while it
 	// cannot (watchDisk): full or read-only.
 	disk *refusal
+	// blocked is the authors whose room messages the node refuses, by
+	// address (block.go).
+	blocked map[string]Block
 }
 
 type room struct {
@@ -269,7 +280,7 @@ type mailItem struct {
 func newChat() *chat {
 	return &chat{
 		rooms: map[string]*room{}, boxes: map[string]*mailbox{}, authorRooms: map[string]map[string]bool{},
-		dropped: map[string]int64{}, seed: maphash.MakeSeed(), gone: map[string]int64{},
+		dropped: map[string]int64{}, seed: maphash.MakeSeed(), gone: map[string]int64{}, blocked: map[string]Block{},
 	}
 }
 
@@ -324,6 +335,18 @@ func (c *chat) Start(context.Context) error {
 	}
 	// A room name no client could give is damage: its records are skipped,
 	// or joining it would fail the start, every time.
+	badBlocked, err := d.loadBlocked(func(b Block) { c.blocked[b.Author] = b })
+	if err != nil {
+		return fmt.Errorf("load blocked authors: %w", err)
+	}
+	for _, a := range c.cfg.Blocked {
+		b := c.blocked[a]
+		b.Author, b.Config = a, true
+		c.blocked[a] = b
+	}
+	// Messages of authors blocked since they were kept (in the TOML file,
+	// say) are dropped as the history loads.
+	unwanted := map[string][]uint64{}
 	badRooms := 0
 	if err := d.loadSeen(func(room, author string, last seen) {
 		if !wire.RoomName.MatchString(room) {
@@ -340,6 +363,11 @@ func (c *chat) Start(context.Context) error {
 			return
 		}
 		r := c.roomLocked(name)
+		if _, ok := c.blocked[m.From]; ok {
+			unwanted[name] = append(unwanted[name], cur)
+			r.next = cur + 1
+			return
+		}
 		r.entries = append(r.entries, newEntry(cur, recv, m))
 		r.next = cur + 1
 		r.saw(m.From, seen{Seq: m.Seq, TS: m.TS})
@@ -361,8 +389,14 @@ func (c *chat) Start(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load deleted mail: %w", err)
 	}
-	if bad+badMail+badRooms+badGone > 0 {
-		slog.Warn("skipped damaged records", "history", bad, "mail", badMail, "bad_room_names", badRooms, "deletions", badGone)
+	if bad+badMail+badRooms+badGone+badBlocked > 0 {
+		slog.Warn("skipped damaged records", "history", bad, "mail", badMail, "bad_room_names", badRooms, "deletions", badGone, "blocked", badBlocked)
+	}
+	if len(unwanted) > 0 {
+		if err := d.write(deleteMessages(unwanted)).wait(); err != nil {
+			slog.Error("messages of blocked authors not deleted from chat.db", "err", err)
+		}
+		slog.Info("dropped the messages of blocked authors", "rooms", len(unwanted))
 	}
 	slog.Info("history loaded", "rooms", len(c.rooms), "mailboxes", len(c.boxes), "took", time.Since(now).String())
 	if err := c.env.Host.Handle(c.ctx, catchUpProtocol, c.serveCatchUp); err != nil {
@@ -434,7 +468,7 @@ func (c *chat) Status(context.Context) (sdk.Status, error) {
 	}
 	st := sdk.Status{
 		Summary: fmt.Sprintf("%s, %s kept, %s held", plural(len(c.rooms), "room"), plural(total, "message"), plural(held, "direct message")),
-		Details: map[string]any{"rooms": rooms, "mailboxes": len(c.boxes), "held": held, "accepted": c.accepted, "caught_up": c.caughtUp, "dropped": dropped, "deletions_kept": len(c.kept)},
+		Details: map[string]any{"rooms": rooms, "mailboxes": len(c.boxes), "held": held, "accepted": c.accepted, "caught_up": c.caughtUp, "dropped": dropped, "deletions_kept": len(c.kept), "blocked": len(c.blocked)},
 	}
 	if c.setAside != "" {
 		st.Summary += fmt.Sprintf("; an unreadable chat.db was set aside as %s, %d records read back from it", filepath.Base(c.setAside), c.salvaged)
@@ -568,6 +602,9 @@ func (c *chat) admit(r *room, m *wire.RoomMessage, now time.Time, rated bool) (e
 // addLocked adds m to r's history, unless it is a replay or over a limit;
 // rated says whether the author's rate limit applies.
 func (c *chat) addLocked(r *room, m *wire.RoomMessage, now time.Time, rated bool) (entry, *batch, error) {
+	if err := c.blockedLocked(m.From); err != nil {
+		return entry{}, nil, err
+	}
 	last, known := r.lastSeq[m.From]
 	if known && !last.fresh(m.Seq) {
 		return entry{}, nil, &refusal{http.StatusConflict, "replayed", fmt.Errorf("seq %d from this author was already seen here, or is older than the %d messages of theirs kept (last %d): a replay or a duplicate", m.Seq, seenKept, last.Seq)}

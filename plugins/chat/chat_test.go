@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -420,4 +421,103 @@ func identity(tb testing.TB) *wire.Identity {
 		tb.Fatal(err)
 	}
 	return id
+}
+
+// An author the operator blocks: what the node held of theirs leaves the
+// history, memory and disk; their new messages are refused, from the
+// network without blame; others' go on; the block outlives a restart; an
+// author the TOML file blocks is dropped as the history loads, and is
+// unblocked only there.
+func TestBlockedAuthorIsDroppedAndRefused(t *testing.T) {
+	c, r, spam := joinedRoom(t, "")
+	ham := signer(t, time.Now())
+	now := time.Now()
+	for i, raw := range [][]byte{spam(1, "buy now"), ham(1, "hello"), spam(2, "buy more"), ham(2, "anyone?")} {
+		if v := receiveNow(c, r, raw, now); v != sdk.Accept {
+			t.Fatalf("message %d: %v", i, v)
+		}
+	}
+	author := func(raw []byte) string {
+		m, err := wire.ParseRoom(raw, now, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.From
+	}
+	spammer := author(spam(3, "x"))
+	n, err := c.block(spammer, "sells things", now)
+	if err != nil || n != 2 {
+		t.Fatalf("block: %d removed, %v; want 2", n, err)
+	}
+	texts := func() []string {
+		var out []string
+		for _, e := range r.entries {
+			var doc entryDoc
+			json.Unmarshal(e.doc, &doc)
+			out = append(out, doc.Text)
+		}
+		return out
+	}
+	if got := texts(); !slices.Equal(got, []string{"hello", "anyone?"}) {
+		t.Errorf("history after the block: %q", got)
+	}
+	if v := receiveNow(c, r, spam(4, "still selling"), now); v != sdk.Ignore {
+		t.Errorf("a blocked author's message from the network: %v, want Ignore (no blame on the neighbour that passed it)", v)
+	}
+	if v := receiveNow(c, r, ham(3, "quiet now"), now); v != sdk.Accept {
+		t.Errorf("another author's message after the block: %v", v)
+	}
+	if c.dropped["blocked"] != 1 {
+		t.Errorf("dropped %v, want one counted as blocked", c.dropped)
+	}
+	if _, err := c.block("vc1nonsense", "", now); err == nil || !strings.Contains(err.Error(), "author") {
+		t.Errorf("blocking a malformed address: %v", err)
+	}
+
+	// On disk: after a restart the spam is not back, and the block holds.
+	var kept int
+	if err := c.db.write(func(*bolt.Tx) error { return nil }).wait(); err != nil { // what was accepted is committed
+		t.Fatal(err)
+	}
+	c.db.b.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(roomsBucket).Bucket([]byte("lobby")).ForEach(func(k, v []byte) error { kept++; return nil })
+	})
+	if kept != 3 {
+		t.Errorf("chat.db holds %d lobby messages, want 3", kept)
+	}
+	again := newChat()
+	blocks := 0
+	if _, err := c.db.loadBlocked(func(b Block) {
+		blocks++
+		again.blocked[b.Author] = b
+	}); err != nil || blocks != 1 || again.blocked[spammer].Note != "sells things" {
+		t.Errorf("blocks read back: %d %v %+v", blocks, err, again.blocked)
+	}
+
+	// Unblocked: taken again.
+	if err := c.unblock(spammer); err != nil {
+		t.Fatal(err)
+	}
+	if v := receiveNow(c, r, spam(5, "sorry"), now); v != sdk.Accept {
+		t.Errorf("after unblocking: %v", v)
+	}
+	if err := c.unblock(spammer); err == nil {
+		t.Error("unblocking twice was taken")
+	}
+}
+
+func TestAuthorsBlockedInTheConfigStayBlocked(t *testing.T) {
+	id := identity(t)
+	c := newChat()
+	if err := c.Configure(context.Background(), []byte(fmt.Sprintf("blocked = [%q]", id.Address().String())), sdk.Env{DataDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	c.blocked[id.Address().String()] = Block{Author: id.Address().String(), Config: true}
+	if err := c.unblock(id.Address().String()); !errors.Is(err, errBlockedInConfig) {
+		t.Errorf("unblocking an author the TOML file blocks: %v", err)
+	}
+	err := newChat().Configure(context.Background(), []byte(`blocked = ["vc1abc"]`), sdk.Env{DataDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "blocked") {
+		t.Errorf("a malformed address in blocked: %v", err)
+	}
 }

@@ -26,6 +26,8 @@ import (
 // bytes each) of the author's last message in that room and the seqs of the
 // few before it (seen.record), which outlives the message in the history so
 // that a replay is refused even after a restart.
+// Bucket "blocked" holds author -> the Block, for authors blocked
+// through the API.
 // Bucket "deleted" holds the deletions recipients signed for mail this
 // node held, expiry (8 bytes, Unix ms) + a hash of the deletion -> the
 // deletion as it travels on vecino/chat/mail (a wire.MailOp), kept while a
@@ -64,7 +66,7 @@ func openDB(path string) (*db, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{roomsBucket, mailBucket, seenBucket, goneBucket} {
+		for _, name := range [][]byte{roomsBucket, mailBucket, seenBucket, goneBucket, blockedBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -158,7 +160,7 @@ func (d *db) commit() {
 // aside at aside (damaged pages leave the others whole), each record as it
 // was; loading then checks them as it does any. It returns how many.
 func (d *db) salvage(aside string) int {
-	n, err := damaged.SalvageInto(d.b, aside, string(roomsBucket), string(mailBucket), string(seenBucket), string(goneBucket))
+	n, err := damaged.SalvageInto(d.b, aside, string(roomsBucket), string(mailBucket), string(seenBucket), string(goneBucket), string(blockedBucket))
 	if err != nil {
 		slog.Warn("nothing read back from the chat.db set aside", "kept_as", aside, "err", err)
 		return 0
