@@ -6,10 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -45,7 +47,7 @@ type torrentView struct {
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, files, skip, want, wait, verify, start, stop, limit, rm or create")
+		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -112,6 +114,14 @@ func (c *client) torrent(args []string) error {
 		return nil
 	case "limit":
 		return c.torrentLimit(rest)
+	case "get":
+		fs := flag.NewFlagSet("torrent get", flag.ExitOnError)
+		out := fs.String("o", "", "where to save it (default: the file's name, here)")
+		fs.Parse(rest)
+		if fs.NArg() != 2 {
+			return errors.New("torrent get [-o FILE] INFOHASH PATH (PATH as 'torrent files' lists it; one still downloading comes as it does)")
+		}
+		return c.torrentGet(fs.Arg(0), fs.Arg(1), *out)
 	case "rm", "remove":
 		fs := flag.NewFlagSet("torrent rm", flag.ExitOnError)
 		del := fs.Bool("delete-data", false, "delete the downloaded files too")
@@ -444,4 +454,43 @@ func limitsText(v torrentView) string {
 		idle = v.Limits.Idle
 	}
 	return fmt.Sprintf("ratio limit %s (%s), idle limit %s (%s)", ratio, whose(v.Limits.RatioOwn), idle, whose(v.Limits.IdleOwn))
+}
+
+// torrentGet saves a file of a torrent from the node, showing progress;
+// it is written aside and renamed once whole.
+func (c *client) torrentGet(ih, path, out string) error {
+	if out == "" {
+		out = filepath.Base(filepath.FromSlash(path))
+	}
+	var parts []string
+	for _, p := range strings.Split(path, "/") {
+		parts = append(parts, url.PathEscape(p))
+	}
+	resp, err := c.send("GET", torrentAPI+"/torrents/"+ih+"/data/"+strings.Join(parts, "/"), nil, "", 0)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	tmp := out + ".part"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	m := newMeter("received", resp.ContentLength)
+	_, err = io.Copy(io.MultiWriter(f, m), resp.Body)
+	m.done()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && resp.ContentLength >= 0 && m.n.Load() != resp.ContentLength {
+		err = fmt.Errorf("got %d of %d bytes", m.n.Load(), resp.ContentLength)
+	}
+	if err != nil {
+		return fmt.Errorf("get %s: %w (what came is in %s)", path, err, tmp)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return err
+	}
+	fmt.Printf("saved %s to %s\n", path, out)
+	return nil
 }

@@ -30,6 +30,8 @@ const maxTorrentFile = 16 << 20
 //	GET    /torrents/{ih}/files      its files; POST with {"skip":[...]} or {"want":[...]}
 //	POST   /torrents/{ih}/limits     body: {"ratio": 2 | "node" | "none", "idle": "90m" | "node" | "none"}: its own
 //	                                 seeding limits, the node's ([plugins.torrent]) again, or none; either may be left out
+//	GET    /torrents/{ih}/data/{path}  a file's content (path as /files lists it; the secret needed), with
+//	                                 ranges; one still downloading is streamed as its pieces come (data.go)
 //	GET    /torrents/{ih}/torrent    its .torrent file
 //	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to, tried again
 //	                                 while not connected, every 20 s for an hour
@@ -134,6 +136,7 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		}
 		httpjson.Write(w, http.StatusOK, v)
 	})
+	mux.HandleFunc("GET /torrents/{ih}/data/{path...}", s.serveData)
 	mux.HandleFunc("GET /torrents/{ih}/torrent", func(w http.ResponseWriter, r *http.Request) {
 		data, err := s.torrentFile(strings.ToLower(r.PathValue("ih")))
 		if err != nil {
