@@ -145,17 +145,7 @@ type file struct {
 
 // Load reads and validates the file at path. Relative paths inside it are
 // taken relative to the file's directory.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return Parse(path, filepath.Dir(abs), data)
-}
+func Load(path string) (*Config, error) { return LoadChecked(path, nil) }
 
 // Parse validates data, read from a file called name. baseDir resolves
 // relative paths. A returned error is an *Error listing every problem found.

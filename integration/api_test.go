@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -125,6 +126,38 @@ func TestBadConfigFallsBackToLastGood(t *testing.T) {
 	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
 }
 
+// TestBadPluginKeyIsCaughtWithTheFile: a key misspelt in a plugin's table
+// is found by -check-config with its line, and at start it sends the node
+// to the last good file, as any bad key does, instead of leaving the
+// plugin failed.
+func TestBadPluginKeyIsCaughtWithTheFile(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{Plugins: map[string]string{"chat": ""}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	n.Stop()
+	good, err := os.ReadFile(n.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(good), "[plugins.chat]\n", "[plugins.chat]\nhistroy = 5\n", 1)
+	if bad == string(good) {
+		t.Fatalf("no [plugins.chat] table in\n%s", good)
+	}
+	line := strings.Count(bad[:strings.Index(bad, "histroy")], "\n") + 1
+	if err := os.WriteFile(n.Config, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("vecino.toml:%d: key plugins.chat.histroy: unknown key", line)
+	out, err := exec.Command(filepath.Join(n.Bin, "router"), "-check-config", n.Config).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("-check-config: err %v, output %s; want %q", err, out, want)
+	}
+	n.Restart()
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	if st := n.Status(); !st.Config.UsingLastGood || !strings.Contains(st.Config.Error, "plugins.chat.histroy") {
+		t.Errorf("config state = %+v", st.Config)
+	}
+}
+
 // TestBrokenConfigWithoutLastGoodRefusesToStart: nothing to fall back on.
 func TestBrokenConfigWithoutLastGoodRefusesToStart(t *testing.T) {
 	bin := testnet.Binaries(t)
@@ -144,7 +177,9 @@ func TestBrokenConfigWithoutLastGoodRefusesToStart(t *testing.T) {
 
 // TestConfigEditedThroughTheAPI is how a user without a shell (the gokrazy
 // image) changes settings: a broken file is refused with its line and key and
-// nothing is saved; a good one is saved and applies at the next start.
+// nothing is saved, be the key the router's or a plugin's; a good one is
+// saved, a plugin's new table applies at once (the plugin restarts with
+// it), and the router's at the next start.
 func TestConfigEditedThroughTheAPI(t *testing.T) {
 	n := testnet.Start(t, testnet.Options{Name: "before", Plugins: map[string]string{"chat": ""}})
 	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
@@ -163,9 +198,28 @@ func TestConfigEditedThroughTheAPI(t *testing.T) {
 	if now, _ := os.ReadFile(n.Config); string(now) != string(orig) {
 		t.Fatalf("a refused file changed the saved one:\n%s", now)
 	}
+	badPlugin := strings.Replace(string(orig), "[plugins.chat]\n", "[plugins.chat]\nhistory = -1\n", 1)
+	if code, body, _ := n.Do("PUT", "/api/v1/config", []byte(badPlugin), true); code != http.StatusBadRequest || !strings.Contains(string(body), "key plugins.chat.history: must be") {
+		t.Errorf("PUT a file with a bad chat key: %d %s, want 400 naming it", code, body)
+	}
 	good := strings.Replace(string(orig), `name = "before"`, `name = "after"`, 1)
-	if code, body, _ := n.Do("PUT", "/api/v1/config", []byte(good), true); code != http.StatusOK {
-		t.Fatalf("PUT good config: %d %s", code, body)
+	good = strings.Replace(good, "[plugins.chat]\n", "[plugins.chat]\nhistory = 3\n", 1)
+	code, body, _ = n.Do("PUT", "/api/v1/config", []byte(good), true)
+	if code != http.StatusOK || !strings.Contains(string(body), `"chat"`) {
+		t.Fatalf("PUT good config: %d %s, want chat among the plugins applied now", code, body)
+	}
+	// The chat plugin restarted with history = 3: of five messages, the
+	// last three are kept.
+	n.WaitPlugin("chat", 20*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.Restarts >= 1 })
+	alice := newChatter(t, n)
+	for i := range 5 {
+		alice.say("lobby", fmt.Sprintf("m%d", i))
+	}
+	if msgs, _ := readRoom(t, n, "lobby", 0, 0); fmt.Sprint(textsFrom(msgs, alice.addr())) != "[m2 m3 m4]" {
+		t.Errorf("after the new history = 3 the lobby keeps %q", textsFrom(msgs, alice.addr()))
+	}
+	if name := n.Status().Node.Name; name != "before" {
+		t.Errorf("the node's name changed to %q before a restart", name)
 	}
 	n.Stop()
 	n.Restart()

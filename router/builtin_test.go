@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/vecino/vecino/config"
@@ -32,5 +33,27 @@ func TestShippedPluginTablesConfigure(t *testing.T) {
 				t.Errorf("%s [plugins.%s]: %v", name, pname, err)
 			}
 		}
+	}
+}
+
+// TestPluginKeysAreCheckedWithTheFile: a key a built-in plugin would
+// refuse at its start is the file's error, with its line, when the file is
+// checked; a plugin run from a binary of its own is left to judge its table
+// when it starts.
+func TestPluginKeysAreCheckedWithTheFile(t *testing.T) {
+	file := "[node]\nstate_dir = \"s\"\n\n[plugins.torrent]\nratio_limt = 2.0\n\n[plugins.chat]\nhistory = 0\n"
+	_, err := config.ParseChecked("vecino.toml", t.TempDir(), []byte(file), checkBuiltin)
+	for _, want := range []string{"vecino.toml:5: key plugins.torrent.ratio_limt: unknown key", "vecino.toml:8: key plugins.chat.history: must be"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	own := "[node]\nstate_dir = \"s\"\n[plugins.torrent]\npath = \"/opt/torrent\"\nratio_limt = 2.0\n"
+	if _, err := config.ParseChecked("vecino.toml", t.TempDir(), []byte(own), checkBuiltin); err != nil {
+		t.Errorf("a plugin with a binary of its own: %v", err)
+	}
+	off := "[node]\nstate_dir = \"s\"\n[plugins.torrent]\nenabled = false\nratio_limt = 2.0\n"
+	if _, err := config.ParseChecked("vecino.toml", t.TempDir(), []byte(off), checkBuiltin); err != nil {
+		t.Errorf("a disabled plugin: %v", err)
 	}
 }

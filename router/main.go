@@ -36,7 +36,7 @@ func main() {
 	sdk.TuneGRPC()
 
 	if *checkConfig != "" {
-		if _, err := config.Load(*checkConfig); err != nil {
+		if _, err := config.LoadChecked(*checkConfig, checkBuiltin); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -48,7 +48,7 @@ func main() {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && *defaultCfg != "" {
 		path = *defaultCfg
 	}
-	cfg, state, err := daemon.LoadConfig(path, *stateDir)
+	cfg, state, err := daemon.LoadConfig(path, *stateDir, checkBuiltin)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -79,7 +79,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.Run(ctx, daemon.Options{Config: cfg, ConfigState: state, PluginDir: dir, Builtin: builtin, Log: log}); err != nil {
+	if err := daemon.Run(ctx, daemon.Options{Config: cfg, ConfigState: state, PluginDir: dir, Builtin: builtin, CheckPlugins: checkBuiltin, Log: log}); err != nil {
 		log.Error("router stopped", "err", err)
 		os.Exit(1)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vecino/vecino/config"
 	"github.com/vecino/vecino/internal/httpjson"
 	"github.com/vecino/vecino/internal/profiles"
 	pluginv1 "github.com/vecino/vecino/pluginapi/v1"
@@ -48,11 +49,14 @@ type Server struct {
 	Counters map[string]*hostapi.Counters
 	// Direct, when set, carries large HTTP bodies to and from plugins that
 	// take them on the stream socket.
-	Direct    *hostapi.Direct
-	Config    ConfigState
-	Auth      *Auth
-	Log       *slog.Logger
-	StartedAt time.Time
+	Direct *hostapi.Direct
+	Config ConfigState
+	// CheckPlugins judges plugins' own tables in a file PUT to
+	// /api/v1/config (nil: the router's keys alone).
+	CheckPlugins config.PluginChecker
+	Auth         *Auth
+	Log          *slog.Logger
+	StartedAt    time.Time
 }
 
 // Status is the document at GET /api/v1/status.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/vecino/vecino/config"
 	"github.com/vecino/vecino/internal/atomicfile"
@@ -58,7 +59,8 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	abs, _ := filepath.Abs(path)
-	if _, err := config.Parse(path, filepath.Dir(abs), data); err != nil {
+	cfg, err := config.ParseChecked(path, filepath.Dir(abs), data, s.CheckPlugins)
+	if err != nil {
 		httpjson.Error(w, http.StatusBadRequest, err)
 		return
 	}
@@ -70,6 +72,19 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusInternalServerError, err)
 		return
 	}
-	s.Log.Info("configuration saved; it applies at the next start", "file", path)
-	httpjson.Write(w, http.StatusOK, map[string]string{"file": path, "applies": "at the router's next start"})
+	// A running plugin's own table applies at once: the plugin restarts
+	// with it. The router's sections, and which plugins run, at its next
+	// start.
+	applied := []string{}
+	for name, p := range cfg.Plugins {
+		if sp := s.Plugins.Plugin(name); sp != nil && p.Enabled && sp.Reconfigure(p.Settings) {
+			applied = append(applied, name)
+		}
+	}
+	slices.Sort(applied)
+	s.Log.Info("configuration saved", "file", path, "plugins_restarted_with_new_settings", applied)
+	httpjson.Write(w, http.StatusOK, map[string]any{
+		"file": path, "applied_now": applied,
+		"applies": "the plugins in applied_now restarted with their new settings; the rest applies at the router's next start",
+	})
 }

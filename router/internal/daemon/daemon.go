@@ -38,7 +38,10 @@ type Options struct {
 	// Builtin runs the plugins built into the router binary: name to the
 	// command (the router's own executable) and its environment.
 	Builtin map[string]Builtin
-	Log     *slog.Logger
+	// CheckPlugins judges the built-in plugins' own tables, for a file
+	// sent to PUT /api/v1/config.
+	CheckPlugins config.PluginChecker
+	Log          *slog.Logger
 }
 
 // Builtin is how to start a plugin linked into the router binary.
@@ -105,6 +108,7 @@ func Run(ctx context.Context, o Options) error {
 		Direct: direct,
 		Name:   cfg.Node.Name, Version: Version, Node: node, Plugins: sup, Counters: counters,
 		Config: o.ConfigState, Auth: auth, Log: log.With("component", "api"), StartedAt: time.Now(),
+		CheckPlugins: o.CheckPlugins,
 	}
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {

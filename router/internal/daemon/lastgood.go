@@ -22,9 +22,10 @@ const LastGoodFile = "last-good.toml"
 // LoadConfig reads the configuration at path (the built-in one when path is
 // empty). When the file is refused but a last good copy exists, it returns
 // that copy with the refusal in the state, so that a bad edit on an
-// appliance does not take the node off the network. stateDir, when not
-// empty, overrides [node] state_dir.
-func LoadConfig(path, stateDir string) (*config.Config, api.ConfigState, error) {
+// appliance does not take the node off the network, nor one of its
+// plugins (check judges their own tables). stateDir, when not empty,
+// overrides [node] state_dir.
+func LoadConfig(path, stateDir string, check config.PluginChecker) (*config.Config, api.ConfigState, error) {
 	state := api.ConfigState{File: path}
 	var (
 		data []byte
@@ -43,7 +44,7 @@ func LoadConfig(path, stateDir string) (*config.Config, api.ConfigState, error) 
 	}
 	var cfg *config.Config
 	if err == nil {
-		cfg, err = config.Parse(state.File, base, data)
+		cfg, err = config.ParseChecked(state.File, base, data, check)
 	}
 	if err == nil {
 		if stateDir != "" {
@@ -67,7 +68,7 @@ func LoadConfig(path, stateDir string) (*config.Config, api.ConfigState, error) 
 	if lerr != nil {
 		return nil, state, fmt.Errorf("%w\n(no last good configuration at %s)", err, lastPath)
 	}
-	cfg, lerr = config.Parse(lastPath, base, last)
+	cfg, lerr = config.ParseChecked(lastPath, base, last, check)
 	if lerr != nil {
 		return nil, state, fmt.Errorf("%w\n(last good configuration %s is bad too: %v)", err, lastPath, lerr)
 	}

@@ -223,6 +223,22 @@ func (p *Plugin) Restart() {
 	}
 }
 
+// Reconfigure gives an enabled plugin a new table of its own, which it
+// takes at a restart, done at once; it reports whether the table changed.
+func (p *Plugin) Reconfigure(settings string) bool {
+	p.mu.Lock()
+	changed := p.spec.Enabled && p.spec.Settings != settings
+	if changed {
+		p.spec.Settings = settings
+	}
+	p.mu.Unlock()
+	if changed {
+		p.log.Info("new settings: restarting to apply them")
+		p.Restart()
+	}
+	return changed
+}
+
 func (p *Plugin) set(f func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -384,8 +400,11 @@ func (p *Plugin) setUp(ctx context.Context, api *sdk.Client) error {
 		return permanent{fmt.Errorf("create data dir: %w", err)}
 	}
 	id := api.ServeHost(p.opts.Host(p.spec.Name, info))
+	p.mu.Lock()
+	settings := p.spec.Settings // Reconfigure may change it
+	p.mu.Unlock()
 	resp, err := api.Configure(cctx, &pluginv1.ConfigureRequest{
-		Toml: p.spec.Settings, DataDir: p.spec.DataDir, HostBrokerId: id, NodeId: p.opts.NodeID,
+		Toml: settings, DataDir: p.spec.DataDir, HostBrokerId: id, NodeId: p.opts.NodeID,
 		StreamSocket: p.opts.StreamSocket,
 	})
 	if err != nil {
