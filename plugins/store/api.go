@@ -40,6 +40,8 @@ func (s *store) HTTPHandler() http.Handler {
 	sdk.ServePage(mux, page)
 	mux.HandleFunc("POST /add", s.apiAdd)
 	mux.HandleFunc("GET /cat/{cid}", s.apiCat)
+	mux.HandleFunc("GET /ipfs/{cid}", s.apiGateway)
+	mux.HandleFunc("GET /ipfs/{cid}/{path...}", s.apiGateway)
 	mux.HandleFunc("GET /get/{cid}", s.apiGet)
 	mux.HandleFunc("POST /pin/{cid}", s.apiPin)
 	mux.HandleFunc("DELETE /pin/{cid}", s.apiUnpin)

@@ -132,14 +132,25 @@ func (s *Server) Handler() http.Handler {
 	// many cannot be told another path: it is the torrent plugin's.
 	mux.HandleFunc("/transmission/rpc", s.transmissionRPC)
 	mux.HandleFunc("/transmission/rpc/", s.transmissionRPC)
+	// And /ipfs/ is where browsers and IPFS tools look for a gateway:
+	// the store plugin's.
+	mux.HandleFunc("GET /ipfs/{rest...}", func(w http.ResponseWriter, r *http.Request) {
+		s.proxyTo(w, r, "store", "ipfs/"+r.PathValue("rest"))
+	})
 	return s.Auth.Guard(profiles.Handler(mux, s.Auth.Check), s.publicPluginPath)
 }
 
 // transmissionRPC hands /transmission/rpc to the torrent plugin's
 // .../transmission/rpc.
 func (s *Server) transmissionRPC(w http.ResponseWriter, r *http.Request) {
-	r.SetPathValue("plugin", "torrent")
-	r.SetPathValue("path", "transmission/rpc")
+	s.proxyTo(w, r, "torrent", "transmission/rpc")
+}
+
+// proxyTo hands r to plugin's path, for the paths other software looks
+// for a plugin's service at.
+func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, plugin, path string) {
+	r.SetPathValue("plugin", plugin)
+	r.SetPathValue("path", path)
 	s.proxy(w, r)
 }
 
