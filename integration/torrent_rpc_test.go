@@ -129,13 +129,22 @@ func TestTransmissionRemoteDrivesTheSeedbox(t *testing.T) {
 		t.Errorf("after a call with a wrong password album is %s, want seeding", v)
 	}
 
-	// A magnet link, then removed.
+	// A magnet link: every field asked of it, and the node's sampling of
+	// its peers, while it has no metadata; then removed.
 	const wanted = "89abcdef0123456789abcdef0123456789abcdef"
 	remote("-a", "magnet:?xt=urn:btih:"+wanted+"&dn=wanted")
 	if v := vecinoTorrent(t, n, wanted); v.State != "metadata" {
 		t.Errorf("magnet added through the RPC: %s, want waiting for metadata", v)
 	}
-	remote("-t", listedID(t, remote("-l"), "wanted"), "-r")
+	time.Sleep(2 * time.Second) // a tick or two of sampling
+	magnetID := listedID(t, remote("-l"), "wanted")
+	for _, what := range []string{"-i", "-f", "-ip", "-it"} {
+		remote("-t", magnetID, what)
+	}
+	if p := n.Status().Plugin("torrent"); p.Restarts != 0 {
+		t.Fatalf("the torrent plugin restarted %d times while a magnet waited for metadata\n%s", p.Restarts, n.Log())
+	}
+	remote("-t", magnetID, "-r")
 	for _, v := range vecinoTorrents(t, n) {
 		if v.InfoHash == wanted {
 			t.Errorf("the magnet is still on the node after -r: %s", v)

@@ -313,7 +313,10 @@ func (s *seedbox) rpcField(it *item, v View, hasInfo bool, f string) (any, bool)
 	case "labels":
 		return []string{}, true
 	case "pieceCount":
-		return it.t.NumPieces(), hasInfo
+		if !hasInfo {
+			return nil, false // the engine's count panics before the metadata
+		}
+		return it.t.NumPieces(), true
 	case "pieceSize":
 		if !hasInfo {
 			return nil, false
@@ -333,8 +336,14 @@ func (s *seedbox) rpcField(it *item, v View, hasInfo bool, f string) (any, bool)
 		}
 		return mi.CreationDate, true
 	case "fileCount":
-		return len(it.t.Files()), hasInfo
+		if !hasInfo {
+			return nil, false
+		}
+		return len(it.t.Files()), true
 	case "files", "fileStats", "wanted", "priorities":
+		if !hasInfo {
+			return []any{}, true // the engine's file list panics before the metadata
+		}
 		return rpcFiles(it, f), true
 	case "trackers":
 		var out []map[string]any
@@ -436,7 +445,10 @@ func (p peerSample) rpc() map[string]any {
 func (it *item) samplePeers(secs float64) {
 	conns := it.t.PeerConns()
 	next := make(map[*torrent.PeerConn]*peerSample, len(conns))
-	n := it.t.NumPieces()
+	n := 0
+	if it.hasInfo() { // before, the engine's piece count panics
+		n = it.t.NumPieces()
+	}
 	for _, pc := range conns {
 		st := pc.Stats()
 		p := &peerSample{up: st.BytesWrittenData.Int64(), down: st.BytesReadUsefulData.Int64()}
