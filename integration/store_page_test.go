@@ -53,15 +53,18 @@ func TestStorePageInChromium(t *testing.T) {
 			t.Errorf("the row %q lacks %q", got, want)
 		}
 	}
-	href := wd.attr(row+" a.download", "href")
-	resp, err := http.Get(href)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !bytes.Equal(got, data) {
-		t.Errorf("the download link %s gave %d bytes, sha %s; want sha %s", href, len(got), sum(got), sum(data))
+	// Both links, the download and the gateway's, give the file whole.
+	for _, link := range []string{"a.download", "a.open"} {
+		href := wd.attr(row+" "+link, "href")
+		resp, err := http.Get(href)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.Equal(got, data) {
+			t.Errorf("the %s link %s gave %d bytes, sha %s; want sha %s", link, href, len(got), sum(got), sum(data))
+		}
 	}
 
 	wd.click(row + " button.unpin")
