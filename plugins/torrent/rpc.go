@@ -13,6 +13,7 @@ package torrent
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -548,7 +549,7 @@ func (s *seedbox) rpcTorrentAdd(r *http.Request, req rpcRequest) (map[string]any
 	case strings.HasPrefix(strings.TrimSpace(name), "magnet:"):
 		v, err = s.addMagnet(strings.TrimSpace(name), dir)
 	case name != "":
-		data, ferr := s.fetchTorrent(r, name, cookies)
+		data, ferr := fetchTorrent(r.Context(), name, cookies)
 		if ferr != nil {
 			return nil, fmt.Errorf("torrent-add: %w", ferr)
 		}
@@ -594,13 +595,14 @@ func (s *seedbox) rpcDir(dir string) (string, error) {
 }
 
 // fetchTorrent downloads a .torrent from an http or https URL, as
-// Transmission does for a "filename" that is no magnet link.
-func (s *seedbox) fetchTorrent(r *http.Request, raw, cookies string) ([]byte, error) {
+// Transmission does for a "filename" that is no magnet link (and a feed's
+// item links to).
+func fetchTorrent(ctx context.Context, raw, cookies string) ([]byte, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("argument \"filename\": %q is neither a magnet link nor an http(s) URL of a .torrent (a file on the client is sent as \"metainfo\")", raw)
 	}
-	get, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+	get, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", raw, err)
 	}

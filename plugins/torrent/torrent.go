@@ -40,12 +40,17 @@ type settings struct {
 	Trackers          bool   `toml:"trackers"`
 	LocalPeerDiscover bool   `toml:"local_peer_discovery"`
 	PortMapping       bool   `toml:"port_mapping"`
+	// Feeds are read every FeedInterval; feeds.go.
+	FeedInterval string `toml:"feed_interval"`
+	feedEvery    time.Duration
+	Feeds        []feedConf `toml:"feeds"`
 }
 
 func defaults() settings {
 	return settings{
 		DataDir: "data", WatchDir: "watch", ListenPort: 51413, MaxActive: 20,
 		DHT: true, PEX: true, UTP: true, Encryption: "prefer", Trackers: true, PortMapping: true,
+		FeedInterval: "30m", feedEvery: 30 * time.Minute,
 	}
 }
 
@@ -83,6 +88,14 @@ func (s *settings) validate() sdk.ConfigErrors {
 	case "prefer", "require", "off":
 	default:
 		bad("encryption", "%q is not one of prefer, require, off", s.Encryption)
+	}
+	if d, err := time.ParseDuration(s.FeedInterval); err != nil || d < time.Second {
+		bad("feed_interval", "%q is not a duration of 1s or more, like \"30m\"", s.FeedInterval)
+	} else {
+		s.feedEvery = d
+	}
+	for i := range s.Feeds {
+		s.Feeds[i].check(i, bad)
 	}
 	if ip := net.ParseIP(s.ListenHost); s.LocalPeerDiscover && ip != nil && ip.IsLoopback() {
 		bad("local_peer_discovery", "peers on the local network cannot reach listen_host %s; listen on their network or set it to false", s.ListenHost)
@@ -127,6 +140,8 @@ type seedbox struct {
 	// started is when the engine started.
 	rpc     *rpcState
 	started time.Time
+	// feeds is what the node saw of its feeds (feeds.go).
+	feeds *feeds
 	// dirs holds, by info hash, the folder in the data folder of each
 	// torrent whose data is not in the data folder itself (torrentDir).
 	dirs sync.Map
@@ -262,6 +277,13 @@ func (s *seedbox) Start(ctx context.Context) error {
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.tick(bg) }()
 	go func() { defer s.wg.Done(); s.watch(bg) }()
+	if s.feeds, err = loadFeeds(s.state); err != nil {
+		s.log.Error("what was seen of the feeds is unreadable; starting afresh", "err", err)
+	}
+	if len(s.cfg.Feeds) > 0 {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.watchFeeds(bg) }()
+	}
 	return nil
 }
 
@@ -328,6 +350,9 @@ func (s *seedbox) Status(context.Context) (sdk.Status, error) {
 	}
 	if s.listErr != "" {
 		details["list_unreadable"] = s.listErr
+	}
+	if fs := s.feedStatus(); len(fs) > 0 {
+		details["feeds"] = fs
 	}
 	if s.pieceErr != "" {
 		details["piece_record_unreadable"] = s.pieceErr
