@@ -62,6 +62,9 @@ func TestTakingFilesOffTheSeedbox(t *testing.T) {
 		t.Errorf("without the secret: %d %q %s, want 401 with a Basic challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
 	}
 	resp, body = getData(t, n, v.InfoHash, "01%20intro.flac", true)
+	if resp.Header.Get("Content-Security-Policy") != "sandbox" {
+		t.Errorf("a torrent's file is served without a sandbox: %q", resp.Header.Get("Content-Security-Policy"))
+	}
 	if resp.StatusCode != http.StatusOK || sha(body) != sums["album/01 intro.flac"] {
 		t.Errorf("01 intro.flac: %d, %d bytes, sha256 %s; want %s", resp.StatusCode, len(body), sha(body), sums["album/01 intro.flac"])
 	}

@@ -1,8 +1,8 @@
 package torrent
 
 // A torrent's files over HTTP, for taking what the seedbox downloaded
-// off it from a browser or with curl: ranges, so a video plays and an
-// interrupted download resumes. A file still downloading is streamed: the
+// off it from a browser or with curl: ranges, so a video plays and seeks
+// in the browser and an interrupted download resumes. A file still downloading is streamed: the
 // engine fetches the pieces being read first, and the answer waits for
 // them. The data is the owner's, so it needs the API secret even to read.
 
@@ -46,7 +46,10 @@ func (s *seedbox) serveData(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, code, err)
 		return
 	}
-	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename*=UTF-8''%s", urlPathEscape(filepath.Base(path))))
+	// Inline, so a video or a picture shows in the browser; a torrent's
+	// HTML is anyone's, so it gets an origin of its own and no scripts.
+	w.Header().Set("Content-Disposition", fmt.Sprintf("inline; filename*=UTF-8''%s", urlPathEscape(filepath.Base(path))))
+	w.Header().Set("Content-Security-Policy", "sandbox")
 	if !stream {
 		fh, err := os.Open(disk)
 		if err != nil {
