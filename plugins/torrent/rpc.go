@@ -139,7 +139,7 @@ func (r rpcRequest) ids() (rpcIDs, error) {
 			}
 			sel.hashes = append(sel.hashes, h)
 		default:
-			return fmt.Errorf("%s is neither a torrent id nor an info hash", string(must(json.Marshal(v))))
+			return fmt.Errorf("%v is neither a torrent id nor an info hash", v)
 		}
 		return nil
 	}
@@ -168,8 +168,6 @@ func (r rpcRequest) ids() (rpcIDs, error) {
 	}
 	return sel, nil
 }
-
-func must(b []byte, _ error) []byte { return b }
 
 // rpcState is what the RPC keeps for its clients in this run: the
 // session id, and a number for each torrent, given in the order they

@@ -5,6 +5,7 @@ package torrent
 // of the answer, as Transmission leaves out fields it does not know.
 
 import (
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -181,13 +182,9 @@ func (s *seedbox) rpcTorrentGet(req rpcRequest) (map[string]any, error) {
 }
 
 var (
-	errNoFields    = rpcError("torrent-get: no \"fields\" asked for")
-	errTableFormat = rpcError("torrent-get: \"format\" must be \"objects\"")
+	errNoFields    = errors.New(`torrent-get: no "fields" asked for`)
+	errTableFormat = errors.New(`torrent-get: "format" must be "objects"`)
 )
-
-type rpcError string
-
-func (e rpcError) Error() string { return string(e) }
 
 // rpcFieldsLocked answers the fields asked for of one torrent.
 func (s *seedbox) rpcFieldsLocked(it *item, fields []string) map[string]any {
