@@ -209,12 +209,19 @@ func (s *seedbox) numberLocked() []*item {
 }
 
 // forgetNumberLocked drops a removed torrent's number, reporting it as
-// removed to "recently-active" callers for a while.
+// removed to "recently-active" callers for a while; removals older than
+// that are forgotten here too, so that they do not pile up unasked.
 func (s *seedbox) forgetNumberLocked(ih string) {
+	now := time.Now()
+	for id, at := range s.rpc.removed {
+		if now.Sub(at) >= rpcRecent {
+			delete(s.rpc.removed, id)
+		}
+	}
 	if id, ok := s.rpc.ids[ih]; ok {
 		delete(s.rpc.ids, ih)
 		delete(s.rpc.hashes, id)
-		s.rpc.removed[id] = time.Now()
+		s.rpc.removed[id] = now
 	}
 }
 
