@@ -15,8 +15,9 @@ import (
 	"github.com/vecino/vecino/internal/testnet"
 )
 
-// gatewayGet GETs url, not following redirects, with extra headers.
-func gatewayGet(t testing.TB, url string, header ...string) (*http.Response, []byte) {
+// httpGet GETs url with extra headers (name, value, ...), not following
+// redirects, and returns the answer and its whole body.
+func httpGet(t testing.TB, url string, header ...string) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
@@ -71,7 +72,7 @@ catch (e) { document.getElementById('origin').textContent = 'own origin'; }
 	root := k.run("add", "-Q", "-r", "--cid-version=1", site)
 
 	ours, theirs := n.API+"/ipfs/"+root, fmt.Sprintf("http://127.0.0.1:%d/ipfs/%s", kuboGW, root)
-	resp, body := gatewayGet(t, ours+"/pics/cat.jpg")
+	resp, body := httpGet(t, ours+"/pics/cat.jpg")
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, photo) {
 		t.Fatalf("cat.jpg through the node: %d, %d bytes, same: %v", resp.StatusCode, len(body), bytes.Equal(body, photo))
 	}
@@ -84,8 +85,8 @@ catch (e) { document.getElementById('origin').textContent = 'own origin'; }
 		{"/index.html", nil},
 		{"/notes/readme.txt", nil},
 	} {
-		r1, b1 := gatewayGet(t, ours+c.path, c.header...)
-		r2, b2 := gatewayGet(t, theirs+c.path, c.header...)
+		r1, b1 := httpGet(t, ours+c.path, c.header...)
+		r2, b2 := httpGet(t, theirs+c.path, c.header...)
 		t1, _, _ := mime.ParseMediaType(r1.Header.Get("Content-Type"))
 		t2, _, _ := mime.ParseMediaType(r2.Header.Get("Content-Type"))
 		if r1.StatusCode != r2.StatusCode || !bytes.Equal(b1, b2) || t1 != t2 {
@@ -93,19 +94,19 @@ catch (e) { document.getElementById('origin').textContent = 'own origin'; }
 				r1.StatusCode, r1.Header.Get("Content-Type"), len(b1), r2.StatusCode, r2.Header.Get("Content-Type"), len(b2))
 		}
 	}
-	if resp, _ := gatewayGet(t, ours+"/pics/cat.jpg", "If-None-Match", `"`+strings.TrimSpace(k.run("resolve", "-r", "/ipfs/"+root+"/pics/cat.jpg")[6:])+`"`); resp.StatusCode != http.StatusNotModified {
+	if resp, _ := httpGet(t, ours+"/pics/cat.jpg", "If-None-Match", `"`+strings.TrimSpace(k.run("resolve", "-r", "/ipfs/"+root+"/pics/cat.jpg")[6:])+`"`); resp.StatusCode != http.StatusNotModified {
 		t.Errorf("a conditional GET with the file's CID as ETag: %d, want 304", resp.StatusCode)
 	}
-	if resp, _ := gatewayGet(t, ours+"/notes"); resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "notes/" {
+	if resp, _ := httpGet(t, ours+"/notes"); resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "notes/" {
 		t.Errorf("a folder without its slash: %d to %q, want 301 to notes/", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if resp, body := gatewayGet(t, ours+"/notes/"); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `href="readme.txt"`) {
+	if resp, body := httpGet(t, ours+"/notes/"); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `href="readme.txt"`) {
 		t.Errorf("a folder without an index.html: %d\n%s", resp.StatusCode, body)
 	}
-	if resp, body := gatewayGet(t, ours+"/nothing.html"); resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "nothing.html") {
+	if resp, body := httpGet(t, ours+"/nothing.html"); resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "nothing.html") {
 		t.Errorf("a path that names nothing: %d %s", resp.StatusCode, body)
 	}
-	if resp, _ := gatewayGet(t, ours+"/"); !strings.Contains(resp.Header.Get("Content-Security-Policy"), "sandbox") {
+	if resp, _ := httpGet(t, ours+"/"); !strings.Contains(resp.Header.Get("Content-Security-Policy"), "sandbox") {
 		t.Errorf("the site is served without a sandbox: %q", resp.Header.Get("Content-Security-Policy"))
 	}
 

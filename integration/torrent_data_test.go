@@ -3,9 +3,9 @@ package integration
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,26 +21,10 @@ import (
 // with no secret; extra headers too.
 func getData(t testing.TB, n *testnet.Node, ih, path string, auth bool, header ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest("GET", n.API+"/api/v1/plugins/torrent/torrents/"+ih+"/data/"+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if auth {
-		req.SetBasicAuth("me", n.Token)
+		header = append(header, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("me:"+n.Token)))
 	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v after %d bytes", path, err, len(body))
-	}
-	return resp, body
+	return httpGet(t, n.API+"/api/v1/plugins/torrent/torrents/"+ih+"/data/"+path, header...)
 }
 
 func sha(b []byte) string {
