@@ -333,8 +333,6 @@ func (c *chat) Start(context.Context) error {
 	for _, name := range c.cfg.Rooms {
 		c.roomLocked(name)
 	}
-	// A room name no client could give is damage: its records are skipped,
-	// or joining it would fail the start, every time.
 	badBlocked, err := d.loadBlocked(func(b Block) { c.blocked[b.Author] = b })
 	if err != nil {
 		return fmt.Errorf("load blocked authors: %w", err)
@@ -347,6 +345,8 @@ func (c *chat) Start(context.Context) error {
 	// Messages of authors blocked since they were kept (in the TOML file,
 	// say) are dropped as the history loads.
 	unwanted := map[string][]uint64{}
+	// A room name no client could give is damage: its records are skipped,
+	// or joining it would fail the start, every time.
 	badRooms := 0
 	if err := d.loadSeen(func(room, author string, last seen) {
 		if !wire.RoomName.MatchString(room) {
