@@ -355,8 +355,12 @@ func (s *seedbox) rpcField(it *item, v View, hasInfo bool, f string) (any, bool)
 		}
 		return out, true
 	case "peers":
+		peers := it.peers
+		if it.peerSeen == nil { // idle: not sampled
+			_, peers = it.peersNow(nil, 0)
+		}
 		out := []map[string]any{}
-		for _, p := range it.peers {
+		for _, p := range peers {
 			out = append(out, p.rpc())
 		}
 		return out, true
@@ -438,8 +442,21 @@ func (p peerSample) rpc() map[string]any {
 	}
 }
 
-// samplePeers takes the rates of each connected peer over secs seconds.
+// samplePeers takes the rates of each connected peer over secs seconds,
+// for a torrent that moved data in them. An idle one's peers move none:
+// a box seeding hundreds of torrents does not look at each of their
+// peers every second; its RPC answer lists them as it is asked.
 func (it *item) samplePeers(secs float64) {
+	if it.upRate == 0 && it.downRate == 0 {
+		it.peerSeen, it.peers = nil, nil
+		return
+	}
+	it.peerSeen, it.peers = it.peersNow(it.peerSeen, secs)
+}
+
+// peersNow is the connected peers, with their rates since prev, secs
+// seconds ago (none without prev).
+func (it *item) peersNow(prev map[*torrent.PeerConn]*peerSample, secs float64) (map[*torrent.PeerConn]*peerSample, []peerSample) {
 	conns := it.t.PeerConns()
 	next := make(map[*torrent.PeerConn]*peerSample, len(conns))
 	n := 0
@@ -458,16 +475,16 @@ func (it *item) samplePeers(secs float64) {
 		if n > 0 {
 			p.progress = float64(st.RemotePieceCount) / float64(n)
 		}
-		if last, ok := it.peerSeen[pc]; ok && secs > 0 {
+		if last, ok := prev[pc]; ok && secs > 0 {
 			p.upRate = float64(p.up-last.up) / secs
 			p.downRate = float64(p.down-last.down) / secs
 		}
 		next[pc] = p
 	}
-	it.peerSeen = next
-	it.peers = it.peers[:0]
+	list := make([]peerSample, 0, len(next))
 	for _, p := range next {
-		it.peers = append(it.peers, *p)
+		list = append(list, *p)
 	}
-	slices.SortFunc(it.peers, func(a, b peerSample) int { return a.addr.Compare(b.addr) })
+	slices.SortFunc(list, func(a, b peerSample) int { return a.addr.Compare(b.addr) })
+	return next, list
 }
