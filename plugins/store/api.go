@@ -158,6 +158,7 @@ func (s *store) apiCat(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *store) apiGet(w http.ResponseWriter, r *http.Request) {
+	defer survivePanic(w, r)
 	ctx, cancel, ds, n, ok := s.openRoot(w, r)
 	if !ok {
 		return

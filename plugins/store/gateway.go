@@ -15,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -37,6 +39,7 @@ const gatewayPolicy = "sandbox allow-scripts allow-forms allow-popups allow-moda
 var errNoSuchPath = errors.New("no such file or folder")
 
 func (s *store) apiGateway(w http.ResponseWriter, r *http.Request) {
+	defer survivePanic(w, r)
 	c, err := pathCID(r)
 	if err != nil {
 		fail(w, err)
@@ -87,6 +90,18 @@ func (s *store) apiGateway(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	listFolder(ctx, w, r, ds, n, "/ipfs/"+c.String()+"/"+strings.Join(segs, "/"))
+}
+
+// survivePanic answers 500 for a request whose folder or file data made
+// boxo's UnixFS code panic: that data comes from any peer, and one
+// crafted folder must cost its request, not the plugin and every other
+// request with it. Deferred by handlers that walk UnixFS with boxo, which
+// holds none of the store's locks while it does.
+func survivePanic(w http.ResponseWriter, r *http.Request) {
+	if v := recover(); v != nil {
+		slog.Error("reading UnixFS data panicked", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+		http.Error(w, fmt.Sprintf("this node cannot read %s: its data is malformed", r.URL.Path), http.StatusUnprocessableEntity)
+	}
 }
 
 // gatewayFail answers a path that names nothing with 404, else as fail.

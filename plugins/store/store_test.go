@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/vecino/vecino/internal/plugintest"
@@ -31,4 +34,18 @@ func TestBadSettingsNameTheirKey(t *testing.T) {
 		{TOML: `bitswap = "yes"`, Key: "bitswap"},
 		{TOML: `colour = "blue"`, Key: "colour"},
 	})
+}
+
+// A request whose UnixFS data trips boxo costs that request (422), not
+// the plugin.
+func TestAPanicReadingUnixFSCostsOneRequest(t *testing.T) {
+	w := httptest.NewRecorder()
+	func() {
+		defer survivePanic(w, httptest.NewRequest("GET", "/ipfs/bafy/x", nil))
+		var shard map[string]int
+		shard["boom"]++ // as a library's nil map would
+	}()
+	if w.Code != http.StatusUnprocessableEntity || !strings.Contains(w.Body.String(), "/ipfs/bafy/x") {
+		t.Errorf("answer %d %q", w.Code, w.Body.String())
+	}
 }
