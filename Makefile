@@ -34,7 +34,7 @@ bench: build
 FUZZTIME ?= 60s
 FUZZ := ./config:FuzzParse ./internal/damaged:FuzzSalvage ./plugins/chat/wire:FuzzParseRoom ./plugins/chat/wire:FuzzParseMail ./plugins/chat:FuzzCatchUpAnswer \
 	./plugins/torrent:FuzzParseMetainfo ./plugins/torrent:FuzzParsePeer ./plugins/torrent:FuzzParseLPD ./plugins/torrent:FuzzParseRPC ./plugins/torrent:FuzzParseFeed \
-	./plugins/store:FuzzParseTar ./plugins/store:FuzzParseBitswap ./plugins/store:FuzzReadRecord \
+	./plugins/store:FuzzParseTar ./plugins/store:FuzzParseBitswap ./plugins/store:FuzzReadRecord ./plugins/store:FuzzParseRange \
 	./plugins/store:FuzzHeardAnnouncements
 fuzz:
 	set -e; for f in $(FUZZ); do \

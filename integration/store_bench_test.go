@@ -3,6 +3,8 @@ package integration
 import (
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -159,4 +161,66 @@ func BenchmarkStoreHeapPerFile(b *testing.B) {
 		b.Logf("store live heap %.2f -> %.2f MiB over %d files added and unpinned", float64(before.heap)/(1<<20), float64(after.heap)/(1<<20), rounds)
 		n.Stop()
 	}
+}
+
+// BenchmarkGateway256MiB: the same 256 MiB file, held by both, read
+// through the node's gateway (/ipfs/CID, the router's HTTP proxy to the
+// store plugin) and through kubo's, whole and as 64 ranges of 1 MiB at
+// spread offsets (a player's seeks). It reports each one's throughput and
+// the ranges' total time, and their ratio.
+func BenchmarkGateway256MiB(b *testing.B) {
+	const size = 256 << 20
+	src := filepath.Join(b.TempDir(), "film.bin")
+	writeRandom(b, src, size)
+	kuboGW := testnet.FreePort(b)
+	k := startKuboWith(b, "Addresses.Gateway", fmt.Sprintf(`"/ip4/127.0.0.1/tcp/%d"`, kuboGW))
+	n := storeNode(b, "gateway-bench", "quota_mib = 1024\nreplication = 1")
+	vc := storeAdd(b, n, src)
+	if kc := k.run("add", "-Q", "--cid-version=1", src); kc != vc {
+		b.Fatalf("CIDs differ: vecino %s, kubo %s", vc, kc)
+	}
+	read := func(url string, header ...string) int64 {
+		req, _ := http.NewRequest("GET", url, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		got, err := io.Copy(io.Discard, resp.Body)
+		if err != nil || resp.StatusCode/100 != 2 {
+			b.Fatalf("GET %s: %d, %v", url, resp.StatusCode, err)
+		}
+		return got
+	}
+	mib := float64(size) / (1 << 20)
+	var vWhole, kWhole, vRanges, kRanges float64
+	for range b.N {
+		for _, g := range []struct {
+			url           string
+			whole, range_ *float64
+		}{{n.API + "/ipfs/" + vc, &vWhole, &vRanges}, {fmt.Sprintf("http://127.0.0.1:%d/ipfs/%s", kuboGW, vc), &kWhole, &kRanges}} {
+			start := time.Now()
+			if got := read(g.url); got != size {
+				b.Fatalf("%s: %d bytes", g.url, got)
+			}
+			*g.whole += mib / time.Since(start).Seconds()
+			start = time.Now()
+			for i := range 64 {
+				off := int64(i) * (size / 64)
+				if got := read(g.url, "Range", fmt.Sprintf("bytes=%d-%d", off, off+1<<20-1)); got != 1<<20 {
+					b.Fatalf("%s range %d: %d bytes", g.url, i, got)
+				}
+			}
+			*g.range_ += float64(time.Since(start).Milliseconds())
+		}
+	}
+	runs := float64(b.N)
+	b.ReportMetric(vWhole/runs, "vecino-MiB/s")
+	b.ReportMetric(kWhole/runs, "kubo-MiB/s")
+	b.ReportMetric(vWhole/kWhole, "whole-x")
+	b.ReportMetric(vRanges/runs, "vecino-64-ranges-ms")
+	b.ReportMetric(kRanges/runs, "kubo-64-ranges-ms")
 }

@@ -50,6 +50,15 @@ func fileNode(n *merkledag.ProtoNode) (*ft.FSNode, error) {
 	return fs, nil
 }
 
+// fileNodeAt is fileNode for a node depth levels down a file's DAG,
+// refusing a DAG deeper than any file needs.
+func fileNodeAt(n *merkledag.ProtoNode, depth int) (*ft.FSNode, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("%s: a file DAG deeper than %d levels", n.Cid(), maxDepth)
+	}
+	return fileNode(n)
+}
+
 // writeFile writes the content of the UnixFS file n to w.
 func (d dagServ) writeFile(ctx context.Context, w io.Writer, n ipld.Node) error {
 	return d.writeNode(ctx, w, n, 0)
@@ -61,10 +70,7 @@ func (d dagServ) writeNode(ctx context.Context, w io.Writer, n ipld.Node, depth 
 		_, err := w.Write(n.RawData())
 		return err
 	case *merkledag.ProtoNode:
-		if depth > maxDepth {
-			return fmt.Errorf("%s: a file DAG deeper than %d levels", n.Cid(), maxDepth)
-		}
-		fs, err := fileNode(n)
+		fs, err := fileNodeAt(n, depth)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ package store
 // pages keep (the API secret) nor call the node's API with it.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,8 +23,8 @@ import (
 	"os"
 	"path"
 	"runtime/debug"
+	"strconv"
 	"strings"
-	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	ft "github.com/ipfs/boxo/ipld/unixfs"
@@ -141,29 +142,63 @@ func child(ctx context.Context, ds dagServ, n ipld.Node, name string) (ipld.Node
 	return c, nil
 }
 
-// serveUnixFSFile serves a file with ranges, HEAD, and a content type from
-// its name or, failing that, its first bytes; its CID is its ETag, and
-// it never changes.
+// serveUnixFSFile serves a file with a range, HEAD, and a content type
+// from its name or, failing that, its first bytes; its CID is its ETag,
+// and it never changes. A whole file is written as a get writes it (leaves
+// read ahead); a range reads the leaves it covers.
 func (s *store) serveUnixFSFile(ctx context.Context, w http.ResponseWriter, r *http.Request, ds dagServ, n ipld.Node, name string) {
-	if _, err := fileSize(n); err != nil {
+	size64, err := fileSize(n)
+	if err != nil {
 		fail(w, err) // a symlink, say
 		return
 	}
-	rd, err := uio.NewDagReader(ctx, n, ds)
-	if err != nil {
-		fail(w, err)
+	size := int64(size64)
+	etag := `"` + n.Cid().String() + `"`
+	h := w.Header()
+	h.Set("Etag", etag)
+	h.Set("Cache-Control", "public, max-age=29030400, immutable")
+	h.Set("Accept-Ranges", "bytes")
+	if inm := r.Header.Get("If-None-Match"); inm == etag || inm == "*" {
+		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	defer rd.Close()
-	if r.Method != http.MethodHead {
-		s.prefetch(ctx, n.Cid(), ds.sess)
+	ctype := mime.TypeByExtension(path.Ext(name))
+	if ctype == "" {
+		var head bytes.Buffer
+		if err := ds.writeRange(ctx, &head, n, 0, min(size, 512)); err != nil {
+			fail(w, err)
+			return
+		}
+		ctype = http.DetectContentType(head.Bytes())
 	}
-	if t := mime.TypeByExtension(path.Ext(name)); t != "" {
-		w.Header().Set("Content-Type", t)
+	h.Set("Content-Type", ctype)
+	from, to, partial, unsatisfiable := parseRange(r.Header.Get("Range"), size)
+	if ir := r.Header.Get("If-Range"); ir != "" && ir != etag {
+		partial, unsatisfiable = false, false // changed since: the whole (it cannot have)
 	}
-	w.Header().Set("Etag", `"`+n.Cid().String()+`"`)
-	w.Header().Set("Cache-Control", "public, max-age=29030400, immutable")
-	http.ServeContent(w, r, name, time.Time{}, rd)
+	switch {
+	case unsatisfiable:
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		http.Error(w, fmt.Sprintf("%s is %d bytes: the range asked for starts past its end", name, size), http.StatusRequestedRangeNotSatisfiable)
+		return
+	case partial:
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, to-1, size))
+		h.Set("Content-Length", strconv.FormatInt(to-from, 10))
+		w.WriteHeader(http.StatusPartialContent)
+	default:
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusOK)
+	}
+	if r.Method == http.MethodHead {
+		return
+	}
+	// An error now can only cut the body short, as it does.
+	if partial {
+		ds.writeRange(ctx, w, n, from, to)
+		return
+	}
+	s.prefetch(ctx, n.Cid(), ds.sess)
+	ds.writeFile(ctx, w, n)
 }
 
 var folderPage = template.Must(template.New("folder").Parse(`<!doctype html>
