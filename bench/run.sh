@@ -51,6 +51,10 @@ go test -run '^$' -bench 'BenchmarkParseRoom|BenchmarkReadPage|BenchmarkReceiveB
 go test -run '^$' -bench BenchmarkStoreAddGet1GiB -benchtime 2x -timeout 30m ./integration/ |
 	grep -v '^=== RUN'
 go test -run '^$' -bench BenchmarkImport256MiB -benchtime 3x ./plugins/store/
+# The gateway: a 256 MiB file whole and by 64 ranges, the node's /ipfs/
+# against kubo's gateway.
+go test -run '^$' -bench BenchmarkGateway256MiB -benchtime 2x ./integration/ |
+	grep -v '^=== RUN'
 # What the store keeps on its heap per file added and unpinned (about 0).
 go test -run '^$' -bench BenchmarkStoreHeapPerFile -benchtime 1x -v ./integration/ |
 	grep -v '^=== RUN'
