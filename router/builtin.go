@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+
 	"github.com/vecino/vecino/config"
 	"github.com/vecino/vecino/plugins/chat"
 	"github.com/vecino/vecino/plugins/store"
 	"github.com/vecino/vecino/plugins/torrent"
 	"github.com/vecino/vecino/router/internal/daemon"
 	"github.com/vecino/vecino/sdk"
-	"os"
-	"path/filepath"
 )
 
 // builtins are the plugins linked into the router binary. The router runs
