@@ -14,8 +14,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -305,9 +303,7 @@ func (s *seedbox) addFeedItem(ctx context.Context, fc *feedConf, it feedItem) (d
 	if strings.HasPrefix(it.Link, "magnet:") {
 		_, err = s.addMagnet(it.Link, fc.Dir)
 	} else {
-		fetchCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		data, ferr := fetchTorrent(fetchCtx, it.Link, "")
-		cancel()
+		data, ferr := fetchTorrent(ctx, it.Link, "")
 		if ferr != nil {
 			return false, ferr
 		}
@@ -322,26 +318,12 @@ func fetchFeed(ctx context.Context, raw string) ([]feedItem, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s", resp.Status)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxFeedBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxFeedBytes {
+	data, err := getBounded(ctx, raw, "", maxFeedBytes)
+	switch {
+	case errors.Is(err, errOverLimit):
 		return nil, fmt.Errorf("over %d MiB: not a feed", maxFeedBytes>>20)
+	case err != nil:
+		return nil, err
 	}
 	return parseFeed(data, u)
 }

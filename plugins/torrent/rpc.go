@@ -607,28 +607,45 @@ func fetchTorrent(ctx context.Context, raw, cookies string) ([]byte, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("argument \"filename\": %q is neither a magnet link nor an http(s) URL of a .torrent (a file on the client is sent as \"metainfo\")", raw)
 	}
-	get, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
+	data, err := getBounded(ctx, u.String(), cookies, maxTorrentFile)
+	switch {
+	case errors.Is(err, errOverLimit):
+		return nil, fmt.Errorf("fetch %s: over %d bytes, no .torrent", raw, maxTorrentFile)
+	case err != nil:
 		return nil, fmt.Errorf("fetch %s: %w", raw, err)
+	}
+	return data, nil
+}
+
+// errOverLimit is an answer longer than getBounded takes.
+var errOverLimit = errors.New("over the limit")
+
+// getBounded GETs url (with cookies, if any) and returns its body, of at
+// most limit bytes, within 30 s: a .torrent a client names, a feed.
+func getBounded(ctx context.Context, url, cookies string, limit int) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
 	}
 	if cookies != "" {
-		get.Header.Set("Cookie", cookies)
+		req.Header.Set("Cookie", cookies)
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(get)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", raw, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch %s: %s", raw, resp.Status)
+		return nil, errors.New(resp.Status)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTorrentFile+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", raw, err)
+		return nil, err
 	}
-	if len(data) > maxTorrentFile {
-		return nil, fmt.Errorf("fetch %s: over %d bytes, no .torrent", raw, maxTorrentFile)
+	if len(data) > limit {
+		return nil, errOverLimit
 	}
 	return data, nil
 }
