@@ -124,6 +124,16 @@ func (s *store) prefetch(ctx context.Context, c cid.Cid, sess *session) {
 // starts fetching the rest of its DAG; ok is false when it has answered
 // with an error. The caller cancels ctx when done.
 func (s *store) openRoot(w http.ResponseWriter, r *http.Request) (ctx context.Context, cancel context.CancelFunc, ds dagServ, n ipld.Node, ok bool) {
+	ctx, cancel, ds, n, ok = s.openNode(w, r)
+	if ok {
+		s.prefetch(ctx, n.Cid(), ds.sess)
+	}
+	return ctx, cancel, ds, n, ok
+}
+
+// openNode is openRoot without the fetch of the rest: for the gateway,
+// which fetches only what a path leads to.
+func (s *store) openNode(w http.ResponseWriter, r *http.Request) (ctx context.Context, cancel context.CancelFunc, ds dagServ, n ipld.Node, ok bool) {
 	c, err := pathCID(r)
 	if err != nil {
 		fail(w, err)
@@ -136,7 +146,6 @@ func (s *store) openRoot(w http.ResponseWriter, r *http.Request) (ctx context.Co
 		fail(w, err)
 		return nil, nil, ds, nil, false
 	}
-	s.prefetch(ctx, c, ds.sess)
 	return ctx, cancel, ds, n, true
 }
 

@@ -41,19 +41,12 @@ var errNoSuchPath = errors.New("no such file or folder")
 
 func (s *store) apiGateway(w http.ResponseWriter, r *http.Request) {
 	defer survivePanic(w, r)
-	c, err := pathCID(r)
-	if err != nil {
-		fail(w, err)
+	ctx, cancel, ds, n, ok := s.openNode(w, r)
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	ds := dagServ{s: s, sess: s.bit.newSession(s.cfg.FetchTimeout)}
-	n, err := ds.Get(ctx, c)
-	if err != nil {
-		fail(w, err)
-		return
-	}
+	c, _ := pathCID(r) // as asked for (openNode checked it): a CIDv0 stays one in what is answered
 	var segs []string
 	for _, seg := range strings.Split(r.PathValue("path"), "/") {
 		if seg != "" {
@@ -62,6 +55,7 @@ func (s *store) apiGateway(w http.ResponseWriter, r *http.Request) {
 	}
 	name := c.String()
 	for i, seg := range segs {
+		var err error
 		if n, err = child(ctx, ds, n, seg); err != nil {
 			gatewayFail(w, fmt.Errorf("/ipfs/%s/%s: %w", c, strings.Join(segs[:i+1], "/"), err))
 			return
