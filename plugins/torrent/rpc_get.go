@@ -191,15 +191,27 @@ func (s *seedbox) rpcFieldsLocked(it *item, fields []string) map[string]any {
 	v := it.view()
 	out := make(map[string]any, len(fields))
 	info := it.t.Info()
+	// The kept .torrent, read once however many of its fields are asked.
+	var kept *metainfo.MetaInfo
+	read := false
+	keptFile := func() *metainfo.MetaInfo {
+		if !read {
+			read = true
+			if mi, err := metainfo.LoadFromFile(filepath.Join(s.state, it.rec.InfoHash+".torrent")); err == nil {
+				kept = mi
+			}
+		}
+		return kept
+	}
 	for _, f := range fields {
-		if val, ok := s.rpcField(it, v, info != nil, f); ok {
+		if val, ok := s.rpcField(it, v, info != nil, keptFile, f); ok {
 			out[f] = val
 		}
 	}
 	return out
 }
 
-func (s *seedbox) rpcField(it *item, v View, hasInfo bool, f string) (any, bool) {
+func (s *seedbox) rpcField(it *item, v View, hasInfo bool, keptFile func() *metainfo.MetaInfo, f string) (any, bool) {
 	switch f {
 	case "id":
 		return s.rpc.ids[it.rec.InfoHash], true
@@ -321,8 +333,8 @@ func (s *seedbox) rpcField(it *item, v View, hasInfo bool, f string) (any, bool)
 		return it.t.Info().PieceLength, true
 	case "comment", "creator", "dateCreated":
 		// From the kept .torrent: the engine's Metainfo makes these up.
-		mi, err := metainfo.LoadFromFile(filepath.Join(s.state, it.rec.InfoHash+".torrent"))
-		if err != nil {
+		mi := keptFile()
+		if mi == nil {
 			return nil, false
 		}
 		switch f {
