@@ -27,30 +27,9 @@ func TestTransmissionRemoteDrivesTheSeedbox(t *testing.T) {
 	testnet.NeedTools(t, "transmission-remote", "transmission-create", "aria2c")
 	n := torrentNode(t)
 	data := filepath.Join(n.State, "plugins", "torrent", "data")
-	// transmission-remote is pointed at the router's /transmission/rpc,
-	// where Transmission's clients look for it.
-	remoteAs := func(auth string, args ...string) (string, error) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "transmission-remote", append([]string{n.API + "/transmission", "-n", auth}, args...)...).CombinedOutput()
-		return string(out), err
-	}
-	remote := func(args ...string) string {
-		t.Helper()
-		out, err := remoteAs("vecino:"+n.Token, args...)
-		if err != nil {
-			t.Fatalf("transmission-remote %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
-	refused := func(want string, args ...string) {
-		t.Helper()
-		out, err := remoteAs("vecino:"+n.Token, args...)
-		if err == nil || !strings.Contains(out, want) {
-			t.Errorf("transmission-remote %s: %v, %q; want it refused with %q", strings.Join(args, " "), err, out, want)
-		}
-	}
+	remoteAs := func(auth string, args ...string) (string, error) { return transmissionRemoteAs(n, auth, args...) }
+	remote := func(args ...string) string { t.Helper(); return transmissionRemote(t, n, args...) }
+	refused := func(want string, args ...string) { t.Helper(); transmissionRemoteRefused(t, n, want, args...) }
 
 	if out := remote("-si"); !strings.Contains(out, "RPC version: 16") || !strings.Contains(out, "Download directory: "+data) {
 		t.Errorf("session info does not show the RPC version and the data folder:\n%s", out)
@@ -203,6 +182,37 @@ type limitsView struct {
 	RatioOwn bool `json:"ratio_own"`
 	Idle     string
 	IdleOwn  bool `json:"idle_own"`
+}
+
+// transmissionRemoteAs runs Debian's transmission-remote against n's
+// router at /transmission/rpc, where Transmission's clients look for it,
+// with auth (user:password).
+func transmissionRemoteAs(n *testnet.Node, auth string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "transmission-remote", append([]string{n.API + "/transmission", "-n", auth}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// transmissionRemote runs transmission-remote with n's secret and
+// returns what it printed; it fails the test if the command fails.
+func transmissionRemote(t testing.TB, n *testnet.Node, args ...string) string {
+	t.Helper()
+	out, err := transmissionRemoteAs(n, "vecino:"+n.Token, args...)
+	if err != nil {
+		t.Fatalf("transmission-remote %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// transmissionRemoteRefused checks that the node refuses what
+// transmission-remote asks, saying want.
+func transmissionRemoteRefused(t testing.TB, n *testnet.Node, want string, args ...string) {
+	t.Helper()
+	out, err := transmissionRemoteAs(n, "vecino:"+n.Token, args...)
+	if err == nil || !strings.Contains(out, want) {
+		t.Errorf("transmission-remote %s: %v, %q; want it refused with %q", strings.Join(args, " "), err, out, want)
+	}
 }
 
 // vecinoLimits is the seeding limits the node holds torrent ih to.

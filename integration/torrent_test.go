@@ -150,6 +150,8 @@ type torrentView struct {
 	Ratio    float64 `json:"ratio"`
 	Note     string  `json:"note"`
 	Skipped  int     `json:"skipped"`
+	Dir      string  `json:"dir"`
+	Queue    int     `json:"queue"`
 }
 
 func (tv torrentView) String() string {
@@ -357,6 +359,12 @@ type transmission struct {
 	dir      string
 	peerPort int
 	pid      int
+	token    string // the password, for a Vecino node's RPC (nodeRPC)
+}
+
+// nodeRPC is a client of n's Transmission RPC, as transmission-daemon's.
+func nodeRPC(t testing.TB, n *testnet.Node) *transmission {
+	return &transmission{t: t, client: http.DefaultClient, rpc: n.API + "/transmission/rpc", token: n.Token}
 }
 
 func startTransmission(t testing.TB) *transmission {
@@ -402,6 +410,9 @@ func (tr *transmission) call(method string, args map[string]any) map[string]any 
 	for range 3 {
 		req, _ := http.NewRequest("POST", tr.rpc, bytes.NewReader(body))
 		req.Header.Set("X-Transmission-Session-Id", tr.session)
+		if tr.token != "" {
+			req.SetBasicAuth("vecino", tr.token)
+		}
 		resp, err := tr.client.Do(req)
 		if err != nil {
 			tr.t.Fatalf("transmission rpc: %v", err)

@@ -37,7 +37,14 @@ type torrentView struct {
 	Verified float64 `json:"verified"`
 	Error    string  `json:"error"`
 	Note     string  `json:"note"`
-	Limits   struct {
+	Dir      string  `json:"dir"`
+	Queue    int     `json:"queue"`
+	Moving   *struct {
+		To       string  `json:"to"`
+		Progress float64 `json:"progress"`
+	} `json:"moving"`
+	MoveError string `json:"move_error"`
+	Limits    struct {
 		Ratio    float64 `json:"ratio"`
 		RatioOwn bool    `json:"ratio_own"`
 		Idle     string  `json:"idle"`
@@ -47,7 +54,7 @@ type torrentView struct {
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, rm or create")
+		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, move, queue, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -114,6 +121,18 @@ func (c *client) torrent(args []string) error {
 		return nil
 	case "limit":
 		return c.torrentLimit(rest)
+	case "move":
+		return c.torrentMove(rest)
+	case "queue":
+		if len(rest) != 2 {
+			return errors.New("torrent queue INFOHASH top|up|down|bottom|POSITION (max_active torrents transfer at once, the first in the queue)")
+		}
+		var v torrentView
+		if _, err := c.postJSON(torrentAPI+"/torrents/"+rest[0]+"/queue", map[string]string{"to": rest[1]}, &v); err != nil {
+			return err
+		}
+		fmt.Printf("%s %s: %d in the queue, %s\n", v.InfoHash, v.Name, v.Queue+1, v.State)
+		return nil
 	case "get":
 		fs := flag.NewFlagSet("torrent get", flag.ExitOnError)
 		out := fs.String("o", "", "where to save it (default: the file's name, here)")
@@ -435,6 +454,42 @@ func (c *client) torrentLimit(args []string) error {
 		return err
 	}
 	fmt.Printf("%s %s: %s\n", v.InfoHash, v.Name, limitsText(v))
+	return nil
+}
+
+// torrentMove moves a torrent's data to a folder of the node's data
+// folder, showing a copy to another disk until it is done.
+func (c *client) torrentMove(args []string) error {
+	fs := flag.NewFlagSet("torrent move", flag.ExitOnError)
+	find := fs.Bool("find", false, "the data is in that folder already (copied by hand): point the torrent at it and verify it")
+	usage := errors.New(`torrent move [-find] INFOHASH FOLDER (a folder in the node's data folder; "" for the data folder itself)`)
+	fs.Parse(args)
+	if fs.NArg() != 2 {
+		return usage
+	}
+	ih := fs.Arg(0)
+	var v torrentView
+	if _, err := c.postJSON(torrentAPI+"/torrents/"+ih+"/move", map[string]any{"dir": fs.Arg(1), "find": *find}, &v); err != nil {
+		return err
+	}
+	p := newProgress()
+	for v.Moving != nil {
+		p.show(fmt.Sprintf("%s: moving to %s/, %5.1f%% of %s copied", v.Name, v.Moving.To, v.Moving.Progress*100, humanBytes(float64(v.Size))))
+		time.Sleep(time.Second)
+		v = torrentView{} // a field the answer leaves out is not kept
+		if err := c.getJSON(torrentAPI+"/torrents/"+ih, &v); err != nil {
+			return err
+		}
+	}
+	p.done()
+	if v.MoveError != "" {
+		return errors.New(v.MoveError)
+	}
+	where := v.Dir + "/"
+	if v.Dir == "" {
+		where = "the data folder"
+	}
+	fmt.Printf("%s %s: in %s, %s\n", v.InfoHash, v.Name, where, v.State)
 	return nil
 }
 

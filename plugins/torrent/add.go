@@ -104,6 +104,7 @@ func (s *seedbox) add(rec *record, torrentFile []byte, info *metainfo.Info, star
 	if err != nil {
 		return View{}, err
 	}
+	s.schedule()
 	s.saveListLocked()
 	return it.view(), nil
 }
@@ -111,9 +112,7 @@ func (s *seedbox) add(rec *record, torrentFile []byte, info *metainfo.Info, star
 // startLocked hands a torrent to the engine and, once its metadata is
 // known, keeps the .torrent and starts downloading what is missing.
 func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error)) (*item, error) {
-	if rec.Dir != "" {
-		s.dirs.Store(rec.InfoHash, rec.Dir) // for the storage's torrentDir
-	}
+	s.storeDir(rec) // for the storage's torrentDir
 	t, err := add()
 	if err != nil {
 		s.dirs.Delete(rec.InfoHash)
@@ -288,7 +287,7 @@ func (s *seedbox) change(ih string, fn func(*item) error) (View, error) {
 func (s *seedbox) itemLocked(ih string) (*item, error) {
 	it, ok := s.torrents[ih]
 	if !ok {
-		return nil, fmt.Errorf("no torrent %s", ih)
+		return nil, fmt.Errorf("%w %s", errNoTorrent, ih)
 	}
 	return it, nil
 }
@@ -363,6 +362,8 @@ func (s *seedbox) startVerifyLocked(ih string) (*item, View, error) {
 		return nil, View{}, err
 	case it.verifying:
 		return nil, it.view(), fmt.Errorf("%s is being verified already: %w", ih, errBusy)
+	case it.move != nil:
+		return nil, it.view(), fmt.Errorf("%s is being moved to %q: verify it when that is done: %w", ih, it.move.to, errBusy)
 	case s.bg.Err() != nil:
 		return nil, it.view(), fmt.Errorf("the plugin is stopping: %w", errBusy)
 	}

@@ -30,6 +30,11 @@ const maxTorrentFile = 16 << 20
 //	GET    /torrents/{ih}/files      its files; POST with {"skip":[...]} or {"want":[...]}
 //	POST   /torrents/{ih}/limits     body: {"ratio": 2 | "node" | "none", "idle": "90m" | "node" | "none"}: its own
 //	                                 seeding limits, the node's ([plugins.torrent]) again, or none; either may be left out
+//	POST   /torrents/{ih}/queue     body: {"to": "top" | "up" | "down" | "bottom" | N}: its place in the queue
+//	                                 (max_active torrents transfer at once, the first in it; "queue" in View)
+//	POST   /torrents/{ih}/move      body: {"dir": "FOLDER", "find": false}: move its data to FOLDER in the data
+//	                                 folder (onto another disk: copied in the background, state "moving",
+//	                                 progress in "moving"); with find, the data is there already: verify it
 //	GET    /torrents/{ih}/data/{path}  a file's content (path as /files lists it; the secret needed), with
 //	                                 ranges; one still downloading is streamed as its pieces come (data.go)
 //	GET    /torrents/{ih}/torrent    its .torrent file
@@ -135,6 +140,46 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			return
 		}
 		httpjson.Write(w, http.StatusOK, v)
+	})
+	// Body: {"to": "top" | "up" | "down" | "bottom" | position from 0}.
+	mux.HandleFunc("POST /torrents/{ih}/queue", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ To json.RawMessage }
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || len(req.To) == 0 {
+			if err == nil {
+				err = errors.New(`"to" is missing`)
+			}
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"to\": \"top\", \"up\", \"down\", \"bottom\" or a position from 0}: %w", err))
+			return
+		}
+		to := strings.Trim(string(req.To), `"`)
+		v, err := s.requeue(strings.ToLower(r.PathValue("ih")), to)
+		if err != nil {
+			httpjson.Error(w, moveStatus(err), err)
+			return
+		}
+		httpjson.Write(w, http.StatusOK, v)
+	})
+	// Body: {"dir": "folder in the data folder", "find": false}.
+	mux.HandleFunc("POST /torrents/{ih}/move", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Dir  *string `json:"dir"`
+			Find bool    `json:"find"`
+		}
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil || req.Dir == nil {
+			if err == nil {
+				err = errors.New(`"dir" is missing`)
+			}
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"dir\": \"folder in the data folder\", \"find\": false}: %w", err))
+			return
+		}
+		v, err := s.move(strings.ToLower(r.PathValue("ih")), *req.Dir, !req.Find)
+		if err != nil {
+			httpjson.Error(w, moveStatus(err), err)
+			return
+		}
+		httpjson.Write(w, http.StatusAccepted, v)
 	})
 	mux.HandleFunc("GET /torrents/{ih}/data/{path...}", s.serveData)
 	mux.HandleFunc("GET /torrents/{ih}/torrent", func(w http.ResponseWriter, r *http.Request) {
@@ -256,6 +301,15 @@ func errStatus(err error) int {
 		return http.StatusBadRequest
 	}
 	return http.StatusNotFound
+}
+
+// moveStatus is the HTTP status for a move that failed: 404 for no such
+// torrent, 409 if busy, else 400 (a folder refused, a name taken).
+func moveStatus(err error) int {
+	if errors.Is(err, errNoTorrent) || errors.Is(err, errBusy) {
+		return errStatus(err)
+	}
+	return http.StatusBadRequest
 }
 
 func writeFiles(w http.ResponseWriter, fs []FileView, err error) {

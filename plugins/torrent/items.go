@@ -57,6 +57,9 @@ type record struct {
 	// Dir is the folder in the data folder its data goes to ("" for the
 	// data folder itself), as a Transmission client's download-dir asks.
 	Dir string `json:"dir,omitempty"`
+	// Queue is the torrent's place in the queue once the owner moved it
+	// or another (queue.go); 0 until then.
+	Queue int64 `json:"queue,omitempty"`
 	// Had is the most bytes of the wanted data seen here (until the user
 	// has the torrent downloaded anew). Data that was here and is gone
 	// whole (a disk not mounted) holds the torrent instead of downloading
@@ -102,6 +105,7 @@ type item struct {
 	cfg *settings // the plugin's, for the seeding limits
 
 	queued     bool
+	queuePos   int  // its place in the queue, from 0, at the last schedule
 	fetching   bool // the engine is told to fetch the wanted files (setFetching)
 	at         time.Time
 	up, down   int64 // this run's data bytes at the last sample
@@ -134,6 +138,10 @@ type item struct {
 	// rates; peerSeen the same by connection, for the next.
 	peers    []peerSample
 	peerSeen map[*torrent.PeerConn]*peerSample
+	// move is the copy of its data to another disk under way (move.go);
+	// moveErr says why the last one failed.
+	move    *moveJob
+	moveErr string
 }
 
 func (it *item) runBytes() (up, down int64) {
@@ -220,11 +228,11 @@ func (it *item) downloading() bool {
 }
 
 // applyState tells the engine what the torrent may do now: download
-// unless it is held or unable to write its data; upload unless it is held
-// or finished by a ratio or idle limit.
+// unless it is held, unable to write its data or being copied to another
+// disk; upload unless it is held or finished by a ratio or idle limit.
 func (it *item) applyState() {
 	held := it.held()
-	if fetch := !held && it.diskProblem == ""; fetch != it.fetching {
+	if fetch := !held && it.diskProblem == "" && it.move == nil; fetch != it.fetching {
 		it.setFetching(fetch)
 	}
 	if held || it.rec.Finished {
@@ -248,7 +256,7 @@ func (it *item) ratio(from int64) float64 {
 type View struct {
 	InfoHash   string  `json:"info_hash"`
 	Name       string  `json:"name"`
-	State      string  `json:"state"` // metadata, paused, queued, checking, verifying, downloading, seeding, finished, error
+	State      string  `json:"state"` // metadata, paused, queued, checking, verifying, moving, downloading, seeding, finished, error
 	Size       int64   `json:"size"`
 	Done       int64   `json:"done"`
 	Progress   float64 `json:"progress"` // 0..1
@@ -278,6 +286,13 @@ type View struct {
 	// Dir is the folder in the data folder its data is in, if not the
 	// data folder itself.
 	Dir string `json:"dir,omitempty"`
+	// Queue is its place in the queue, from 0: the first max_active
+	// torrents that may transfer do.
+	Queue int `json:"queue"`
+	// Moving is the copy of its data to another disk under way;
+	// MoveError says why the last move failed.
+	Moving    *MoveView `json:"moving,omitempty"`
+	MoveError string    `json:"move_error,omitempty"`
 }
 
 func (it *item) view() View {
@@ -288,7 +303,7 @@ func (it *item) view() View {
 	st := it.t.Stats()
 	v.Peers, v.Seeders = st.ActivePeers, st.ConnectedSeeders
 	v.Magnet = it.rec.Magnet
-	v.Limits, v.Dir = it.limitsView(), it.rec.Dir
+	v.Limits, v.Dir, v.MoveError, v.Queue = it.limitsView(), it.rec.Dir, it.moveErr, it.queuePos
 	switch {
 	case it.trouble() != "":
 		v.State, v.Error = "error", it.trouble()
@@ -308,6 +323,10 @@ func (it *item) view() View {
 		mi := it.t.Metainfo()
 		h := it.t.InfoHash()
 		v.Magnet = mi.Magnet(&h, info).String()
+		if it.move != nil && v.State == "" {
+			v.State = "moving"
+			v.Moving = &MoveView{To: it.move.to, Progress: float64(it.move.done.Load()) / float64(max(1, it.move.total.Load()))}
+		}
 		if it.verifying && v.State == "" {
 			v.State = "verifying"
 			v.Verified = float64(it.verified) / float64(max(1, it.t.NumPieces()))
@@ -575,11 +594,13 @@ func (s *seedbox) missingFile(it *item) (path string, had int64) {
 	return "", 0
 }
 
-// schedule lets the oldest max_active torrents that are neither finished,
-// paused, broken nor missing their data transfer, and queues the rest.
+// schedule lets the first max_active torrents in the queue that are
+// neither finished, paused, broken nor missing their data transfer, and
+// queues the rest; each torrent's place in the queue is noted.
 func (s *seedbox) schedule() {
 	var active []*item
-	for _, it := range s.torrents {
+	for pos, it := range s.queueLocked() {
+		it.queuePos = pos
 		if it.rec.Finished || it.rec.Paused || it.rec.Error != "" || it.gone != "" {
 			if it.queued { // out of the queue's reckoning
 				it.queued = false
@@ -589,7 +610,6 @@ func (s *seedbox) schedule() {
 		}
 		active = append(active, it)
 	}
-	sort.Slice(active, func(i, j int) bool { return active[i].rec.AddedAt.Before(active[j].rec.AddedAt) })
 	for i, it := range active {
 		if queue := i >= s.cfg.MaxActive; queue != it.queued {
 			it.queued = queue

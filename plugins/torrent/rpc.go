@@ -7,8 +7,8 @@ package torrent
 // API secret as the basic-auth password. The router checks the secret;
 // this file keeps Transmission's session-id handshake, which stops a web
 // page in another tab from posting here with the browser's saved
-// credentials. What the node does not do (per-torrent limits, moving
-// data, settings changed at run time: they come from the TOML file) is
+// credentials. What the node does not do (per-torrent rate limits,
+// settings changed at run time: they come from the TOML file) is
 // refused with a result that says so, never taken and ignored.
 
 import (
@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -335,6 +336,8 @@ func (s *seedbox) call(r *http.Request, req rpcRequest) (map[string]any, error) 
 		return nil, s.rpcRemove(req)
 	case "torrent-set":
 		return nil, s.rpcTorrentSet(req)
+	case "torrent-set-location":
+		return nil, s.rpcSetLocation(req)
 	case "free-space":
 		return s.rpcFreeSpace(req)
 	case "session-set":
@@ -345,8 +348,9 @@ func (s *seedbox) call(r *http.Request, req rpcRequest) (map[string]any, error) 
 		return nil, errors.New("port-test: not done: it would ask a service on the Internet to connect back to this node")
 	case "blocklist-update":
 		return nil, errors.New("blocklist-update: this node keeps no blocklist")
-	case "torrent-reannounce", "torrent-set-location", "torrent-rename-path",
-		"queue-move-top", "queue-move-up", "queue-move-down", "queue-move-bottom":
+	case "queue-move-top", "queue-move-up", "queue-move-down", "queue-move-bottom":
+		return nil, s.rpcQueueMove(req, strings.TrimPrefix(req.Method, "queue-move-"))
+	case "torrent-reannounce", "torrent-rename-path":
 		return nil, fmt.Errorf("%s: not supported by this node", req.Method)
 	}
 	return nil, errors.New("method name not recognized")
@@ -407,12 +411,46 @@ func (s *seedbox) rpcRemove(req rpcRequest) error {
 	return s.rpcEach(req, func(ih string) error { return s.remove(ih, del) }, "delete-local-data")
 }
 
+// rpcSetLocation moves torrents' data to a folder of the data folder
+// ("move": true), or points them at data already there, verifying it.
+func (s *seedbox) rpcSetLocation(req rpcRequest) error {
+	var location string
+	var moveData bool
+	if ok, err := req.arg("location", &location); err != nil {
+		return err
+	} else if !ok {
+		return errors.New("torrent-set-location: location is required")
+	}
+	if _, err := req.arg("move", &moveData); err != nil {
+		return err
+	}
+	dir, err := s.rpcDir(location)
+	if err != nil {
+		return err
+	}
+	return s.rpcEach(req, func(ih string) error {
+		if _, err := s.move(ih, dir, moveData); err != nil {
+			// Not moved, even if busy: the client must not think it was.
+			return errors.New(err.Error())
+		}
+		return nil
+	}, "location", "move")
+}
+
 // rpcTorrentSet takes the files wanted and unwanted, by index, and the
 // torrent's own seeding limits; other per-torrent settings (rates,
 // peers, trackers) are the node's alone.
 func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
-	if err := req.only("ids", "files-wanted", "files-unwanted", "seedRatioMode", "seedRatioLimit", "seedIdleMode", "seedIdleLimit"); err != nil {
+	if err := req.only("ids", "files-wanted", "files-unwanted", "seedRatioMode", "seedRatioLimit", "seedIdleMode", "seedIdleLimit", "queuePosition"); err != nil {
 		return err
+	}
+	var position int
+	hasPosition, err := req.arg("queuePosition", &position)
+	if err != nil {
+		return err
+	}
+	if hasPosition && position < 0 {
+		return fmt.Errorf("queuePosition %d: positions count from 0", position)
 	}
 	var want, skip []int
 	if _, err := req.arg("files-wanted", &want); err != nil {
@@ -443,6 +481,39 @@ func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
 			if _, err := s.setLimits(ih, ratio, idle); err != nil {
 				return err
 			}
+		}
+		if hasPosition {
+			if _, err := s.requeue(ih, strconv.Itoa(position)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rpcQueueMove moves torrents in the queue: "top", "up", "down" or
+// "bottom". Several keep their order among themselves.
+func (s *seedbox) rpcQueueMove(req rpcRequest, where string) error {
+	if err := req.only("ids"); err != nil {
+		return err
+	}
+	hashes, err := s.rpcHashes(req)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	q := s.queueLocked()
+	s.mu.Unlock()
+	slices.SortFunc(hashes, func(a, b string) int {
+		return slices.IndexFunc(q, func(it *item) bool { return it.rec.InfoHash == a }) -
+			slices.IndexFunc(q, func(it *item) bool { return it.rec.InfoHash == b })
+	})
+	if where == "top" || where == "down" {
+		slices.Reverse(hashes) // the last first, so that the first ends first
+	}
+	for _, ih := range hashes {
+		if _, err := s.requeue(ih, where); err != nil {
+			return err
 		}
 	}
 	return nil

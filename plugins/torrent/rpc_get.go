@@ -300,7 +300,7 @@ func (s *seedbox) rpcField(it *item, v View, hasInfo bool, keptFile func() *meta
 	case "isPrivate":
 		return it.private(), true
 	case "queuePosition":
-		return s.rpc.ids[it.rec.InfoHash] - 1, true
+		return it.queuePos, true
 	case "bandwidthPriority":
 		return 0, true // normal: the node has no priorities
 	case "seedRatioMode":

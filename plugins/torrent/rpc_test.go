@@ -107,6 +107,10 @@ func TestRPCSessionHandshakeAndRefusals(t *testing.T) {
 		{`{"method":"torrent-add","arguments":{"metainfo":"%%%"}}`, "not base64"},
 		{`{"method":"torrent-add","arguments":{"paused":"yes","filename":"magnet:?"}}`, `argument "paused"`},
 		{`{"method":"session-set","arguments":{"speed-limit-up":5}}`, "TOML"},
+		{`{"method":"torrent-set-location","arguments":{"ids":[1],"move":true}}`, "location is required"},
+		{`{"method":"torrent-set-location","arguments":{"ids":[1],"location":"/etc","move":true}}`, "not in this node's data folder"},
+		{`{"method":"torrent-set-location","arguments":{"ids":[1],"location":"tv","move":"yes"}}`, `argument "move"`},
+		{`{"method":"torrent-set-location","arguments":{"ids":[1],"location":"tv","rename":true}}`, "rename"},
 	} {
 		code, out := answer(c.body)
 		if res, _ := out["result"].(string); code != http.StatusOK || !strings.Contains(res, c.want) {

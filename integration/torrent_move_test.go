@@ -1,0 +1,118 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vecino/vecino/internal/testnet"
+)
+
+// TestMovingATorrentsData: the owner sorts a seeding torrent into folders
+// of the data folder, with the CLI and with transmission-remote's --move;
+// points it with --find at a copy made by hand; and moves it onto another
+// disk (a tmpfs mounted in the data folder), where it is copied. Each
+// time its files are whole in the new folder and gone from the old one,
+// and it seeds on without its data hashed again; a folder where its name
+// is taken is refused with nothing touched. Afterwards aria2c downloads
+// it from the node, and after a restart it seeds from the other disk.
+func TestMovingATorrentsData(t *testing.T) {
+	testnet.NeedTools(t, "transmission-remote", "aria2c")
+	n := torrentNode(t)
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	sums := makeFiles(t, data, album)
+	v := createTorrent(t, n, "album")
+	gone := func(dir string) {
+		t.Helper()
+		if _, err := os.Stat(filepath.Join(data, dir, "album")); !os.IsNotExist(err) {
+			t.Errorf("%s still holds album after the move (%v)", filepath.Join(dir, "album"), err)
+		}
+	}
+	seedsFrom := func(dir string) {
+		t.Helper()
+		got := vecinoTorrent(t, n, v.InfoHash)
+		if got.State != "seeding" || got.Dir != dir {
+			t.Errorf("after the move: %s in %q, want seeding in %q", got, got.Dir, dir)
+		}
+	}
+
+	if out := vecinoCLI(t, n, true, "torrent", "move", v.InfoHash, "music"); !strings.Contains(out, "in music/, seeding") {
+		t.Errorf("torrent move printed %q", out)
+	}
+	checkFiles(t, "moved to music/", filepath.Join(data, "music"), sums)
+	gone("")
+	seedsFrom("music")
+
+	// A folder where something is called album already.
+	makeFiles(t, data, map[string]int{"taken/album/mine.txt": 10})
+	if out := vecinoCLI(t, n, false, "torrent", "move", v.InfoHash, "taken"); !strings.Contains(out, "exists already") {
+		t.Errorf("a move onto a name taken: %q, want it refused saying so", out)
+	}
+	if out := vecinoCLI(t, n, false, "torrent", "move", v.InfoHash, "../elsewhere"); !strings.Contains(out, "must stay in the data folder") {
+		t.Errorf("a move out of the data folder: %q, want it refused saying so", out)
+	}
+	checkFiles(t, "after the refusals", filepath.Join(data, "music"), sums)
+	if entries, _ := os.ReadDir(filepath.Join(data, "taken", "album")); len(entries) != 1 {
+		t.Errorf("taken/album holds %d entries after a refused move, want its one file", len(entries))
+	}
+
+	// Transmission's clients: set-location with the data moved.
+	id := listedID(t, transmissionRemote(t, n, "-l"), "album")
+	transmissionRemote(t, n, "-t", id, "--move", filepath.Join(data, "tv"))
+	checkFiles(t, "moved to tv/ by transmission-remote", filepath.Join(data, "tv"), sums)
+	gone("music")
+	seedsFrom("tv")
+	if info := transmissionRemote(t, n, "-t", id, "-i"); !strings.Contains(info, "Location: "+filepath.Join(data, "tv")) {
+		t.Errorf("transmission-remote -i does not show the new location:\n%s", info)
+	}
+	transmissionRemoteRefused(t, n, "not in this node's data folder", "-t", id, "--move", "/srv/elsewhere")
+
+	// And with the data put there by hand: --find points the torrent at
+	// it and verifies it; the old copy is left alone.
+	if out, err := exec.Command("cp", "-a", filepath.Join(data, "tv"), filepath.Join(data, "backup")).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	transmissionRemote(t, n, "-t", id, "--find", filepath.Join(data, "backup"))
+	waitVecino(t, n, v.InfoHash, "seeding", time.Minute)
+	seedsFrom("backup")
+	if verifies(n.Log()) != 1 {
+		t.Errorf("--find did not verify the data it was pointed at, once:\n%s", n.Log())
+	}
+	checkFiles(t, "tv/ after --find", filepath.Join(data, "tv"), sums)
+
+	// Onto another disk: copied, then the old files go.
+	if err := os.Mkdir(filepath.Join(data, "usb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mountTmpfs(t, filepath.Join(data, "usb"), "64m")
+	if out := vecinoCLI(t, n, true, "torrent", "move", v.InfoHash, "usb"); !strings.Contains(out, "in usb/, seeding") {
+		t.Errorf("torrent move onto another disk printed %q", out)
+	}
+	if !strings.Contains(n.Log(), "moving to another disk") {
+		t.Errorf("the move to usb/ was not a copy: the test would not show one:\n%s", n.Log())
+	}
+	checkFiles(t, "copied to usb/", filepath.Join(data, "usb"), sums)
+	gone("backup")
+	seedsFrom("usb")
+
+	out, _ := aria2From(t, n, v.InfoHash, torrentFileOf(t, n, v.InfoHash), 2*time.Minute)
+	checkFiles(t, "aria2c, from the node after the moves", out, sums)
+	if got := verifies(n.Log()); got != 1 {
+		t.Errorf("%d verifies: a move hashed the data again:\n%s", got, n.Log())
+	}
+
+	n.Stop()
+	n.Restart()
+	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
+	waitVecino(t, n, v.InfoHash, "seeding", 30*time.Second)
+	seedsFrom("usb")
+	if got := verifies(n.Log()); got != 0 {
+		t.Errorf("the restart hashed the data again:\n%s", n.Log())
+	}
+}
+
+// verifies counts the verifies a router's log tells of.
+func verifies(log string) int { return strings.Count(log, "msg=verified ") }
