@@ -116,3 +116,55 @@ func TestMovingATorrentsData(t *testing.T) {
 
 // verifies counts the verifies a router's log tells of.
 func verifies(log string) int { return strings.Count(log, "msg=verified ") }
+
+// TestDownloadsWaitInTheIncompleteFolder: with incomplete_dir set, a
+// download a Transmission client adds into tv/ (as Sonarr does) grows in
+// incomplete/tv/ while the client is told it is in tv/; once whole it is
+// in tv/ and nowhere else, seeding, not hashed again. A torrent made of
+// data already in the data folder is seeded where it is.
+func TestDownloadsWaitInTheIncompleteFolder(t *testing.T) {
+	testnet.NeedTools(t, "opentracker", "transmission-daemon", "transmission-create", "transmission-remote")
+	tracker := startTracker(t)
+	tr := startTransmission(t)
+	sums, file := tr.seed(t, tracker, "show", map[string]int{"show/e01.mkv": 12 << 20, "show/e02.mkv": 4<<20 + 3})
+	tr.call("session-set", map[string]any{"speed-limit-up": 2048, "speed-limit-up-enabled": true})
+	n := torrentNode(t, `incomplete_dir = "incomplete"`)
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+
+	tfile := filepath.Join(t.TempDir(), "show.torrent")
+	if err := os.WriteFile(tfile, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	transmissionRemote(t, n, "-a", tfile, "-w", filepath.Join(data, "tv"))
+	ih := vecinoTorrents(t, n)[0].InfoHash
+	tracker.allow(t, ih)
+	addPeer(t, n, ih, tr.peerPort)
+	waitProgress(t, n, ih, 0.2)
+	if _, err := os.Stat(filepath.Join(data, "incomplete", "tv", "show", "e01.mkv")); err != nil {
+		t.Errorf("mid-download, e01.mkv is not in incomplete/tv/show: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "tv", "show")); !os.IsNotExist(err) {
+		t.Errorf("mid-download, tv/show is there already (%v)", err)
+	}
+	id := listedID(t, transmissionRemote(t, n, "-l"), "show")
+	if info := transmissionRemote(t, n, "-t", id, "-i"); !strings.Contains(info, "Location: "+filepath.Join(data, "tv")+"\n") {
+		t.Errorf("transmission-remote -i does not give tv/ as the location:\n%s", info)
+	}
+
+	v := waitVecino(t, n, ih, "seeding", 2*time.Minute)
+	checkFiles(t, "whole, in tv/", filepath.Join(data, "tv"), sums)
+	if _, err := os.Stat(filepath.Join(data, "incomplete", "tv", "show")); !os.IsNotExist(err) {
+		t.Errorf("incomplete/tv/show is still there once whole (%v)", err)
+	}
+	if v.Dir != "tv" || v.Progress != 1 || verifies(n.Log()) != 0 {
+		t.Errorf("once whole: %s in %q, %d verifies; want seeding 100%% in tv, none", v, v.Dir, verifies(n.Log()))
+	}
+
+	makeFiles(t, data, map[string]int{"mine/photo.jpg": 300 << 10})
+	if mine := createTorrent(t, n, "mine"); mine.Dir != "" {
+		t.Errorf("a torrent of data in the data folder went to %q", mine.Dir)
+	}
+	if _, err := os.Stat(filepath.Join(data, "mine", "photo.jpg")); err != nil {
+		t.Errorf("the data a torrent was made of moved: %v", err)
+	}
+}

@@ -33,6 +33,11 @@ func (s *seedbox) addMetainfo(data []byte, dir string) (View, error) {
 		return View{}, err
 	}
 	rec := &record{InfoHash: mi.HashInfoBytes().HexString(), Name: info.BestName(), AddedAt: time.Now(), Dir: dir}
+	if _, err := os.Lstat(filepath.Join(s.cfg.DataDir, dir, info.BestName())); errors.Is(err, fs.ErrNotExist) {
+		// Nothing of it here: it downloads into the incomplete folder,
+		// if there is one. Data that is here is seeded where it is.
+		rec.Incomplete = s.cfg.IncompleteDir
+	}
 	return s.add(rec, data, &info, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) })
 }
 
@@ -76,7 +81,8 @@ func (s *seedbox) addMagnet(uri, dir string) (View, error) {
 	if dir, err = cleanDir(dir); err != nil {
 		return View{}, err
 	}
-	rec := &record{InfoHash: m.InfoHash.HexString(), Name: m.DisplayName, Magnet: strings.TrimSpace(uri), AddedAt: time.Now(), Dir: dir}
+	rec := &record{InfoHash: m.InfoHash.HexString(), Name: m.DisplayName, Magnet: strings.TrimSpace(uri), AddedAt: time.Now(), Dir: dir,
+		Incomplete: s.cfg.IncompleteDir}
 	return s.add(rec, nil, nil, func() (*torrent.Torrent, error) { return s.cl.AddMagnet(rec.Magnet) })
 }
 

@@ -56,12 +56,14 @@ func TestParseFeed(t *testing.T) {
 	}
 }
 
-func TestBadFeedsNameTheirKey(t *testing.T) {
+func TestBadSettingsNameTheirKey(t *testing.T) {
 	for _, c := range []struct{ table, key string }{
 		{"[[feeds]]\nurl = \"ftp://x.example/f\"", "feeds.url"},
 		{"[[feeds]]\nurl = \"https://x.example/f\"\nmatch = \"(\"", "feeds.match"},
 		{"[[feeds]]\nurl = \"https://x.example/f\"\ndir = \"../up\"", "feeds.dir"},
 		{"feed_interval = \"0s\"", "feed_interval"},
+		{"incomplete_dir = \"../partial\"", "incomplete_dir"},
+		{"incomplete_dir = \"/srv/partial\"", "incomplete_dir"},
 	} {
 		err := New().Configure(context.Background(), []byte(c.table), sdk.Env{DataDir: t.TempDir()})
 		if err == nil || !strings.Contains(err.Error(), c.key) {

@@ -57,6 +57,10 @@ type record struct {
 	// Dir is the folder in the data folder its data goes to ("" for the
 	// data folder itself), as a Transmission client's download-dir asks.
 	Dir string `json:"dir,omitempty"`
+	// Incomplete is the incomplete folder ([plugins.torrent]
+	// incomplete_dir when it was added) its data is in while it
+	// downloads, under it Dir; "" once the data is in Dir.
+	Incomplete string `json:"incomplete,omitempty"`
 	// Queue is the torrent's place in the queue once the owner moved it
 	// or another (queue.go); 0 until then.
 	Queue int64 `json:"queue,omitempty"`
@@ -170,7 +174,10 @@ func (it *item) sample(now time.Time) {
 func (it *item) hasInfo() bool { return it.t.Info() != nil }
 
 // dataDir is the folder the torrent's data is in.
-func (it *item) dataDir() string { return filepath.Join(it.cfg.DataDir, it.rec.Dir) }
+func (it *item) dataDir() string { return filepath.Join(it.cfg.DataDir, it.rec.where()) }
+
+// where is the folder in the data folder the torrent's data is in now.
+func (r *record) where() string { return filepath.Join(r.Incomplete, r.Dir) }
 
 // cleanDir checks a folder asked for a torrent's data: relative to the
 // data folder and within it. It returns it cleaned, "" for the data
@@ -286,6 +293,9 @@ type View struct {
 	// Dir is the folder in the data folder its data is in, if not the
 	// data folder itself.
 	Dir string `json:"dir,omitempty"`
+	// Incomplete is set while its data is in the incomplete folder
+	// (incomplete_dir), to be moved to Dir once whole.
+	Incomplete bool `json:"incomplete,omitempty"`
 	// Queue is its place in the queue, from 0: the first max_active
 	// torrents that may transfer do.
 	Queue int `json:"queue"`
@@ -304,6 +314,7 @@ func (it *item) view() View {
 	v.Peers, v.Seeders = st.ActivePeers, st.ConnectedSeeders
 	v.Magnet = it.rec.Magnet
 	v.Limits, v.Dir, v.MoveError, v.Queue = it.limitsView(), it.rec.Dir, it.moveErr, it.queuePos
+	v.Incomplete = it.rec.Incomplete != ""
 	switch {
 	case it.trouble() != "":
 		v.State, v.Error = "error", it.trouble()
@@ -340,6 +351,10 @@ func (it *item) view() View {
 			case it.rec.Finished:
 				v.State = "finished"
 				v.Note = "stopped seeding: " + it.rec.FinishedWhy
+			case v.Done == v.Size && it.rec.Incomplete != "" && it.moveErr == "" && !it.checking():
+				// Whole: moved out of the incomplete folder at the next
+				// tick, before it counts as seeding from its folder.
+				v.State, v.Moving = "moving", &MoveView{To: it.rec.Dir}
 			case v.Done == v.Size && !it.checking():
 				// The engine counts data written but not yet hashed as
 				// done: a torrent seeds once its last pieces verified.

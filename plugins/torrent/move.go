@@ -49,19 +49,26 @@ func (s *seedbox) move(ih, dir string, moveData bool) (View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it, err := s.itemLocked(ih)
-	switch {
-	case err != nil:
+	if err != nil {
 		return View{}, err
+	}
+	return s.moveLocked(it, dir, moveData)
+}
+
+// moveLocked is move, dir cleaned.
+func (s *seedbox) moveLocked(it *item, dir string, moveData bool) (View, error) {
+	ih := it.rec.InfoHash
+	switch {
 	case it.move != nil:
 		return it.view(), fmt.Errorf("%s is being moved to %q already: %w", ih, it.move.to, errBusy)
 	case it.verifying:
 		return it.view(), fmt.Errorf("%s is being verified: move it when that is done: %w", ih, errBusy)
-	case dir == it.rec.Dir:
+	case dir == it.rec.Dir && it.rec.Incomplete == "":
 		return it.view(), nil
 	case !it.hasInfo():
 		// The engine opens a torrent's storage when its metadata comes,
 		// in the folder the record says then.
-		it.rec.Dir = dir
+		it.rec.Dir, it.rec.Incomplete = dir, ""
 		s.storeDir(it.rec)
 		s.saveListLocked()
 		s.log.Info("moved", "torrent", ih, "to", dir, "data", "none yet")
@@ -114,6 +121,31 @@ func (s *seedbox) move(ih, dir string, moveData bool) (View, error) {
 	return nit.view(), nil
 }
 
+// finishDownloadsLocked moves the data of torrents downloaded into the
+// incomplete folder to their own folder once their wanted files are
+// whole; a move that fails is not tried again in this run (the torrent
+// shows why, and seeds on from where it is).
+func (s *seedbox) finishDownloadsLocked() {
+	var done []*item
+	for _, it := range s.torrents {
+		if it.rec.Incomplete != "" && it.moveErr == "" && it.move == nil && !it.verifying && it.hasInfo() &&
+			it.trouble() == "" && !it.checking() {
+			if size, have := it.wanted(); have == size {
+				done = append(done, it)
+			}
+		}
+	}
+	for _, it := range done {
+		s.log.Info("download complete: moving it out of the incomplete folder", "torrent", it.rec.Name, "to", it.rec.Dir)
+		if _, err := s.moveLocked(it, it.rec.Dir, true); err != nil {
+			if cur := s.torrents[it.rec.InfoHash]; cur != nil {
+				cur.moveErr = err.Error()
+			}
+			s.log.Error("download complete, but not moved out of the incomplete folder", "torrent", it.rec.Name, "err", err)
+		}
+	}
+}
+
 // clashAtLocked refuses to put rec's data where another torrent, older
 // or newer, keeps different files under the same name.
 func (s *seedbox) clashAtLocked(rec *record, info *metainfo.Info) error {
@@ -129,11 +161,11 @@ func (s *seedbox) clashAtLocked(rec *record, info *metainfo.Info) error {
 
 // storeDir tells the engine's storage where rec's data goes.
 func (s *seedbox) storeDir(rec *record) {
-	if rec.Dir == "" {
-		s.dirs.Delete(rec.InfoHash)
+	if dir := rec.where(); dir != "" {
+		s.dirs.Store(rec.InfoHash, dir)
 		return
 	}
-	s.dirs.Store(rec.InfoHash, rec.Dir)
+	s.dirs.Delete(rec.InfoHash)
 }
 
 // relocateLocked takes a torrent out of the engine, runs between (which
@@ -158,7 +190,7 @@ func (s *seedbox) relocateLocked(it *item, dir string, between func() error) (*i
 		err = between()
 	}
 	if err == nil {
-		it.rec.Dir = dir
+		it.rec.Dir, it.rec.Incomplete = dir, ""
 	}
 	s.storeDir(it.rec)
 	nit, aerr := s.startLocked(it.rec, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) })

@@ -48,6 +48,8 @@ func (s *seedbox) rpcSessionGet(req rpcRequest) (map[string]any, error) {
 		"rpc-version-minimum":          1,
 		"session-id":                   s.rpc.session,
 		"download-dir":                 s.cfg.DataDir,
+		"incomplete-dir":               filepath.Join(s.cfg.DataDir, s.cfg.IncompleteDir),
+		"incomplete-dir-enabled":       s.cfg.IncompleteDir != "",
 		"config-dir":                   s.state,
 		"peer-port":                    s.port(),
 		"peer-port-random-on-start":    false,
@@ -80,7 +82,6 @@ func (s *seedbox) rpcSessionGet(req rpcRequest) (map[string]any, error) {
 		"peer-limit-per-torrent":       perTorrent,
 		"peer-limit-global":            perTorrent * s.cfg.MaxActive,
 		"start-added-torrents":         true,
-		"incomplete-dir-enabled":       false,
 		"rename-partial-files":         false,
 		"blocklist-enabled":            false,
 		"blocklist-size":               0,
@@ -294,7 +295,9 @@ func (s *seedbox) rpcField(it *item, v View, hasInfo bool, keptFile func() *meta
 		}
 		return last.Unix(), !last.IsZero()
 	case "downloadDir":
-		return it.dataDir(), true
+		// Where the data ends, as Transmission says while it downloads
+		// into its incomplete folder.
+		return filepath.Join(s.cfg.DataDir, it.rec.Dir), true
 	case "magnetLink":
 		return v.Magnet, true
 	case "isPrivate":
@@ -424,7 +427,7 @@ func trStatus(state string) int {
 		return trCheck
 	case "metadata", "downloading":
 		return trDownload
-	case "seeding":
+	case "seeding", "moving": // a move is done while it seeds on
 		return trSeed
 	}
 	return trStopped // paused, finished, error

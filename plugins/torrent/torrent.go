@@ -23,16 +23,19 @@ import (
 
 // settings is [plugins.torrent].
 type settings struct {
-	DataDir           string  `toml:"data_dir"`
-	WatchDir          string  `toml:"watch_dir"`
-	ListenPort        int     `toml:"listen_port"`
-	ListenHost        string  `toml:"listen_host"`
-	UploadKiBps       int64   `toml:"upload_kib_per_s"`
-	DownloadKiBps     int64   `toml:"download_kib_per_s"`
-	RatioLimit        float64 `toml:"ratio_limit"`
-	IdleLimit         string  `toml:"idle_limit"`
-	idle              time.Duration
-	MaxActive         int    `toml:"max_active"`
+	DataDir       string  `toml:"data_dir"`
+	WatchDir      string  `toml:"watch_dir"`
+	ListenPort    int     `toml:"listen_port"`
+	ListenHost    string  `toml:"listen_host"`
+	UploadKiBps   int64   `toml:"upload_kib_per_s"`
+	DownloadKiBps int64   `toml:"download_kib_per_s"`
+	RatioLimit    float64 `toml:"ratio_limit"`
+	IdleLimit     string  `toml:"idle_limit"`
+	idle          time.Duration
+	MaxActive     int `toml:"max_active"`
+	// IncompleteDir, a folder in the data folder, holds downloads until
+	// they are whole; "" keeps them in their own folder (move.go).
+	IncompleteDir     string `toml:"incomplete_dir"`
 	DHT               bool   `toml:"dht"`
 	PEX               bool   `toml:"pex"`
 	UTP               bool   `toml:"utp"`
@@ -80,6 +83,11 @@ func (s *settings) validate() sdk.ConfigErrors {
 			bad("idle_limit", "must be 0 (no limit) or more, not %s", d)
 		}
 		s.idle = d
+	}
+	if dir, err := cleanDir(s.IncompleteDir); err != nil {
+		bad("incomplete_dir", "%v", err)
+	} else {
+		s.IncompleteDir = dir
 	}
 	if s.MaxActive < 1 {
 		bad("max_active", "must be at least 1, not %d", s.MaxActive)
@@ -398,6 +406,7 @@ func (s *seedbox) tick(ctx context.Context) {
 			s.watchData(it)
 		}
 		s.watchDisk(now)
+		s.finishDownloadsLocked()
 		s.schedule()
 		if now.Sub(saved) > 30*time.Second {
 			s.saveListLocked()
