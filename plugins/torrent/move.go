@@ -257,7 +257,7 @@ func (s *seedbox) finishCopy(it *item, job *moveJob, src, dst string) {
 	}
 	os.RemoveAll(dst)
 	it.move = nil
-	it.moveErr = fmt.Sprintf("moving to %q failed: %v; the data stays in %q", job.to, err, it.rec.Dir)
+	it.moveErr = fmt.Sprintf("moving to %q failed: %v; the data stays in %q", job.to, err, it.rec.where())
 	it.applyState()
 	s.log.Error("move failed", "torrent", it.rec.Name, "to", job.to, "err", err)
 }
