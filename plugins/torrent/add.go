@@ -46,14 +46,23 @@ func (s *seedbox) addMetainfo(data []byte, dir string) (View, error) {
 // write over each other's data. One with the same files (cross-seeding
 // the same data from another tracker) is welcome.
 func (s *seedbox) clashLocked(rec *record, info *metainfo.Info) error {
-	for other, it := range s.torrents {
-		if other == rec.InfoHash || it.rec.Error != "" || it.rec.Dir != rec.Dir || !it.rec.AddedAt.Before(rec.AddedAt) ||
-			!it.hasInfo() || it.t.Info().BestName() != info.BestName() || sameFiles(it.t.Info(), info) {
-			continue
-		}
-		return fmt.Errorf("its data would go to %s, where torrent %s keeps other files under the same name: adding it would overwrite them", filepath.Join(s.cfg.DataDir, rec.Dir, info.BestName()), other)
+	other := s.clashingLocked(rec, info, func(it *item) bool { return it.rec.Error == "" && it.rec.AddedAt.Before(rec.AddedAt) })
+	if other == "" {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("its data would go to %s, where torrent %s keeps other files under the same name: adding it would overwrite them", filepath.Join(s.cfg.DataDir, rec.Dir, info.BestName()), other)
+}
+
+// clashingLocked is a torrent, of those which, that keeps files other than
+// info's under the name info's data would have in rec.Dir; "" if none.
+func (s *seedbox) clashingLocked(rec *record, info *metainfo.Info, which func(*item) bool) string {
+	for other, it := range s.torrents {
+		if other != rec.InfoHash && it.rec.Dir == rec.Dir && which(it) && it.hasInfo() &&
+			it.t.Info().BestName() == info.BestName() && !sameFiles(it.t.Info(), info) {
+			return other
+		}
+	}
+	return ""
 }
 
 // sameFiles reports whether two torrents hold the same files: paths and

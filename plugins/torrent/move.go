@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent"
-	"github.com/anacrolix/torrent/metainfo"
 )
 
 // moveJob is a copy of a torrent's data to another filesystem under way.
@@ -80,8 +79,8 @@ func (s *seedbox) moveLocked(it *item, dir string, moveData bool) (View, error) 
 	}
 	to := *it.rec
 	to.Dir = dir
-	if err := s.clashAtLocked(&to, it.t.Info()); err != nil {
-		return it.view(), err
+	if other := s.clashingLocked(&to, it.t.Info(), func(*item) bool { return true }); other != "" {
+		return it.view(), fmt.Errorf("torrent %s keeps its data under the same name in %q: the two would write over each other", other, dir)
 	}
 	it.moveErr = ""
 	src, dst := filepath.Join(it.dataDir(), name), filepath.Join(s.cfg.DataDir, dir, name)
@@ -144,19 +143,6 @@ func (s *seedbox) finishDownloadsLocked() {
 			s.log.Error("download complete, but not moved out of the incomplete folder", "torrent", it.rec.Name, "err", err)
 		}
 	}
-}
-
-// clashAtLocked refuses to put rec's data where another torrent, older
-// or newer, keeps different files under the same name.
-func (s *seedbox) clashAtLocked(rec *record, info *metainfo.Info) error {
-	for other, it := range s.torrents {
-		if other == rec.InfoHash || it.rec.Dir != rec.Dir || !it.hasInfo() ||
-			it.t.Info().BestName() != info.BestName() || sameFiles(it.t.Info(), info) {
-			continue
-		}
-		return fmt.Errorf("torrent %s keeps its data under the same name in %q: the two would write over each other", other, rec.Dir)
-	}
-	return nil
 }
 
 // storeDir tells the engine's storage where rec's data goes.
