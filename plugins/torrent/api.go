@@ -143,8 +143,12 @@ func (s *seedbox) HTTPHandler() http.Handler {
 	})
 	// Body: {"to": "top" | "up" | "down" | "bottom" | position from 0}.
 	mux.HandleFunc("POST /torrents/{ih}/queue", func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ To json.RawMessage }
-		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || len(req.To) == 0 {
+		var req struct {
+			To json.RawMessage `json:"to"`
+		}
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+		dec.DisallowUnknownFields() // a misspelt key is refused, as /move refuses it
+		if err := dec.Decode(&req); err != nil || len(req.To) == 0 {
 			if err == nil {
 				err = errors.New(`"to" is missing`)
 			}
