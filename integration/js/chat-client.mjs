@@ -105,5 +105,14 @@ say({ event: 'ready', address: me })
 
 const body = JSON.stringify({ room, from: me, seq: Date.now(), ts: Date.now(), text: sendText })
 const sig = crypto.sign(null, Buffer.from('vecino-chat-room-v1\n' + body), sign.privateKey).toString('base64')
-await pubsub.publish(topic, new TextEncoder().encode(JSON.stringify({ body, sig })))
+// The node's subscription can reach this peer before this peer's own
+// stream to the node is open; gossipsub then sends to no one and says so
+// in recipients (no error). Publish again until the node is a recipient
+// (a new gossipsub message each time, the same chat message).
+for (let tries = 0; ; tries++) {
+  const { recipients } = await pubsub.publish(topic, new TextEncoder().encode(JSON.stringify({ body, sig })))
+  if (recipients.some((p) => p.toString() === nodeID)) break
+  if (tries === 100) { say({ event: 'error', error: 'the node never became a recipient of the publish' }); process.exit(1) }
+  await new Promise((resolve) => setTimeout(resolve, 100))
+}
 say({ event: 'sent', address: me })
