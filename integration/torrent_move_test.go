@@ -12,7 +12,8 @@ import (
 )
 
 // TestMovingATorrentsData: the owner sorts a seeding torrent into folders
-// of the data folder, with the CLI and with transmission-remote's --move;
+// of the data folder, with the CLI, the page (in Chromium) and
+// transmission-remote's --move;
 // points it with --find at a copy made by hand; and moves it onto another
 // disk (a tmpfs mounted in the data folder), where it is copied. Each
 // time its files are whole in the new folder and gone from the old one,
@@ -59,11 +60,21 @@ func TestMovingATorrentsData(t *testing.T) {
 		t.Errorf("taken/album holds %d entries after a refused move, want its one file", len(entries))
 	}
 
+	// The page, in Chromium: its Move form.
+	wd := onTorrentPage(t, n, v.InfoHash, "in music/", "button.move", "")
+	wd.clear("#move-dir")
+	wd.typeInto("#move-dir", "films")
+	wd.click("#move button")
+	wd.waitText("#result", "Moved album to films/", 10*time.Second)
+	checkFiles(t, "moved to films/ from the page", filepath.Join(data, "films"), sums)
+	gone("music")
+	seedsFrom("films")
+
 	// Transmission's clients: set-location with the data moved.
 	id := listedID(t, transmissionRemote(t, n, "-l"), "album")
 	transmissionRemote(t, n, "-t", id, "--move", filepath.Join(data, "tv"))
 	checkFiles(t, "moved to tv/ by transmission-remote", filepath.Join(data, "tv"), sums)
-	gone("music")
+	gone("films")
 	seedsFrom("tv")
 	if info := transmissionRemote(t, n, "-t", id, "-i"); !strings.Contains(info, "Location: "+filepath.Join(data, "tv")) {
 		t.Errorf("transmission-remote -i does not show the new location:\n%s", info)

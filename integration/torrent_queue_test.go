@@ -14,7 +14,7 @@ import (
 // the CLI, one at the bottom and one at a position through Transmission's
 // RPC (queue-move-bottom, torrent-set queuePosition); each time the one
 // now first runs and the one it passed waits, and the order is kept
-// across a restart.
+// across a restart; the page's arrow moves one up.
 func TestTheQueueDecidesWhatRuns(t *testing.T) {
 	n := torrentNode(t, "max_active = 1")
 	data := filepath.Join(n.State, "plugins", "torrent", "data")
@@ -64,4 +64,8 @@ func TestTheQueueDecidesWhatRuns(t *testing.T) {
 	n.Restart()
 	n.WaitPlugin("torrent", 30*time.Second, testnet.Running)
 	runs("b", "a", "c")
+
+	// The page's arrows, in Chromium.
+	onTorrentPage(t, n, ih["a"], "queued", "button.up", "Moved a up the queue: 1 in the queue")
+	runs("a", "b", "c")
 }
