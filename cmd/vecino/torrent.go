@@ -54,7 +54,7 @@ type torrentView struct {
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, move, queue, rm or create")
+		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, move, queue, quiet, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -123,6 +123,8 @@ func (c *client) torrent(args []string) error {
 		return c.torrentLimit(rest)
 	case "move":
 		return c.torrentMove(rest)
+	case "quiet":
+		return c.torrentQuiet(rest)
 	case "queue":
 		if len(rest) != 2 {
 			return errors.New("torrent queue INFOHASH top|up|down|bottom|POSITION (max_active torrents transfer at once, the first in the queue)")
@@ -454,6 +456,63 @@ func (c *client) torrentLimit(args []string) error {
 		return err
 	}
 	fmt.Printf("%s %s: %s\n", v.InfoHash, v.Name, limitsText(v))
+	return nil
+}
+
+// quietView is the torrent plugin's AltView.
+type quietView struct {
+	On        bool   `json:"on"`
+	Why       string `json:"why"`
+	UpKiBps   int64  `json:"up_kib_per_s"`
+	DownKiBps int64  `json:"down_kib_per_s"`
+	Hours     string `json:"hours"`
+	Days      string `json:"days"`
+}
+
+// torrentQuiet shows the quiet hours' limits, or switches them on or off
+// by hand, or back to their schedule.
+func (c *client) torrentQuiet(args []string) error {
+	var q quietView
+	switch {
+	case len(args) == 0:
+		var all struct {
+			Quiet quietView `json:"quiet_hours"`
+		}
+		if err := c.getJSON(torrentAPI+"/torrents", &all); err != nil {
+			return err
+		}
+		q = all.Quiet
+	case len(args) == 1 && (args[0] == "on" || args[0] == "off" || args[0] == "auto"):
+		var on *bool
+		if args[0] != "auto" {
+			b := args[0] == "on"
+			on = &b
+		}
+		if _, err := c.postJSON(torrentAPI+"/quiet-hours", map[string]*bool{"on": on}, &q); err != nil {
+			return err
+		}
+	default:
+		return errors.New("torrent quiet [on|off|auto] (the quiet hours' limits, alt_* in [plugins.torrent]: on or off by hand until the schedule next changes, or back to the schedule)")
+	}
+	kib := func(n int64) string {
+		if n <= 0 {
+			return "unlimited"
+		}
+		return fmt.Sprintf("%d KiB/s", n)
+	}
+	state := "off"
+	if q.On {
+		state = "on (" + q.Why + ")"
+	}
+	fmt.Printf("quiet hours %s: up %s, down %s", state, kib(q.UpKiBps), kib(q.DownKiBps))
+	if q.Hours != "" {
+		days := q.Days
+		if days == "" {
+			days = "every day"
+		}
+		fmt.Printf("; scheduled %s, %s", q.Hours, days)
+	}
+	fmt.Println()
 	return nil
 }
 

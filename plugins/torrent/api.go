@@ -19,7 +19,7 @@ const maxTorrentFile = 16 << 20
 // HTTPHandler is the plugin's API, under /api/v1/plugins/torrent/ on the
 // router.
 //
-//	GET    /torrents                 every torrent (View)
+//	GET    /torrents                 every torrent (View), and the quiet hours' state (AltView)
 //	POST   /torrents[?dir=FOLDER]    body: a .torrent file or a magnet link (400 if its files would
 //	                                 overwrite another torrent's); its data goes to FOLDER in the data folder
 //	GET    /torrents/{ih}            one torrent
@@ -30,6 +30,8 @@ const maxTorrentFile = 16 << 20
 //	GET    /torrents/{ih}/files      its files; POST with {"skip":[...]} or {"want":[...]}
 //	POST   /torrents/{ih}/limits     body: {"ratio": 2 | "node" | "none", "idle": "90m" | "node" | "none"}: its own
 //	                                 seeding limits, the node's ([plugins.torrent]) again, or none; either may be left out
+//	POST   /quiet-hours              body: {"on": true | false | null}: the quiet hours' limits (alt_*) on or off
+//	                                 by hand until the schedule next changes, or back to the schedule (null)
 //	POST   /torrents/{ih}/queue     body: {"to": "top" | "up" | "down" | "bottom" | N}: its place in the queue
 //	                                 (max_active torrents transfer at once, the first in it; "queue" in View)
 //	POST   /torrents/{ih}/move      body: {"dir": "FOLDER", "find": false}: move its data to FOLDER in the data
@@ -57,7 +59,21 @@ func (s *seedbox) HTTPHandler() http.Handler {
 	mux.HandleFunc("/transmission/rpc", s.rpcHandler)
 	mux.HandleFunc("/transmission/rpc/", s.rpcHandler)
 	mux.HandleFunc("GET /torrents", func(w http.ResponseWriter, r *http.Request) {
-		httpjson.Write(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views()})
+		httpjson.Write(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views(), "quiet_hours": s.altView()})
+	})
+	// Body: {"on": true | false | null}: the quiet hours' limits on or off
+	// by hand (until the schedule next changes), or null for the schedule.
+	mux.HandleFunc("POST /quiet-hours", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			On *bool `json:"on"`
+		}
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"on\": true, false or null (the schedule)}: %w", err))
+			return
+		}
+		httpjson.Write(w, http.StatusOK, s.setAlt(req.On))
 	})
 	mux.HandleFunc("POST /torrents", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTorrentFile))

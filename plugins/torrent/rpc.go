@@ -341,7 +341,7 @@ func (s *seedbox) call(r *http.Request, req rpcRequest) (map[string]any, error) 
 	case "free-space":
 		return s.rpcFreeSpace(req)
 	case "session-set":
-		return nil, errors.New("session-set: this node's settings come from [plugins.torrent] in its TOML file (PUT /api/v1/config, applied at the next start), not from a torrent client")
+		return nil, s.rpcSessionSet(req)
 	case "session-close":
 		return nil, errors.New("session-close: a torrent client does not shut this node down; restart the plugin with POST /api/v1/restart/torrent")
 	case "port-test":
@@ -354,6 +354,22 @@ func (s *seedbox) call(r *http.Request, req rpcRequest) (map[string]any, error) 
 		return nil, fmt.Errorf("%s: not supported by this node", req.Method)
 	}
 	return nil, errors.New("method name not recognized")
+}
+
+// rpcSessionSet takes the one setting a client may change at run time:
+// the quiet hours' limits on or off (the turtle), as by hand until the
+// schedule next changes. The rest come from the TOML file.
+func (s *seedbox) rpcSessionSet(req rpcRequest) error {
+	var on bool
+	ok, err := req.arg("alt-speed-enabled", &on)
+	if err != nil {
+		return err
+	}
+	if err := req.only("alt-speed-enabled"); err != nil || !ok {
+		return errors.New("session-set: this node's settings come from [plugins.torrent] in its TOML file (PUT /api/v1/config; a plugin's table applies at once), not from a torrent client; only alt-speed-enabled (the quiet hours' limits by hand) is taken here")
+	}
+	s.setAlt(&on)
+	return nil
 }
 
 // rpcEach applies do to each torrent named; the call may carry the

@@ -42,6 +42,7 @@ func (s *seedbox) rpcSessionGet(req rpcRequest) (map[string]any, error) {
 	enc := map[string]string{"prefer": "preferred", "require": "required", "off": "tolerated"}[s.cfg.Encryption]
 	idleMin := int64(s.cfg.idle / time.Minute)
 	perTorrent := torrent.NewDefaultClientConfig().EstablishedConnsPerTorrent
+	alt, sched := s.altView(), s.cfg.altSched
 	all := map[string]any{
 		"version":                      "3.00 (Vecino torrent plugin " + s.Info().Version + ")",
 		"rpc-version":                  rpcVersion,
@@ -63,13 +64,13 @@ func (s *seedbox) rpcSessionGet(req rpcRequest) (map[string]any, error) {
 		"speed-limit-down-enabled":     s.cfg.DownloadKiBps > 0,
 		"speed-limit-up":               kB(s.cfg.UploadKiBps),
 		"speed-limit-up-enabled":       s.cfg.UploadKiBps > 0,
-		"alt-speed-enabled":            false, // no alternate limits here
-		"alt-speed-time-enabled":       false,
-		"alt-speed-time-begin":         0,
-		"alt-speed-time-end":           0,
-		"alt-speed-time-day":           0,
-		"alt-speed-down":               0,
-		"alt-speed-up":                 0,
+		"alt-speed-enabled":            alt.On,
+		"alt-speed-time-enabled":       sched.set,
+		"alt-speed-time-begin":         sched.from,
+		"alt-speed-time-end":           sched.to,
+		"alt-speed-time-day":           sched.trDays(),
+		"alt-speed-down":               kB(s.cfg.AltDownloadKiBps),
+		"alt-speed-up":                 kB(s.cfg.AltUploadKiBps),
 		"seedRatioLimit":               s.cfg.RatioLimit,
 		"seedRatioLimited":             s.cfg.RatioLimit > 0,
 		"idle-seeding-limit":           idleMin,

@@ -33,6 +33,13 @@ type settings struct {
 	IdleLimit     string  `toml:"idle_limit"`
 	idle          time.Duration
 	MaxActive     int `toml:"max_active"`
+	// Quiet hours: these limits instead of the two above during AltHours
+	// on AltDays, or when switched on by hand (altspeed.go).
+	AltUploadKiBps   int64    `toml:"alt_upload_kib_per_s"`
+	AltDownloadKiBps int64    `toml:"alt_download_kib_per_s"`
+	AltHours         string   `toml:"alt_hours"`
+	AltDays          []string `toml:"alt_days"`
+	altSched         altSchedule
 	// IncompleteDir, a folder in the data folder, holds downloads until
 	// they are whole; "" keeps them in their own folder (move.go).
 	IncompleteDir     string `toml:"incomplete_dir"`
@@ -89,6 +96,7 @@ func (s *settings) validate() sdk.ConfigErrors {
 	} else {
 		s.IncompleteDir = dir
 	}
+	s.checkAlt(bad)
 	if s.MaxActive < 1 {
 		bad("max_active", "must be at least 1, not %d", s.MaxActive)
 	}
@@ -150,6 +158,10 @@ type seedbox struct {
 	started time.Time
 	// feeds is what the node saw of its feeds (feeds.go).
 	feeds *feeds
+	// upLimit and downLimit are the engine's rate limiters, changed in
+	// place by the quiet hours; alt is their state (altspeed.go).
+	upLimit, downLimit *rate.Limiter
+	alt                altState
 	// dirs holds, by info hash, the folder in the data folder of each
 	// torrent whose data is not in the data folder itself (torrentDir).
 	dirs sync.Map
@@ -206,12 +218,14 @@ func (s *seedbox) clientConfig() *torrent.ClientConfig {
 	default:
 		c.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: true}
 	}
-	if s.cfg.UploadKiBps > 0 {
-		c.UploadRateLimiter = rate.NewLimiter(rate.Limit(s.cfg.UploadKiBps<<10), int(max(s.cfg.UploadKiBps<<10, 256<<10)))
-	}
-	if s.cfg.DownloadKiBps > 0 {
-		c.DownloadRateLimiter = rate.NewLimiter(rate.Limit(s.cfg.DownloadKiBps<<10), int(max(s.cfg.DownloadKiBps<<10, 256<<10)))
-	}
+	// The limiters stay the engine's; the quiet hours change them in
+	// place. The download one is given a burst: for an unlimited one
+	// anacrolix v1.61 takes its limit as the burst, and +Inf made into
+	// an int is negative, which broke every connection.
+	s.upLimit, s.downLimit = rate.NewLimiter(rate.Inf, 0), rate.NewLimiter(rate.Inf, 1<<20)
+	setLimiter(s.upLimit, s.cfg.UploadKiBps)
+	setLimiter(s.downLimit, s.cfg.DownloadKiBps)
+	c.UploadRateLimiter, c.DownloadRateLimiter = s.upLimit, s.downLimit
 	c.Slogger = s.engineLog()
 	return c
 }
@@ -256,6 +270,10 @@ func (s *seedbox) Start(ctx context.Context) error {
 		return fmt.Errorf("start BitTorrent client on port %d: %w", s.cfg.ListenPort, err)
 	}
 	s.cl, s.started = cl, time.Now()
+	s.alt = altState{}
+	s.mu.Lock()
+	s.applyAltLocked(s.started) // quiet hours from the first byte
+	s.mu.Unlock()
 	s.torrents = map[string]*item{}
 	s.list, err = loadList(s.state)
 	if err != nil {
@@ -365,8 +383,11 @@ func (s *seedbox) Status(context.Context) (sdk.Status, error) {
 	if s.pieceErr != "" {
 		details["piece_record_unreadable"] = s.pieceErr
 	}
+	if alt := s.altView(); s.cfg.altSched.set || alt.On {
+		details["quiet_hours"] = alt
+	}
 	return sdk.Status{
-		Summary: fmt.Sprintf("%s; up %.1f KiB/s, down %.1f KiB/s", summary, up/1024, down/1024),
+		Summary: fmt.Sprintf("%s; up %.1f KiB/s, down %.1f KiB/s%s", summary, up/1024, down/1024, s.altStatus()),
 		Details: details,
 	}, nil
 }
@@ -406,6 +427,7 @@ func (s *seedbox) tick(ctx context.Context) {
 			s.watchData(it)
 		}
 		s.watchDisk(now)
+		s.applyAltLocked(now)
 		s.finishDownloadsLocked()
 		s.schedule()
 		if now.Sub(saved) > 30*time.Second {
