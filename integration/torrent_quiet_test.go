@@ -32,7 +32,7 @@ func quietHours(t testing.TB, n *testnet.Node) (on bool, why string) {
 // hours that hold now at 1 MiB/s: aria2c takes as long as that limit
 // asks. transmission-remote's turtle switch turns them off by hand, and
 // the next aria2c is not held to it; the CLI gives them back to the
-// schedule.
+// schedule; the page shows them and switches them off.
 func TestQuietHoursSlowTheSeedbox(t *testing.T) {
 	testnet.NeedTools(t, "aria2c", "transmission-remote")
 	now := time.Now()
@@ -69,6 +69,17 @@ func TestQuietHoursSlowTheSeedbox(t *testing.T) {
 
 	if msg := vecinoCLI(t, n, true, "torrent", "quiet", "auto"); !strings.Contains(msg, "quiet hours on (schedule)") || !strings.Contains(msg, hours) {
 		t.Errorf("torrent quiet auto printed %q", msg)
+	}
+
+	// The page, in Chromium, says so and switches them off.
+	wd := startWebDriver(t)
+	wd.open(n.API + "/api/v1/plugins/torrent/")
+	wd.typeInto("#secret", n.Token)
+	wd.waitText("#quiet-text", "Quiet hours on (schedule): up 1024 KiB/s, down unlimited; scheduled "+hours, 15*time.Second)
+	wd.click("#quiet-toggle")
+	wd.waitText("#result", "Quiet hours off by hand", 10*time.Second)
+	if on, why := quietHours(t, n); on || why != "by hand" {
+		t.Errorf("after the page's switch: on %v (%q), want off by hand", on, why)
 	}
 }
 
