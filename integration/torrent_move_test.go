@@ -1,10 +1,12 @@
 package integration
 
 import (
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,5 +179,52 @@ func TestDownloadsWaitInTheIncompleteFolder(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "mine", "photo.jpg")); err != nil {
 		t.Errorf("the data a torrent was made of moved: %v", err)
+	}
+}
+
+// TestMoveCutShortByAKill: the torrent plugin is killed (SIGKILL) just as
+// it starts copying 384 MiB onto another disk. Restarted, it finds where
+// the data is: still in the old folder with the partial copy removed (or,
+// if the copy had ended, in the new one with the old gone), never split;
+// the torrent seeds it whole, not hashed again.
+func TestMoveCutShortByAKill(t *testing.T) {
+	n := torrentNode(t)
+	data := filepath.Join(n.State, "plugins", "torrent", "data")
+	writeRandom(t, filepath.Join(data, "big", "film.mkv"), 384<<20)
+	v := createTorrent(t, n, "big")
+	if err := os.Mkdir(filepath.Join(data, "usb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mountTmpfs(t, filepath.Join(data, "usb"), "512m")
+
+	pid := n.Status().Plugin("torrent").PID
+	code, body, err := n.Do("POST", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/move", []byte(`{"dir": "usb"}`), true)
+	if err != nil || code != http.StatusAccepted || !strings.Contains(string(body), `"moving"`) {
+		t.Fatalf("move: %d %v %s; want it copying", code, err, body)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	n.WaitPlugin("torrent", 30*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.PID != pid })
+
+	got := waitVecino(t, n, v.InfoHash, "seeding", 30*time.Second)
+	_, oldErr := os.Stat(filepath.Join(data, "big"))
+	_, newErr := os.Stat(filepath.Join(data, "usb", "big"))
+	switch got.Dir {
+	case "":
+		t.Log("killed mid-copy: the data stays where it was")
+		if !os.IsNotExist(newErr) {
+			t.Errorf("the partial copy in usb/ is still there (%v)", newErr)
+		}
+	case "usb":
+		t.Log("the copy had ended before the kill: the data is in usb/")
+		if !os.IsNotExist(oldErr) {
+			t.Errorf("the old copy is still there (%v)", oldErr)
+		}
+	default:
+		t.Fatalf("after the kill the torrent is in %q", got.Dir)
+	}
+	if got.Progress != 1 || verifies(n.Log()) != 0 {
+		t.Errorf("after the kill: %s, %d verifies; want it whole, not hashed again", got, verifies(n.Log()))
 	}
 }

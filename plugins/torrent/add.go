@@ -190,6 +190,11 @@ func (s *seedbox) resume() error {
 			continue
 		}
 		rec.Magnet = ""
+		if rec.MovingTo != nil {
+			if did := settleMove(s.cfg.DataDir, rec); did != "" {
+				s.log.Warn("torrent moved while the plugin was stopped", "torrent", rec.Name, "what", did)
+			}
+		}
 		if _, err := s.startLocked(rec, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) }); err != nil {
 			errs = append(errs, err)
 		}

@@ -61,6 +61,10 @@ type record struct {
 	// incomplete_dir when it was added) its data is in while it
 	// downloads, under it Dir; "" once the data is in Dir.
 	Incomplete string `json:"incomplete,omitempty"`
+	// MovingTo is set, to the folder its data goes to, while the data is
+	// renamed or copied there (move.go): a plugin killed meanwhile finds
+	// out at start where the data is (settleMove).
+	MovingTo *string `json:"moving_to,omitempty"`
 	// Queue is the torrent's place in the queue once the owner moved it
 	// or another (queue.go); 0 until then.
 	Queue int64 `json:"queue,omitempty"`

@@ -105,6 +105,8 @@ func (s *seedbox) moveLocked(it *item, dir string, moveData bool) (View, error) 
 		return it.view(), fmt.Errorf("move %s: %w", name, err)
 	}
 	var crossed bool
+	it.rec.MovingTo = &dir
+	s.saveListLocked() // before the data goes: see settleMove
 	nit, err := s.relocateLocked(it, dir, func() error {
 		err := os.Rename(src, dst)
 		crossed = errors.Is(err, syscall.EXDEV)
@@ -112,6 +114,8 @@ func (s *seedbox) moveLocked(it *item, dir string, moveData bool) (View, error) 
 	})
 	switch {
 	case crossed:
+		nit.rec.MovingTo = &dir // relocateLocked cleared it: the copy is still to come
+		s.saveListLocked()
 		return s.startCopyLocked(nit, src, dst, dir), nil
 	case err != nil:
 		return nit.view(), fmt.Errorf("move %s to %s: %w", name, dst, err)
@@ -143,6 +147,34 @@ func (s *seedbox) finishDownloadsLocked() {
 			s.log.Error("download complete, but not moved out of the incomplete folder", "torrent", it.rec.Name, "err", err)
 		}
 	}
+}
+
+// settleMove finds out, at start, where the data of a torrent whose move
+// a killed plugin left under way is, from what is on disk: renamed to the
+// new folder (the record takes it), or still where it was, with a partial
+// copy in the new folder, which goes (a move never starts onto anything
+// that is there). It reports what it did, for the log.
+func settleMove(dataDir string, rec *record) string {
+	to := *rec.MovingTo
+	rec.MovingTo = nil
+	if safeName(rec.Name) != nil {
+		return ""
+	}
+	src := filepath.Join(dataDir, rec.where(), rec.Name)
+	dst := filepath.Join(dataDir, to, rec.Name)
+	_, serr := os.Lstat(src)
+	_, derr := os.Lstat(dst)
+	switch {
+	case serr == nil && derr == nil:
+		if err := os.RemoveAll(dst); err != nil {
+			return fmt.Sprintf("a move to %q was cut short; its partial copy %s could not be removed: %v", to, dst, err)
+		}
+		return fmt.Sprintf("a move to %q was cut short: the data stays in %q, the partial copy is removed", to, rec.where())
+	case errors.Is(serr, fs.ErrNotExist) && derr == nil:
+		rec.Dir, rec.Incomplete = to, ""
+		return fmt.Sprintf("a move to %q was cut short after the data went: it is taken from there", to)
+	}
+	return ""
 }
 
 // storeDir tells the engine's storage where rec's data goes.
@@ -178,6 +210,7 @@ func (s *seedbox) relocateLocked(it *item, dir string, between func() error) (*i
 	if err == nil {
 		it.rec.Dir, it.rec.Incomplete = dir, ""
 	}
+	it.rec.MovingTo = nil
 	s.storeDir(it.rec)
 	nit, aerr := s.startLocked(it.rec, func() (*torrent.Torrent, error) { return s.cl.AddTorrent(mi) })
 	if aerr != nil {
@@ -242,7 +275,8 @@ func (s *seedbox) finishCopy(it *item, job *moveJob, src, dst string) {
 		it = s.torrents[it.rec.InfoHash]
 	}
 	os.RemoveAll(dst)
-	it.move = nil
+	it.move, it.rec.MovingTo = nil, nil
+	s.saveListLocked()
 	it.moveErr = fmt.Sprintf("moving to %q failed: %v; the data stays in %q", job.to, err, it.rec.where())
 	it.applyState()
 	s.log.Error("move failed", "torrent", it.rec.Name, "to", job.to, "err", err)

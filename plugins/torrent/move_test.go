@@ -75,3 +75,45 @@ func TestCopyTreeThenRecopyChanged(t *testing.T) {
 		t.Error("a copy told to stop went on")
 	}
 }
+
+// TestSettleMove: a plugin killed during a move finds its data at start:
+// renamed already (the record takes the new folder), or where it was with
+// a partial copy in the new folder (which goes), or not moved at all.
+func TestSettleMove(t *testing.T) {
+	write := func(path string) {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(path string) bool { _, err := os.Stat(path); return err == nil }
+	to := func(s string) *string { return &s }
+
+	data := t.TempDir()
+	write(filepath.Join(data, "tv", "show", "e1.mkv"))
+	rec := &record{Name: "show", Dir: "", Incomplete: "incomplete", MovingTo: to("tv")}
+	if did := settleMove(data, rec); rec.Dir != "tv" || rec.Incomplete != "" || rec.MovingTo != nil || did == "" {
+		t.Errorf("renamed before the kill: %+v, %q; want the record in tv/", rec, did)
+	}
+
+	data = t.TempDir()
+	write(filepath.Join(data, "show", "e1.mkv"))
+	write(filepath.Join(data, "usb", "show", "e1.mkv"))
+	rec = &record{Name: "show", MovingTo: to("usb")}
+	if did := settleMove(data, rec); rec.Dir != "" || rec.MovingTo != nil || exists(filepath.Join(data, "usb", "show")) ||
+		!exists(filepath.Join(data, "show", "e1.mkv")) || did == "" {
+		t.Errorf("killed mid-copy: %+v, %q; want the data where it was and the partial copy gone", rec, did)
+	}
+
+	data = t.TempDir()
+	write(filepath.Join(data, "show", "e1.mkv"))
+	rec = &record{Name: "show", MovingTo: to("tv")}
+	if did := settleMove(data, rec); rec.Dir != "" || rec.MovingTo != nil || !exists(filepath.Join(data, "show", "e1.mkv")) || did != "" {
+		t.Errorf("killed before the data went: %+v, %q; want it as it was", rec, did)
+	}
+
+	rec = &record{Name: "../escape", MovingTo: to("tv")}
+	if did := settleMove(data, rec); did != "" || rec.MovingTo != nil {
+		t.Errorf("an unsafe name: %+v %q", rec, did)
+	}
+}
