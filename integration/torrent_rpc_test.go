@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -237,4 +238,61 @@ func listedID(t testing.TB, list, name string) string {
 	}
 	t.Fatalf("%s not listed:\n%s", name, list)
 	return ""
+}
+
+// TestAFileFetchedFirst: mid-download from Transmission (at 2 MiB/s), the
+// owner has transmission-remote put the last episode of a season first:
+// it is whole while the first two are not, the others follow, all whole;
+// the files list says which is first. Low priority, which the engine does
+// not have, is refused.
+func TestAFileFetchedFirst(t *testing.T) {
+	testnet.NeedTools(t, "transmission-remote")
+	_, n, v, sums := slowDownload(t, "season", map[string]int{"season/e1.mkv": 8 << 20, "season/e2.mkv": 8 << 20, "season/e3.mkv": 4 << 20})
+	id := listedID(t, transmissionRemote(t, n, "-l"), "season")
+	transmissionRemote(t, n, "-t", id, "-ph", "2")
+	if files := transmissionRemote(t, n, "-t", id, "-f"); !regexp.MustCompile(`(?m)High\s+Yes\s+.*e3\.mkv`).MatchString(files) {
+		t.Errorf("transmission-remote -f does not show e3.mkv first:\n%s", files)
+	}
+	transmissionRemoteRefused(t, n, "two priorities", "-t", id, "-pl", "0")
+
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		var list struct{ Files []FileStatus }
+		code, body, err := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+v.InfoHash+"/files", nil, false)
+		if err != nil || code != http.StatusOK || json.Unmarshal(body, &list) != nil {
+			t.Fatalf("files: %d %v %s", code, err, body)
+		}
+		var others int64
+		whole := false
+		for _, f := range list.Files {
+			if f.Path == "e3.mkv" {
+				whole = f.Done == f.Size
+				if f.Priority != "high" {
+					t.Errorf("e3.mkv has priority %q", f.Priority)
+				}
+			} else {
+				others += f.Done
+			}
+		}
+		if whole {
+			// The others had what came before e3.mkv was put first (half
+			// a second's worth), and pieces already asked for.
+			if others > 6<<20 {
+				t.Errorf("e3.mkv, first, was whole only once %d of the others' 16 MiB were", others)
+			}
+			t.Logf("e3.mkv whole with %.1f MiB of the others' 16 here", float64(others)/(1<<20))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("e3.mkv not whole in a minute: %s", body)
+		}
+	}
+	waitVecino(t, n, v.InfoHash, "seeding", 2*time.Minute)
+	checkFiles(t, "vecino", filepath.Join(n.State, "plugins", "torrent", "data"), sums)
+}
+
+// FileStatus is a file of a torrent as the node lists it.
+type FileStatus struct {
+	Path       string
+	Size, Done int64
+	Priority   string
 }

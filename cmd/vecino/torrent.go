@@ -54,7 +54,7 @@ type torrentView struct {
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, move, queue, quiet, rm or create")
+		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, move, queue, quiet, high, normal, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -100,9 +100,9 @@ func (c *client) torrent(args []string) error {
 			return err
 		}
 		return printFiles(out.Files)
-	case "skip", "want":
+	case "skip", "want", "high", "normal":
 		if len(rest) < 2 {
-			return fmt.Errorf("torrent %s INFOHASH PATH... (paths as 'torrent files' lists them)", cmd)
+			return fmt.Errorf("torrent %s INFOHASH PATH... (paths as 'torrent files' lists them; skip leaves files out, want takes them back, high fetches them first, normal as the rest)", cmd)
 		}
 		var out struct{ Files []torrentFile }
 		if _, err := c.postJSON(torrentAPI+"/torrents/"+rest[0]+"/files", map[string][]string{cmd: rest[1:]}, &out); err != nil {
@@ -215,10 +215,11 @@ func (c *client) torrentList() error {
 
 // torrentFile is one file of a torrent as the API shows it.
 type torrentFile struct {
-	Path   string `json:"path"`
-	Size   int64  `json:"size"`
-	Done   int64  `json:"done"`
-	Wanted bool   `json:"wanted"`
+	Path     string `json:"path"`
+	Size     int64  `json:"size"`
+	Done     int64  `json:"done"`
+	Wanted   bool   `json:"wanted"`
+	Priority string `json:"priority"`
 }
 
 func printFiles(files []torrentFile) error {
@@ -226,8 +227,11 @@ func printFiles(files []torrentFile) error {
 	fmt.Fprintln(tw, "WANTED\tDONE\tSIZE\tPATH")
 	for _, f := range files {
 		wanted := "yes"
-		if !f.Wanted {
+		switch {
+		case !f.Wanted:
 			wanted = "skip"
+		case f.Priority == "high":
+			wanted = "first"
 		}
 		done := 100.0
 		if f.Size > 0 {

@@ -27,7 +27,8 @@ const maxTorrentFile = 16 << 20
 //	POST   /torrents/{ih}/verify     hash its data again (state "verifying", progress in "verified")
 //	POST   /torrents/{ih}/stop       pause it
 //	POST   /torrents/{ih}/start      resume it; seed again one a limit finished; download anew one whose data is missing
-//	GET    /torrents/{ih}/files      its files; POST with {"skip":[...]} or {"want":[...]}
+//	GET    /torrents/{ih}/files      its files; POST with {"skip":[...]}, {"want":[...]} (left out, taken back),
+//	                                 {"high":[...]}, {"normal":[...]} (fetched before the others, or as them)
 //	POST   /torrents/{ih}/limits     body: {"ratio": 2 | "node" | "none", "idle": "90m" | "node" | "none"}: its own
 //	                                 seeding limits, the node's ([plugins.torrent]) again, or none; either may be left out
 //	POST   /quiet-hours              body: {"on": true | false | null}: the quiet hours' limits (alt_*) on or off
@@ -116,14 +117,14 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		fs, err := s.files(strings.ToLower(r.PathValue("ih")))
 		writeFiles(w, fs, err)
 	})
-	// Body: {"skip": [paths], "want": [paths]}.
+	// Body: {"skip": [paths], "want": [paths], "high": [paths], "normal": [paths]}.
 	mux.HandleFunc("POST /torrents/{ih}/files", func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ Skip, Want []string }
+		var req fileChoice
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"skip\": [paths], \"want\": [paths]}: %w", err))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"skip\", \"want\", \"high\" or \"normal\": [paths]}: %w", err))
 			return
 		}
-		fs, err := s.setFiles(strings.ToLower(r.PathValue("ih")), req.Skip, req.Want)
+		fs, err := s.setFiles(strings.ToLower(r.PathValue("ih")), req)
 		writeFiles(w, fs, err)
 	})
 	mux.HandleFunc("POST /torrents/{ih}/limits", func(w http.ResponseWriter, r *http.Request) {

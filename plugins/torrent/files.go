@@ -14,12 +14,26 @@ type FileView struct {
 	Size   int64  `json:"size"`
 	Done   int64  `json:"done"`
 	Wanted bool   `json:"wanted"`
+	// Priority is "high" for a file fetched before the others, else
+	// "normal".
+	Priority string `json:"priority"`
+}
+
+// fileChoice is a change to which of a torrent's files are fetched, and
+// first: paths as FileView gives them.
+type fileChoice struct {
+	Skip   []string `json:"skip"`   // left out of the download
+	Want   []string `json:"want"`   // taken back
+	High   []string `json:"high"`   // fetched before the rest
+	Normal []string `json:"normal"` // fetched as the rest
 }
 
 // errNoFile says a path names no file of the torrent.
 var errNoFile = errors.New("no such file in the torrent")
 
 func (it *item) skipped(path string) bool { return slices.Contains(it.rec.Skip, path) }
+
+func (it *item) high(path string) bool { return slices.Contains(it.rec.High, path) }
 
 // setFetching has the engine fetch the files the user wants (a piece
 // shared with a wanted file comes whole), or, with on false, nothing.
@@ -35,7 +49,11 @@ func (it *item) setFetching(on bool) {
 	}
 	for _, f := range it.t.Files() {
 		prio := torrent.PiecePriorityNone
-		if on && !it.skipped(f.DisplayPath()) {
+		switch {
+		case !on || it.skipped(f.DisplayPath()):
+		case it.high(f.DisplayPath()):
+			prio = torrent.PiecePriorityHigh
+		default:
 			prio = torrent.PiecePriorityNormal
 		}
 		f.SetPriority(prio)
@@ -69,7 +87,11 @@ func (it *item) missing() int64 {
 func (it *item) fileViews() []FileView {
 	var out []FileView
 	for _, f := range it.t.Files() {
-		out = append(out, FileView{Path: f.DisplayPath(), Size: f.Length(), Done: f.BytesCompleted(), Wanted: !it.skipped(f.DisplayPath())})
+		prio := "normal"
+		if it.high(f.DisplayPath()) {
+			prio = "high"
+		}
+		out = append(out, FileView{Path: f.DisplayPath(), Size: f.Length(), Done: f.BytesCompleted(), Wanted: !it.skipped(f.DisplayPath()), Priority: prio})
 	}
 	return out
 }
@@ -85,10 +107,11 @@ func (s *seedbox) files(ih string) ([]FileView, error) {
 	return it.fileViews(), nil
 }
 
-// setFiles leaves the files skip names out of torrent ih's download and
-// takes those want names back in; what was downloaded stays on disk. An
-// unknown path changes nothing.
-func (s *seedbox) setFiles(ih string, skip, want []string) ([]FileView, error) {
+// setFiles leaves the files c.Skip names out of torrent ih's download and
+// takes those c.Want names back in (what was downloaded stays on disk);
+// it has those c.High names fetched before the others, and those
+// c.Normal names as the others. An unknown path changes nothing.
+func (s *seedbox) setFiles(ih string, c fileChoice) ([]FileView, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it, err := s.withInfoLocked(ih, "no files to choose from")
@@ -99,21 +122,30 @@ func (s *seedbox) setFiles(ih string, skip, want []string) ([]FileView, error) {
 	for _, f := range it.t.Files() {
 		known[f.DisplayPath()] = true
 	}
-	for _, p := range append(slices.Clone(skip), want...) {
+	for _, p := range slices.Concat(c.Skip, c.Want, c.High, c.Normal) {
 		if !known[p] {
 			return nil, fmt.Errorf("%q: %w %s", p, errNoFile, ih)
 		}
 	}
-	next := slices.DeleteFunc(slices.Clone(it.rec.Skip), func(p string) bool { return slices.Contains(want, p) })
-	for _, p := range skip {
+	it.rec.Skip = choose(it.rec.Skip, c.Skip, c.Want)
+	it.rec.High = choose(it.rec.High, c.High, c.Normal)
+	it.setFetching(it.fetching)
+	s.saveListLocked()
+	s.log.Info("files chosen", "torrent", it.rec.Name, "skipped", len(it.rec.Skip), "high", len(it.rec.High))
+	return it.fileViews(), nil
+}
+
+// choose is set with in added and out taken away, sorted; nil if empty.
+func choose(set, in, out []string) []string {
+	next := slices.DeleteFunc(slices.Clone(set), func(p string) bool { return slices.Contains(out, p) })
+	for _, p := range in {
 		if !slices.Contains(next, p) {
 			next = append(next, p)
 		}
 	}
 	slices.Sort(next)
-	it.rec.Skip = next
-	it.setFetching(it.fetching)
-	s.saveListLocked()
-	s.log.Info("files chosen", "torrent", it.rec.Name, "skipped", len(next))
-	return it.fileViews(), nil
+	if len(next) == 0 {
+		return nil
+	}
+	return next
 }

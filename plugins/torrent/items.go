@@ -44,6 +44,8 @@ type record struct {
 	// Skip lists the files (paths as in the torrent) left out of the
 	// download.
 	Skip []string `json:"skip,omitempty"`
+	// High lists the files fetched before the others.
+	High []string `json:"high,omitempty"`
 	// Error holds a torrent that must not run (its files would clash
 	// with another's), saying why.
 	Error string `json:"error,omitempty"`

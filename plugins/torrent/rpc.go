@@ -453,11 +453,13 @@ func (s *seedbox) rpcSetLocation(req rpcRequest) error {
 	}, "location", "move")
 }
 
-// rpcTorrentSet takes the files wanted and unwanted, by index, and the
-// torrent's own seeding limits; other per-torrent settings (rates,
-// peers, trackers) are the node's alone.
+// rpcTorrentSet takes the files wanted and unwanted and their priority,
+// by index, the torrent's own seeding limits and its place in the queue;
+// other per-torrent settings (rates, peers, trackers) are the node's
+// alone.
 func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
-	if err := req.only("ids", "files-wanted", "files-unwanted", "seedRatioMode", "seedRatioLimit", "seedIdleMode", "seedIdleLimit", "queuePosition"); err != nil {
+	if err := req.only("ids", "files-wanted", "files-unwanted", "priority-high", "priority-normal", "priority-low",
+		"seedRatioMode", "seedRatioLimit", "seedIdleMode", "seedIdleLimit", "queuePosition"); err != nil {
 		return err
 	}
 	var position int
@@ -468,11 +470,8 @@ func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
 	if hasPosition && position < 0 {
 		return fmt.Errorf("queuePosition %d: positions count from 0", position)
 	}
-	var want, skip []int
-	if _, err := req.arg("files-wanted", &want); err != nil {
-		return err
-	}
-	if _, err := req.arg("files-unwanted", &skip); err != nil {
+	idx, err := req.fileIdx()
+	if err != nil {
 		return err
 	}
 	ratio, err := req.limit("seedRatioMode", "seedRatioLimit", func(v float64) limitSetting { return limitSetting{mode: limitOwn, ratio: v} })
@@ -490,7 +489,7 @@ func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
 		return err
 	}
 	for _, ih := range hashes {
-		if err := s.setFileIndices(ih, want, skip); err != nil {
+		if err := s.setFileIndices(ih, idx); err != nil {
 			return err
 		}
 		if ratio != nil || idle != nil {
@@ -571,8 +570,8 @@ func (r rpcRequest) limit(modeArg, valueArg string, own func(float64) limitSetti
 
 // setFileIndices is setFiles with files named by their index in the
 // torrent, as Transmission names them.
-func (s *seedbox) setFileIndices(ih string, want, skip []int) error {
-	if len(want) == 0 && len(skip) == 0 {
+func (s *seedbox) setFileIndices(ih string, idx rpcFileIdx) error {
+	if len(idx.want)+len(idx.skip)+len(idx.high)+len(idx.normal) == 0 {
 		return nil
 	}
 	s.mu.Lock()
@@ -597,37 +596,64 @@ func (s *seedbox) setFileIndices(ih string, want, skip []int) error {
 		}
 		return out, nil
 	}
-	w, err := paths("files-wanted", want)
-	if err != nil {
-		return err
+	var c fileChoice
+	for _, p := range []struct {
+		key string
+		idx []int
+		to  *[]string
+	}{{"files-wanted", idx.want, &c.Want}, {"files-unwanted", idx.skip, &c.Skip}, {"priority-high", idx.high, &c.High}, {"priority-normal", idx.normal, &c.Normal}} {
+		if *p.to, err = paths(p.key, p.idx); err != nil {
+			return err
+		}
 	}
-	sk, err := paths("files-unwanted", skip)
-	if err != nil {
-		return err
-	}
-	_, err = s.setFiles(ih, sk, w)
+	_, err = s.setFiles(ih, c)
 	return err
+}
+
+// rpcFileIdx is the files a torrent-set or torrent-add names by index.
+type rpcFileIdx struct{ want, skip, high, normal []int }
+
+// fileIdx reads the files-* and priority-* arguments. The engine has two
+// priorities: priority-low is refused rather than taken as normal.
+func (r rpcRequest) fileIdx() (rpcFileIdx, error) {
+	var idx rpcFileIdx
+	var low []int
+	for _, a := range []struct {
+		key string
+		to  *[]int
+	}{{"files-wanted", &idx.want}, {"files-unwanted", &idx.skip}, {"priority-high", &idx.high}, {"priority-normal", &idx.normal}, {"priority-low", &low}} {
+		if _, err := r.arg(a.key, a.to); err != nil {
+			return idx, err
+		}
+	}
+	if len(low) > 0 {
+		return idx, errors.New("priority-low: this node fetches files at two priorities, high and normal; say priority-normal")
+	}
+	return idx, nil
 }
 
 // rpcTorrentAdd adds a .torrent (base64 "metainfo"), or a magnet link or
 // the URL of a .torrent ("filename").
 func (s *seedbox) rpcTorrentAdd(r *http.Request, req rpcRequest) (map[string]any, error) {
-	if err := req.only("metainfo", "filename", "paused", "download-dir", "files-wanted", "files-unwanted", "cookies"); err != nil {
+	if err := req.only("metainfo", "filename", "paused", "download-dir", "files-wanted", "files-unwanted",
+		"priority-high", "priority-normal", "priority-low", "cookies"); err != nil {
 		return nil, err
 	}
 	var meta, name, dir, cookies string
 	var paused bool
-	var want, skip []int
 	for _, a := range []struct {
 		name string
 		v    any
-	}{{"metainfo", &meta}, {"filename", &name}, {"download-dir", &dir}, {"cookies", &cookies}, {"paused", &paused}, {"files-wanted", &want}, {"files-unwanted", &skip}} {
+	}{{"metainfo", &meta}, {"filename", &name}, {"download-dir", &dir}, {"cookies", &cookies}, {"paused", &paused}} {
 		if _, err := req.arg(a.name, a.v); err != nil {
 			return nil, err
 		}
 	}
-	dir, err := s.rpcDir(dir)
+	idx, err := req.fileIdx()
 	if err != nil {
+		return nil, err
+	}
+	if dir, err = s.rpcDir(dir); err != nil {
 		return nil, fmt.Errorf("torrent-add: argument \"download-dir\": %w", err)
 	}
 	var v View
@@ -656,7 +682,7 @@ func (s *seedbox) rpcTorrentAdd(r *http.Request, req rpcRequest) (map[string]any
 	case err != nil:
 		return nil, fmt.Errorf("torrent-add: %w", err)
 	default:
-		if err := s.setFileIndices(v.InfoHash, want, skip); err != nil && !errors.Is(err, errBusy) {
+		if err := s.setFileIndices(v.InfoHash, idx); err != nil && !errors.Is(err, errBusy) {
 			return nil, fmt.Errorf("torrent-add: added, but: %w", err)
 		}
 		if paused {

@@ -390,11 +390,15 @@ func rpcFiles(it *item, f string) any {
 	out := make([]any, 0, len(files))
 	for _, file := range files {
 		wanted := !it.skipped(file.DisplayPath())
+		prio := 0 // Transmission's normal; high is 1
+		if it.high(file.DisplayPath()) {
+			prio = 1
+		}
 		switch f {
 		case "files":
 			out = append(out, map[string]any{"name": file.Path(), "length": file.Length(), "bytesCompleted": file.BytesCompleted()})
 		case "fileStats":
-			out = append(out, map[string]any{"bytesCompleted": file.BytesCompleted(), "wanted": wanted, "priority": 0})
+			out = append(out, map[string]any{"bytesCompleted": file.BytesCompleted(), "wanted": wanted, "priority": prio})
 		case "wanted":
 			w := 0
 			if wanted {
@@ -402,7 +406,7 @@ func rpcFiles(it *item, f string) any {
 			}
 			out = append(out, w)
 		case "priorities":
-			out = append(out, 0)
+			out = append(out, prio)
 		}
 	}
 	return out

@@ -107,6 +107,8 @@ func TestRPCSessionHandshakeAndRefusals(t *testing.T) {
 		{`{"method":"torrent-add","arguments":{"metainfo":"%%%"}}`, "not base64"},
 		{`{"method":"torrent-add","arguments":{"paused":"yes","filename":"magnet:?"}}`, `argument "paused"`},
 		{`{"method":"session-set","arguments":{"speed-limit-up":5}}`, "TOML"},
+		{`{"method":"torrent-set","arguments":{"ids":[1],"priority-low":[0]}}`, "two priorities"},
+		{`{"method":"torrent-set","arguments":{"ids":[1],"priority-high":"all"}}`, `argument "priority-high"`},
 		{`{"method":"torrent-set-location","arguments":{"ids":[1],"move":true}}`, "location is required"},
 		{`{"method":"torrent-set-location","arguments":{"ids":[1],"location":"/etc","move":true}}`, "not in this node's data folder"},
 		{`{"method":"torrent-set-location","arguments":{"ids":[1],"location":"tv","move":"yes"}}`, `argument "move"`},
