@@ -3,7 +3,7 @@ package torrent
 // Quiet hours: other upload and download limits for the hours a household
 // needs its line (Transmission's "alternative speed limits", the turtle).
 // They are in effect during alt_hours on alt_days, or when switched on or
-// off by hand (vecino torrent turtle, POST /alt-speed, a Transmission
+// off by hand (vecino torrent quiet, POST /quiet-hours, a Transmission
 // client's turtle button); a switch by hand holds until the schedule next
 // changes, as Transmission's does. The engine's two rate limiters are
 // changed in place, so connections carry on at the new rate.
@@ -120,7 +120,8 @@ type altState struct {
 // AltView is the quiet hours' state, for the API.
 type AltView struct {
 	On bool `json:"on"`
-	// Why: "schedule", "by hand", or "" (off, no schedule in force).
+	// Why is "by hand" while a switch by hand holds (on or off),
+	// "schedule" while the schedule has them on, else "".
 	Why       string `json:"why,omitempty"`
 	UpKiBps   int64  `json:"up_kib_per_s"`
 	DownKiBps int64  `json:"down_kib_per_s"`
