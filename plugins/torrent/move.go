@@ -155,9 +155,9 @@ func (s *seedbox) finishDownloadsLocked() {
 // copy in the new folder, which goes (a move never starts onto anything
 // that is there). It reports what it did, for the log.
 func settleMove(dataDir string, rec *record) string {
-	to := *rec.MovingTo
+	to, err := cleanDir(*rec.MovingTo) // list.json may have been edited: nothing outside the data folder goes
 	rec.MovingTo = nil
-	if safeName(rec.Name) != nil {
+	if err != nil || safeName(rec.Name) != nil {
 		return ""
 	}
 	src := filepath.Join(dataDir, rec.where(), rec.Name)

@@ -116,4 +116,10 @@ func TestSettleMove(t *testing.T) {
 	if did := settleMove(data, rec); did != "" || rec.MovingTo != nil {
 		t.Errorf("an unsafe name: %+v %q", rec, did)
 	}
+	outside := filepath.Join(filepath.Dir(data), "show")
+	write(filepath.Join(outside, "keep.txt"))
+	rec = &record{Name: "show", MovingTo: to("..")}
+	if did := settleMove(data, rec); did != "" || !exists(filepath.Join(outside, "keep.txt")) {
+		t.Errorf("a destination outside the data folder: %+v %q; nothing there may go", rec, did)
+	}
 }
