@@ -404,7 +404,15 @@ func populateRoot(in *Instance, o Options, root, kernelDir, password string) err
 	if err := os.Symlink("/perm/var", filepath.Join(root, "var")); err != nil {
 		return err
 	}
-	// TLS roots for programs that need them (the web of trust is the
+	// The time zone of the machine that builds the image, as gok does:
+	// the node's local time (the torrent plugin's quiet hours) is its
+	// owner's. Without it, UTC.
+	if tz, err := os.ReadFile("/etc/localtime"); err == nil {
+		if err := os.WriteFile(filepath.Join(root, "etc/localtime"), tz, 0o644); err != nil {
+			return err
+		}
+	}
+		// TLS roots for programs that need them (the web of trust is the
 	// host's Debian bundle at build time).
 	if ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err == nil {
 		if err := os.WriteFile(filepath.Join(root, "etc/ssl/ca-bundle.pem"), ca, 0o644); err != nil {

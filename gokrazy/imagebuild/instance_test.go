@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"debug/elf"
 	"encoding/json"
@@ -114,6 +115,9 @@ func TestRPiImageHonoursConfig(t *testing.T) {
 	}
 	if p := string(rootCat("/etc/http-port.txt")); p != in.Update.HTTPPort {
 		t.Errorf("/etc/http-port.txt = %q, want %q", p, in.Update.HTTPPort)
+	}
+	if host, err := os.ReadFile("/etc/localtime"); err == nil && !bytes.Equal(rootCat("/etc/localtime"), host) {
+		t.Errorf("/etc/localtime is not the building machine's time zone")
 	}
 	if p := string(rootCat("/etc/gokr-pw.txt")); p != "secret-from-a-file" {
 		t.Errorf("/etc/gokr-pw.txt = %q, want the password file's content", p)
