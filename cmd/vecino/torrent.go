@@ -517,6 +517,9 @@ func (c *client) torrentQuiet(args []string) error {
 		fmt.Printf("; scheduled %s, %s", q.Hours, days)
 	}
 	fmt.Println()
+	if q.UpKiBps <= 0 && q.DownKiBps <= 0 {
+		fmt.Println("(no alt_upload_kib_per_s or alt_download_kib_per_s in [plugins.torrent]: quiet hours change nothing)")
+	}
 	return nil
 }
 
