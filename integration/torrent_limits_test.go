@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +144,12 @@ func TestSkippedFilesAreNotDownloaded(t *testing.T) {
 	wd.click(box)
 	wd.waitText("#result", "Skipping "+skip, 10*time.Second)
 	wd.waitText(`tr[data-infohash="`+v.InfoHash+`"]`, "1 of 3 files skipped", 10*time.Second)
+	// And one fetched first, from the same list.
+	wd.click(`#file-list input.first[data-path="ep1.mkv"]`)
+	wd.waitText("#result", "Fetching first ep1.mkv", 10*time.Second)
+	if out := vecinoCLI(t, n, true, "torrent", "files", v.InfoHash); !regexp.MustCompile(`(?m)^first\s.*\sep1\.mkv$`).MatchString(out) {
+		t.Errorf("after the page's first box, torrent files says:\n%s", out)
+	}
 	if msg := vecinoCLI(t, n, false, "torrent", "skip", v.InfoHash, "season/ep9.mkv"); !strings.Contains(msg, `"season/ep9.mkv": no such file`) {
 		t.Errorf("skipping a file the torrent lacks said:\n%s", msg)
 	}
