@@ -412,7 +412,7 @@ func populateRoot(in *Instance, o Options, root, kernelDir, password string) err
 			return err
 		}
 	}
-		// TLS roots for programs that need them (the web of trust is the
+	// TLS roots for programs that need them (the web of trust is the
 	// host's Debian bundle at build time).
 	if ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err == nil {
 		if err := os.WriteFile(filepath.Join(root, "etc/ssl/ca-bundle.pem"), ca, 0o644); err != nil {
