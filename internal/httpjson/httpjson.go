@@ -5,6 +5,8 @@ package httpjson
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 )
 
@@ -30,4 +32,22 @@ func Bulk(w http.ResponseWriter, code int, v any) {
 // Error answers with code and {"error": err's text}.
 func Error(w http.ResponseWriter, code int, err error) {
 	Write(w, code, map[string]string{"error": err.Error()})
+}
+
+// Read decodes r's JSON body, at most limit bytes, into v, refusing a key
+// v does not have; missing, if not nil, then says what the body lacks (nil
+// if nothing). If anything is wrong it answers 400 with "body: want WANT:
+// why" and returns false.
+func Read(w http.ResponseWriter, r *http.Request, limit int64, v any, want string, missing func() error) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, limit))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && missing != nil {
+		err = missing()
+	}
+	if err != nil {
+		Error(w, http.StatusBadRequest, fmt.Errorf("body: want %s: %w", want, err))
+		return false
+	}
+	return true
 }

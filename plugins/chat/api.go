@@ -60,10 +60,7 @@ func (c *chat) HTTPHandler() http.Handler {
 // postBlock blocks an author: body {"author": "vc1...", "note": "why"}.
 func (c *chat) postBlock(w http.ResponseWriter, r *http.Request) {
 	var req struct{ Author, Note string }
-	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"author\": \"vc1...\", \"note\": \"...\"}: %w", err))
+	if !httpjson.Read(w, r, 8<<10, &req, `{"author": "vc1...", "note": "..."}`, nil) {
 		return
 	}
 	n, err := c.block(req.Author, req.Note, time.Now())

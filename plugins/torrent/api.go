@@ -68,10 +68,7 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		var req struct {
 			On *bool `json:"on"`
 		}
-		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"on\": true, false or null (the schedule)}: %w", err))
+		if !httpjson.Read(w, r, 4096, &req, `{"on": true, false or null (the schedule)}`, nil) {
 			return
 		}
 		httpjson.Write(w, http.StatusOK, s.setAlt(req.On))
@@ -163,13 +160,9 @@ func (s *seedbox) HTTPHandler() http.Handler {
 		var req struct {
 			To json.RawMessage `json:"to"`
 		}
-		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-		dec.DisallowUnknownFields() // a misspelt key is refused, as /move refuses it
-		if err := dec.Decode(&req); err != nil || len(req.To) == 0 {
-			if err == nil {
-				err = errors.New(`"to" is missing`)
-			}
-			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"to\": \"top\", \"up\", \"down\", \"bottom\" or a position from 0}: %w", err))
+		if !httpjson.Read(w, r, 4096, &req, `{"to": "top", "up", "down", "bottom" or a position from 0}`, func() error {
+			return missingKey(len(req.To) == 0, "to")
+		}) {
 			return
 		}
 		to := strings.Trim(string(req.To), `"`)
@@ -186,13 +179,9 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			Dir  *string `json:"dir"`
 			Find bool    `json:"find"`
 		}
-		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil || req.Dir == nil {
-			if err == nil {
-				err = errors.New(`"dir" is missing`)
-			}
-			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("body: want {\"dir\": \"folder in the data folder\", \"find\": false}: %w", err))
+		if !httpjson.Read(w, r, 4096, &req, `{"dir": "folder in the data folder", "find": false}`, func() error {
+			return missingKey(req.Dir == nil, "dir")
+		}) {
 			return
 		}
 		v, err := s.move(strings.ToLower(r.PathValue("ih")), *req.Dir, !req.Find)
@@ -322,6 +311,14 @@ func errStatus(err error) int {
 		return http.StatusBadRequest
 	}
 	return http.StatusNotFound
+}
+
+// missingKey is the error for a body without key, if missing.
+func missingKey(missing bool, key string) error {
+	if missing {
+		return fmt.Errorf("%q is missing", key)
+	}
+	return nil
 }
 
 // moveStatus is the HTTP status for a move that failed: 404 for no such
