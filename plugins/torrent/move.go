@@ -131,11 +131,13 @@ func (s *seedbox) moveLocked(it *item, dir string, moveData bool) (View, error) 
 func (s *seedbox) finishDownloadsLocked() {
 	var done []*item
 	for _, it := range s.torrents {
-		if it.rec.Incomplete != "" && it.moveErr == "" && it.move == nil && !it.verifying && it.hasInfo() &&
-			it.trouble() == "" && !it.checking() {
-			if size, have := it.wanted(); have == size {
-				done = append(done, it)
-			}
+		if it.rec.Incomplete == "" || it.moveErr != "" || it.move != nil || it.verifying || !it.hasInfo() || it.trouble() != "" {
+			continue
+		}
+		// checking walks every piece's state: only once the bytes are all
+		// here, not at every tick of a download.
+		if size, have := it.wanted(); have == size && !it.checking() {
+			done = append(done, it)
 		}
 	}
 	for _, it := range done {
