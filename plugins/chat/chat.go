@@ -591,8 +591,8 @@ func (c *chat) admit(r *room, m *wire.RoomMessage, now time.Time, rated bool) (e
 	if m.Room != r.name {
 		return entry{}, nil, &refusal{http.StatusBadRequest, "wrong_room", fmt.Errorf("message is for room %q, not %q", m.Room, r.name)}
 	}
-	if len(m.Text) > c.cfg.MaxMessageBytes {
-		return entry{}, nil, &refusal{http.StatusRequestEntityTooLarge, "too_large", fmt.Errorf("text is %d bytes; this node takes at most %d ([plugins.chat] max_message_bytes)", len(m.Text), c.cfg.MaxMessageBytes)}
+	if n := m.Size(); n > c.cfg.MaxMessageBytes {
+		return entry{}, nil, &refusal{http.StatusRequestEntityTooLarge, "too_large", fmt.Errorf("text is %d bytes; this node takes at most %d ([plugins.chat] max_message_bytes)", n, c.cfg.MaxMessageBytes)}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

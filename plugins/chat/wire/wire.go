@@ -166,9 +166,13 @@ type RoomBody struct {
 	Room string `json:"room"`
 	From string `json:"from"`
 	// Seq counts the author's messages; it orders them.
-	Seq  uint64 `json:"seq"`
-	TS   int64  `json:"ts"` // Unix milliseconds
-	Text string `json:"text"`
+	Seq uint64 `json:"seq"`
+	TS  int64  `json:"ts"` // Unix milliseconds
+	// Text is the message; in a private room it is Sealed instead (base64
+	// of a nonce and the text sealed with the room's key: Open). A body
+	// carries one of the two.
+	Text   string `json:"text,omitempty"`
+	Sealed string `json:"sealed,omitempty"`
 }
 
 // RoomMessage is a room message that verified.
@@ -180,7 +184,11 @@ type RoomMessage struct {
 
 // SignRoom makes a room message.
 func (id *Identity) SignRoom(room string, seq uint64, at time.Time, text string) ([]byte, error) {
-	body, err := json.Marshal(RoomBody{Room: room, From: id.addr.String(), Seq: seq, TS: at.UnixMilli(), Text: text})
+	return id.signRoomBody(RoomBody{Room: room, From: id.addr.String(), Seq: seq, TS: at.UnixMilli(), Text: text})
+}
+
+func (id *Identity) signRoomBody(b RoomBody) ([]byte, error) {
+	body, err := json.Marshal(b)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +228,7 @@ func ParseRoom(data []byte, now time.Time, maxAge time.Duration) (*RoomMessage, 
 	if !RoomName.MatchString(b.Room) {
 		return nil, fmt.Errorf("body.room %.70q: use lower-case letters, digits, - and _ (at most 64)", b.Room)
 	}
-	if err := checkText(b.Text); err != nil {
+	if err := checkContent(&b); err != nil {
 		return nil, err
 	}
 	if err := checkTime(b.TS, now, maxAge); err != nil {
@@ -311,6 +319,18 @@ func parseEnvelope(data []byte) (Envelope, error) {
 		return env, fmt.Errorf("envelope: %w", ErrUnsigned)
 	}
 	return env, nil
+}
+
+// checkContent checks that a room message carries a text or a sealed
+// text, not both.
+func checkContent(b *RoomBody) error {
+	switch {
+	case b.Sealed == "":
+		return checkText(b.Text)
+	case b.Text != "":
+		return errors.New("body has both text and sealed: a message is one or the other")
+	}
+	return checkSealed(b.Sealed)
 }
 
 func checkText(t string) error {

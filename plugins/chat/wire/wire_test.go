@@ -186,6 +186,8 @@ func FuzzParseRoom(f *testing.F) {
 	second, _ := id.SignRoom("lobby", 2, now, "there")
 	f.Add(Bundle([][]byte{good, second}))
 	f.Add([]byte(`[{}, 1, "x"]`))
+	sealed, _ := id.SignSealedRoom("club", 3, now, "psst", RoomKey{1})
+	f.Add(sealed)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		envs, err := SplitRoom(data)
 		if err != nil {
@@ -199,7 +201,7 @@ func FuzzParseRoom(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			if !RoomName.MatchString(m.Room) || checkText(m.Text) != nil {
+			if !RoomName.MatchString(m.Room) || checkContent(&m.RoomBody) != nil || m.Size() > MaxText {
 				t.Fatalf("accepted a bad message: %+v", m.RoomBody)
 			}
 			if _, err := ParseAddress(m.From); err != nil {
