@@ -26,15 +26,20 @@ const chatAPI = "/api/v1/plugins/chat"
 type chatMessage struct {
 	Cursor uint64 `json:"cursor"`
 	wire.RoomBody
+	// Private and Unread are the command's own: the room is one of the
+	// user's private rooms; why a sealed text could not be opened.
+	Private bool   `json:"private,omitempty"`
+	Unread  string `json:"unread,omitempty"`
 }
 
 func (c *client) chat(args []string) error {
 	if len(args) == 0 {
-		return errors.New("chat: say id, send, read, dm, inbox, block, unblock or blocked")
+		return errors.New("chat: say id, send, read, private, join, dm, inbox, block, unblock or blocked")
 	}
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("chat "+cmd, flag.ExitOnError)
 	keyFile := fs.String("key", envOr("VECINO_CHAT_KEY", defaultKeyFile()), "your chat key file, made on first use (env VECINO_CHAT_KEY)")
+	roomsFile := fs.String("rooms", os.Getenv("VECINO_CHAT_ROOMS"), "your private rooms' keys (env VECINO_CHAT_ROOMS; default: beside the chat key, .rooms for .key)")
 	follow := fs.Bool("follow", false, "read: keep waiting for new messages")
 	after := fs.Uint64("after", 0, "read: only messages after this cursor")
 	asJSON := fs.Bool("json", false, "read, inbox: one JSON object a line")
@@ -49,6 +54,13 @@ func (c *client) chat(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *roomsFile == "" {
+		*roomsFile = roomKeysFile(*keyFile)
+	}
+	keys, err := loadRoomKeys(*roomsFile)
+	if err != nil {
+		return err
+	}
 	switch cmd {
 	case "id":
 		fmt.Println(id.Address())
@@ -58,14 +70,24 @@ func (c *client) chat(args []string) error {
 		case fs.NArg() < 2:
 			return errors.New("chat send [-key FILE] ROOM TEXT..., or ROOM - to send each line of stdin")
 		case fs.NArg() == 2 && fs.Arg(1) == "-":
-			return c.chatSendLines(id, fs.Arg(0), os.Stdin)
+			return c.chatSendLines(id, keys, fs.Arg(0), os.Stdin)
 		}
-		return c.chatSend(id, fs.Arg(0), strings.Join(fs.Args()[1:], " "))
+		return c.chatSend(id, keys, fs.Arg(0), strings.Join(fs.Args()[1:], " "))
 	case "read":
 		if fs.NArg() != 1 {
 			return errors.New("chat read [-follow] [-after CURSOR] [-json] ROOM")
 		}
-		return c.chatRead(fs.Arg(0), *after, *follow, *asJSON)
+		return c.chatRead(keys, fs.Arg(0), *after, *follow, *asJSON)
+	case "private":
+		if fs.NArg() != 1 {
+			return errors.New("chat private ROOM: make ROOM private and print its invite")
+		}
+		return c.chatPrivate(keys, fs.Arg(0))
+	case "join":
+		if fs.NArg() != 1 {
+			return errors.New("chat join INVITE: keep a private room's key (ROOM#KEY, or a chat page link)")
+		}
+		return c.chatJoin(keys, fs.Arg(0))
 	case "dm":
 		if fs.NArg() < 2 {
 			return errors.New("chat dm [-key FILE] ADDRESS TEXT...")
@@ -87,7 +109,7 @@ func (c *client) chat(args []string) error {
 	case "inbox":
 		return c.chatInbox(id, *keep, *asJSON)
 	default:
-		return fmt.Errorf("chat: unknown command %q (say id, send, read, dm, inbox, block, unblock or blocked)", cmd)
+		return fmt.Errorf("chat: unknown command %q (say id, send, read, private, join, dm, inbox, block, unblock or blocked)", cmd)
 	}
 }
 
@@ -174,8 +196,8 @@ func nextSeq() uint64 {
 	return lastSeq
 }
 
-func (c *client) chatSend(id *wire.Identity, room, text string) error {
-	raw, err := id.SignRoom(room, nextSeq(), time.Now(), text)
+func (c *client) chatSend(id *wire.Identity, keys *roomKeys, room, text string) error {
+	raw, err := keys.sign(id, room, nextSeq(), text)
 	if err != nil {
 		return err
 	}
@@ -199,7 +221,7 @@ const linesPerRequest = 64
 // node's rate are sent again, in order, after a pause (and in smaller
 // requests, if the node's burst per address is smaller than one); any other
 // refusal is reported and counted, and makes the command fail at the end.
-func (c *client) chatSendLines(id *wire.Identity, room string, in io.Reader) error {
+func (c *client) chatSendLines(id *wire.Identity, keys *roomKeys, room string, in io.Reader) error {
 	lines := make(chan string, linesPerRequest)
 	var readErr error
 	go func() {
@@ -213,7 +235,7 @@ func (c *client) chatSendLines(id *wire.Identity, room string, in io.Reader) err
 		}
 		readErr = sc.Err()
 	}()
-	s := &lineSender{c: c, id: id, room: room, path: chatAPI + "/rooms/" + url.PathEscape(room) + "/messages",
+	s := &lineSender{c: c, id: id, keys: keys, room: room, path: chatAPI + "/rooms/" + url.PathEscape(room) + "/messages",
 		limit: linesPerRequest, pause: lineSenderPause}
 	for open := true; open || len(s.queue) > 0; {
 		var err error
@@ -242,6 +264,7 @@ const lineSenderPause = 250 * time.Millisecond
 type lineSender struct {
 	c             *client
 	id            *wire.Identity
+	keys          *roomKeys
 	room, path    string
 	queue         [][]byte      // signed, in order, not yet taken
 	limit         int           // messages a request: halved while the address is over its burst
@@ -270,7 +293,7 @@ func (s *lineSender) fill(lines <-chan string) (bool, error) {
 		if text == "" { // none waiting
 			break
 		}
-		raw, err := s.id.SignRoom(s.room, nextSeq(), time.Now(), text)
+		raw, err := s.keys.sign(s.id, s.room, nextSeq(), text)
 		if err != nil {
 			return true, err
 		}
@@ -339,7 +362,7 @@ type chatPosted struct {
 	Cursor            uint64
 }
 
-func (c *client) chatRead(room string, after uint64, follow, asJSON bool) error {
+func (c *client) chatRead(keys *roomKeys, room string, after uint64, follow, asJSON bool) error {
 	for {
 		var page struct {
 			Messages []chatMessage
@@ -354,11 +377,19 @@ func (c *client) chatRead(room string, after uint64, follow, asJSON bool) error 
 			return err
 		}
 		for _, m := range page.Messages {
+			text, private, unread := keys.open(&m.RoomBody)
 			if asJSON {
+				m.Text, m.Sealed, m.Private, m.Unread = text, "", private, unread
 				printLine(m)
 				continue
 			}
-			fmt.Printf("%s %s: %s\n", time.UnixMilli(m.TS).Format("15:04:05"), short(m.From), m.Text)
+			switch {
+			case unread != "":
+				text = "[" + unread + "]"
+			case private && m.Sealed == "":
+				text = "[not sealed: anyone can read this] " + text
+			}
+			fmt.Printf("%s %s: %s\n", time.UnixMilli(m.TS).Format("15:04:05"), short(m.From), text)
 		}
 		after = page.Cursor
 		if !follow && len(page.Messages) == 0 {

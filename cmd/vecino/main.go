@@ -40,9 +40,13 @@ commands:
   chat id                             your chat address (makes your key on first use)
   chat send ROOM TEXT...              sign and send a message to a room
   chat read [-follow] [-json] ROOM    the room's history (and, with -follow, what comes)
+  chat private ROOM                   make ROOM private: what you send there is sealed
+                                      with a key you share; prints its invite
+  chat join INVITE                    join a private room (ROOM#KEY, or a page link)
   chat dm ADDRESS TEXT...             seal a direct message and leave it on the node
   chat inbox [-keep] [-json]          fetch, open and delete your direct messages
-  (chat commands take -key FILE; default $VECINO_CHAT_KEY or ~/.config/vecino/chat.key)
+  (chat commands take -key FILE; default $VECINO_CHAT_KEY or ~/.config/vecino/chat.key;
+   private rooms' keys are beside it, in chat.rooms, or -rooms FILE)
   store add [-r N] [-hidden] FILE|DIR store and pin a file or folder; prints its CID
                                       (the same CID as ipfs add --cid-version=1)
   store get [-o PATH] CID             fetch a file or folder, from here or a neighbour

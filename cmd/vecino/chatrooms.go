@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vecino/vecino/internal/atomicfile"
+	"github.com/vecino/vecino/plugins/chat/wire"
+)
+
+// roomKeys are the keys of the private rooms this user is in: a file
+// beside the chat key, one "ROOM KEY" a line, readable by the user alone.
+type roomKeys struct {
+	path string
+	keys map[string]wire.RoomKey
+}
+
+// roomKeysFile is where the keys of keyFile's user are kept.
+func roomKeysFile(keyFile string) string {
+	return strings.TrimSuffix(keyFile, ".key") + ".rooms"
+}
+
+func loadRoomKeys(path string) (*roomKeys, error) {
+	r := &roomKeys{path: path, keys: map[string]wire.RoomKey{}}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read room keys: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		room, key, ok := strings.Cut(text, " ")
+		if !ok {
+			return nil, fmt.Errorf("%s:%d: want ROOM KEY", path, line)
+		}
+		if _, k, err := wire.ParseInvite(room + "#" + strings.TrimSpace(key)); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+		} else {
+			r.keys[room] = k
+		}
+	}
+	return r, sc.Err()
+}
+
+// add keeps room's key, in place of any it had.
+func (r *roomKeys) add(room string, k wire.RoomKey) error {
+	r.keys[room] = k
+	names := make([]string, 0, len(r.keys))
+	for name := range r.keys {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("# vecino chat: the keys of your private rooms. Whoever has a room's key reads it.\n")
+	for _, name := range names {
+		fmt.Fprintf(&b, "%s %s\n", name, r.keys[name])
+	}
+	if err := os.MkdirAll(filepath.Dir(r.path), 0o700); err != nil {
+		return fmt.Errorf("room keys: %w", err)
+	}
+	if err := atomicfile.Write(r.path, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("save room keys: %w", err)
+	}
+	return nil
+}
+
+// sign makes a message for room: sealed with its key if it is private.
+func (r *roomKeys) sign(id *wire.Identity, room string, seq uint64, text string) ([]byte, error) {
+	if k, ok := r.keys[room]; ok {
+		return id.SignSealedRoom(room, seq, time.Now(), text, k)
+	}
+	return id.SignRoom(room, seq, time.Now(), text)
+}
+
+// open gives what a member reads of m: its text, opened with the room's
+// key; private says the room is one of this user's private rooms, and
+// unread why a text cannot be shown.
+func (r *roomKeys) open(m *wire.RoomBody) (text string, private bool, unread string) {
+	k, private := r.keys[m.Room]
+	switch {
+	case m.Sealed == "":
+		return m.Text, private, ""
+	case !private:
+		return "", false, "sealed: you have no key for this private room (vecino chat join INVITE)"
+	}
+	text, err := m.Open(k)
+	if err != nil {
+		return "", true, err.Error()
+	}
+	return text, true, ""
+}
+
+// chatPrivate makes room private for this user (a new key), or, if it is
+// already, prints its invite again.
+func (c *client) chatPrivate(keys *roomKeys, room string) error {
+	if !wire.RoomName.MatchString(room) {
+		return fmt.Errorf("room %q: use lower-case letters, digits, - and _ (at most 64)", room)
+	}
+	k, ok := keys.keys[room]
+	if !ok {
+		var err error
+		if k, err = wire.NewRoomKey(); err != nil {
+			return err
+		}
+		if err := keys.add(room, k); err != nil {
+			return err
+		}
+		fmt.Printf("%s is private: what you send there is sealed with its key, kept in %s\n", room, keys.path)
+	}
+	fmt.Printf("invite (give it to members only): %s\n", wire.Invite(room, k))
+	fmt.Printf("chat page: %s%s/%s\n", c.base, chatAPI, wire.PageFragment(room, k))
+	return nil
+}
+
+// chatJoin keeps an invite's key.
+func (c *client) chatJoin(keys *roomKeys, invite string) error {
+	room, k, err := wire.ParseInvite(invite)
+	if err != nil {
+		return err
+	}
+	if old, ok := keys.keys[room]; ok && old != k {
+		fmt.Fprintf(os.Stderr, "vecino: %s had another key: messages sealed with it no longer open here\n", room)
+	}
+	if err := keys.add(room, k); err != nil {
+		return err
+	}
+	fmt.Printf("joined the private room %s\n", room)
+	return nil
+}

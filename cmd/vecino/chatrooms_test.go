@@ -1,0 +1,45 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vecino/vecino/plugins/chat/wire"
+)
+
+// TestRoomKeysFile: keys kept are read back, and a damaged file says
+// which line is wrong instead of sending a private room's messages plain.
+func TestRoomKeysFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "me.rooms")
+	keys, err := loadRoomKeys(path)
+	if err != nil || len(keys.keys) != 0 {
+		t.Fatalf("no file yet: %v %v", keys, err)
+	}
+	k, _ := wire.NewRoomKey()
+	if err := keys.add("club", k); err != nil {
+		t.Fatal(err)
+	}
+	again, err := loadRoomKeys(path)
+	if err != nil || again.keys["club"] != k {
+		t.Fatalf("read back: %v %v", again.keys, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode: %v %v", fi, err)
+	}
+	for text, want := range map[string]string{
+		"club\n":                       "me.rooms:1: want ROOM KEY",
+		"# mine\nclub AAAA\n":          "me.rooms:2: invite: room key",
+		"Club " + k.String() + "\n":    "me.rooms:1: invite: room",
+		"\n\nclub " + k.String() + "x": "me.rooms:3:",
+	} {
+		os.WriteFile(path, []byte(text), 0o600)
+		if _, err := loadRoomKeys(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
+	if roomKeysFile("/home/me/.config/vecino/chat.key") != "/home/me/.config/vecino/chat.rooms" {
+		t.Errorf("beside chat.key: %s", roomKeysFile("/home/me/.config/vecino/chat.key"))
+	}
+}
