@@ -107,6 +107,13 @@ func (wd *webDriver) text(css string) string {
 	return s
 }
 
+// url is the address the page shows.
+func (wd *webDriver) url() string {
+	var s string
+	wd.call("GET", "/session/"+wd.session+"/url", nil, &s)
+	return s
+}
+
 func (wd *webDriver) attr(css, name string) string {
 	var s string
 	wd.call("GET", "/session/"+wd.session+"/element/"+wd.element(css)+"/property/"+name, nil, &s)
