@@ -119,6 +119,7 @@ func (s *seedbox) add(rec *record, torrentFile []byte, info *metainfo.Info, star
 	if err != nil {
 		return View{}, err
 	}
+	s.list.Totals.Added++
 	s.schedule()
 	s.saveListLocked()
 	return it.view(), nil
@@ -229,6 +230,9 @@ func (s *seedbox) remove(ih string, deleteData bool) error {
 	it.t.Drop()
 	os.Remove(filepath.Join(s.state, ih+".torrent"))
 	s.mu.Lock()
+	up, down := it.runBytes()
+	s.list.Totals.RemovedUp += it.rec.Uploaded + up
+	s.list.Totals.RemovedDown += it.rec.Downloaded + down
 	s.saveListLocked()
 	s.mu.Unlock()
 	s.dirs.Delete(ih)

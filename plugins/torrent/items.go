@@ -80,6 +80,19 @@ type record struct {
 type torrentList struct {
 	path    string
 	Records map[string]*record `json:"torrents"`
+	Totals  listTotals         `json:"totals"`
+}
+
+// listTotals are the seedbox's counts over its life, for Transmission's
+// clients' statistics (session-stats' cumulative-stats): the bytes of the
+// torrents it held and no longer holds (those held count in their records),
+// the torrents added, its runs and the time it ran.
+type listTotals struct {
+	RemovedUp   int64 `json:"removed_uploaded"`
+	RemovedDown int64 `json:"removed_downloaded"`
+	Added       int64 `json:"added"`
+	Runs        int64 `json:"runs"`
+	Seconds     int64 `json:"seconds_running"` // before this run
 }
 
 func loadList(dir string) (*torrentList, error) {
@@ -644,7 +657,8 @@ func (s *seedbox) saveListLocked() {
 	if s.list == nil {
 		return
 	}
-	out := torrentList{Records: map[string]*record{}}
+	out := torrentList{Records: map[string]*record{}, Totals: s.list.Totals}
+	out.Totals.Seconds += int64(time.Since(s.started) / time.Second)
 	for ih, it := range s.torrents {
 		r := *it.rec
 		up, down := it.runBytes()

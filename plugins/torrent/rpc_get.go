@@ -115,6 +115,11 @@ func (s *seedbox) rpcSessionStats() map[string]any {
 	var up, down float64
 	var paused, active int
 	var sentNow, gotNow int64
+	var tot listTotals
+	if s.list != nil {
+		tot = s.list.Totals
+	}
+	sentEver, gotEver := tot.RemovedUp, tot.RemovedDown
 	for _, it := range s.torrents {
 		up += it.upRate
 		down += it.downRate
@@ -126,14 +131,22 @@ func (s *seedbox) rpcSessionStats() map[string]any {
 		u, d := it.runBytes()
 		sentNow += u
 		gotNow += d
+		sentEver += it.rec.Uploaded + u
+		gotEver += it.rec.Downloaded + d
 	}
+	running := int64(time.Since(s.started) / time.Second)
 	return map[string]any{
 		"activeTorrentCount": active, "pausedTorrentCount": paused, "torrentCount": len(s.torrents),
 		"uploadSpeed": int64(up), "downloadSpeed": int64(down),
 		// This run's counts, of the torrents still held.
 		"current-stats": map[string]any{
 			"uploadedBytes": sentNow, "downloadedBytes": gotNow,
-			"secondsActive": int64(time.Since(s.started) / time.Second), "sessionCount": 1,
+			"secondsActive": running, "sessionCount": 1,
+		},
+		// Since the seedbox first ran (list.json's totals).
+		"cumulative-stats": map[string]any{
+			"uploadedBytes": sentEver, "downloadedBytes": gotEver, "filesAdded": tot.Added,
+			"secondsActive": tot.Seconds + running, "sessionCount": tot.Runs,
 		},
 	}
 }
@@ -235,6 +248,11 @@ func (s *seedbox) rpcField(it *item, v View, hasInfo bool, keptFile func() *meta
 		return v.Note, true
 	case "isFinished":
 		return it.rec.Finished, true
+	case "isStalled":
+		// Transmission says a torrent is stalled only when its session's
+		// queue-stalled-enabled is on; session-get says it is off here,
+		// as a stalled torrent keeps its place in the queue.
+		return false, true
 	case "percentDone":
 		return v.Progress, true
 	case "metadataPercentComplete":
