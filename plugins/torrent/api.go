@@ -51,6 +51,7 @@ const maxTorrentFile = 16 << 20
 //	                                 or cancelled
 //	DELETE /creates/{id}             call off a making not yet ended: 202 (409 if it has ended)
 //	POST   /transmission/rpc         Transmission's RPC (rpc.go), for the clients made for it
+//	GET    /transmission/web/        the web client in web_home, if set, which uses that RPC (webhome.go)
 //	GET    /engine                   the engine's own status of every peer and piece, as text
 //	GET    /                         a page with every torrent and its progress
 func (s *seedbox) HTTPHandler() http.Handler {
@@ -59,6 +60,8 @@ func (s *seedbox) HTTPHandler() http.Handler {
 	// transmission-remote asks for .../rpc/, other clients for .../rpc.
 	mux.HandleFunc("/transmission/rpc", s.rpcHandler)
 	mux.HandleFunc("/transmission/rpc/", s.rpcHandler)
+	mux.HandleFunc("GET /transmission/web/", s.webHome)
+	mux.Handle("GET /transmission/web", http.RedirectHandler("web/", http.StatusMovedPermanently))
 	mux.HandleFunc("GET /torrents", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views(), "quiet_hours": s.altView()})
 	})

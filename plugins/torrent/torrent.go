@@ -50,6 +50,10 @@ type settings struct {
 	Trackers          bool   `toml:"trackers"`
 	LocalPeerDiscover bool   `toml:"local_peer_discovery"`
 	PortMapping       bool   `toml:"port_mapping"`
+	// WebHome is a folder holding a web client made for Transmission's
+	// RPC (Transmission's own, or another), served at /transmission/web/
+	// as Transmission serves $TRANSMISSION_WEB_HOME; "" serves none.
+	WebHome string `toml:"web_home"`
 	// Feeds are read every FeedInterval; feeds.go.
 	FeedInterval string `toml:"feed_interval"`
 	feedEvery    time.Duration
@@ -178,8 +182,8 @@ func (s *seedbox) Configure(_ context.Context, raw []byte, env sdk.Env) error {
 	if len(errs) > 0 {
 		return errs
 	}
-	for _, d := range []*string{&cfg.DataDir, &cfg.WatchDir} {
-		if !filepath.IsAbs(*d) {
+	for _, d := range []*string{&cfg.DataDir, &cfg.WatchDir, &cfg.WebHome} {
+		if *d != "" && !filepath.IsAbs(*d) {
 			*d = filepath.Join(env.DataDir, *d)
 		}
 	}
@@ -280,6 +284,7 @@ func (s *seedbox) Start(ctx context.Context) error {
 		s.listErr = err.Error()
 		s.log.Error("torrent list unreadable; starting from the .torrent files alone", "err", err)
 	}
+	s.list.Totals.Runs++
 	if err := s.resume(); err != nil {
 		s.log.Error("resume torrents", "err", err)
 	}

@@ -132,6 +132,12 @@ func (s *Server) Handler() http.Handler {
 	// many cannot be told another path: it is the torrent plugin's.
 	mux.HandleFunc("/transmission/rpc", s.transmissionRPC)
 	mux.HandleFunc("/transmission/rpc/", s.transmissionRPC)
+	// Web clients made for that RPC live at /transmission/web/ and find
+	// it at ../rpc (the plugin's web_home).
+	mux.HandleFunc("GET /transmission/web/{rest...}", func(w http.ResponseWriter, r *http.Request) {
+		s.proxyTo(w, r, "torrent", "transmission/web/"+r.PathValue("rest"))
+	})
+	mux.Handle("GET /transmission/web", http.RedirectHandler("/transmission/web/", http.StatusMovedPermanently))
 	// And /ipfs/ is where browsers and IPFS tools look for a gateway:
 	// the store plugin's.
 	mux.HandleFunc("GET /ipfs/{rest...}", func(w http.ResponseWriter, r *http.Request) {
