@@ -47,11 +47,11 @@ func loadRoomKeys(path string) (*roomKeys, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s:%d: want ROOM KEY", path, line)
 		}
-		if _, k, err := wire.ParseInvite(room + "#" + strings.TrimSpace(key)); err != nil {
+		_, k, err := wire.ParseInvite(room + "#" + strings.TrimSpace(key))
+		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
-		} else {
-			r.keys[room] = k
 		}
+		r.keys[room] = k
 	}
 	return r, sc.Err()
 }
