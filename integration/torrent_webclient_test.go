@@ -2,7 +2,6 @@ package integration
 
 import (
 	"encoding/base64"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,12 +32,6 @@ func TestTransmissionWebClientDrivesTheSeedbox(t *testing.T) {
 	makeFiles(t, data, map[string]int{"album/one.flac": 3 << 20, "album/two.flac": 2 << 20})
 	alb := createTorrent(t, n, "album")
 	waitVecino(t, n, alb.InfoHash, "seeding", time.Minute)
-
-	// Without web_home the path says what to set.
-	bare := torrentNode(t)
-	if code, body, _ := bare.Do("GET", "/transmission/web/", nil, false); code != http.StatusNotFound || !strings.Contains(string(body), "set web_home") {
-		t.Errorf("no web_home: %d %s", code, body)
-	}
 
 	// The password, as a person types it into the browser's prompt.
 	wd.call("POST", "/session/"+wd.session+"/goog/cdp/execute", map[string]any{"cmd": "Network.enable", "params": map[string]any{}}, nil)
