@@ -136,6 +136,16 @@ func TestPrivateRoom(t *testing.T) {
 	wd.typeInto("#text", "the ladder is behind the door")
 	wd.click("#send button")
 	wd.waitText("#log", "the ladder is behind the door", 15*time.Second)
+	// The room field offers the page's private rooms first.
+	var offered []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && len(offered) < 2; time.Sleep(100 * time.Millisecond) {
+		wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
+			"script": "return [...document.querySelectorAll('#rooms option')].filter(o => o.label.endsWith('private')).map(o => o.value)", "args": []any{},
+		}, &offered)
+	}
+	if strings.Join(offered, " ") != "club attic" && strings.Join(offered, " ") != "attic club" {
+		t.Errorf("the room field offers %q as private, want club and attic", offered)
+	}
 	vecinoCLI(t, nodes[2], true, "chat", "join", "-key", bobKey, pageInvite)
 	readPrivate(t, nodes[2], bobKey, "attic", pageAddr, "the ladder is behind the door")
 	secrets = append(secrets, "the ladder is behind the door")
