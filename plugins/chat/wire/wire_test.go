@@ -243,6 +243,28 @@ func BenchmarkParseRoom(b *testing.B) {
 			}
 		}
 	})
+	// A private room's message of the same length: what a node pays to
+	// check it, and what a member pays to open it.
+	key, _ := NewRoomKey()
+	sealed, err := id.SignSealedRoom("lobby", 2, now, strings.Repeat("x", 1000), key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("sealed", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ParseRoom(sealed, now, time.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	m, _ := ParseRoom(sealed, now, time.Hour)
+	b.Run("open", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := m.Open(key); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("json", func(b *testing.B) {
 		for b.Loop() {
 			env, err := parseEnvelope(raw)
