@@ -114,3 +114,25 @@ func TestInvites(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseInvite: whatever is pasted as an invite, ParseInvite does not
+// panic, and what it takes is a valid room with the key it was given.
+func FuzzParseInvite(f *testing.F) {
+	k := RoomKey{7}
+	f.Add(Invite("club", k))
+	f.Add("http://127.0.0.1:8734/api/v1/plugins/chat/" + PageFragment("club", k))
+	f.Add("#room=%zz&key=")
+	f.Add("a#b#c")
+	f.Fuzz(func(t *testing.T, s string) {
+		room, key, err := ParseInvite(s)
+		if err != nil {
+			return
+		}
+		if !RoomName.MatchString(room) {
+			t.Fatalf("took room %q from %q", room, s)
+		}
+		if back, _, err := ParseInvite(Invite(room, key)); err != nil || back != room {
+			t.Fatalf("%q does not read back: %v", Invite(room, key), err)
+		}
+	})
+}
