@@ -150,6 +150,12 @@ func TestPrivateRoom(t *testing.T) {
 	readPrivate(t, nodes[2], bobKey, "attic", pageAddr, "the ladder is behind the door")
 	secrets = append(secrets, "the ladder is behind the door")
 
+	// Bob leaves club: its messages no longer open for him.
+	vecinoCLI(t, nodes[2], true, "chat", "leave", "-key", bobKey, "club")
+	if out := vecinoCLI(t, nodes[2], true, "chat", "read", "-key", bobKey, "club"); strings.Contains(out, secrets[0]) || !strings.Contains(out, "you have no key") {
+		t.Errorf("bob, having left club, reads:\n%s", out)
+	}
+
 	// What the nodes serve and keep holds none of it.
 	for i, n := range nodes {
 		var body []byte

@@ -34,7 +34,7 @@ type chatMessage struct {
 
 func (c *client) chat(args []string) error {
 	if len(args) == 0 {
-		return errors.New("chat: say id, send, read, private, join, dm, inbox, block, unblock or blocked")
+		return errors.New("chat: say id, send, read, private, join, leave, dm, inbox, block, unblock or blocked")
 	}
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("chat "+cmd, flag.ExitOnError)
@@ -88,6 +88,11 @@ func (c *client) chat(args []string) error {
 			return errors.New("chat join INVITE: keep a private room's key (ROOM#KEY, or a chat page link)")
 		}
 		return c.chatJoin(keys, fs.Arg(0))
+	case "leave":
+		if fs.NArg() != 1 {
+			return errors.New("chat leave ROOM: forget a private room's key")
+		}
+		return c.chatLeave(keys, fs.Arg(0))
 	case "dm":
 		if fs.NArg() < 2 {
 			return errors.New("chat dm [-key FILE] ADDRESS TEXT...")
@@ -109,7 +114,7 @@ func (c *client) chat(args []string) error {
 	case "inbox":
 		return c.chatInbox(id, *keep, *asJSON)
 	default:
-		return fmt.Errorf("chat: unknown command %q (say id, send, read, private, join, dm, inbox, block, unblock or blocked)", cmd)
+		return fmt.Errorf("chat: unknown command %q (say id, send, read, private, join, leave, dm, inbox, block, unblock or blocked)", cmd)
 	}
 }
 

@@ -59,6 +59,19 @@ func loadRoomKeys(path string) (*roomKeys, error) {
 // add keeps room's key, in place of any it had.
 func (r *roomKeys) add(room string, k wire.RoomKey) error {
 	r.keys[room] = k
+	return r.save()
+}
+
+// forget drops room's key.
+func (r *roomKeys) forget(room string) error {
+	if _, ok := r.keys[room]; !ok {
+		return fmt.Errorf("%s: no key for a private room %q here", r.path, room)
+	}
+	delete(r.keys, room)
+	return r.save()
+}
+
+func (r *roomKeys) save() error {
 	names := make([]string, 0, len(r.keys))
 	for name := range r.keys {
 		names = append(names, name)
@@ -123,6 +136,16 @@ func (c *client) chatPrivate(keys *roomKeys, room string) error {
 	}
 	fmt.Printf("invite (give it to members only): %s\n", wire.Invite(room, k))
 	fmt.Printf("chat page: %s%s/%s\n", c.base, chatAPI, wire.PageFragment(room, k))
+	return nil
+}
+
+// chatLeave forgets a private room's key: its sealed messages no longer
+// open here, and what is sent there goes plain.
+func (c *client) chatLeave(keys *roomKeys, room string) error {
+	if err := keys.forget(room); err != nil {
+		return err
+	}
+	fmt.Printf("left the private room %s: its key is no longer kept here\n", room)
 	return nil
 }
 

@@ -28,6 +28,19 @@ func TestRoomKeysFile(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("mode: %v %v", fi, err)
 	}
+	other, _ := wire.NewRoomKey()
+	if err := again.add("attic", other); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.forget("club"); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.forget("club"); err == nil || !strings.Contains(err.Error(), `no key for a private room "club"`) {
+		t.Errorf("forget twice: %v", err)
+	}
+	if left, err := loadRoomKeys(path); err != nil || len(left.keys) != 1 || left.keys["attic"] != other {
+		t.Fatalf("after leaving club: %v %v", left.keys, err)
+	}
 	for text, want := range map[string]string{
 		"club\n":                       "me.rooms:1: want ROOM KEY",
 		"# mine\nclub AAAA\n":          "me.rooms:2: invite: room key",

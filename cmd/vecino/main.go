@@ -43,6 +43,7 @@ commands:
   chat private ROOM                   make ROOM private: what you send there is sealed
                                       with a key you share; prints its invite
   chat join INVITE                    join a private room (ROOM#KEY, or a page link)
+  chat leave ROOM                     forget a private room's key
   chat dm ADDRESS TEXT...             seal a direct message and leave it on the node
   chat inbox [-keep] [-json]          fetch, open and delete your direct messages
   (chat commands take -key FILE; default $VECINO_CHAT_KEY or ~/.config/vecino/chat.key;
