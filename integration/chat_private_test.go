@@ -78,6 +78,9 @@ func TestPrivateRoom(t *testing.T) {
 	}
 	vecinoCLI(t, nodes[2], false, "chat", "join", "-key", bobKey, "club#not-a-key")
 	vecinoCLI(t, nodes[2], true, "chat", "join", "-key", bobKey, invite)
+	// Carol is a member too, for now.
+	carolKey := filepath.Join(dir, "carol.key")
+	vecinoCLI(t, nodes[1], true, "chat", "join", "-key", carolKey, invite)
 
 	secrets := []string{"meet at the oak at 8", "bring the spare key", "the gate code is 4512"}
 	vecinoCLI(t, nodes[0], true, "chat", "send", "-key", aliceKey, "club", secrets[0])
@@ -149,6 +152,53 @@ func TestPrivateRoom(t *testing.T) {
 	vecinoCLI(t, nodes[2], true, "chat", "join", "-key", bobKey, pageInvite)
 	readPrivate(t, nodes[2], bobKey, "attic", pageAddr, "the ladder is behind the door")
 	secrets = append(secrets, "the ladder is behind the door")
+
+	// Carol leaves the group, keeping her key: alice gives club a new key
+	// and its invite to bob alone. What is sent from now on opens for
+	// them, not for carol; what came before still opens for all three.
+	out = vecinoCLI(t, nodes[0], true, "chat", "private", "-new", "-key", aliceKey, "club")
+	var invite2 string
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "invite (give it to members only): "); ok {
+			invite2 = v
+		}
+	}
+	if !strings.HasPrefix(invite2, "club#") || invite2 == invite {
+		t.Fatalf("chat private -new printed:\n%s", out)
+	}
+	vecinoCLI(t, nodes[2], true, "chat", "join", "-key", bobKey, invite2)
+	vecinoCLI(t, nodes[0], true, "chat", "send", "-key", aliceKey, "club", "the new gate code is 7788")
+	readPrivate(t, nodes[2], bobKey, "club", alice, "the new gate code is 7788")
+	readPrivate(t, nodes[2], bobKey, "club", alice, secrets[0])
+	// Carol's node has the new message (bob's read above was on node 3;
+	// wait for it on node 2, as a sealed message carol cannot open).
+	var carolSaw string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if carolSaw = vecinoCLI(t, nodes[1], true, "chat", "read", "-key", carolKey, "club"); strings.Contains(carolSaw, "sealed with another key") {
+			break
+		}
+	}
+	if !strings.Contains(carolSaw, "sealed with another key") || strings.Contains(carolSaw, "7788") || !strings.Contains(carolSaw, secrets[0]) {
+		t.Errorf("carol, with the old key alone, reads:\n%s", carolSaw)
+	}
+	// The page, with the old key, sees the same; given the new invite
+	// link, it reads the new message and still the old ones.
+	wd.clear("#room")
+	wd.typeInto("#room", "club")
+	wd.click("#join")
+	wd.waitText("#log", "sealed with another key", 15*time.Second)
+	wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
+		"script": "location.hash = arguments[0]", "args": []any{"#room=club&key=" + strings.TrimPrefix(invite2, "club#")},
+	}, nil)
+	wd.waitText("#log", "the new gate code is 7788", 15*time.Second)
+	wd.waitText("#log", secrets[0], 5*time.Second)
+	secrets = append(secrets, "the new gate code is 7788")
+	// The page's own "new key" gives it another invite.
+	was := wd.attr("#invite", "value")
+	wd.click("#rekey")
+	if now := wd.attr("#invite", "value"); now == was || !strings.Contains(now, "#room=club&key=") {
+		t.Errorf("after new key the page's invite is %q (was %q)", now, was)
+	}
 
 	// Bob leaves club: its messages no longer open for him.
 	vecinoCLI(t, nodes[2], true, "chat", "leave", "-key", bobKey, "club")

@@ -45,6 +45,7 @@ func (c *client) chat(args []string) error {
 	asJSON := fs.Bool("json", false, "read, inbox: one JSON object a line")
 	keep := fs.Bool("keep", false, "inbox: leave the mail on the node")
 	note := fs.String("note", "", "block: why, kept with the block")
+	newKey := fs.Bool("new", false, "private: give the room a new key (after someone left); older keys still read what came before")
 	fs.Parse(rest)
 	switch cmd { // the node operator's: no chat key needed
 	case "block", "unblock", "blocked":
@@ -80,9 +81,9 @@ func (c *client) chat(args []string) error {
 		return c.chatRead(keys, fs.Arg(0), *after, *follow, *asJSON)
 	case "private":
 		if fs.NArg() != 1 {
-			return errors.New("chat private ROOM: make ROOM private and print its invite")
+			return errors.New("chat private [-new] ROOM: make ROOM private (or, with -new, give it a new key) and print its invite")
 		}
-		return c.chatPrivate(keys, fs.Arg(0))
+		return c.chatPrivate(keys, fs.Arg(0), *newKey)
 	case "join":
 		if fs.NArg() != 1 {
 			return errors.New("chat join INVITE: keep a private room's key (ROOM#KEY, or a chat page link)")

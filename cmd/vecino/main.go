@@ -42,6 +42,7 @@ commands:
   chat read [-follow] [-json] ROOM    the room's history (and, with -follow, what comes)
   chat private ROOM                   make ROOM private: what you send there is sealed
                                       with a key you share; prints its invite
+  chat private -new ROOM              a new key for ROOM (after someone left); prints its invite
   chat join INVITE                    join a private room (ROOM#KEY, or a page link)
   chat leave ROOM                     forget a private room's key
   chat dm ADDRESS TEXT...             seal a direct message and leave it on the node
