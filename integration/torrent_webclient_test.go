@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/base64"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,4 +72,33 @@ func TestTransmissionWebClientDrivesTheSeedbox(t *testing.T) {
 	if out := transmissionRemote(t, n, "-st"); !strings.Contains(out, "Started 2 times") {
 		t.Errorf("session stats after a restart:\n%s", out)
 	}
+
+	// Its remove button removes the torrent (the data stays), and its open
+	// dialog adds a .torrent from the browser's disk: the node finds the
+	// data in place and seeds it.
+	tfile := filepath.Join(t.TempDir(), "album.torrent")
+	if err := os.WriteFile(tfile, torrentFileOf(t, n, alb.InfoHash), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wd.open(n.API + "/transmission/web/")
+	wd.waitText("#torrent_list", "album", 30*time.Second)
+	wd.click("#torrent_list .torrent_name")
+	wd.click("#toolbar-remove")
+	wd.click("#dialog_confirm_button")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if code, _, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+alb.InfoHash, nil, false); code == http.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the web client's remove did not remove the torrent")
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "album", "one.flac")); err != nil {
+		t.Fatalf("remove without its data took the data: %v", err)
+	}
+	wd.click("#toolbar-open")
+	wd.typeInto("#torrent_upload_file", tfile)
+	wd.click("#upload_confirm_button")
+	waitVecino(t, n, alb.InfoHash, "seeding", time.Minute)
+	wd.waitText("#torrent_list", "album", 20*time.Second)
 }
