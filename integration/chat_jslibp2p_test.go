@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vecino/vecino/internal/testnet"
+	"github.com/vecino/vecino/plugins/chat/wire"
 )
 
 // jsClient finds the js-libp2p client and its npm packages (.ci/run installs
@@ -32,6 +33,7 @@ type jsEvent struct {
 	Address  string `json:"address"`
 	From     string `json:"from"`
 	Text     string `json:"text"`
+	Sealed   bool   `json:"sealed"`
 	Verified bool   `json:"verified"`
 	Error    string `json:"error"`
 }
@@ -39,14 +41,38 @@ type jsEvent struct {
 // TestJSLibp2pClientChatsThroughNode: a js-libp2p client (gossipsub, noise,
 // yamux, tcp from npm) joins a room on node a; a Vecino client talks on
 // node b. Each hears the other, and each side checks the other's signature.
+// Then the same in a private room: each seals what it sends and opens
+// what it hears, the js client with what docs/chat-wire.md says alone.
 func TestJSLibp2pClientChatsThroughNode(t *testing.T) {
 	script := jsClient(t)
 	nodes := startChatNodes(t, 2, roomyChat)
 	a, b := nodes[0], nodes[1]
 	waitMesh(t, "lobby", a, b)
-	goClient := newChatter(t, b)
+	t.Run("room", func(t *testing.T) { jsChat(t, script, a, b, "lobby", nil) })
+	waitMesh(t, "club", a, b)
+	key, err := wire.NewRoomKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("private room", func(t *testing.T) { jsChat(t, script, a, b, "club", &key) })
+}
 
-	cmd := exec.Command("node", script, a.TCPAddr(), "lobby", "hola from js-libp2p", "hola from vecino")
+// jsChat has the js client on node a and a Vecino client on node b talk
+// in room, sealed with key if it is given.
+func jsChat(t *testing.T, script string, a, b *testnet.Node, room string, key *wire.RoomKey) {
+	goClient := newChatter(t, b)
+	say := func(text string) {
+		if key != nil {
+			goClient.saySealed(room, text, *key)
+		} else {
+			goClient.say(room, text)
+		}
+	}
+	args := []string{script, a.TCPAddr(), room, "hola from js-libp2p", "hola from vecino"}
+	if key != nil {
+		args = append(args, key.String())
+	}
+	cmd := exec.Command("node", args...)
 	cmd.Dir = filepath.Dir(script)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -89,15 +115,15 @@ func TestJSLibp2pClientChatsThroughNode(t *testing.T) {
 			switch e.Event {
 			case "ready":
 				jsAddr = e.Address
-				goClient.say("lobby", "hola from vecino")
+				say("hola from vecino")
 			case "message":
 				if e.Text == "hola from vecino" {
-					heard = e.Verified && e.From == goClient.addr()
+					heard = e.Verified && e.From == goClient.addr() && e.Sealed == (key != nil)
 				}
 			}
 		case <-tick.C:
 			if jsAddr != "" && !heard { // the mesh may take a heartbeat to include the js peer
-				goClient.say("lobby", "hola from vecino")
+				say("hola from vecino")
 			}
 		case <-timeout:
 			t.Fatalf("js client still running after 70s; stderr:\n%s", stderr.String())
@@ -107,13 +133,13 @@ func TestJSLibp2pClientChatsThroughNode(t *testing.T) {
 	// signature before keeping it.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		msgs, _ := readRoom(t, b, "lobby", 0, 0)
-		if got := textsFrom(msgs, jsAddr); len(got) == 1 && got[0] == "hola from js-libp2p" {
+		msgs, _ := readRoom(t, b, room, 0, 0)
+		if got := jsTexts(t, msgs, jsAddr, key); len(got) == 1 && got[0] == "hola from js-libp2p" {
 			break
 		}
 		if time.Now().After(deadline) {
-			atA, _ := readRoom(t, a, "lobby", 0, 0)
-			t.Fatalf("node b never kept the js client's message; node a kept from it %q; node b's history: %+v", textsFrom(atA, jsAddr), msgs)
+			atA, _ := readRoom(t, a, room, 0, 0)
+			t.Fatalf("node b never kept the js client's message; node a kept from it %q; node b's history: %+v", jsTexts(t, atA, jsAddr, key), msgs)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -121,4 +147,24 @@ func TestJSLibp2pClientChatsThroughNode(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("js client: %v; stderr:\n%s", err, stderr.String())
 	}
+}
+
+// jsTexts is what the js client (at addr) said in msgs, opened with key
+// in a private room, where each must have come sealed.
+func jsTexts(t *testing.T, msgs []roomMsg, addr string, key *wire.RoomKey) []string {
+	if key == nil {
+		return textsFrom(msgs, addr)
+	}
+	var out []string
+	for _, m := range msgs {
+		if m.From != addr {
+			continue
+		}
+		text, err := (&wire.RoomBody{Room: m.Room, From: m.From, Sealed: m.Sealed}).Open(*key)
+		if err != nil || m.Text != "" {
+			t.Fatalf("the js client's message in a private room: text %q, sealed %.20q: %v", m.Text, m.Sealed, err)
+		}
+		out = append(out, text)
+	}
+	return out
 }

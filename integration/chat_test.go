@@ -54,8 +54,22 @@ func (c *chatter) addr() string { return c.id.Address().String() }
 // public), and fails the test unless the node accepts it.
 func (c *chatter) say(room, text string) {
 	c.t.Helper()
+	c.post(room, text, nil)
+}
+
+// saySealed is say in a private room: the text sealed with its key k.
+func (c *chatter) saySealed(room, text string, k wire.RoomKey) {
+	c.t.Helper()
+	c.post(room, text, &k)
+}
+
+func (c *chatter) post(room, text string, k *wire.RoomKey) {
+	c.t.Helper()
 	c.seq++
 	raw, err := c.id.SignRoom(room, c.seq, time.Now(), text)
+	if k != nil {
+		raw, err = c.id.SignSealedRoom(room, c.seq, time.Now(), text, *k)
+	}
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -76,9 +90,11 @@ func postChat(t testing.TB, n *testnet.Node, path string, body []byte) (int, str
 type roomMsg struct {
 	Cursor uint64 `json:"cursor"`
 	ID     string `json:"id"`
+	Room   string `json:"room"`
 	From   string `json:"from"`
 	Seq    uint64 `json:"seq"`
 	Text   string `json:"text"`
+	Sealed string `json:"sealed"`
 }
 
 // readRoom returns the messages after cursor, waiting up to wait seconds

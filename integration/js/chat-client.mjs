@@ -3,8 +3,11 @@
 // checks the signature of every message it hears and sends one of its own,
 // all in the wire format of docs/chat-wire.md.
 //
-//   node chat-client.mjs PEER_MULTIADDR ROOM SEND_TEXT EXPECT_TEXT
+//   node chat-client.mjs PEER_MULTIADDR ROOM SEND_TEXT EXPECT_TEXT [ROOM_KEY]
 //
+// With ROOM_KEY (a private room's key, as in its invite), it seals what it
+// sends and opens what it hears, with tweetnacl's secretbox (the only
+// primitive Node's crypto lacks).
 // It prints one JSON object a line: {"event":"ready"} once the node is
 // subscribed, {"event":"message",...} for each message it hears,
 // {"event":"sent"} when its own message is out. It stays connected until
@@ -18,6 +21,7 @@ import { identify } from '@libp2p/identify'
 import { gossipsub } from '@libp2p/gossipsub'
 import { multiaddr } from '@multiformats/multiaddr'
 import crypto from 'node:crypto'
+import nacl from 'tweetnacl'
 
 // js-libp2p 3 expects Node 22's Promise.withResolvers; Node 20 lacks it.
 Promise.withResolvers ??= function () {
@@ -26,7 +30,7 @@ Promise.withResolvers ??= function () {
   return { promise, resolve, reject }
 }
 
-const [peer, room, sendText, expectText] = process.argv.slice(2)
+const [peer, room, sendText, expectText, roomKey] = process.argv.slice(2)
 const topic = 'vecino/chat/room/' + room
 const say = (o) => console.log(JSON.stringify(o))
 setTimeout(() => { say({ event: 'timeout' }); process.exit(1) }, 60_000).unref()
@@ -72,6 +76,23 @@ function verify (env) {
   return { body, ok }
 }
 
+// A private room: each author seals with the first 32 bytes of
+// SHA-512("vecino-chat-room-seal-v1\n" || room key || room || "\n" || author).
+const key = roomKey && Buffer.from(roomKey, 'base64url')
+const authorKey = (from) => crypto.createHash('sha512')
+  .update('vecino-chat-room-seal-v1\n').update(key).update(room + '\n' + from).digest().subarray(0, 32)
+function seal (text) {
+  const nonce = crypto.randomBytes(24)
+  return Buffer.concat([nonce, nacl.secretbox(new TextEncoder().encode(text), nonce, authorKey(me))]).toString('base64')
+}
+function open (body) {
+  if (body.sealed === undefined) return body.text
+  if (!key) return null
+  const s = Buffer.from(body.sealed, 'base64')
+  const plain = nacl.secretbox.open(s.subarray(24), s.subarray(0, 24), authorKey(body.from))
+  return plain && new TextDecoder().decode(plain)
+}
+
 let heard = false
 process.stdin.on('data', () => {})
 process.stdin.on('end', () => { node.stop().then(() => process.exit(heard ? 0 : 1)) })
@@ -92,8 +113,9 @@ pubsub.addEventListener('message', (evt) => {
   for (const env of envs) {
     let m
     try { m = verify(env) } catch (e) { say({ event: 'garbage', error: String(e) }); continue }
-    say({ event: 'message', from: m.body.from, text: m.body.text, verified: m.ok })
-    if (m.ok && m.body.text === expectText) heard = true
+    const text = open(m.body)
+    say({ event: 'message', from: m.body.from, text, sealed: m.body.sealed !== undefined, verified: m.ok })
+    if (m.ok && text === expectText) heard = true
   }
 })
 await node.dial(multiaddr(peer))
@@ -103,7 +125,8 @@ while (!pubsub.getSubscribers(topic).some((p) => p.toString() === nodeID)) {
 }
 say({ event: 'ready', address: me })
 
-const body = JSON.stringify({ room, from: me, seq: Date.now(), ts: Date.now(), text: sendText })
+const content = key ? { sealed: seal(sendText) } : { text: sendText }
+const body = JSON.stringify({ room, from: me, seq: Date.now(), ts: Date.now(), ...content })
 const sig = crypto.sign(null, Buffer.from('vecino-chat-room-v1\n' + body), sign.privateKey).toString('base64')
 // The node's subscription can reach this peer before this peer's own
 // stream to the node is open; gossipsub then sends to no one and says so
