@@ -79,7 +79,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.Run(ctx, daemon.Options{Config: cfg, ConfigState: state, PluginDir: dir, Builtin: builtin, CheckPlugins: checkBuiltin, Log: log}); err != nil {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	if err := daemon.Run(ctx, daemon.Options{Config: cfg, ConfigState: state, PluginDir: dir, Builtin: builtin, CheckPlugins: checkBuiltin,
+		StateDir: *stateDir, Reload: hup, Log: log}); err != nil {
 		log.Error("router stopped", "err", err)
 		os.Exit(1)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,22 @@ type ConfigState struct {
 	// Editable is where PUT /api/v1/config saves; empty when the node runs
 	// on its built-in configuration.
 	Editable string `json:"editable,omitempty"`
+	// Reload is what became of the last reload (SIGHUP), if any.
+	Reload *ReloadState `json:"reload,omitempty"`
+}
+
+// ReloadState is the outcome of reading the configuration file again
+// while the node runs.
+type ReloadState struct {
+	Count int    `json:"count"` // reloads since the router started
+	At    int64  `json:"at"`    // Unix seconds
+	File  string `json:"file"`
+	// Error is why the file was refused: the node runs on as it was.
+	Error string `json:"error,omitempty"`
+	// Applied are the plugins restarted with new settings; AtNextStart
+	// the sections that changed and apply when the router starts again.
+	Applied     []string `json:"applied,omitempty"`
+	AtNextStart []string `json:"at_next_start,omitempty"`
 }
 
 // Server serves the API.
@@ -51,6 +68,8 @@ type Server struct {
 	// take them on the stream socket.
 	Direct *hostapi.Direct
 	Config ConfigState
+	// configMu guards Config's Reload, set while the API serves.
+	configMu sync.Mutex
 	// CheckPlugins judges plugins' own tables in a file PUT to
 	// /api/v1/config (nil: the router's keys alone).
 	CheckPlugins config.PluginChecker
@@ -181,7 +200,7 @@ func (s *Server) Status(ctx context.Context) Status {
 			UptimeS: int64(time.Since(s.StartedAt).Seconds()), DHT: s.Node.DHT != nil,
 			DHTPeers: s.Node.DHTPeers(),
 		},
-		Config:   s.Config,
+		Config:   s.configState(),
 		System:   readSystem(),
 		PeerList: []PeerStatus{},
 		Plugins:  []PluginStatus{},

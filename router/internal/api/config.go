@@ -72,9 +72,19 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusInternalServerError, err)
 		return
 	}
-	// A running plugin's own table applies at once: the plugin restarts
-	// with it. The router's sections, and which plugins run, at its next
-	// start.
+	applied := s.ApplyPlugins(cfg)
+	s.Log.Info("configuration saved", "file", path, "plugins_restarted_with_new_settings", applied)
+	httpjson.Write(w, http.StatusOK, map[string]any{
+		"file": path, "applied_now": applied,
+		"applies": "the plugins in applied_now restarted with their new settings; the rest applies at the router's next start",
+	})
+}
+
+// ApplyPlugins gives each running plugin its table from cfg: one whose
+// table changed restarts with it, at once. The router's sections, and
+// which plugins run, apply at its next start. It returns the plugins
+// restarted.
+func (s *Server) ApplyPlugins(cfg *config.Config) []string {
 	applied := []string{}
 	for name, p := range cfg.Plugins {
 		if sp := s.Plugins.Plugin(name); sp != nil && p.Enabled && sp.Reconfigure(p.Settings) {
@@ -82,9 +92,27 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	slices.Sort(applied)
-	s.Log.Info("configuration saved", "file", path, "plugins_restarted_with_new_settings", applied)
-	httpjson.Write(w, http.StatusOK, map[string]any{
-		"file": path, "applied_now": applied,
-		"applies": "the plugins in applied_now restarted with their new settings; the rest applies at the router's next start",
-	})
+	return applied
+}
+
+// SetReload records the outcome of a reload for the status.
+func (s *Server) SetReload(r ReloadState) {
+	s.configMu.Lock()
+	defer s.configMu.Unlock()
+	if s.Config.Reload != nil {
+		r.Count = s.Config.Reload.Count
+	}
+	r.Count++
+	s.Config.Reload = &r
+	if r.Error == "" && len(r.AtNextStart) == 0 {
+		// The file is good and nothing of it waits for a restart: the
+		// node no longer runs on the last good copy.
+		s.Config.UsingLastGood, s.Config.Error = false, ""
+	}
+}
+
+func (s *Server) configState() ConfigState {
+	s.configMu.Lock()
+	defer s.configMu.Unlock()
+	return s.Config
 }

@@ -39,7 +39,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descDHT, float64(n), name)
 	}
 	lastGood := 0.0
-	if s.Config.UsingLastGood {
+	if s.configState().UsingLastGood {
 		lastGood = 1
 	}
 	gauge(descConfig, lastGood)

@@ -41,7 +41,12 @@ type Options struct {
 	// CheckPlugins judges the built-in plugins' own tables, for a file
 	// sent to PUT /api/v1/config.
 	CheckPlugins config.PluginChecker
-	Log          *slog.Logger
+	// StateDir is -state-dir, which overrides the file's [node] state_dir.
+	StateDir string
+	// Reload, when it delivers, has the router read its configuration
+	// file again (SIGHUP) and apply the plugins' tables.
+	Reload <-chan os.Signal
+	Log    *slog.Logger
 }
 
 // Builtin is how to start a plugin linked into the router binary.
@@ -122,6 +127,20 @@ func Run(ctx context.Context, o Options) error {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
 	log.Info("api up", "url", "http://"+ln.Addr().String()+"/", "auth", where)
+
+	if o.Reload != nil {
+		r := &reloader{running: cfg, state: o.ConfigState, stateDir: o.StateDir, check: o.CheckPlugins, srv: srv, log: log.With("component", "config")}
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-o.Reload:
+					r.reload()
+				}
+			}
+		}()
+	}
 
 	supCtx, stopPlugins := context.WithCancel(context.Background())
 	supDone := make(chan struct{})

@@ -15,6 +15,9 @@ import (
 	"github.com/vecino/vecino/router/internal/api"
 )
 
+// builtinName is how the built-in configuration is named in the status.
+const builtinName = "(built-in local.toml)"
+
 // LastGoodFile names the copy of the last configuration that loaded, under
 // the state directory.
 const LastGoodFile = "last-good.toml"
@@ -33,7 +36,7 @@ func LoadConfig(path, stateDir string, check config.PluginChecker) (*config.Conf
 		err  error
 	)
 	if path == "" {
-		state.File = "(built-in local.toml)"
+		state.File = builtinName
 		data = config.Local
 		base, err = os.Getwd()
 	} else {
