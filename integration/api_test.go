@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,5 +226,85 @@ func TestConfigEditedThroughTheAPI(t *testing.T) {
 	n.Restart()
 	if name := n.Status().Node.Name; name != "after" {
 		t.Errorf("after restart the node is named %q, want the saved %q", name, "after")
+	}
+}
+
+// TestReloadOnSIGHUP: the file edited by hand, the router told with
+// SIGHUP (systemctl reload, kill -HUP) applies the plugins' tables, each
+// plugin restarting with its own, and names what waits for a restart. A
+// bad edit changes nothing and says, on the status page, what and where.
+func TestReloadOnSIGHUP(t *testing.T) {
+	wd := startWebDriver(t)
+	n := testnet.Start(t, testnet.Options{Name: "before", Plugins: map[string]string{"chat": ""}})
+	n.WaitPlugin("chat", 20*time.Second, testnet.Running)
+	orig, err := os.ReadFile(n.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hup := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(n.Config, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := 0
+		if r := n.Status().Config.Reload; r != nil {
+			before = r.Count
+		}
+		if err := syscall.Kill(n.PID(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if r := n.Status().Config.Reload; r != nil && r.Count > before {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no reload in the status 10 s after SIGHUP")
+			}
+		}
+	}
+
+	// A bad key in the chat table: refused, nothing restarts.
+	hup(strings.Replace(string(orig), "[plugins.chat]\n", "[plugins.chat]\nhistroy = 3\n", 1))
+	st := n.Status()
+	if r := st.Config.Reload; !strings.Contains(r.Error, "vecino.toml:") || !strings.Contains(r.Error, "plugins.chat.histroy") {
+		t.Errorf("reload of a bad file: %+v", r)
+	}
+	if p := st.Plugin("chat"); p.Restarts != 0 || p.State != "running" {
+		t.Errorf("a refused reload touched the chat plugin: %+v", p)
+	}
+	wd.open(n.API + "/")
+	wd.waitText("#config-error", "plugins.chat.histroy", 10*time.Second)
+	wd.waitText("#config-error", "the node runs on as it was", time.Second)
+
+	// Good: history = 3 for chat (applies now), a new name (at the next
+	// start).
+	good := strings.Replace(string(orig), `name = "before"`, `name = "after"`, 1)
+	good = strings.Replace(good, "[plugins.chat]\n", "[plugins.chat]\nhistory = 3\n", 1)
+	hup(good)
+	r := n.Status().Config.Reload
+	if r.Error != "" || fmt.Sprint(r.Applied) != "[chat]" || fmt.Sprint(r.AtNextStart) != "[[node]]" {
+		t.Errorf("reload of a good file: %+v", r)
+	}
+	n.WaitPlugin("chat", 20*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.Restarts >= 1 })
+	alice := newChatter(t, n)
+	for i := range 5 {
+		alice.say("lobby", fmt.Sprintf("m%d", i))
+	}
+	if msgs, _ := readRoom(t, n, "lobby", 0, 0); fmt.Sprint(textsFrom(msgs, alice.addr())) != "[m2 m3 m4]" {
+		t.Errorf("after reloading history = 3 the lobby keeps %q", textsFrom(msgs, alice.addr()))
+	}
+	wd.waitText("#config-error", "apply when the router starts again: [node]", 10*time.Second)
+	if name := n.Status().Node.Name; name != "before" {
+		t.Errorf("the node's name changed to %q before a restart", name)
+	}
+	// The reloaded file is the last good one now: broken afterwards, the
+	// router starts on it.
+	n.Stop()
+	if err := os.WriteFile(n.Config, []byte(strings.Replace(good, "[api]\n", "[api]\nlisten_port = 80\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.Restart()
+	if st := n.Status(); st.Node.Name != "after" || !st.Config.UsingLastGood {
+		t.Errorf("restarted on a broken file: name %q, config %+v; want the reloaded copy", st.Node.Name, st.Config)
 	}
 }

@@ -328,6 +328,14 @@ type Status struct {
 		File          string `json:"file"`
 		UsingLastGood bool   `json:"using_last_good"`
 		Error         string `json:"error"`
+		// Reload is the last SIGHUP's outcome.
+		Reload *struct {
+			Count       int      `json:"count"`
+			At          int64    `json:"at"`
+			Error       string   `json:"error"`
+			Applied     []string `json:"applied"`
+			AtNextStart []string `json:"at_next_start"`
+		} `json:"reload"`
 	} `json:"config"`
 	Plugins []PluginStatus `json:"plugins"`
 }
