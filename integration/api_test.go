@@ -209,16 +209,7 @@ func TestConfigEditedThroughTheAPI(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), `"chat"`) {
 		t.Fatalf("PUT good config: %d %s, want chat among the plugins applied now", code, body)
 	}
-	// The chat plugin restarted with history = 3: of five messages, the
-	// last three are kept.
-	n.WaitPlugin("chat", 20*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.Restarts >= 1 })
-	alice := newChatter(t, n)
-	for i := range 5 {
-		alice.say("lobby", fmt.Sprintf("m%d", i))
-	}
-	if msgs, _ := readRoom(t, n, "lobby", 0, 0); fmt.Sprint(textsFrom(msgs, alice.addr())) != "[m2 m3 m4]" {
-		t.Errorf("after the new history = 3 the lobby keeps %q", textsFrom(msgs, alice.addr()))
-	}
+	wantHistoryOf3(t, n)
 	if name := n.Status().Node.Name; name != "before" {
 		t.Errorf("the node's name changed to %q before a restart", name)
 	}
@@ -285,14 +276,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if r.Error != "" || fmt.Sprint(r.Applied) != "[chat]" || fmt.Sprint(r.AtNextStart) != "[[node]]" {
 		t.Errorf("reload of a good file: %+v", r)
 	}
-	n.WaitPlugin("chat", 20*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.Restarts >= 1 })
-	alice := newChatter(t, n)
-	for i := range 5 {
-		alice.say("lobby", fmt.Sprintf("m%d", i))
-	}
-	if msgs, _ := readRoom(t, n, "lobby", 0, 0); fmt.Sprint(textsFrom(msgs, alice.addr())) != "[m2 m3 m4]" {
-		t.Errorf("after reloading history = 3 the lobby keeps %q", textsFrom(msgs, alice.addr()))
-	}
+	wantHistoryOf3(t, n)
 	wd.waitText("#config-error", "apply when the router starts again: [node]", 10*time.Second)
 	if name := n.Status().Node.Name; name != "before" {
 		t.Errorf("the node's name changed to %q before a restart", name)
@@ -306,5 +290,19 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	n.Restart()
 	if st := n.Status(); st.Node.Name != "after" || !st.Config.UsingLastGood {
 		t.Errorf("restarted on a broken file: name %q, config %+v; want the reloaded copy", st.Node.Name, st.Config)
+	}
+}
+
+// wantHistoryOf3 checks that n's chat plugin restarted with history = 3:
+// of five messages, the last three are kept.
+func wantHistoryOf3(t *testing.T, n *testnet.Node) {
+	t.Helper()
+	n.WaitPlugin("chat", 20*time.Second, func(p testnet.PluginStatus) bool { return p.State == "running" && p.Restarts >= 1 })
+	alice := newChatter(t, n)
+	for i := range 5 {
+		alice.say("lobby", fmt.Sprintf("m%d", i))
+	}
+	if msgs, _ := readRoom(t, n, "lobby", 0, 0); fmt.Sprint(textsFrom(msgs, alice.addr())) != "[m2 m3 m4]" {
+		t.Errorf("after the new history = 3 the lobby keeps %q", textsFrom(msgs, alice.addr()))
 	}
 }
