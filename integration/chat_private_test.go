@@ -200,6 +200,17 @@ func TestPrivateRoom(t *testing.T) {
 		t.Errorf("after new key the page's invite is %q (was %q)", now, was)
 	}
 
+	// The page leaves club (after it asks): its messages no longer open
+	// there, and it offers to make the room private again.
+	wd.click("#leave")
+	wd.call("POST", "/session/"+wd.session+"/alert/accept", map[string]any{}, nil)
+	wd.waitText("#log", "sealed: this page has no key for the room", 15*time.Second)
+	var canMake bool
+	wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{"script": "return !document.getElementById('make-private').hidden", "args": []any{}}, &canMake)
+	if strings.Contains(wd.text("#log"), "7788") || !canMake {
+		t.Errorf("after leaving (make private offered: %v), the page shows:\n%s", canMake, wd.text("#log"))
+	}
+
 	// Bob leaves club: its messages no longer open for him.
 	vecinoCLI(t, nodes[2], true, "chat", "leave", "-key", bobKey, "club")
 	if out := vecinoCLI(t, nodes[2], true, "chat", "read", "-key", bobKey, "club"); strings.Contains(out, secrets[0]) || !strings.Contains(out, "you have no key") {
