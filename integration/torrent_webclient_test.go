@@ -99,6 +99,16 @@ func TestTransmissionWebClientDrivesTheSeedbox(t *testing.T) {
 	wd.click("#toolbar-open")
 	wd.typeInto("#torrent_upload_file", tfile)
 	wd.click("#upload_confirm_button")
+	// The browser reads the file, then posts it: the torrent comes a
+	// moment after the click.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if code, _, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+alb.InfoHash, nil, false); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the web client's open dialog did not add the torrent")
+		}
+	}
 	waitVecino(t, n, alb.InfoHash, "seeding", time.Minute)
 	wd.waitText("#torrent_list", "album", 20*time.Second)
 }
