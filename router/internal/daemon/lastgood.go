@@ -35,19 +35,15 @@ func LoadConfig(path, stateDir string, check config.PluginChecker) (*config.Conf
 		base string
 		err  error
 	)
+	var cfg *config.Config
 	if path == "" {
 		state.File = builtinName
 		data = config.Local
-		base, err = os.Getwd()
-	} else {
-		data, err = os.ReadFile(path)
-		if abs, aerr := filepath.Abs(path); aerr == nil {
-			base = filepath.Dir(abs)
+		if base, err = os.Getwd(); err == nil {
+			cfg, err = config.ParseChecked(state.File, base, data, check)
 		}
-	}
-	var cfg *config.Config
-	if err == nil {
-		cfg, err = config.ParseChecked(state.File, base, data, check)
+	} else {
+		cfg, data, base, err = readConfig(path, check)
 	}
 	if err == nil {
 		if stateDir != "" {
@@ -81,6 +77,20 @@ func LoadConfig(path, stateDir string, check config.PluginChecker) (*config.Conf
 	state.UsingLastGood = true
 	state.Error = err.Error()
 	return cfg, state, nil
+}
+
+// readConfig reads and checks the configuration file at path, as at
+// start and at a reload; base is its folder, which relative paths in it
+// are resolved against.
+func readConfig(path string, check config.PluginChecker) (cfg *config.Config, data []byte, base string, err error) {
+	data, err = os.ReadFile(path)
+	if abs, aerr := filepath.Abs(path); aerr == nil {
+		base = filepath.Dir(abs)
+	}
+	if err == nil {
+		cfg, err = config.ParseChecked(path, base, data, check)
+	}
+	return cfg, data, base, err
 }
 
 func saveLastGood(stateDir string, data []byte) error {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"time"
@@ -51,14 +50,7 @@ func (r *reloader) reload() {
 	var cfg *config.Config
 	var data []byte
 	if err == nil {
-		data, err = os.ReadFile(path)
-	}
-	if err == nil {
-		base := ""
-		if abs, aerr := filepath.Abs(path); aerr == nil {
-			base = filepath.Dir(abs)
-		}
-		cfg, err = config.ParseChecked(path, base, data, r.check)
+		cfg, data, _, err = readConfig(path, r.check)
 	}
 	if err != nil {
 		out.Error = fmt.Sprintf("reload: %v", err)
