@@ -29,9 +29,7 @@ func TestChatPageInChromium(t *testing.T) {
 	// The room field offers the rooms the node carries.
 	var offered []string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && len(offered) < 2; time.Sleep(100 * time.Millisecond) {
-		wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
-			"script": "return [...document.querySelectorAll('#rooms option')].map(o => o.value + ' ' + o.label)", "args": []any{},
-		}, &offered)
+		wd.exec("return [...document.querySelectorAll('#rooms option')].map(o => o.value + ' ' + o.label)", &offered)
 	}
 	if !slices.Contains(offered, "lobby 1 message") || !slices.Contains(offered, "garden 1 message") {
 		t.Errorf("the room field offers %q, want lobby and garden with their counts", offered)
@@ -65,9 +63,7 @@ func TestChatPageInChromium(t *testing.T) {
 	wd.waitText("#pending", "waiting to send to lobby: and a second", 15*time.Second)
 	wd.waitText("#status", "offline", 15*time.Second)
 	var stored string
-	wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
-		"script": "return localStorage.getItem('vecino-chat-outbox')", "args": []any{},
-	}, &stored)
+	wd.exec("return localStorage.getItem('vecino-chat-outbox')", &stored)
 	if !strings.Contains(stored, "written on the bus") {
 		t.Errorf("the browser's storage holds %q, want the waiting messages", stored)
 	}
@@ -88,11 +84,8 @@ func TestChatPageInChromium(t *testing.T) {
 	// bundle may carry (512 KiB), so the page sends them in two, and the
 	// node takes them all, in order.
 	wd.offline(true)
-	wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
-		"script": `const t = document.getElementById("text");
-for (let i = 0; i < 64; i++) { t.value = "long " + i + " " + "x".repeat(7990); document.getElementById("send").requestSubmit(); }`,
-		"args": []any{},
-	}, nil)
+	wd.exec(`const t = document.getElementById("text");
+for (let i = 0; i < 64; i++) { t.value = "long " + i + " " + "x".repeat(7990); document.getElementById("send").requestSubmit(); }`, nil)
 	wd.waitText("#pending", "waiting to send to lobby: long 63 ", 15*time.Second)
 	wd.offline(false)
 	var long []string

@@ -142,9 +142,7 @@ func TestPrivateRoom(t *testing.T) {
 	// The room field offers the page's private rooms first.
 	var offered []string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && len(offered) < 2; time.Sleep(100 * time.Millisecond) {
-		wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
-			"script": "return [...document.querySelectorAll('#rooms option')].filter(o => o.label.endsWith('private')).map(o => o.value)", "args": []any{},
-		}, &offered)
+		wd.exec("return [...document.querySelectorAll('#rooms option')].filter(o => o.label.endsWith('private')).map(o => o.value)", &offered)
 	}
 	if strings.Join(offered, " ") != "club attic" && strings.Join(offered, " ") != "attic club" {
 		t.Errorf("the room field offers %q as private, want club and attic", offered)
@@ -187,9 +185,7 @@ func TestPrivateRoom(t *testing.T) {
 	wd.typeInto("#room", "club")
 	wd.click("#join")
 	wd.waitText("#log", "sealed with another key", 15*time.Second)
-	wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
-		"script": "location.hash = arguments[0]", "args": []any{"#room=club&key=" + strings.TrimPrefix(invite2, "club#")},
-	}, nil)
+	wd.exec("location.hash = arguments[0]", nil, "#room=club&key="+strings.TrimPrefix(invite2, "club#"))
 	wd.waitText("#log", "the new gate code is 7788", 15*time.Second)
 	wd.waitText("#log", secrets[0], 5*time.Second)
 	secrets = append(secrets, "the new gate code is 7788")
@@ -206,7 +202,7 @@ func TestPrivateRoom(t *testing.T) {
 	wd.call("POST", "/session/"+wd.session+"/alert/accept", map[string]any{}, nil)
 	wd.waitText("#log", "sealed: this page has no key for the room", 15*time.Second)
 	var canMake bool
-	wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{"script": "return !document.getElementById('make-private').hidden", "args": []any{}}, &canMake)
+	wd.exec("return !document.getElementById('make-private').hidden", &canMake)
 	if strings.Contains(wd.text("#log"), "7788") || !canMake {
 		t.Errorf("after leaving (make private offered: %v), the page shows:\n%s", canMake, wd.text("#log"))
 	}

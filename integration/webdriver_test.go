@@ -107,6 +107,16 @@ func (wd *webDriver) text(css string) string {
 	return s
 }
 
+// exec runs script in the page with args (arguments[0], ...) and decodes
+// what it returns into out, if out is not nil.
+func (wd *webDriver) exec(script string, out any, args ...any) {
+	wd.t.Helper()
+	if args == nil {
+		args = []any{}
+	}
+	wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{"script": script, "args": args}, out)
+}
+
 // url is the address the page shows.
 func (wd *webDriver) url() string {
 	var s string
@@ -135,9 +145,7 @@ func (wd *webDriver) waitText(css, want string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for {
 		var got string
-		wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{
-			"script": "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", "args": []string{css},
-		}, &got)
+		wd.exec("const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", &got, css)
 		if bytes.Contains([]byte(got), []byte(want)) {
 			return
 		}
