@@ -85,14 +85,7 @@ func TestTransmissionWebClientDrivesTheSeedbox(t *testing.T) {
 	wd.click("#torrent_list .torrent_name")
 	wd.click("#toolbar-remove")
 	wd.click("#dialog_confirm_button")
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if code, _, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+alb.InfoHash, nil, false); code == http.StatusNotFound {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the web client's remove did not remove the torrent")
-		}
-	}
+	waitTorrentAnswer(t, n, alb.InfoHash, http.StatusNotFound, "the web client's remove did not remove the torrent")
 	if _, err := os.Stat(filepath.Join(data, "album", "one.flac")); err != nil {
 		t.Fatalf("remove without its data took the data: %v", err)
 	}
@@ -101,14 +94,22 @@ func TestTransmissionWebClientDrivesTheSeedbox(t *testing.T) {
 	wd.click("#upload_confirm_button")
 	// The browser reads the file, then posts it: the torrent comes a
 	// moment after the click.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if code, _, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+alb.InfoHash, nil, false); code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the web client's open dialog did not add the torrent")
-		}
-	}
+	waitTorrentAnswer(t, n, alb.InfoHash, http.StatusOK, "the web client's open dialog did not add the torrent")
 	waitVecino(t, n, alb.InfoHash, "seeding", time.Minute)
 	wd.waitText("#torrent_list", "album", 20*time.Second)
+}
+
+// waitTorrentAnswer waits up to 20 s for the node to answer code for the
+// torrent ih (404 once it is removed, 200 once it is added), and fails the
+// test with failure if it does not.
+func waitTorrentAnswer(t *testing.T, n *testnet.Node, ih string, code int, failure string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got, _, _ := n.Do("GET", "/api/v1/plugins/torrent/torrents/"+ih, nil, false); got == code {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(failure)
+		}
+	}
 }
