@@ -33,7 +33,7 @@ bench: build
 # Every fuzzer for FUZZTIME each: go test fuzzes one target at a time.
 FUZZTIME ?= 60s
 FUZZ := ./config:FuzzParse ./internal/damaged:FuzzSalvage ./plugins/chat/wire:FuzzParseRoom ./plugins/chat/wire:FuzzParseMail ./plugins/chat/wire:FuzzParseInvite ./plugins/chat:FuzzCatchUpAnswer \
-	./plugins/torrent:FuzzParseMetainfo ./plugins/torrent:FuzzParsePeer ./plugins/torrent:FuzzParseLPD ./plugins/torrent:FuzzParseRPC ./plugins/torrent:FuzzParseFeed \
+	./plugins/torrent:FuzzParseMetainfo ./plugins/torrent:FuzzParsePeer ./plugins/torrent:FuzzParseLPD ./plugins/torrent:FuzzParseRPC ./plugins/torrent:FuzzParseFeed ./plugins/torrent:FuzzReadBlocklist \
 	./plugins/store:FuzzParseTar ./plugins/store:FuzzParseBitswap ./plugins/store:FuzzReadRecord ./plugins/store:FuzzParseRange \
 	./plugins/store:FuzzHeardAnnouncements
 fuzz:

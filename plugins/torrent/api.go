@@ -19,7 +19,8 @@ const maxTorrentFile = 16 << 20
 // HTTPHandler is the plugin's API, under /api/v1/plugins/torrent/ on the
 // router.
 //
-//	GET    /torrents                 every torrent (View), and the quiet hours' state (AltView)
+//	GET    /torrents                 every torrent (View), the quiet hours' state (AltView) and the
+//	                                 blocklist's (BlocklistView)
 //	POST   /torrents[?dir=FOLDER]    body: a .torrent file or a magnet link (400 if its files would
 //	                                 overwrite another torrent's); its data goes to FOLDER in the data folder
 //	GET    /torrents/{ih}            one torrent
@@ -43,6 +44,11 @@ const maxTorrentFile = 16 << 20
 //	GET    /torrents/{ih}/torrent    its .torrent file
 //	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to, tried again
 //	                                 while not connected, every 20 s for an hour
+//	GET    /blocklist                the blocklists in force (BlocklistView): ranges, what each file held,
+//	                                 addresses refused; blocklist.go
+//	POST   /blocklist/update         download blocklist_url's list again and read the folder again (502 with
+//	                                 the error and the list still in force if the download is refused; 409
+//	                                 with no blocklist_url, the folder read again)
 //	POST   /create                   body: {"path":"NAME","trackers":[...]}: make a torrent of NAME, a file or
 //	                                 folder in the data folder, and seed it: 202 and the making (MakingView),
 //	                                 whose data is hashed in the background, one making at a time
@@ -63,7 +69,7 @@ func (s *seedbox) HTTPHandler() http.Handler {
 	mux.HandleFunc("GET /transmission/web/", s.webHome)
 	mux.Handle("GET /transmission/web", http.RedirectHandler("web/", http.StatusMovedPermanently))
 	mux.HandleFunc("GET /torrents", func(w http.ResponseWriter, r *http.Request) {
-		httpjson.Write(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views(), "quiet_hours": s.altView()})
+		httpjson.Write(w, http.StatusOK, map[string]any{"listen_port": s.port(), "torrents": s.views(), "quiet_hours": s.altView(), "blocklist": s.blocklistView()})
 	})
 	// Body: {"on": true | false | null}: the quiet hours' limits on or off
 	// by hand (until the schedule next changes), or null for the schedule.
@@ -225,6 +231,10 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			httpjson.Error(w, http.StatusBadRequest, err)
 			return
 		}
+		if s.blocks.blocks(p.Addr()) {
+			httpjson.Error(w, http.StatusForbidden, fmt.Errorf("%s is in this node's blocklist (GET /api/v1/plugins/torrent/blocklist): not dialled", p.Addr()))
+			return
+		}
 		switch err := s.namePeer(strings.ToLower(r.PathValue("ih")), p); {
 		case errors.Is(err, errNoTorrent):
 			httpjson.Error(w, http.StatusNotFound, err)
@@ -232,6 +242,20 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			httpjson.Error(w, http.StatusTooManyRequests, err)
 		default:
 			httpjson.Write(w, http.StatusAccepted, map[string]string{"peer": p.String()})
+		}
+	})
+	mux.HandleFunc("GET /blocklist", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Write(w, http.StatusOK, s.blocklistView())
+	})
+	mux.HandleFunc("POST /blocklist/update", func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.updateBlocklist(r.Context())
+		switch {
+		case errors.Is(err, errNoBlocklistURL):
+			httpjson.Write(w, http.StatusConflict, map[string]any{"error": err.Error(), "blocklist": v})
+		case err != nil:
+			httpjson.Write(w, http.StatusBadGateway, map[string]any{"error": err.Error(), "blocklist": v})
+		default:
+			httpjson.Write(w, http.StatusOK, v)
 		}
 	})
 	mux.HandleFunc("POST /create", func(w http.ResponseWriter, r *http.Request) {

@@ -347,7 +347,14 @@ func (s *seedbox) call(r *http.Request, req rpcRequest) (map[string]any, error) 
 	case "port-test":
 		return nil, errors.New("port-test: not done: it would ask a service on the Internet to connect back to this node")
 	case "blocklist-update":
-		return nil, errors.New("blocklist-update: this node keeps no blocklist")
+		if err := req.only(); err != nil {
+			return nil, err
+		}
+		v, err := s.updateBlocklist(r.Context())
+		if err != nil {
+			return nil, fmt.Errorf("blocklist-update: %w", err)
+		}
+		return map[string]any{"blocklist-size": v.Ranges}, nil
 	case "queue-move-top", "queue-move-up", "queue-move-down", "queue-move-bottom":
 		return nil, s.rpcQueueMove(req, strings.TrimPrefix(req.Method, "queue-move-"))
 	case "torrent-reannounce", "torrent-rename-path":

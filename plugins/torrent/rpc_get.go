@@ -84,8 +84,9 @@ func (s *seedbox) rpcSessionGet(req rpcRequest) (map[string]any, error) {
 		"peer-limit-global":            perTorrent * s.cfg.MaxActive,
 		"start-added-torrents":         true,
 		"rename-partial-files":         false,
-		"blocklist-enabled":            false,
-		"blocklist-size":               0,
+		"blocklist-enabled":            s.blocks.NumRanges() > 0,
+		"blocklist-size":               s.blocks.NumRanges(),
+		"blocklist-url":                s.cfg.BlocklistURL,
 		"trash-original-torrent-files": false,
 		"script-torrent-done-enabled":  false,
 		"units": map[string]any{

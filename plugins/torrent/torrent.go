@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -54,6 +55,11 @@ type settings struct {
 	// RPC (Transmission's own, or another), served at /transmission/web/
 	// as Transmission serves $TRANSMISSION_WEB_HOME; "" serves none.
 	WebHome string `toml:"web_home"`
+	// BlocklistURL is where a blocklist is downloaded from, again every
+	// BlocklistUpdate ("0": by hand); blocklist.go.
+	BlocklistURL    string `toml:"blocklist_url"`
+	BlocklistUpdate string `toml:"blocklist_update"`
+	blocklistEvery  time.Duration
 	// Feeds are read every FeedInterval; feeds.go.
 	FeedInterval string `toml:"feed_interval"`
 	feedEvery    time.Duration
@@ -65,6 +71,7 @@ func defaults() settings {
 		DataDir: "data", WatchDir: "watch", ListenPort: 51413, MaxActive: 20,
 		DHT: true, PEX: true, UTP: true, Encryption: "prefer", Trackers: true, PortMapping: true,
 		FeedInterval: "30m", feedEvery: 30 * time.Minute,
+		BlocklistUpdate: "168h", blocklistEvery: 168 * time.Hour,
 	}
 }
 
@@ -117,6 +124,16 @@ func (s *settings) validate() sdk.ConfigErrors {
 	for i := range s.Feeds {
 		s.Feeds[i].check(i, bad)
 	}
+	if s.BlocklistURL != "" {
+		if u, err := url.Parse(s.BlocklistURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("blocklist_url", "%q is not an http(s) URL", s.BlocklistURL)
+		}
+	}
+	if d, err := time.ParseDuration(s.BlocklistUpdate); err != nil || (d != 0 && d < time.Minute) {
+		bad("blocklist_update", "%q is not \"0\" (by hand only) or a duration of 1m or more, like \"168h\" (a week)", s.BlocklistUpdate)
+	} else {
+		s.blocklistEvery = d
+	}
 	if ip := net.ParseIP(s.ListenHost); s.LocalPeerDiscover && ip != nil && ip.IsLoopback() {
 		bad("local_peer_discovery", "peers on the local network cannot reach listen_host %s; listen on their network or set it to false", s.ListenHost)
 	}
@@ -166,6 +183,10 @@ type seedbox struct {
 	// place by the quiet hours; alt is their state (altspeed.go).
 	upLimit, downLimit *rate.Limiter
 	alt                altState
+	// blocks is the blocklist in force, which the engine consults;
+	// blockState what was read and fetched (blocklist.go).
+	blocks     blocklist
+	blockState blockState
 	// dirs holds, by info hash, the folder in the data folder of each
 	// torrent whose data is not in the data folder itself (torrentDir).
 	dirs sync.Map
@@ -230,6 +251,7 @@ func (s *seedbox) clientConfig() *torrent.ClientConfig {
 	setLimiter(s.upLimit, s.cfg.UploadKiBps)
 	setLimiter(s.downLimit, s.cfg.DownloadKiBps)
 	c.UploadRateLimiter, c.DownloadRateLimiter = s.upLimit, s.downLimit
+	c.IPBlocklist = &s.blocks
 	c.Slogger = s.engineLog()
 	return c
 }
@@ -266,6 +288,9 @@ func (s *seedbox) Start(ctx context.Context) error {
 		ClientBaseDir: s.cfg.DataDir, PieceCompletion: pc, UsePartFiles: g.Some(false),
 		Logger: s.engineLog(), TorrentDirMaker: s.torrentDir,
 	})
+	if err := s.loadBlocklists(); err != nil {
+		s.log.Error("blocklists not read", "err", err)
+	}
 	cc := s.clientConfig()
 	cc.DefaultStorage = s.storage
 	cl, err := torrent.NewClient(cc)
@@ -314,6 +339,10 @@ func (s *seedbox) Start(ctx context.Context) error {
 	if len(s.cfg.Feeds) > 0 {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.watchFeeds(bg) }()
+	}
+	if s.cfg.BlocklistURL != "" {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.keepBlocklistFresh(bg) }()
 	}
 	return nil
 }
@@ -387,6 +416,10 @@ func (s *seedbox) Status(context.Context) (sdk.Status, error) {
 	}
 	if s.pieceErr != "" {
 		details["piece_record_unreadable"] = s.pieceErr
+	}
+	if b := s.blocklistView(); b.Ranges > 0 || b.URL != "" || len(b.Files) > 0 {
+		details["blocklist"] = b
+		summary += fmt.Sprintf(", blocklist of %d ranges", b.Ranges)
 	}
 	if alt := s.altView(); s.cfg.altSched.set || alt.On {
 		details["quiet_hours"] = alt
