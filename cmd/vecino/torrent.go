@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -54,7 +55,7 @@ type torrentView struct {
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, move, queue, quiet, high, normal, rm or create")
+		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, move, queue, quiet, blocklist, high, normal, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -125,6 +126,8 @@ func (c *client) torrent(args []string) error {
 		return c.torrentMove(rest)
 	case "quiet":
 		return c.torrentQuiet(rest)
+	case "blocklist":
+		return c.torrentBlocklist(rest)
 	case "queue":
 		if len(rest) != 2 {
 			return errors.New("torrent queue INFOHASH top|up|down|bottom|POSITION (max_active torrents transfer at once, the first in the queue)")
@@ -520,6 +523,73 @@ func (c *client) torrentQuiet(args []string) error {
 	if q.UpKiBps <= 0 && q.DownKiBps <= 0 {
 		fmt.Println("(no alt_upload_kib_per_s or alt_download_kib_per_s in [plugins.torrent]: quiet hours change nothing)")
 	}
+	return nil
+}
+
+// blocklistView is the torrent plugin's BlocklistView.
+type blocklistView struct {
+	Ranges  int   `json:"ranges"`
+	Refused int64 `json:"refused"`
+	Files   map[string]struct {
+		Ranges       int    `json:"ranges"`
+		Skipped      int    `json:"skipped"`
+		FirstSkipped string `json:"first_skipped"`
+		Error        string `json:"error"`
+	} `json:"files"`
+	Folder      string     `json:"folder"`
+	URL         string     `json:"url"`
+	Fetched     *time.Time `json:"fetched"`
+	UpdateError string     `json:"update_error"`
+	Dropped     int        `json:"dropped"`
+}
+
+// torrentBlocklist shows the blocklists in force or, with "update",
+// downloads blocklist_url's list again first.
+func (c *client) torrentBlocklist(args []string) error {
+	var b blocklistView
+	switch {
+	case len(args) == 0:
+		if err := c.getJSON(torrentAPI+"/blocklist", &b); err != nil {
+			return err
+		}
+	case len(args) == 1 && args[0] == "update":
+		if _, err := c.postJSON(torrentAPI+"/blocklist/update", nil, &b); err != nil {
+			return err
+		}
+	default:
+		return errors.New("torrent blocklist [update] (the addresses the node neither accepts nor dials: the lists in its blocklists folder and from blocklist_url in [plugins.torrent]; update fetches that URL again)")
+	}
+	fmt.Printf("blocklist: %d ranges in force, %d refusals since the plugin started\n", b.Ranges, b.Refused)
+	names := make([]string, 0, len(b.Files))
+	for name := range b.Files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		f := b.Files[name]
+		fmt.Printf("  %s: %d ranges", name, f.Ranges)
+		if f.Skipped > 0 {
+			fmt.Printf(", %d lines skipped (first: %s)", f.Skipped, f.FirstSkipped)
+		}
+		if f.Error != "" {
+			fmt.Printf(", unreadable: %s", f.Error)
+		}
+		fmt.Println()
+	}
+	if b.URL != "" {
+		fetched := "not yet fetched"
+		if b.Fetched != nil {
+			fetched = "fetched " + b.Fetched.Local().Format("2006-01-02 15:04")
+		}
+		fmt.Printf("from-url is %s, %s\n", b.URL, fetched)
+	}
+	if b.UpdateError != "" {
+		fmt.Printf("last update refused: %s\n", b.UpdateError)
+	}
+	if b.Dropped > 0 {
+		fmt.Printf("%d connections closed when the list last changed\n", b.Dropped)
+	}
+	fmt.Printf("lists are read from %s (P2P, DAT or CIDR lines; plain, gzip or zip)\n", b.Folder)
 	return nil
 }
 
