@@ -232,27 +232,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hup := func(text string) {
-		t.Helper()
-		if err := os.WriteFile(n.Config, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		before := 0
-		if r := n.Status().Config.Reload; r != nil {
-			before = r.Count
-		}
-		if err := syscall.Kill(n.PID(), syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if r := n.Status().Config.Reload; r != nil && r.Count > before {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("no reload in the status 10 s after SIGHUP")
-			}
-		}
-	}
+	hup := func(text string) { t.Helper(); reloadWith(t, n, text) }
 
 	// A bad key in the chat table: refused, nothing restarts.
 	hup(strings.Replace(string(orig), "[plugins.chat]\n", "[plugins.chat]\nhistroy = 3\n", 1))
@@ -290,6 +270,78 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	n.Restart()
 	if st := n.Status(); st.Node.Name != "after" || !st.Config.UsingLastGood {
 		t.Errorf("restarted on a broken file: name %q, config %+v; want the reloaded copy", st.Node.Name, st.Config)
+	}
+}
+
+// reloadWith writes text as n's configuration file, sends the router
+// SIGHUP and waits until the status shows the reload.
+func reloadWith(t *testing.T, n *testnet.Node, text string) {
+	t.Helper()
+	if err := os.WriteFile(n.Config, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := 0
+	if r := n.Status().Config.Reload; r != nil {
+		before = r.Count
+	}
+	if err := syscall.Kill(n.PID(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if r := n.Status().Config.Reload; r != nil && r.Count > before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reload in the status 10 s after SIGHUP")
+		}
+	}
+}
+
+// TestAllowPeersWhileRunning: a closed neighbourhood network admits a new
+// member without a restart. Node A lets only B connect (allow_peers) and
+// has both B and C as bootstrap peers: C is refused. With C added to the
+// file and a SIGHUP, A connects to C; with B taken out through PUT
+// /api/v1/config, B is disconnected at once. Neither change is left for
+// the next start.
+func TestAllowPeersWhileRunning(t *testing.T) {
+	// No DHT: through A's, B and C would find each other.
+	b := testnet.Start(t, testnet.Options{Name: "b", DHT: "off"})
+	c := testnet.Start(t, testnet.Options{Name: "c", DHT: "off"})
+	a := testnet.Start(t, testnet.Options{Name: "a", DHT: "off", Bootstrap: []string{b.TCPAddr(), c.TCPAddr()},
+		Network: fmt.Sprintf("allow_peers = [%q]", b.ID)})
+	b.WaitPeers(1, 20*time.Second)
+	orig, err := os.ReadFile(a.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(a.Log(), "bootstrap peer unreachable"); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("A never tried C\n%s", a.Log())
+		}
+	}
+	if c.Status().Peers != 0 || a.Status().Peers != 1 {
+		t.Fatalf("with allow_peers = [B]: A has %d peers, C %d; want 1 and 0", a.Status().Peers, c.Status().Peers)
+	}
+
+	withC := strings.Replace(string(orig), fmt.Sprintf("allow_peers = [%q]", b.ID), fmt.Sprintf("allow_peers = [%q, %q]", b.ID, c.ID), 1)
+	reloadWith(t, a, withC)
+	if r := a.Status().Config.Reload; r.Error != "" || fmt.Sprint(r.Applied) != "[[network] allow_peers]" || len(r.AtNextStart) != 0 {
+		t.Errorf("reload with C allowed: %+v", r)
+	}
+	c.WaitPeers(1, 30*time.Second) // A's next bootstrap round, every 15 s
+
+	onlyC := strings.Replace(withC, fmt.Sprintf("allow_peers = [%q, %q]", b.ID, c.ID), fmt.Sprintf("allow_peers = [%q]", c.ID), 1)
+	code, body, err := a.Do("PUT", "/api/v1/config", []byte(onlyC), true)
+	if err != nil || code != http.StatusOK || !strings.Contains(string(body), "[network] allow_peers") {
+		t.Fatalf("PUT config without B: %d %v %s", code, err, body)
+	}
+	for deadline := time.Now().Add(5 * time.Second); b.Status().Peers != 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("B still connected 5 s after A's allow_peers left it out")
+		}
+	}
+	if c.Status().Peers != 1 {
+		t.Errorf("C has %d peers after B was left out, want 1 (A)", c.Status().Peers)
 	}
 }
 

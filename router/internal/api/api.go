@@ -51,8 +51,10 @@ type ReloadState struct {
 	File  string `json:"file"`
 	// Error is why the file was refused: the node runs on as it was.
 	Error string `json:"error,omitempty"`
-	// Applied are the plugins restarted with new settings; AtNextStart
-	// the sections that changed and apply when the router starts again.
+	// Applied is what took effect at once: the plugins restarted with
+	// new settings, and [network] allow_peers if it changed (ApplyNow);
+	// AtNextStart the sections that changed and apply when the router
+	// starts again.
 	Applied     []string `json:"applied,omitempty"`
 	AtNextStart []string `json:"at_next_start,omitempty"`
 }

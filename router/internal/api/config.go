@@ -72,19 +72,21 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusInternalServerError, err)
 		return
 	}
-	applied := s.ApplyPlugins(cfg)
-	s.Log.Info("configuration saved", "file", path, "plugins_restarted_with_new_settings", applied)
+	applied := s.ApplyNow(cfg)
+	s.Log.Info("configuration saved", "file", path, "applied_now", applied)
 	httpjson.Write(w, http.StatusOK, map[string]any{
 		"file": path, "applied_now": applied,
-		"applies": "the plugins in applied_now restarted with their new settings; the rest applies at the router's next start",
+		"applies": "the plugins in applied_now restarted with their new settings, and [network] allow_peers took effect if it is listed there; the rest applies at the router's next start",
 	})
 }
 
-// ApplyPlugins gives each running plugin its table from cfg: one whose
-// table changed restarts with it, at once. The router's sections, and
-// which plugins run, apply at its next start. It returns the plugins
-// restarted.
-func (s *Server) ApplyPlugins(cfg *config.Config) []string {
+// ApplyNow puts in force what of cfg can change while the router runs:
+// each running plugin's table (one whose table changed restarts with it,
+// at once) and [network] allow_peers (peers it leaves out are
+// disconnected). The rest of the router's sections, and which plugins
+// run, apply at its next start. It returns what it applied: the plugins
+// restarted, and "[network] allow_peers" if that changed.
+func (s *Server) ApplyNow(cfg *config.Config) []string {
 	applied := []string{}
 	for name, p := range cfg.Plugins {
 		if sp := s.Plugins.Plugin(name); sp != nil && p.Enabled && sp.Reconfigure(p.Settings) {
@@ -92,8 +94,19 @@ func (s *Server) ApplyPlugins(cfg *config.Config) []string {
 		}
 	}
 	slices.Sort(applied)
+	if s.Node != nil {
+		changed, err := s.Node.SetAllowPeers(cfg.Network.AllowPeers)
+		if err != nil { // validated with the file: not expected
+			s.Log.Error("allow_peers not applied", "err", err)
+		} else if changed {
+			applied = append(applied, AllowPeersApplied)
+		}
+	}
 	return applied
 }
+
+// AllowPeersApplied names allow_peers among what ApplyNow applied.
+const AllowPeersApplied = "[network] allow_peers"
 
 // SetReload records the outcome of a reload for the status.
 func (s *Server) SetReload(r ReloadState) {

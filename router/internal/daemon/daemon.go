@@ -129,7 +129,8 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("api up", "url", "http://"+ln.Addr().String()+"/", "auth", where)
 
 	if o.Reload != nil {
-		r := &reloader{running: cfg, state: o.ConfigState, stateDir: o.StateDir, check: o.CheckPlugins, srv: srv, log: log.With("component", "config")}
+		running := *cfg // its own copy: a reload updates what it applied
+		r := &reloader{running: &running, state: o.ConfigState, stateDir: o.StateDir, check: o.CheckPlugins, srv: srv, log: log.With("component", "config")}
 		go func() {
 			for {
 				select {

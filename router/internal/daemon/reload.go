@@ -60,12 +60,13 @@ func (r *reloader) reload() {
 	if r.stateDir != "" {
 		cfg.Node.StateDir = r.stateDir
 	}
-	out.Applied = r.srv.ApplyPlugins(cfg)
+	out.Applied = r.srv.ApplyNow(cfg)
+	r.running.Network.AllowPeers = cfg.Network.AllowPeers // in force now
 	out.AtNextStart = changedSections(r.running, cfg)
 	if err := saveLastGood(cfg.Node.StateDir, data); err != nil {
 		r.log.Error("keep the reloaded configuration as the last good one", "err", err)
 	}
-	r.log.Info("configuration reloaded", "file", path, "plugins_restarted_with_new_settings", out.Applied, "apply_at_next_start", out.AtNextStart)
+	r.log.Info("configuration reloaded", "file", path, "applied_now", out.Applied, "apply_at_next_start", out.AtNextStart)
 }
 
 // changedSections names what differs between the running configuration

@@ -45,7 +45,12 @@ type Node struct {
 	// neighbourhood's, where IPFS nodes nearby look for content too.
 	DHT *dual.DHT
 
-	log       *slog.Logger
+	log *slog.Logger
+	// gater holds [network] allow_peers in force; allowed is the same
+	// list, as last set, under allowMu.
+	gater     allowGater
+	allowMu   sync.Mutex
+	allowed   map[peer.ID]bool
 	bootstrap []peer.AddrInfo
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -112,13 +117,14 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 	} else {
 		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
-	if len(cfg.AllowPeers) > 0 {
-		g, err := newAllowGater(cfg.AllowPeers)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, libp2p.ConnectionGater(g))
+	// Always a gater, so that allow_peers can be set while the node runs.
+	allow, err := parseAllowPeers(cfg.AllowPeers)
+	if err != nil {
+		return nil, err
 	}
+	n.gater.set(allow)
+	n.allowed = allow
+	opts = append(opts, libp2p.ConnectionGater(&n.gater))
 	switch cfg.Reachability {
 	case "public":
 		opts = append(opts, libp2p.ForceReachabilityPublic())
