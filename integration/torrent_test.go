@@ -152,6 +152,7 @@ type torrentView struct {
 	Skipped  int     `json:"skipped"`
 	Dir      string  `json:"dir"`
 	Queue    int     `json:"queue"`
+	Peers    int     `json:"peers"`
 }
 
 func (tv torrentView) String() string {

@@ -55,7 +55,7 @@ type torrentView struct {
 
 func (c *client) torrent(args []string) error {
 	if len(args) == 0 {
-		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, move, queue, quiet, blocklist, high, normal, rm or create")
+		return errors.New("torrent: say ls, add, show, files, get, skip, want, wait, verify, start, stop, limit, move, queue, quiet, blocklist, tracker, peer, high, normal, rm or create")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "ls", "list":
@@ -170,6 +170,23 @@ func (c *client) torrent(args []string) error {
 			return err
 		}
 		fmt.Printf("%s: connecting to %s\n", rest[0], rest[1])
+		return nil
+	case "tracker":
+		if len(rest) < 2 {
+			return errors.New("torrent tracker INFOHASH URL... (announce URLs to announce it to as well, from now on)")
+		}
+		var out struct {
+			Added []string `json:"added"`
+		}
+		if _, err := c.postJSON(torrentAPI+"/torrents/"+rest[0]+"/trackers", map[string][]string{"add": rest[1:]}, &out); err != nil {
+			return err
+		}
+		if len(out.Added) == 0 {
+			fmt.Printf("%s announces to all of these already\n", rest[0])
+		}
+		for _, u := range out.Added {
+			fmt.Printf("%s: announcing to %s\n", rest[0], u)
+		}
 		return nil
 	case "create":
 		var trackers multiFlag

@@ -135,6 +135,7 @@ func (s *seedbox) startLocked(rec *record, add func() (*torrent.Torrent, error))
 		return nil, fmt.Errorf("add %s: %w", rec.InfoHash, err)
 	}
 	it := &item{rec: rec, t: t, cfg: &s.cfg}
+	addMissingTrackers(it, rec.Trackers) // the owner's, after a restart
 	t.SetOnWriteChunkError(func(err error) { s.onWriteError(it, err) })
 	s.torrents[rec.InfoHash] = it
 	s.watchData(it) // before the engine may fetch: the data's disk may be missing

@@ -44,6 +44,8 @@ const maxTorrentFile = 16 << 20
 //	GET    /torrents/{ih}/torrent    its .torrent file
 //	POST   /torrents/{ih}/peers      body: {"addr":"IP:PORT"}, a peer to connect to, tried again
 //	                                 while not connected, every 20 s for an hour
+//	POST   /torrents/{ih}/trackers   body: {"add": ["URL", ...]}: announce to these trackers too, from now
+//	                                 on and after restarts ("added": those it did not have); trackers.go
 //	GET    /blocklist                the blocklists in force (BlocklistView): ranges, what each file held,
 //	                                 addresses refused; blocklist.go
 //	POST   /blocklist/update         download blocklist_url's list again and read the folder again (502 with
@@ -242,6 +244,23 @@ func (s *seedbox) HTTPHandler() http.Handler {
 			httpjson.Error(w, http.StatusTooManyRequests, err)
 		default:
 			httpjson.Write(w, http.StatusAccepted, map[string]string{"peer": p.String()})
+		}
+	})
+	mux.HandleFunc("POST /torrents/{ih}/trackers", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Add []string `json:"add"`
+		}
+		if !httpjson.Read(w, r, 64<<10, &req, `{"add": ["http://tracker.example/announce", ...]}`, nil) {
+			return
+		}
+		added, err := s.addTrackers(strings.ToLower(r.PathValue("ih")), req.Add)
+		switch {
+		case errors.Is(err, errNoTorrent):
+			httpjson.Error(w, http.StatusNotFound, err)
+		case err != nil:
+			httpjson.Error(w, http.StatusBadRequest, err)
+		default:
+			httpjson.Write(w, http.StatusOK, map[string]any{"added": added})
 		}
 	})
 	mux.HandleFunc("GET /blocklist", func(w http.ResponseWriter, r *http.Request) {

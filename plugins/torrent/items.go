@@ -56,6 +56,8 @@ type record struct {
 	RatioLimit  float64 `json:"ratio_limit,omitempty"`
 	IdleMode    string  `json:"idle_mode,omitempty"`
 	IdleSeconds int64   `json:"idle_seconds,omitempty"`
+	// Trackers are announce URLs its owner added (trackers.go).
+	Trackers []string `json:"trackers,omitempty"`
 	// Dir is the folder in the data folder its data goes to ("" for the
 	// data folder itself), as a Transmission client's download-dir asks.
 	Dir string `json:"dir,omitempty"`

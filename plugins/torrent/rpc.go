@@ -461,13 +461,27 @@ func (s *seedbox) rpcSetLocation(req rpcRequest) error {
 }
 
 // rpcTorrentSet takes the files wanted and unwanted and their priority,
-// by index, the torrent's own seeding limits and its place in the queue;
-// other per-torrent settings (rates, peers, trackers) are the node's
-// alone.
+// by index, the torrent's own seeding limits, its place in the queue and
+// trackers to add; other per-torrent settings (rates, peers) are the
+// node's alone, and trackers are not taken away (trackers.go).
 func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
+	for _, k := range []string{"trackerRemove", "trackerReplace"} {
+		if _, ok := req.Args[k]; ok {
+			return fmt.Errorf("torrent-set: %s: not supported by this node: its BitTorrent engine goes on announcing to a tracker once it has started to; trackerAdd is taken", k)
+		}
+	}
 	if err := req.only("ids", "files-wanted", "files-unwanted", "priority-high", "priority-normal", "priority-low",
-		"seedRatioMode", "seedRatioLimit", "seedIdleMode", "seedIdleLimit", "queuePosition"); err != nil {
+		"seedRatioMode", "seedRatioLimit", "seedIdleMode", "seedIdleLimit", "queuePosition", "trackerAdd"); err != nil {
 		return err
+	}
+	var trackers []string
+	if _, err := req.arg("trackerAdd", &trackers); err != nil {
+		return err
+	}
+	for _, u := range trackers {
+		if err := checkTrackerURL(u); err != nil {
+			return fmt.Errorf("trackerAdd: %w", err)
+		}
 	}
 	var position int
 	hasPosition, err := req.arg("queuePosition", &position)
@@ -507,6 +521,11 @@ func (s *seedbox) rpcTorrentSet(req rpcRequest) error {
 		if hasPosition {
 			if _, err := s.requeue(ih, strconv.Itoa(position)); err != nil {
 				return err
+			}
+		}
+		if len(trackers) > 0 {
+			if _, err := s.addTrackers(ih, trackers); err != nil {
+				return fmt.Errorf("trackerAdd: %w", err)
 			}
 		}
 	}
