@@ -257,9 +257,10 @@ func (s *seedbox) clientConfig() *torrent.ClientConfig {
 }
 
 // engineLog is for anacrolix/torrent, whose debug output is a line per
-// piece and per request.
+// piece and per request, and some of whose warnings are about nothing
+// (quietEngine).
 func (s *seedbox) engineLog() *slog.Logger {
-	return slog.New(sdk.LevelAtLeast(s.log.Handler(), slog.LevelInfo)).With("component", "engine")
+	return slog.New(quietEngine{sdk.LevelAtLeast(s.log.Handler(), slog.LevelInfo)}).With("component", "engine")
 }
 
 func (s *seedbox) Start(ctx context.Context) error {
