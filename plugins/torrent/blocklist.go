@@ -476,11 +476,22 @@ func readListFile(path string, set *rangeSet) (listReport, error) {
 }
 
 // dropBlocked closes the connections to peers the list blocks now, as
-// Transmission does when its list changes.
+// Transmission does when its list changes, and forgets the peers a user
+// named that it blocks, which would otherwise be handed to the engine
+// (and refused) every namedRetry.
 func (s *seedbox) dropBlocked() int {
 	if s.cl == nil {
 		return 0
 	}
+	s.mu.Lock()
+	for _, it := range s.torrents {
+		for p := range it.named {
+			if s.blocks.blocks(p.Addr()) {
+				delete(it.named, p)
+			}
+		}
+	}
+	s.mu.Unlock()
 	n := 0
 	for _, t := range s.cl.Torrents() {
 		for _, c := range t.PeerConns() {
