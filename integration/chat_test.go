@@ -95,6 +95,7 @@ type roomMsg struct {
 	Seq    uint64 `json:"seq"`
 	Text   string `json:"text"`
 	Sealed string `json:"sealed"`
+	Name   string `json:"name"`
 }
 
 // readRoom returns the messages after cursor, waiting up to wait seconds

@@ -34,7 +34,7 @@ type chatMessage struct {
 
 func (c *client) chat(args []string) error {
 	if len(args) == 0 {
-		return errors.New("chat: say id, send, read, private, join, leave, dm, inbox, block, unblock or blocked")
+		return errors.New("chat: say id, name, send, read, private, join, leave, dm, inbox, block, unblock or blocked")
 	}
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("chat "+cmd, flag.ExitOnError)
@@ -46,6 +46,7 @@ func (c *client) chat(args []string) error {
 	keep := fs.Bool("keep", false, "inbox: leave the mail on the node")
 	note := fs.String("note", "", "block: why, kept with the block")
 	newKey := fs.Bool("new", false, "private: give the room a new key (after someone left); older keys still read what came before")
+	clearName := fs.Bool("clear", false, "name: send no name from now on")
 	fs.Parse(rest)
 	switch cmd { // the node operator's: no chat key needed
 	case "block", "unblock", "blocked":
@@ -62,10 +63,16 @@ func (c *client) chat(args []string) error {
 	if err != nil {
 		return err
 	}
+	nameFile := strings.TrimSuffix(*keyFile, ".key") + ".name"
+	if id.Name, err = loadName(nameFile); err != nil {
+		return err
+	}
 	switch cmd {
 	case "id":
 		fmt.Println(id.Address())
 		return nil
+	case "name":
+		return chatName(nameFile, id, strings.Join(fs.Args(), " "), *clearName)
 	case "send":
 		switch {
 		case fs.NArg() < 2:
@@ -115,7 +122,7 @@ func (c *client) chat(args []string) error {
 	case "inbox":
 		return c.chatInbox(id, *keep, *asJSON)
 	default:
-		return fmt.Errorf("chat: unknown command %q (say id, send, read, private, join, leave, dm, inbox, block, unblock or blocked)", cmd)
+		return fmt.Errorf("chat: unknown command %q (say id, name, send, read, private, join, leave, dm, inbox, block, unblock or blocked)", cmd)
 	}
 }
 
@@ -395,13 +402,64 @@ func (c *client) chatRead(keys *roomKeys, room string, after uint64, follow, asJ
 			case private && m.Sealed == "":
 				text = "[not sealed: anyone can read this] " + text
 			}
-			fmt.Printf("%s %s: %s\n", time.UnixMilli(m.TS).Format("15:04:05"), short(m.From), text)
+			who := short(m.From)
+			if m.Name != "" {
+				who = m.Name + " (" + who + ")"
+			}
+			fmt.Printf("%s %s: %s\n", time.UnixMilli(m.TS).Format("15:04:05"), who, text)
 		}
 		after = page.Cursor
 		if !follow && len(page.Messages) == 0 {
 			return nil
 		}
 	}
+}
+
+// loadName reads the name the user goes by in rooms ("" if none is set).
+func loadName(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read chat name: %w", err)
+	}
+	name := strings.TrimSpace(string(data))
+	if err := wire.CheckName(name); err != nil {
+		return "", fmt.Errorf("chat name in %s: %w", path, err)
+	}
+	return name, nil
+}
+
+// chatName shows, sets or clears the name that goes with the user's
+// messages in public rooms.
+func chatName(path string, id *wire.Identity, name string, clear bool) error {
+	switch {
+	case clear:
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("forget chat name: %w", err)
+		}
+		fmt.Println("no name: your messages show your address alone")
+		return nil
+	case name == "":
+		if id.Name == "" {
+			fmt.Println("no name set: chat name NAME sets one (-clear forgets it)")
+		} else {
+			fmt.Println(id.Name)
+		}
+		return nil
+	}
+	if err := wire.CheckName(name); err != nil {
+		return fmt.Errorf("chat name: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("chat name: %w", err)
+	}
+	if err := atomicfile.Write(path, []byte(name+"\n"), 0o600); err != nil {
+		return fmt.Errorf("save chat name: %w", err)
+	}
+	fmt.Printf("your messages in public rooms go as %q (private rooms': your address alone)\n", name)
+	return nil
 }
 
 func short(addr string) string {

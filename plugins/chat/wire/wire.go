@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -90,6 +91,9 @@ type Identity struct {
 	sign ed25519.PrivateKey
 	box  [32]byte
 	addr Address
+	// Name, if set, goes with the room messages SignRoom makes (not
+	// private rooms'): see RoomBody.Name.
+	Name string
 }
 
 // NewIdentity makes fresh keys.
@@ -173,7 +177,15 @@ type RoomBody struct {
 	// carries one of the two.
 	Text   string `json:"text,omitempty"`
 	Sealed string `json:"sealed,omitempty"`
+	// Name is what the author calls themself (optional, MaxName bytes,
+	// no control characters). Anyone may take any name: clients show
+	// it beside the address, which is what says who wrote. Private
+	// rooms' messages carry none, as the nodes would read it.
+	Name string `json:"name,omitempty"`
 }
+
+// MaxName bounds a display name, in bytes.
+const MaxName = 64
 
 // RoomMessage is a room message that verified.
 type RoomMessage struct {
@@ -184,7 +196,7 @@ type RoomMessage struct {
 
 // SignRoom makes a room message.
 func (id *Identity) SignRoom(room string, seq uint64, at time.Time, text string) ([]byte, error) {
-	return id.signRoomBody(RoomBody{Room: room, From: id.addr.String(), Seq: seq, TS: at.UnixMilli(), Text: text})
+	return id.signRoomBody(RoomBody{Room: room, From: id.addr.String(), Seq: seq, TS: at.UnixMilli(), Text: text, Name: id.Name})
 }
 
 func (id *Identity) signRoomBody(b RoomBody) ([]byte, error) {
@@ -230,6 +242,9 @@ func ParseRoom(data []byte, now time.Time, maxAge time.Duration) (*RoomMessage, 
 	}
 	if err := checkContent(&b); err != nil {
 		return nil, err
+	}
+	if err := CheckName(b.Name); err != nil {
+		return nil, fmt.Errorf("body.name: %w", err)
 	}
 	if err := checkTime(b.TS, now, maxAge); err != nil {
 		return nil, err
@@ -341,6 +356,22 @@ func checkText(t string) error {
 		return fmt.Errorf("body.text is %d bytes, at most %d: %w", len(t), MaxText, ErrTooLarge)
 	case !utf8.ValidString(t):
 		return errors.New("body.text is not UTF-8")
+	}
+	return nil
+}
+
+// CheckName says why name may not be a display name, if it may not: ""
+// (none) may.
+func CheckName(name string) error {
+	switch {
+	case len(name) > MaxName:
+		return fmt.Errorf("%d bytes, at most %d", len(name), MaxName)
+	case !utf8.ValidString(name):
+		return errors.New("not UTF-8")
+	case strings.TrimSpace(name) != name:
+		return fmt.Errorf("%q starts or ends with a space", name)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return fmt.Errorf("%q holds a control character", name)
 	}
 	return nil
 }

@@ -290,3 +290,32 @@ func BenchmarkParseRoom(b *testing.B) {
 		}
 	})
 }
+
+// TestNames: a name goes with its author's public room messages, under
+// the signature; a private room's message carries none; a name that could
+// pass for something else (too long, a line break, padding) is refused.
+func TestNames(t *testing.T) {
+	alice := mustID(t)
+	alice.Name = "Ana de la 3ª"
+	now := time.Now()
+	raw, err := alice.SignRoom("lobby", 1, now, "hola")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ParseRoom(raw, now, time.Hour)
+	if err != nil || m.Name != "Ana de la 3ª" {
+		t.Fatalf("named message: %+v, %v", m, err)
+	}
+	k, _ := NewRoomKey()
+	raw, _ = alice.SignSealedRoom("club", 2, now, "secret", k)
+	if m, err := ParseRoom(raw, now, time.Hour); err != nil || m.Name != "" {
+		t.Errorf("a private room's message: %+v, %v; want no name", m, err)
+	}
+	for _, bad := range []string{strings.Repeat("a", MaxName+1), "Ana\nadmin: all good", " Ana", "Ana\u0007"} {
+		b, _ := json.Marshal(RoomBody{Room: "lobby", From: alice.Address().String(), Seq: 3, TS: now.UnixMilli(), Text: "x", Name: bad})
+		raw, _ := json.Marshal(Envelope{Body: string(b), Sig: alice.signWith(roomDomain, b)})
+		if _, err := ParseRoom(raw, now, time.Hour); err == nil || !strings.Contains(err.Error(), "body.name") {
+			t.Errorf("name %q: %v, want it refused", bad, err)
+		}
+	}
+}
