@@ -48,8 +48,9 @@ const (
 	blocklistRetry = time.Hour
 )
 
-// ipRanges is a blocklist in memory: sorted ranges that do not overlap, IPv4 in 8 bytes each (a public list of 300,000 ranges takes
-// 2.4 MB), IPv6 apart.
+// ipRanges is a blocklist in memory: sorted ranges that do not overlap,
+// IPv4 in 8 bytes each (a public list of 300,000 ranges takes 2.4 MB),
+// IPv6 apart.
 type ipRanges struct {
 	v4 []range4
 	v6 []range6
@@ -171,8 +172,8 @@ func readList(r io.ReaderAt, size, limit int64, set *rangeSet) (listReport, erro
 	}
 	lr := &io.LimitedReader{R: text, N: limit + 1}
 	sc := bufio.NewScanner(lr)
-	sc.Buffer(make([]byte, 4096), maxBlocklistLine+1)
-	sc.Split(scanLinesBounded)
+	sc.Buffer(make([]byte, 0, 4096), maxBlocklistLine+1)
+	sc.Split(linesBounded())
 	for line := 1; sc.Scan(); line++ {
 		first, last, ok, err := parseRangeLine(sc.Text())
 		switch {
@@ -195,16 +196,32 @@ func readList(r io.ReaderAt, size, limit int64, set *rangeSet) (listReport, erro
 	return rep, nil
 }
 
-// scanLinesBounded is bufio.ScanLines, but a line over maxBlocklistLine
-// comes as a token of its own (as long as the buffer) instead of ending
-// the scan, so that one long line is skipped as any other bad one.
-func scanLinesBounded(data []byte, atEOF bool) (int, []byte, error) {
-	advance, token, err := bufio.ScanLines(data, atEOF)
-	if advance == 0 && token == nil && err == nil && len(data) > maxBlocklistLine {
-		return len(data), data, nil
+// linesBounded is bufio.ScanLines that does not stop at a line too long
+// for the scanner's buffer: such a line is passed over to its end and
+// comes as one token of overLong, which parseRangeLine refuses, so it is
+// skipped and counted as one line, and the lines after it keep their
+// numbers.
+func linesBounded() bufio.SplitFunc {
+	long := false
+	return func(data []byte, atEOF bool) (int, []byte, error) {
+		advance, token, err := bufio.ScanLines(data, atEOF)
+		switch {
+		case advance == 0 && token == nil && err == nil && len(data) > maxBlocklistLine:
+			long = true
+			return len(data), nil, nil // more of the long line: dropped
+		case long && advance > 0:
+			long = false
+			return advance, overLong, nil
+		case long && atEOF && len(data) == 0:
+			long = false
+			return 0, overLong, bufio.ErrFinalToken
+		}
+		return advance, token, err
 	}
-	return advance, token, err
 }
+
+// overLong stands for a line longer than any range.
+var overLong = bytes.Repeat([]byte{'x'}, maxBlocklistLine+1)
 
 // parseRangeLine reads one line of a list: ok is false with no error for
 // a blank line or a comment.
@@ -413,7 +430,8 @@ type blockState struct {
 	mu      sync.Mutex
 	update  sync.Mutex // one download at a time
 	files   map[string]fileReport
-	err     string // why the last download failed
+	err     string    // why the last download failed
+	tried   time.Time // when the last download was tried
 	dropped int
 }
 
@@ -519,6 +537,7 @@ func (s *seedbox) updateBlocklist(ctx context.Context) (BlocklistView, error) {
 	}
 	err := s.fetchBlocklist(ctx)
 	s.blockState.mu.Lock()
+	s.blockState.tried = time.Now()
 	if err != nil {
 		s.blockState.err = err.Error()
 	} else {
@@ -563,31 +582,44 @@ func (s *seedbox) fetchBlocklist(ctx context.Context) error {
 	return atomicfile.Write(filepath.Join(dir, blocklistFromURL), data, 0o644)
 }
 
-// keepBlocklistFresh downloads blocklist_url's list when there is no
-// copy or it is older than blocklist_update, and again every
-// blocklist_update ("0": only when there is no copy); a failed download
-// is tried again after blocklistRetry.
+// keepBlocklistFresh downloads blocklist_url's list when it is due
+// (blocklistDue), until the plugin stops.
 func (s *seedbox) keepBlocklistFresh(ctx context.Context) {
 	for {
-		due := time.Now()
-		if fi, err := os.Stat(filepath.Join(s.blocklistDir(), blocklistFromURL)); err == nil {
-			if s.cfg.blocklistEvery == 0 {
-				return
-			}
-			due = fi.ModTime().Add(s.cfg.blocklistEvery)
+		due, ok := s.blocklistDue()
+		if !ok {
+			return
 		}
-		s.blockState.mu.Lock()
-		if s.blockState.err != "" {
-			due = time.Now().Add(blocklistRetry)
-		}
-		s.blockState.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Until(due)):
 		}
-		s.updateBlocklist(ctx)
+		// An update by hand meanwhile may have put it off.
+		if due, ok := s.blocklistDue(); ok && !due.After(time.Now()) {
+			s.updateBlocklist(ctx)
+		}
 	}
+}
+
+// blocklistDue is when blocklist_url's list is to be downloaded next: now
+// if there is no copy, blocklist_update after the copy was fetched, or
+// blocklistRetry after a download that failed; ok is false when only an
+// update by hand fetches it (blocklist_update = "0", and a copy is here).
+func (s *seedbox) blocklistDue() (due time.Time, ok bool) {
+	due = time.Now()
+	if fi, err := os.Stat(filepath.Join(s.blocklistDir(), blocklistFromURL)); err == nil {
+		if s.cfg.blocklistEvery == 0 {
+			return due, false
+		}
+		due = fi.ModTime().Add(s.cfg.blocklistEvery)
+	}
+	s.blockState.mu.Lock()
+	defer s.blockState.mu.Unlock()
+	if s.blockState.err != "" {
+		due = s.blockState.tried.Add(blocklistRetry)
+	}
+	return due, true
 }
 
 // blocklistView is the blocklists' state.

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vecino/vecino/sdk"
 )
@@ -100,6 +101,25 @@ this line is junk
 	}
 	if _, ok := b.Lookup(net.ParseIP("127.0.0.1")); ok || b.refused.Load() != 1 {
 		t.Errorf("Lookup of a free address: %v, %d refused", ok, b.refused.Load())
+	}
+}
+
+// TestLongLines: a line longer than the reader's buffer is one line
+// skipped, not the end of the list: the range after it is read.
+func TestLongLines(t *testing.T) {
+	for name, list := range map[string]string{
+		"in the middle": "a:10.0.0.1-10.0.0.2\n" + strings.Repeat("z", 10000) + "\nb:10.0.0.5-10.0.0.6\njunk\n",
+		"at the end":    "a:10.0.0.1-10.0.0.2\nb:10.0.0.5-10.0.0.6\njunk\n" + strings.Repeat("z", 10000),
+	} {
+		var set rangeSet
+		rep, err := readList(strings.NewReader(list), int64(len(list)), 1<<20, &set)
+		wantFirst := "line 2: over 1024 bytes"
+		if name == "at the end" {
+			wantFirst = "line 3: not an address"
+		}
+		if err != nil || rep.Ranges != 2 || rep.Skipped != 2 || !strings.HasPrefix(rep.FirstSkipped, wantFirst) {
+			t.Errorf("%s: %+v, %v; want 2 ranges, 2 lines skipped, the first %q", name, rep, err, wantFirst)
+		}
 	}
 }
 
@@ -242,4 +262,43 @@ func BenchmarkReadBlocklist(b *testing.B) {
 	b.ReportMetric(float64(r.Len()), "ranges")
 	b.ReportMetric(float64(cap(r.v4)*8+cap(r.v6)*32)/(1<<20), "MiB-kept")
 	b.ReportMetric(float64(text.Len())/(1<<20), "MiB-text")
+}
+
+// TestBlocklistDue: the list is fetched at once when there is no copy, an
+// hour after a download that failed, blocklist_update after the copy was
+// fetched, and, with blocklist_update = "0", only by hand once there is a
+// copy.
+func TestBlocklistDue(t *testing.T) {
+	ok := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ok {
+			http.Error(w, "gone", http.StatusNotFound)
+			return
+		}
+		w.Write([]byte("127.0.0.5\n"))
+	}))
+	defer srv.Close()
+	for _, every := range []string{"24h", "0"} {
+		s := New().(*seedbox)
+		if err := s.Configure(context.Background(), []byte(`blocklist_url = "`+srv.URL+`"`+"\nblocklist_update = \""+every+`"`), sdk.Env{DataDir: t.TempDir()}); err != nil {
+			t.Fatal(err)
+		}
+		if due, yes := s.blocklistDue(); !yes || time.Until(due) > time.Second {
+			t.Errorf("%s, no copy: due %s (%v), want now", every, time.Until(due), yes)
+		}
+		ok = false
+		s.updateBlocklist(context.Background())
+		if due, yes := s.blocklistDue(); !yes || time.Until(due) < 59*time.Minute || time.Until(due) > time.Hour {
+			t.Errorf("%s, after a failed download: due in %s (%v), want an hour", every, time.Until(due), yes)
+		}
+		ok = true
+		s.updateBlocklist(context.Background())
+		due, yes := s.blocklistDue()
+		switch {
+		case every == "0" && yes:
+			t.Errorf("blocklist_update = 0 with a copy: due in %s, want by hand only", time.Until(due))
+		case every == "24h" && (!yes || time.Until(due) < 23*time.Hour):
+			t.Errorf("24h after a download: due in %s (%v)", time.Until(due), yes)
+		}
+	}
 }
