@@ -50,13 +50,14 @@ func (s *seedbox) addTrackers(ih string, urls []string) ([]string, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %s", errNoTorrent, ih)
 	}
-	added := addMissingTrackers(it, urls)
+	added, tiers := missingTrackers(it, urls)
 	if len(added) == 0 {
 		return []string{}, nil
 	}
 	if len(it.rec.Trackers)+len(added) > maxAddedTrackers {
 		return nil, fmt.Errorf("%d trackers are added to this torrent already; at most %d may be", len(it.rec.Trackers), maxAddedTrackers)
 	}
+	announceTo(it, tiers, added)
 	it.rec.Trackers = append(it.rec.Trackers, added...)
 	s.saveListLocked()
 	s.log.Info("trackers added", "torrent", it.rec.Name, "trackers", strings.Join(added, " "))
@@ -64,9 +65,16 @@ func (s *seedbox) addTrackers(ih string, urls []string) ([]string, error) {
 }
 
 // addMissingTrackers hands the engine those of urls the torrent does not
-// announce to yet, each in a tier of its own after the torrent's (the
-// engine merges an announce list tier by tier), and returns them.
-func addMissingTrackers(it *item, urls []string) []string {
+// announce to yet (after a restart: the ones its owner added).
+func addMissingTrackers(it *item, urls []string) {
+	if added, tiers := missingTrackers(it, urls); len(added) > 0 {
+		announceTo(it, tiers, added)
+	}
+}
+
+// missingTrackers returns those of urls the torrent does not announce to
+// yet, and how many tiers of trackers it has.
+func missingTrackers(it *item, urls []string) ([]string, int) {
 	mi := it.t.Metainfo()
 	tiers := mi.UpvertedAnnounceList()
 	have := map[string]bool{}
@@ -75,20 +83,22 @@ func addMissingTrackers(it *item, urls []string) []string {
 			have[u] = true
 		}
 	}
-	var added []string
+	var missing []string
 	for _, u := range urls {
 		if !have[u] {
 			have[u] = true
-			added = append(added, u)
+			missing = append(missing, u)
 		}
 	}
-	if len(added) == 0 {
-		return nil
-	}
-	list := make([][]string, len(tiers)+len(added))
-	for i, u := range added {
-		list[len(tiers)+i] = []string{u}
+	return missing, len(tiers)
+}
+
+// announceTo hands the engine urls, each in a tier of its own after the
+// n the torrent has: the engine merges an announce list tier by tier.
+func announceTo(it *item, n int, urls []string) {
+	list := make([][]string, n+len(urls))
+	for i, u := range urls {
+		list[n+i] = []string{u}
 	}
 	it.t.AddTrackers(list)
-	return added
 }
