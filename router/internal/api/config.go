@@ -99,14 +99,14 @@ func (s *Server) ApplyNow(cfg *config.Config) []string {
 		if err != nil { // validated with the file: not expected
 			s.Log.Error("allow_peers not applied", "err", err)
 		} else if changed {
-			applied = append(applied, AllowPeersApplied)
+			applied = append(applied, allowPeersApplied)
 		}
 	}
 	return applied
 }
 
-// AllowPeersApplied names allow_peers among what ApplyNow applied.
-const AllowPeersApplied = "[network] allow_peers"
+// allowPeersApplied names allow_peers among what ApplyNow applied.
+const allowPeersApplied = "[network] allow_peers"
 
 // SetReload records the outcome of a reload for the status.
 func (s *Server) SetReload(r ReloadState) {
