@@ -178,7 +178,7 @@ type RoomBody struct {
 	Text   string `json:"text,omitempty"`
 	Sealed string `json:"sealed,omitempty"`
 	// Name is what the author calls themself (optional, MaxName bytes,
-	// no control characters). Anyone may take any name: clients show
+	// no control characters: CheckName). Anyone may take any name: clients show
 	// it beside the address, which is what says who wrote. Private
 	// rooms' messages carry none, as the nodes would read it.
 	Name string `json:"name,omitempty"`
@@ -370,10 +370,23 @@ func CheckName(name string) error {
 		return errors.New("not UTF-8")
 	case strings.TrimSpace(name) != name:
 		return fmt.Errorf("%q starts or ends with a space", name)
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return fmt.Errorf("%q holds a control character", name)
+	case strings.IndexFunc(name, nameControl) >= 0:
+		return fmt.Errorf("%q holds a control character (line breaks and text-direction marks are ones)", name)
 	}
 	return nil
+}
+
+// nameControl reports whether r may not be in a name: control characters,
+// line and paragraph separators, and the marks that turn text's direction,
+// with which a name could pass for another or run into the message.
+func nameControl(r rune) bool {
+	switch {
+	case unicode.IsControl(r), unicode.Is(unicode.Zl, r), unicode.Is(unicode.Zp, r):
+		return true
+	case r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069):
+		return true
+	}
+	return false
 }
 
 func checkTime(ts int64, now time.Time, maxAge time.Duration) error {

@@ -311,7 +311,7 @@ func TestNames(t *testing.T) {
 	if m, err := ParseRoom(raw, now, time.Hour); err != nil || m.Name != "" {
 		t.Errorf("a private room's message: %+v, %v; want no name", m, err)
 	}
-	for _, bad := range []string{strings.Repeat("a", MaxName+1), "Ana\nadmin: all good", " Ana", "Ana\u0007"} {
+	for _, bad := range []string{strings.Repeat("a", MaxName+1), "Ana\nadmin: all good", " Ana", "Ana\u0007", "Ana\u2028admin", "Ana\u202egnp.exe"} {
 		b, _ := json.Marshal(RoomBody{Room: "lobby", From: alice.Address().String(), Seq: 3, TS: now.UnixMilli(), Text: "x", Name: bad})
 		raw, _ := json.Marshal(Envelope{Body: string(b), Sig: alice.signWith(roomDomain, b)})
 		if _, err := ParseRoom(raw, now, time.Hour); err == nil || !strings.Contains(err.Error(), "body.name") {
