@@ -32,6 +32,7 @@ type jsEvent struct {
 	Event    string `json:"event"`
 	Address  string `json:"address"`
 	From     string `json:"from"`
+	Name     string `json:"name"`
 	Text     string `json:"text"`
 	Sealed   bool   `json:"sealed"`
 	Verified bool   `json:"verified"`
@@ -40,7 +41,8 @@ type jsEvent struct {
 
 // TestJSLibp2pClientChatsThroughNode: a js-libp2p client (gossipsub, noise,
 // yamux, tcp from npm) joins a room on node a; a Vecino client talks on
-// node b. Each hears the other, and each side checks the other's signature.
+// node b. Each hears the other, by name, and each side checks the other's
+// signature.
 // Then the same in a private room: each seals what it sends and opens
 // what it hears, the js client with what docs/chat-wire.md says alone.
 func TestJSLibp2pClientChatsThroughNode(t *testing.T) {
@@ -61,6 +63,7 @@ func TestJSLibp2pClientChatsThroughNode(t *testing.T) {
 // in room, sealed with key if it is given.
 func jsChat(t *testing.T, script string, a, b *testnet.Node, room string, key *wire.RoomKey) {
 	goClient := newChatter(t, b)
+	goClient.id.Name = "Vecino in Go"
 	say := func(text string) {
 		if key != nil {
 			goClient.saySealed(room, text, *key)
@@ -74,6 +77,7 @@ func jsChat(t *testing.T, script string, a, b *testnet.Node, room string, key *w
 	}
 	cmd := exec.Command("node", args...)
 	cmd.Dir = filepath.Dir(script)
+	cmd.Env = append(os.Environ(), "VECINO_CHAT_NAME=Ana in js")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +122,9 @@ func jsChat(t *testing.T, script string, a, b *testnet.Node, room string, key *w
 				say("hola from vecino")
 			case "message":
 				if e.Text == "hola from vecino" {
-					heard = e.Verified && e.From == goClient.addr() && e.Sealed == (key != nil)
+					// Names go in public rooms only (the Go client leaves
+					// them out of sealed messages).
+					heard = e.Verified && e.From == goClient.addr() && e.Sealed == (key != nil) && (e.Name == "Vecino in Go") == (key == nil)
 				}
 			}
 		case <-tick.C:
@@ -132,8 +138,9 @@ func jsChat(t *testing.T, script string, a, b *testnet.Node, room string, key *w
 	// The js client's message reached node b, whose chat plugin checked its
 	// signature before keeping it.
 	deadline := time.Now().Add(20 * time.Second)
+	var msgs []roomMsg
 	for {
-		msgs, _ := readRoom(t, b, room, 0, 0)
+		msgs, _ = readRoom(t, b, room, 0, 0)
 		if got := jsTexts(t, msgs, jsAddr, key); len(got) == 1 && got[0] == "hola from js-libp2p" {
 			break
 		}
@@ -142,6 +149,15 @@ func jsChat(t *testing.T, script string, a, b *testnet.Node, room string, key *w
 			t.Fatalf("node b never kept the js client's message; node a kept from it %q; node b's history: %+v", jsTexts(t, atA, jsAddr, key), msgs)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	wantName := "Ana in js"
+	if key != nil {
+		wantName = "" // a private room's messages carry none
+	}
+	for _, m := range msgs {
+		if m.From == jsAddr && m.Name != wantName {
+			t.Errorf("node b holds the js client's message with name %q, want %q", m.Name, wantName)
+		}
 	}
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {

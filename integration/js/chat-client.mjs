@@ -7,7 +7,8 @@
 //
 // With ROOM_KEY (a private room's key, as in its invite), it seals what it
 // sends and opens what it hears, with tweetnacl's secretbox (the only
-// primitive Node's crypto lacks).
+// primitive Node's crypto lacks). With VECINO_CHAT_NAME set, its message
+// in a public room carries that name.
 // It prints one JSON object a line: {"event":"ready"} once the node is
 // subscribed, {"event":"message",...} for each message it hears,
 // {"event":"sent"} when its own message is out. It stays connected until
@@ -114,7 +115,7 @@ pubsub.addEventListener('message', (evt) => {
     let m
     try { m = verify(env) } catch (e) { say({ event: 'garbage', error: String(e) }); continue }
     const text = open(m.body)
-    say({ event: 'message', from: m.body.from, text, sealed: m.body.sealed !== undefined, verified: m.ok })
+    say({ event: 'message', from: m.body.from, name: m.body.name, text, sealed: m.body.sealed !== undefined, verified: m.ok })
     if (m.ok && text === expectText) heard = true
   }
 })
@@ -125,7 +126,10 @@ while (!pubsub.getSubscribers(topic).some((p) => p.toString() === nodeID)) {
 }
 say({ event: 'ready', address: me })
 
-const content = key ? { sealed: seal(sendText) } : { text: sendText }
+// VECINO_CHAT_NAME, if set, goes with the message in a public room
+// (docs/chat-wire.md: a private room's carry no name).
+const name = process.env.VECINO_CHAT_NAME
+const content = key ? { sealed: seal(sendText) } : name ? { text: sendText, name } : { text: sendText }
 const body = JSON.stringify({ room, from: me, seq: Date.now(), ts: Date.now(), ...content })
 const sig = crypto.sign(null, Buffer.from('vecino-chat-room-v1\n' + body), sign.privateKey).toString('base64')
 // The node's subscription can reach this peer before this peer's own
