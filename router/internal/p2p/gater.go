@@ -38,6 +38,14 @@ func (g *allowGater) allowed(p peer.ID) bool {
 	return m == nil || (*m)[p]
 }
 
+// list is the list in force; nil: everyone.
+func (g *allowGater) list() map[peer.ID]bool {
+	if m := g.ids.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
 func (g *allowGater) set(m map[peer.ID]bool) {
 	if m == nil {
 		g.ids.Store(nil)
@@ -66,10 +74,9 @@ func (n *Node) SetAllowPeers(ids []string) (bool, error) {
 	}
 	n.allowMu.Lock()
 	defer n.allowMu.Unlock()
-	if maps.Equal(m, n.allowed) {
+	if maps.Equal(m, n.gater.list()) {
 		return false, nil
 	}
-	n.allowed = m
 	n.gater.set(m)
 	dropped := 0
 	for _, p := range n.Host.Network().Peers() {

@@ -46,11 +46,10 @@ type Node struct {
 	DHT *dual.DHT
 
 	log *slog.Logger
-	// gater holds [network] allow_peers in force; allowed is the same
-	// list, as last set, under allowMu.
+	// gater holds [network] allow_peers in force; allowMu orders the
+	// changes to it (SetAllowPeers).
 	gater     allowGater
 	allowMu   sync.Mutex
-	allowed   map[peer.ID]bool
 	bootstrap []peer.AddrInfo
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -123,7 +122,6 @@ func New(cfg config.Network, stateDir string, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.gater.set(allow)
-	n.allowed = allow
 	opts = append(opts, libp2p.ConnectionGater(&n.gater))
 	switch cfg.Reachability {
 	case "public":
