@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -159,9 +158,8 @@ func (s *seedbox) create(name string, trackers []string) (MakingView, error) {
 // hashing: the torrent would carry them to everyone who adds it.
 func checkTrackers(trackers []string) error {
 	for i, tr := range trackers {
-		u, err := url.Parse(tr)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "udp") || u.Host == "" {
-			return fmt.Errorf("trackers[%d] %.100q: want an http, https or udp announce URL", i, tr)
+		if err := checkTrackerURL(tr); err != nil {
+			return fmt.Errorf("trackers[%d]: %w", i, err)
 		}
 	}
 	return nil

@@ -49,7 +49,7 @@ type feedConf struct {
 }
 
 func (f *feedConf) check(i int, bad func(key, format string, a ...any)) {
-	if u, err := url.Parse(f.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !httpURL(f.URL) {
 		bad("feeds.url", "feed %d: %q is not an http(s) URL", i+1, f.URL)
 	}
 	if f.Match != "" {

@@ -742,11 +742,10 @@ func (s *seedbox) rpcDir(dir string) (string, error) {
 // Transmission does for a "filename" that is no magnet link (and a feed's
 // item links to).
 func fetchTorrent(ctx context.Context, raw, cookies string) ([]byte, error) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !httpURL(raw) {
 		return nil, fmt.Errorf("argument \"filename\": %q is neither a magnet link nor an http(s) URL of a .torrent (a file on the client is sent as \"metainfo\")", raw)
 	}
-	data, err := getBounded(ctx, u.String(), cookies, maxTorrentFile)
+	data, err := getBounded(ctx, raw, cookies, maxTorrentFile)
 	switch {
 	case errors.Is(err, errOverLimit):
 		return nil, fmt.Errorf("fetch %s: over %d bytes, no .torrent", raw, maxTorrentFile)
@@ -754,6 +753,13 @@ func fetchTorrent(ctx context.Context, raw, cookies string) ([]byte, error) {
 		return nil, fmt.Errorf("fetch %s: %w", raw, err)
 	}
 	return data, nil
+}
+
+// httpURL reports whether raw is an http or https URL with a host: what
+// getBounded fetches (a .torrent, a feed, a blocklist).
+func httpURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // errOverLimit is an answer longer than getBounded takes.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -124,10 +123,8 @@ func (s *settings) validate() sdk.ConfigErrors {
 	for i := range s.Feeds {
 		s.Feeds[i].check(i, bad)
 	}
-	if s.BlocklistURL != "" {
-		if u, err := url.Parse(s.BlocklistURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("blocklist_url", "%q is not an http(s) URL", s.BlocklistURL)
-		}
+	if s.BlocklistURL != "" && !httpURL(s.BlocklistURL) {
+		bad("blocklist_url", "%q is not an http(s) URL", s.BlocklistURL)
 	}
 	if d, err := time.ParseDuration(s.BlocklistUpdate); err != nil || (d != 0 && d < time.Minute) {
 		bad("blocklist_update", "%q is not \"0\" (by hand only) or a duration of 1m or more, like \"168h\" (a week)", s.BlocklistUpdate)

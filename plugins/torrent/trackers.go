@@ -17,17 +17,19 @@ import (
 // maxAddedTrackers bounds the trackers added to one torrent.
 const maxAddedTrackers = 32
 
-// checkTrackerURL says why u is no tracker's announce URL, if it is not.
+// checkTrackerURL says why u is no tracker's announce URL, if it is not:
+// for a tracker added here and for one a torrent made here names
+// (checkTrackers).
 func checkTrackerURL(u string) error {
 	p, err := url.Parse(u)
 	if err != nil || p.Host == "" {
-		return fmt.Errorf("%q is not a tracker's announce URL (http://, https:// or udp://HOST:PORT/...)", u)
+		return fmt.Errorf("%.100q is not a tracker's announce URL (http://, https:// or udp://HOST:PORT/...)", u)
 	}
 	switch p.Scheme {
 	case "http", "https", "udp":
 		return nil
 	}
-	return fmt.Errorf("%q: a tracker's announce URL is http://, https:// or udp://, not %s://", u, p.Scheme)
+	return fmt.Errorf("%.100q: a tracker's announce URL is http://, https:// or udp://, not %s://", u, p.Scheme)
 }
 
 // addTrackers adds announce URLs to torrent ih; those it has already are
